@@ -1,0 +1,208 @@
+//! Pool epochs: one Cashu unit and keyset per epoch.
+//!
+//! An epoch runs from the moment it opens until the pool finds a block (a share meeting the
+//! network target) or the operator closes it. Every share accepted during the epoch is credited
+//! in the epoch's own unit, so ehash of different epochs is never fungible: the mint refuses any
+//! swap that mixes units.
+//!
+//! **Unit naming**: `hash_<pool-id>_<epoch>`, e.g. `hash_3f9a1c2e_7`, where `<pool-id>` is 1–16
+//! characters of `[0-9a-z]` chosen by the operator (by default the first 8 hex digits of the
+//! pool's nostr public key) and `<epoch>` is the epoch number in decimal, starting at 1. Cashu
+//! units are case-insensitive and cdk normalises them to lowercase, so the name is lowercase.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::IdentError;
+
+/// Prefix of every epoch unit.
+pub const UNIT_PREFIX: &str = "hash_";
+
+/// An epoch's lifecycle state, as announced on nostr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EpochState {
+    /// Accepting shares; its unit is the one new quotes are created in.
+    Active,
+    /// Closed (block found or operator command); issued total is final.
+    Closed,
+    /// The payout rate is fixed and the block matured: ehash redeems for sats.
+    Redeemable,
+    /// The redemption window ended.
+    Expired,
+}
+
+impl EpochState {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Closed => "closed",
+            Self::Redeemable => "redeemable",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for EpochState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EpochState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "active" => Self::Active,
+            "closed" => Self::Closed,
+            "redeemable" => Self::Redeemable,
+            "expired" => Self::Expired,
+            other => return Err(format!("unknown epoch state {other:?} (active|closed|redeemable|expired)")),
+        })
+    }
+}
+
+/// Why an epoch closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseReason {
+    /// A share met the network target.
+    Block,
+    /// The operator closed it.
+    Operator,
+}
+
+impl CloseReason {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+impl FromStr for CloseReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "block" => Ok(Self::Block),
+            "operator" => Ok(Self::Operator),
+            other => Err(format!("unknown close reason {other:?} (block|operator)")),
+        }
+    }
+}
+
+/// A validated pool id (1–16 characters of `[0-9a-z]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PoolId(String);
+
+impl PoolId {
+    /// Validate a pool id.
+    pub fn new(s: &str) -> Result<Self, IdentError> {
+        if s.is_empty() || s.len() > 16 || !s.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()) {
+            return Err(IdentError::BadPoolId(s.to_owned()));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The default pool id for a nostr public key (hex): its first 8 hex digits.
+    pub fn from_pubkey_hex(hex: &str) -> Result<Self, IdentError> {
+        Self::new(&hex.chars().take(8).collect::<String>().to_ascii_lowercase())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PoolId {
+    type Error = IdentError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(&s)
+    }
+}
+
+impl From<PoolId> for String {
+    fn from(p: PoolId) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for PoolId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An epoch's unit: pool id and epoch number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EpochUnit {
+    /// The pool.
+    pub pool: PoolId,
+    /// The epoch number (from 1).
+    pub epoch: u32,
+}
+
+impl EpochUnit {
+    /// The unit of `epoch` at `pool`.
+    pub fn new(pool: PoolId, epoch: u32) -> Self {
+        Self { pool, epoch }
+    }
+
+    /// The unit string, `hash_<pool>_<epoch>`.
+    pub fn unit(&self) -> String {
+        format!("{UNIT_PREFIX}{}_{}", self.pool, self.epoch)
+    }
+
+    /// Parse a unit string (case-insensitive).
+    pub fn parse(unit: &str) -> Result<Self, IdentError> {
+        let bad = || IdentError::NotEpochUnit(unit.to_owned());
+        let lower = unit.trim().to_ascii_lowercase();
+        let rest = lower.strip_prefix(UNIT_PREFIX).ok_or_else(bad)?;
+        let (pool, epoch) = rest.rsplit_once('_').ok_or_else(bad)?;
+        let pool = PoolId::new(pool).map_err(|_| bad())?;
+        if epoch.is_empty() || !epoch.chars().all(|c| c.is_ascii_digit()) || epoch.starts_with('0') {
+            return Err(bad());
+        }
+        let epoch: u32 = epoch.parse().map_err(|_| bad())?;
+        Ok(Self { pool, epoch })
+    }
+}
+
+impl fmt::Display for EpochUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.unit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_round_trip() {
+        let u = EpochUnit::new(PoolId::new("3f9a1c2e").unwrap(), 7);
+        assert_eq!(u.unit(), "hash_3f9a1c2e_7");
+        assert_eq!(EpochUnit::parse("HASH_3F9A1C2E_7").unwrap(), u);
+        for bad in ["hash", "hash_x", "hash__1", "hash_ab_", "hash_ab_01", "hash_a-b_1", "sat", "hash_ab_x1"] {
+            assert!(EpochUnit::parse(bad).is_err(), "{bad}");
+        }
+        assert!(PoolId::new("ABC").is_err());
+        assert!(PoolId::new("0123456789abcdefg").is_err());
+        assert_eq!(PoolId::from_pubkey_hex("3F9A1C2E55").unwrap().as_str(), "3f9a1c2e");
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for s in [EpochState::Active, EpochState::Closed, EpochState::Redeemable, EpochState::Expired] {
+            assert_eq!(s.as_str().parse::<EpochState>().unwrap(), s);
+        }
+        assert!("open".parse::<EpochState>().is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! ehash epoch and keyset announcement (kind 38180, addressable, `d` = keyset id).
+//!
+//! ```json
+//! {"kind":38180,
+//!  "content":"<NUT-01 keyset JSON: {\"id\",\"unit\",\"keys\":{\"1\":\"02…\",…},\"input_fee_ppk\"}>",
+//!  "tags":[["d","<keyset id>"],["unit","hash_3f9a1c2e_7"],["u","https://mint.example"],
+//!          ["epoch","7"],["s","active|closed|redeemable|expired"],["start","<unix>"],
+//!          ["end","<unix>"],["issued","<ehash units>"],["shares","<count>"],
+//!          ["reason","block|operator"],["block","<block hash hex>"],
+//!          ["a","38172:<pool pubkey>:<mint pubkey>"],["alt","…"]]}
+//! ```
+//!
+//! `end`, `issued`, `shares` and `reason` are present once the epoch is no longer active;
+//! `block` when it closed on a found block. The content lets a wallet check DLEQ proofs and the
+//! keyset id (NUT-02) without asking the mint.
+
+use std::str::FromStr;
+
+use cashu::nuts::KeySet;
+use nostr::event::{Event, EventBuilder, Kind, Tag};
+
+use super::{KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT, alt, check_kind, check_url, optional_u64, parse_u64, required, tag_value};
+use crate::epoch::{CloseReason, EpochState, EpochUnit};
+use crate::error::SchemaError;
+
+/// An epoch's keyset and state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochAnnouncement {
+    /// The epoch's keyset (NUT-01 form), whose unit is the epoch unit.
+    pub keyset: KeySet,
+    /// The mint's URL.
+    pub mint_url: String,
+    /// The epoch number.
+    pub epoch: u32,
+    /// The lifecycle state.
+    pub state: EpochState,
+    /// When the epoch opened (unix seconds).
+    pub start: u64,
+    /// When it closed.
+    pub end: Option<u64>,
+    /// Total ehash credited in the epoch (final once closed).
+    pub issued: Option<u64>,
+    /// Number of shares credited.
+    pub shares: Option<u64>,
+    /// Why it closed.
+    pub reason: Option<CloseReason>,
+    /// The block that closed it (display hex).
+    pub block_hash: Option<String>,
+    /// Address of the mint's NIP-87 announcement, `38172:<pool pubkey>:<mint pubkey>`.
+    pub mint_address: Option<String>,
+}
+
+impl EpochAnnouncement {
+    /// The unsigned event.
+    pub fn to_builder(&self) -> EventBuilder {
+        let content = serde_json::to_string(&self.keyset).unwrap_or_default();
+        let mut b = EventBuilder::new(Kind::Custom(KIND_EPOCH_ANNOUNCEMENT), content)
+            .tag(Tag::identifier(self.keyset.id.to_string()))
+            .tag(Tag::custom("unit", [self.keyset.unit.to_string()]))
+            .tag(Tag::custom("u", [self.mint_url.clone()]))
+            .tag(Tag::custom("epoch", [self.epoch.to_string()]))
+            .tag(Tag::custom("s", [self.state.as_str()]))
+            .tag(Tag::custom("start", [self.start.to_string()]));
+        if let Some(end) = self.end {
+            b = b.tag(Tag::custom("end", [end.to_string()]));
+        }
+        if let Some(issued) = self.issued {
+            b = b.tag(Tag::custom("issued", [issued.to_string()]));
+        }
+        if let Some(shares) = self.shares {
+            b = b.tag(Tag::custom("shares", [shares.to_string()]));
+        }
+        if let Some(reason) = self.reason {
+            b = b.tag(Tag::custom("reason", [reason.as_str()]));
+        }
+        if let Some(block) = &self.block_hash {
+            b = b.tag(Tag::custom("block", [block.clone()]));
+        }
+        if let Some(a) = &self.mint_address {
+            b = b.tag(Tag::custom("a", [a.clone()]));
+        }
+        b.tag(alt(format!(
+            "ehash epoch {} ({}) is {}: keyset {}",
+            self.epoch, self.keyset.unit, self.state, self.keyset.id
+        )))
+    }
+
+    /// Parse and validate a received event, including the keyset id against its keys.
+    pub fn parse(event: &Event) -> Result<Self, SchemaError> {
+        check_kind(event, KIND_EPOCH_ANNOUNCEMENT)?;
+        let d = required(event, "d")?;
+        let keyset: KeySet = serde_json::from_str(&event.content)
+            .map_err(|e| SchemaError::new("content", format!("not a NUT-01 keyset: {e}")))?;
+        if keyset.id.to_string() != d {
+            return Err(SchemaError::new("d", format!("{d} is not the content's keyset id {}", keyset.id)));
+        }
+        keyset
+            .verify_id()
+            .map_err(|e| SchemaError::new("content", format!("keyset id does not match its keys: {e}")))?;
+        let unit = required(event, "unit")?;
+        if !unit.eq_ignore_ascii_case(&keyset.unit.to_string()) {
+            return Err(SchemaError::new("unit", format!("{unit} differs from the keyset's unit {}", keyset.unit)));
+        }
+        let epoch_unit = EpochUnit::parse(unit).map_err(|e| SchemaError::new("unit", e.to_string()))?;
+        let mint_url = required(event, "u")?.to_owned();
+        check_url("u", &mint_url)?;
+        let epoch = parse_u64("epoch", required(event, "epoch")?)?;
+        let epoch = u32::try_from(epoch).map_err(|_| SchemaError::new("epoch", "out of range"))?;
+        if epoch != epoch_unit.epoch {
+            return Err(SchemaError::new("epoch", format!("{epoch} differs from the unit's epoch {}", epoch_unit.epoch)));
+        }
+        let state = EpochState::from_str(required(event, "s")?).map_err(|e| SchemaError::new("s", e))?;
+        let start = parse_u64("start", required(event, "start")?)?;
+        let end = optional_u64(event, "end")?;
+        let issued = optional_u64(event, "issued")?;
+        let shares = optional_u64(event, "shares")?;
+        let reason = tag_value(event, "reason")
+            .map(|r| CloseReason::from_str(r).map_err(|e| SchemaError::new("reason", e)))
+            .transpose()?;
+        let block_hash = tag_value(event, "block").map(str::to_owned);
+        if let Some(b) = &block_hash {
+            if b.len() != 64 || !b.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(SchemaError::new("block", "must be a 32-byte block hash in hex"));
+            }
+        }
+        if state == EpochState::Active {
+            if end.is_some() {
+                return Err(SchemaError::new("end", "an active epoch has no end"));
+            }
+        } else {
+            let end = end.ok_or_else(|| SchemaError::new("end", format!("missing tag (required when {state})")))?;
+            if end < start {
+                return Err(SchemaError::new("end", "is before start"));
+            }
+            if issued.is_none() {
+                return Err(SchemaError::new("issued", format!("missing tag (required when {state})")));
+            }
+            if shares.is_none() {
+                return Err(SchemaError::new("shares", format!("missing tag (required when {state})")));
+            }
+            if reason.is_none() {
+                return Err(SchemaError::new("reason", format!("missing tag (required when {state})")));
+            }
+        }
+        let mint_address = tag_value(event, "a").map(str::to_owned);
+        if let Some(a) = &mint_address {
+            let ok = a
+                .split_once(':')
+                .is_some_and(|(k, rest)| k == KIND_MINT_ANNOUNCEMENT.to_string() && rest.contains(':'));
+            if !ok {
+                return Err(SchemaError::new("a", format!("{a:?} is not a 38172:<pubkey>:<d> address")));
+            }
+        }
+        Ok(Self { keyset, mint_url, epoch, state, start, end, issued, shares, reason, block_hash, mint_address })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cashu::nuts::nut02::KeySetVersion;
+    use cashu::nuts::{CurrencyUnit, Keys, MintKeySet};
+    use nostr::event::FinalizeEvent;
+    use nostr::key::Keys as NostrKeys;
+
+    pub(crate) fn keyset(unit: &str) -> KeySet {
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let amounts: Vec<u64> = (0..8).map(|i| 1 << i).collect();
+        let mk = MintKeySet::generate_from_seed(
+            &secp,
+            &[7u8; 32],
+            &amounts,
+            CurrencyUnit::custom(unit),
+            "m/0'/1'".parse().unwrap(),
+            0,
+            None,
+            KeySetVersion::Version01,
+        );
+        KeySet { id: mk.id, unit: mk.unit, active: None, keys: Keys::from(mk.keys), input_fee_ppk: 0, final_expiry: None }
+    }
+
+    fn closed() -> EpochAnnouncement {
+        EpochAnnouncement {
+            keyset: keyset("hash_ab12_3"),
+            mint_url: "http://127.0.0.1:3338".into(),
+            epoch: 3,
+            state: EpochState::Closed,
+            start: 1_700_000_000,
+            end: Some(1_700_000_600),
+            issued: Some(4096),
+            shares: Some(256),
+            reason: Some(CloseReason::Block),
+            block_hash: Some("00".repeat(32)),
+            mint_address: Some(format!("38172:{}:{}", "aa".repeat(32), "02".repeat(33))),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let keys = NostrKeys::generate();
+        let ev = closed().to_builder().finalize(&keys).unwrap();
+        assert_eq!(EpochAnnouncement::parse(&ev).unwrap(), closed());
+        let mut active = closed();
+        active.state = EpochState::Active;
+        active.end = None;
+        active.issued = None;
+        active.shares = None;
+        active.reason = None;
+        active.block_hash = None;
+        let ev = active.to_builder().finalize(&keys).unwrap();
+        assert_eq!(EpochAnnouncement::parse(&ev).unwrap(), active);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let keys = NostrKeys::generate();
+        let field = |a: EpochAnnouncement| EpochAnnouncement::parse(&a.to_builder().finalize(&keys).unwrap()).unwrap_err().field;
+        let mut a = closed();
+        a.epoch = 4;
+        assert_eq!(field(a), "epoch");
+        let mut a = closed();
+        a.issued = None;
+        assert_eq!(field(a), "issued");
+        let mut a = closed();
+        a.end = Some(1);
+        assert_eq!(field(a), "end");
+        let mut a = closed();
+        a.mint_url = "nope".into();
+        assert_eq!(field(a), "u");
+        let mut a = closed();
+        a.keyset = keyset("sat");
+        assert_eq!(field(a), "unit");
+        // a keyset whose id does not match its keys
+        let mut a = closed();
+        a.keyset.id = keyset("hash_ab12_4").id;
+        assert_eq!(field(a), "content");
+        // d tag that is not the content's keyset id
+        let ev = EventBuilder::new(Kind::Custom(KIND_EPOCH_ANNOUNCEMENT), serde_json::to_string(&closed().keyset).unwrap())
+            .tag(Tag::identifier("00ffff"))
+            .finalize(&keys)
+            .unwrap();
+        assert_eq!(EpochAnnouncement::parse(&ev).unwrap_err().field, "d");
+    }
+}

@@ -1,0 +1,20 @@
+//! # ehash-protocol
+//!
+//! Every ehash wire format, defined once and free of I/O:
+//!
+//! - [`work`]: power-of-two share difficulties, targets, and the ehash amount a share earns;
+//! - [`stratum`]: Stratum V1 requests, responses and notifications, the `<quote-id>.<worker>`
+//!   username, and exact share validation (coinbase, merkle root, header, sha256d ≤ target);
+//! - [`epoch`]: epoch states and the per-epoch unit name `hash_<pool-id>_<epoch>`;
+//! - [`events`]: the nostr events the pool publishes (NIP-87 mint announcement, epoch/keyset
+//!   announcement), with builders and validating parsers.
+//!
+//! The human-readable specification is `docs/protocol.md` in the repository.
+
+pub mod epoch;
+pub mod error;
+pub mod events;
+pub mod stratum;
+pub mod work;
+
+pub use error::{IdentError, RequestError, SchemaError, ShareError, WorkError};
