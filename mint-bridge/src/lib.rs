@@ -1,1 +1,31 @@
-//! placeholder
+//! # ehash-mint-bridge
+//!
+//! The pool's side of ehash. A pool operator runs it as `ehash mint-bridge`; it
+//!
+//! - serves a cdk Cashu mint over the standard HTTP API, with one unit and keyset per pool
+//!   epoch ([`mint`]), issuing ehash only through NUT-20-locked quotes of the custom method
+//!   `ehash` that the pool credits per accepted share;
+//! - runs a Stratum V1 pool endpoint ([`pool`]) whose `mining.authorize` username names the
+//!   quote to credit (`<quote-id>.<worker>`), with vardiff, BIP310 version rolling and exact
+//!   share validation, fed by a [`pool::job::JobSource`] (a devnet source ships here);
+//! - records every accepted share durably before acknowledging it ([`ledger`]) and credits its
+//!   work, by its assigned target, to the quote ([`epochs`]);
+//! - closes an epoch when a block is found or on the operator's command, opening the next;
+//! - announces the mint (NIP-87) and every epoch's keyset and state on nostr ([`announce`]).
+//!
+//! Start it with [`MintBridge::start`].
+
+pub mod announce;
+pub mod config;
+pub mod epochs;
+pub mod error;
+pub mod http;
+pub mod ledger;
+pub mod mint;
+pub mod pool;
+pub mod secrets;
+mod service;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use service::MintBridge;

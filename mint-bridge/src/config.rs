@@ -1,0 +1,168 @@
+//! Mint-bridge configuration.
+//!
+//! | key | default | meaning |
+//! |-----|---------|---------|
+//! | `data_dir` | `.ehash/mint-bridge` | seed, keys, SQLite databases |
+//! | `http_listen` | `127.0.0.1:3338` | Cashu HTTP API, `/v1/ehash/*`, `/admin/*`, `/health` |
+//! | `public_url` | `http://<http_listen>` | the mint URL announced on nostr and in NUT-06 |
+//! | `stratum_listen` | `127.0.0.1:3333` | Stratum V1 pool endpoint |
+//! | `pool_id` | first 8 hex digits of the pool's nostr key | `<pool-id>` in unit names |
+//! | `unit_log2_hashes` | `32` | one ehash unit = 2^this expected hashes |
+//! | `network` | `regtest` | NIP-87 `n` tag |
+//! | `relays` | `[]` | nostr relays to announce on |
+//! | `database` | `sqlite` | `sqlite` or `{ postgres = "postgres://…" }` |
+//! | `stratum.*` | see [`StratumConfig`] | vardiff, extranonce, connection caps |
+//! | `devnet.*` | see [`DevnetConfig`] | synthetic job source |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The mint-bridge configuration. See the module docs for defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the seed, keys and SQLite databases live.
+    pub data_dir: PathBuf,
+    /// HTTP listen address (port 0 picks a free port).
+    pub http_listen: SocketAddr,
+    /// The mint URL clients use; defaults to `http://<http_listen>`.
+    pub public_url: Option<String>,
+    /// Stratum V1 listen address (port 0 picks a free port).
+    pub stratum_listen: SocketAddr,
+    /// Pool id used in unit names (1–16 of `[0-9a-z]`).
+    pub pool_id: Option<String>,
+    /// log2 of the expected hashes per ehash unit.
+    pub unit_log2_hashes: u32,
+    /// The Bitcoin network announced in NIP-87 (`mainnet`, `testnet`, `signet`, `regtest`).
+    pub network: String,
+    /// Mint name (NUT-06 and NIP-87 metadata).
+    pub mint_name: String,
+    /// Mint description.
+    pub mint_description: String,
+    /// Nostr relays for announcements.
+    pub relays: Vec<String>,
+    /// The pool's nostr secret key (hex or nsec); generated and kept in `data_dir` if unset.
+    pub nostr_secret_key: Option<String>,
+    /// Storage backend.
+    pub database: DatabaseConfig,
+    /// Stratum endpoint tuning.
+    pub stratum: StratumConfig,
+    /// The devnet job source.
+    pub devnet: DevnetConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".ehash/mint-bridge"),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 3338)),
+            public_url: None,
+            stratum_listen: SocketAddr::from(([127, 0, 0, 1], 3333)),
+            pool_id: None,
+            unit_log2_hashes: 32,
+            network: "regtest".into(),
+            mint_name: "ehash pool mint".into(),
+            mint_description: "Mining-share ecash: one unit per pool epoch".into(),
+            relays: vec![],
+            nostr_secret_key: None,
+            database: DatabaseConfig::default(),
+            stratum: StratumConfig::default(),
+            devnet: DevnetConfig::default(),
+        }
+    }
+}
+
+/// Storage backend for both the cdk mint and the share ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseConfig {
+    /// SQLite files in the data directory (`mint.sqlite`, `ledger.sqlite`).
+    #[default]
+    Sqlite,
+    /// One PostgreSQL database (cdk-postgres tables plus `ehash_*` tables).
+    Postgres(String),
+}
+
+/// Stratum V1 endpoint settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StratumConfig {
+    /// Initial share difficulty exponent (difficulty = 2^exp); raised to the unit minimum.
+    pub initial_difficulty_exp: i32,
+    /// Lowest difficulty exponent vardiff may assign (never below one ehash unit).
+    pub min_difficulty_exp: i32,
+    /// Highest difficulty exponent vardiff may assign.
+    pub max_difficulty_exp: i32,
+    /// Vardiff aims at one share per this many seconds per connection.
+    pub target_share_secs: u64,
+    /// Vardiff re-evaluates after this many seconds.
+    pub retarget_secs: u64,
+    /// Extranonce2 size given to miners, in bytes (leave room for proxies to subdivide).
+    pub extranonce2_size: usize,
+    /// Version-rolling mask offered in `mining.configure` (BIP310); 0 disables rolling.
+    pub version_mask: u32,
+    /// Maximum concurrent Stratum connections.
+    pub max_connections: usize,
+    /// Longest accepted request line, in bytes.
+    pub max_line_bytes: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for StratumConfig {
+    fn default() -> Self {
+        Self {
+            initial_difficulty_exp: 10,
+            min_difficulty_exp: 0,
+            max_difficulty_exp: 60,
+            target_share_secs: 10,
+            retarget_secs: 60,
+            extranonce2_size: 8,
+            version_mask: ehash_protocol::stratum::messages::DEFAULT_VERSION_MASK,
+            max_connections: 10_000,
+            max_line_bytes: ehash_protocol::stratum::messages::MAX_LINE_BYTES,
+            idle_timeout_secs: 900,
+        }
+    }
+}
+
+/// The devnet job source: synthetic block templates with a real coinbase and merkle branch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevnetConfig {
+    /// Network difficulty exponent: a share whose hash meets `DIFF1 / 2^exp` is a block.
+    pub network_difficulty_exp: i32,
+    /// Seconds between fresh jobs (new ntime, same chain tip).
+    pub job_refresh_secs: u64,
+    /// Synthetic transactions per template (they shape the merkle branch).
+    pub tx_count: usize,
+    /// Coinbase reward in satoshis.
+    pub block_reward_sat: u64,
+    /// Height of the first template.
+    pub start_height: u32,
+}
+
+impl Default for DevnetConfig {
+    fn default() -> Self {
+        Self {
+            network_difficulty_exp: 20,
+            job_refresh_secs: 30,
+            tx_count: 7,
+            block_reward_sat: 312_500_000,
+            start_height: 1,
+        }
+    }
+}
+
+impl Config {
+    /// The mint URL clients use.
+    pub fn mint_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}

@@ -1,0 +1,163 @@
+//! The HTTP API on one port: the standard Cashu API (forwarded to the current cdk-axum router),
+//! the ehash epoch list, health, and the operator's admin routes.
+//!
+//! | route | what |
+//! |-------|------|
+//! | `GET /health` | `ok` |
+//! | `GET /v1/ehash/epochs` | pool key, unit size and every epoch with its unit, keyset and state |
+//! | `POST /v1/mint/quote/ehash` | NUT-04 quote; refused unless NUT-20 locked and in the active epoch's unit |
+//! | `POST /admin/epoch/close` | close the active epoch (bearer token from `admin.token`) |
+//! | everything else | cdk-axum: keys, keysets, swap, checkstate, restore, info, mint, batch mint, ws |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cdk::nuts::CurrencyUnit;
+use ehash_protocol::epoch::{CloseReason, EpochState};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::epochs::Epochs;
+use crate::mint::MintHandle;
+
+/// Largest request body accepted by the quote guard.
+const MAX_QUOTE_BODY: usize = 64 * 1024;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Epochs.
+    pub epochs: Arc<Epochs>,
+    /// The mint.
+    pub mint: Arc<MintHandle>,
+    /// Admin bearer token.
+    pub admin_token: Arc<String>,
+}
+
+/// The router.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/v1/ehash/epochs", get(get_epochs))
+        .route("/v1/mint/quote/ehash", post(post_quote))
+        .route("/admin/epoch/close", post(post_close_epoch))
+        .fallback(forward)
+        .with_state(state)
+}
+
+fn cashu_error(status: StatusCode, code: u32, detail: String) -> Response {
+    (status, axum::Json(json!({ "code": code, "detail": detail }))).into_response()
+}
+
+async fn forward(State(state): State<HttpState>, req: Request) -> Response {
+    match state.mint.router().oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+async fn get_epochs(State(state): State<HttpState>) -> Response {
+    let mint = state.mint.mint();
+    let active = mint.get_active_keysets();
+    let epochs: Vec<Value> = state
+        .epochs
+        .all()
+        .await
+        .into_iter()
+        .map(|e| {
+            let keyset = active.get(&CurrencyUnit::custom(&e.unit)).map(|id| id.to_string());
+            json!({
+                "epoch": e.epoch,
+                "unit": e.unit,
+                "keyset_id": keyset,
+                "state": e.state,
+                "started_at": e.started_at,
+                "ended_at": e.ended_at,
+                "close_reason": e.close_reason,
+                "block_hash": e.block_hash,
+                "issued": e.issued,
+                "shares": e.shares,
+            })
+        })
+        .collect();
+    let current = epochs.last().cloned().unwrap_or(Value::Null);
+    axum::Json(json!({
+        "pool_pubkey": state.epochs.announcer().public_key().to_hex(),
+        "unit_log2_hashes": state.epochs.unit_size().log2(),
+        "current": current,
+        "epochs": epochs,
+    }))
+    .into_response()
+}
+
+/// Refuse unlocked quotes and quotes in a closed epoch's unit with clear errors, then hand the
+/// request to cdk (whose payment processor enforces the same rules).
+async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, MAX_QUOTE_BODY).await {
+        Ok(b) => b,
+        Err(_) => return cashu_error(StatusCode::PAYLOAD_TOO_LARGE, 10000, format!("request body larger than {MAX_QUOTE_BODY} bytes")),
+    };
+    let parsed: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return cashu_error(StatusCode::BAD_REQUEST, 10000, format!("malformed JSON: {e}")),
+    };
+    if parsed.get("pubkey").is_none_or(Value::is_null) {
+        return cashu_error(
+            StatusCode::BAD_REQUEST,
+            20009,
+            "ehash quotes must be NUT-20 locked: include \"pubkey\" (a public key whose secret signs the mint request)".into(),
+        );
+    }
+    let unit = parsed.get("unit").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    if let Ok(current) = state.epochs.current().await {
+        if unit != current.unit {
+            let all = state.epochs.all().await;
+            let detail = match all.iter().find(|e| e.unit == unit) {
+                Some(e) if e.state != EpochState::Active => format!(
+                    "unit {unit} belongs to epoch {}, which is {}; create quotes in the current epoch's unit {}",
+                    e.epoch, e.state, current.unit
+                ),
+                _ => format!("unit {unit:?} is not an ehash unit of this pool; the current epoch's unit is {}", current.unit),
+            };
+            return cashu_error(StatusCode::BAD_REQUEST, 11013, detail);
+        }
+    }
+    forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
+}
+
+async fn post_close_epoch(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(presented.as_bytes(), state.admin_token.as_bytes()) {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "missing or wrong admin token (see admin.token in the data directory)" })))
+            .into_response();
+    }
+    match state.epochs.close(CloseReason::Operator, None).await {
+        Ok(Some(closed)) => {
+            let current = state.epochs.current().await.ok();
+            axum::Json(json!({
+                "closed": { "epoch": closed.epoch, "unit": closed.unit, "issued": closed.issued, "shares": closed.shares },
+                "current": current.map(|c| json!({ "epoch": c.epoch, "unit": c.unit })),
+            }))
+            .into_response()
+        }
+        Ok(None) => (StatusCode::CONFLICT, axum::Json(json!({ "error": "nothing to close" }))).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": e.to_string() }))).into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,375 @@
+//! The share ledger (sqlx; SQLite by default, PostgreSQL by configuration): epochs, every
+//! accepted share, and the nostr announcement outbox.
+//!
+//! A share is written here, durably, before its submit is acknowledged and before the mint quote
+//! is credited; `credited` flips once cdk has recorded the payment. On start, uncredited shares
+//! are credited again (cdk ignores a payment id it has seen), so a crash at any point neither
+//! loses nor doubles a credit.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ehash_protocol::epoch::{CloseReason, EpochState};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::config::DatabaseConfig;
+use crate::error::{Error, Result};
+
+/// Largest event JSON stored in the outbox (RUSTSEC-2024-0363 concerns values over 4 GiB).
+pub const MAX_EVENT_JSON_BYTES: usize = 256 * 1024;
+
+/// One epoch as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochRecord {
+    /// Epoch number, from 1.
+    pub epoch: u32,
+    /// The epoch's Cashu unit.
+    pub unit: String,
+    /// Lifecycle state.
+    pub state: EpochState,
+    /// Opened at (unix seconds).
+    pub started_at: u64,
+    /// Closed at.
+    pub ended_at: Option<u64>,
+    /// Why it closed.
+    pub close_reason: Option<CloseReason>,
+    /// The block that closed it (display hex).
+    pub block_hash: Option<String>,
+    /// Total ehash credited (set when closed).
+    pub issued: Option<u64>,
+    /// Shares credited (set when closed).
+    pub shares: Option<u64>,
+}
+
+/// One accepted share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRecord {
+    /// The share id: its block hash (display hex). Same header, same share.
+    pub share_id: String,
+    /// The epoch it was credited in.
+    pub epoch: u32,
+    /// The quote it credits.
+    pub quote_id: String,
+    /// The worker name from the username.
+    pub worker: Option<String>,
+    /// The 80-byte header, hex.
+    pub header: String,
+    /// The difficulty exponent assigned to the share.
+    pub difficulty_exp: i32,
+    /// Ehash credited.
+    pub amount: u64,
+    /// Whether the share met the network target.
+    pub is_block: bool,
+    /// Accepted at (unix seconds).
+    pub created_at: u64,
+}
+
+/// A stored announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnnouncement {
+    /// The event's address `kind:pubkey:d`.
+    pub address: String,
+    /// The current event id.
+    pub event_id: String,
+    /// The signed event JSON.
+    pub event_json: String,
+    /// Its created_at.
+    pub created_at: u64,
+}
+
+/// The ledger.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pool: AnyPool,
+}
+
+fn u64_col(row: &AnyRow, col: &str) -> Result<u64> {
+    let v: i64 = row.try_get(col)?;
+    u64::try_from(v).map_err(|_| Error::Inconsistent(format!("negative {col} in ledger")))
+}
+
+fn opt_u64_col(row: &AnyRow, col: &str) -> Result<Option<u64>> {
+    let v: Option<i64> = row.try_get(col)?;
+    v.map(|v| u64::try_from(v).map_err(|_| Error::Inconsistent(format!("negative {col} in ledger"))))
+        .transpose()
+}
+
+fn i64_of(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::Inconsistent(format!("{what} {v} exceeds the ledger's 63-bit range")))
+}
+
+impl Ledger {
+    /// Open (and migrate) the ledger.
+    pub async fn open(db: &DatabaseConfig, data_dir: &Path) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (url, max, sqlite) = match db {
+            DatabaseConfig::Sqlite => {
+                let path = data_dir.join("ledger.sqlite");
+                (format!("sqlite://{}?mode=rwc", path.display()), 4, true)
+            }
+            DatabaseConfig::Postgres(url) => (url.clone(), 8, false),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Every epoch, oldest first.
+    pub async fn epochs(&self) -> Result<Vec<EpochRecord>> {
+        let rows = sqlx::query(
+            "SELECT epoch, unit, state, started_at, ended_at, close_reason, block_hash, issued, shares \
+             FROM ehash_epochs ORDER BY epoch",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(epoch_from_row).collect()
+    }
+
+    /// Record the first epoch.
+    pub async fn open_first_epoch(&self, unit: &str, now: u64) -> Result<EpochRecord> {
+        sqlx::query("INSERT INTO ehash_epochs (epoch, unit, state, started_at) VALUES ($1, $2, $3, $4)")
+            .bind(1i64)
+            .bind(unit)
+            .bind(EpochState::Active.as_str())
+            .bind(i64_of(now, "time")?)
+            .execute(&self.pool)
+            .await?;
+        Ok(EpochRecord {
+            epoch: 1,
+            unit: unit.to_owned(),
+            state: EpochState::Active,
+            started_at: now,
+            ended_at: None,
+            close_reason: None,
+            block_hash: None,
+            issued: None,
+            shares: None,
+        })
+    }
+
+    /// Close the active epoch `epoch` and open `epoch + 1` with `next_unit`, in one transaction.
+    /// The closed epoch's issued total and share count are summed from its shares.
+    pub async fn close_epoch(
+        &self,
+        epoch: u32,
+        reason: CloseReason,
+        block_hash: Option<&str>,
+        now: u64,
+        next_unit: &str,
+    ) -> Result<(EpochRecord, EpochRecord)> {
+        let mut tx = self.pool.begin().await?;
+        let totals = sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS issued, COUNT(*) AS shares FROM ehash_shares WHERE epoch = $1")
+            .bind(i64::from(epoch))
+            .fetch_one(&mut *tx)
+            .await?;
+        let issued = totals.try_get::<i64, _>("issued")?;
+        let shares = totals.try_get::<i64, _>("shares")?;
+        let updated = sqlx::query(
+            "UPDATE ehash_epochs SET state = $1, ended_at = $2, close_reason = $3, block_hash = $4, issued = $5, shares = $6 \
+             WHERE epoch = $7 AND state = $8",
+        )
+        .bind(EpochState::Closed.as_str())
+        .bind(i64_of(now, "time")?)
+        .bind(reason.as_str())
+        .bind(block_hash)
+        .bind(issued)
+        .bind(shares)
+        .bind(i64::from(epoch))
+        .bind(EpochState::Active.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(Error::Inconsistent(format!("epoch {epoch} is not the active epoch")));
+        }
+        sqlx::query("INSERT INTO ehash_epochs (epoch, unit, state, started_at) VALUES ($1, $2, $3, $4)")
+            .bind(i64::from(epoch) + 1)
+            .bind(next_unit)
+            .bind(EpochState::Active.as_str())
+            .bind(i64_of(now, "time")?)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let all = self.epochs().await?;
+        let find = |n: u32| {
+            all.iter()
+                .find(|e| e.epoch == n)
+                .cloned()
+                .ok_or_else(|| Error::Inconsistent(format!("epoch {n} vanished")))
+        };
+        Ok((find(epoch)?, find(epoch + 1)?))
+    }
+
+    /// Record an accepted share. Returns `false` if the same share (same header) was recorded
+    /// before, in which case nothing changes.
+    pub async fn insert_share(&self, s: &ShareRecord) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO ehash_shares (share_id, epoch, quote_id, worker, header, difficulty_exp, amount, is_block, created_at, credited) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE) ON CONFLICT (share_id) DO NOTHING",
+        )
+        .bind(&s.share_id)
+        .bind(i64::from(s.epoch))
+        .bind(&s.quote_id)
+        .bind(s.worker.as_deref())
+        .bind(&s.header)
+        .bind(i64::from(s.difficulty_exp))
+        .bind(i64_of(s.amount, "amount")?)
+        .bind(s.is_block)
+        .bind(i64_of(s.created_at, "time")?)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Mark a share as credited to its mint quote.
+    pub async fn mark_credited(&self, share_id: &str) -> Result<()> {
+        sqlx::query("UPDATE ehash_shares SET credited = TRUE WHERE share_id = $1")
+            .bind(share_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Shares recorded but not yet credited to their quotes, oldest first.
+    pub async fn uncredited_shares(&self, limit: u32) -> Result<Vec<ShareRecord>> {
+        let rows = sqlx::query(
+            "SELECT share_id, epoch, quote_id, worker, header, difficulty_exp, amount, is_block, created_at \
+             FROM ehash_shares WHERE credited = FALSE ORDER BY created_at, share_id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(share_from_row).collect()
+    }
+
+    /// Sum and count of shares credited to a quote.
+    pub async fn quote_totals(&self, quote_id: &str) -> Result<(u64, u64)> {
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount, COUNT(*) AS shares FROM ehash_shares WHERE quote_id = $1")
+            .bind(quote_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((u64_col(&row, "amount")?, u64_col(&row, "shares")?))
+    }
+
+    /// Sum and count of shares in an epoch so far.
+    pub async fn epoch_totals(&self, epoch: u32) -> Result<(u64, u64)> {
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount, COUNT(*) AS shares FROM ehash_shares WHERE epoch = $1")
+            .bind(i64::from(epoch))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((u64_col(&row, "amount")?, u64_col(&row, "shares")?))
+    }
+
+    /// Store (or replace) the current version of an announcement.
+    pub async fn save_announcement(&self, a: &StoredAnnouncement) -> Result<()> {
+        if a.event_json.len() > MAX_EVENT_JSON_BYTES {
+            return Err(Error::Inconsistent(format!("announcement {} is larger than {MAX_EVENT_JSON_BYTES} bytes", a.address)));
+        }
+        sqlx::query(
+            "INSERT INTO ehash_announcements (address, event_id, event_json, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (address) DO UPDATE SET event_id = excluded.event_id, event_json = excluded.event_json, created_at = excluded.created_at",
+        )
+        .bind(&a.address)
+        .bind(&a.event_id)
+        .bind(&a.event_json)
+        .bind(i64_of(a.created_at, "time")?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every stored announcement.
+    pub async fn announcements(&self) -> Result<Vec<StoredAnnouncement>> {
+        let rows = sqlx::query("SELECT address, event_id, event_json, created_at FROM ehash_announcements ORDER BY address")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredAnnouncement {
+                    address: r.try_get("address")?,
+                    event_id: r.try_get("event_id")?,
+                    event_json: r.try_get("event_json")?,
+                    created_at: u64_col(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The event id each address was last delivered as, for one relay.
+    pub async fn deliveries(&self, relay: &str) -> Result<HashMap<String, String>> {
+        let rows = sqlx::query("SELECT address, event_id FROM ehash_deliveries WHERE relay = $1")
+            .bind(relay)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("address")?, r.try_get("event_id")?)))
+            .collect()
+    }
+
+    /// Record that a relay acknowledged an event.
+    pub async fn mark_delivered(&self, address: &str, relay: &str, event_id: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ehash_deliveries (address, relay, event_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (address, relay) DO UPDATE SET event_id = excluded.event_id",
+        )
+        .bind(address)
+        .bind(relay)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Close the pool's connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn epoch_from_row(r: &AnyRow) -> Result<EpochRecord> {
+    let state: String = r.try_get("state")?;
+    let reason: Option<String> = r.try_get("close_reason")?;
+    Ok(EpochRecord {
+        epoch: u32::try_from(u64_col(r, "epoch")?).map_err(|_| Error::Inconsistent("epoch number out of range".into()))?,
+        unit: r.try_get("unit")?,
+        state: EpochState::from_str(&state).map_err(Error::Inconsistent)?,
+        started_at: u64_col(r, "started_at")?,
+        ended_at: opt_u64_col(r, "ended_at")?,
+        close_reason: reason.map(|s| CloseReason::from_str(&s).map_err(Error::Inconsistent)).transpose()?,
+        block_hash: r.try_get("block_hash")?,
+        issued: opt_u64_col(r, "issued")?,
+        shares: opt_u64_col(r, "shares")?,
+    })
+}
+
+fn share_from_row(r: &AnyRow) -> Result<ShareRecord> {
+    Ok(ShareRecord {
+        share_id: r.try_get("share_id")?,
+        epoch: u32::try_from(u64_col(r, "epoch")?).map_err(|_| Error::Inconsistent("epoch number out of range".into()))?,
+        quote_id: r.try_get("quote_id")?,
+        worker: r.try_get("worker")?,
+        header: r.try_get("header")?,
+        difficulty_exp: i32::try_from(r.try_get::<i64, _>("difficulty_exp")?)
+            .map_err(|_| Error::Inconsistent("difficulty out of range".into()))?,
+        amount: u64_col(r, "amount")?,
+        is_block: r.try_get("is_block")?,
+        created_at: u64_col(r, "created_at")?,
+    })
+}

@@ -1,0 +1,154 @@
+//! The pool's cdk mint, rebuilt behind a swappable handle whenever the set of epochs changes.
+//!
+//! cdk 0.18 fixes its units and payment processors when a `Mint` is built. A new epoch needs a
+//! new unit, so the bridge builds a fresh `Mint` over the same database and seed with every
+//! epoch's unit configured, installs it in the [`MintHandle`], and stops the old one. Keysets are
+//! derived deterministically from the seed and unit, so existing epochs keep their keysets and
+//! every issued proof stays spendable (swaps within its own unit) and checkable (NUT-07). Only
+//! the active epoch's processor accepts new quotes. The HTTP API forwards each request to the
+//! current mint's cdk-axum router.
+
+pub mod processor;
+
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use cdk::cdk_database::{self, MintDatabase, MintKeysDatabase};
+use cdk::mint::{Mint, MintBuilder, MintMeltLimits, UnitConfig};
+use cdk::nuts::{CurrencyUnit, PaymentMethod};
+use ehash_protocol::epoch::EpochState;
+use tokio::sync::Mutex;
+
+use crate::error::Result;
+use crate::ledger::EpochRecord;
+use processor::{EHASH_METHOD, EhashProcessor};
+
+/// The mint database type: both the mint store and the keyset store.
+pub trait MintStore: MintDatabase<cdk_database::Error> + MintKeysDatabase<Err = cdk_database::Error> + Send + Sync {}
+impl<T> MintStore for T where T: MintDatabase<cdk_database::Error> + MintKeysDatabase<Err = cdk_database::Error> + Send + Sync {}
+
+/// Keyset amounts for every epoch unit: 2^0 ..= 2^62.
+pub fn keyset_amounts() -> Vec<u64> {
+    (0..63).map(|i| 1u64 << i).collect()
+}
+
+/// The largest amount a single quote request or mint may carry.
+pub const MAX_MINT_AMOUNT: u64 = 1 << 62;
+
+/// Mint identity shown in NUT-06.
+#[derive(Debug, Clone)]
+pub struct MintIdentity {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Public URL.
+    pub url: String,
+}
+
+struct Current {
+    mint: Arc<Mint>,
+    router: Router,
+}
+
+/// The current mint and its HTTP router, swapped atomically on rebuild.
+pub struct MintHandle {
+    store: Arc<dyn MintStore>,
+    seed: [u8; 64],
+    identity: MintIdentity,
+    current: RwLock<Arc<Current>>,
+    rebuild_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for MintHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintHandle").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+impl MintHandle {
+    /// Build and start the mint for `epochs`.
+    pub async fn start(store: Arc<dyn MintStore>, seed: [u8; 64], identity: MintIdentity, epochs: &[EpochRecord]) -> Result<Self> {
+        let current = build(&store, &seed, &identity, epochs).await?;
+        Ok(Self { store, seed, identity, current: RwLock::new(Arc::new(current)), rebuild_lock: Mutex::new(()) })
+    }
+
+    fn current(&self) -> Arc<Current> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The mint serving requests now.
+    pub fn mint(&self) -> Arc<Mint> {
+        self.current().mint.clone()
+    }
+
+    /// The cdk-axum router of the mint serving requests now.
+    pub fn router(&self) -> Router {
+        self.current().router.clone()
+    }
+
+    /// Rebuild the mint for a new set of epochs and swap it in; the old mint is stopped.
+    pub async fn rebuild(&self, epochs: &[EpochRecord]) -> Result<()> {
+        let _guard = self.rebuild_lock.lock().await;
+        let next = Arc::new(build(&self.store, &self.seed, &self.identity, epochs).await?);
+        let old = {
+            let mut w = match self.current.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            std::mem::replace(&mut *w, next)
+        };
+        if let Err(e) = old.mint.stop().await {
+            tracing::warn!(error = %e, "stopping the previous mint instance");
+        }
+        Ok(())
+    }
+
+    /// Stop the current mint's background tasks.
+    pub async fn stop(&self) {
+        if let Err(e) = self.mint().stop().await {
+            tracing::warn!(error = %e, "stopping the mint");
+        }
+    }
+}
+
+async fn build(store: &Arc<dyn MintStore>, seed: &[u8; 64], identity: &MintIdentity, epochs: &[EpochRecord]) -> Result<Current> {
+    let db: Arc<dyn MintDatabase<cdk_database::Error> + Send + Sync> = store.clone();
+    let keys: Arc<dyn MintKeysDatabase<Err = cdk_database::Error> + Send + Sync> = store.clone();
+    let mut builder = MintBuilder::new(db)
+        .with_name(identity.name.clone())
+        .with_description(identity.description.clone())
+        .with_urls(vec![identity.url.clone()])
+        .with_keyset_v2(Some(true))
+        .with_batch_minting(Some(100), Some(vec![EHASH_METHOD.to_string()]));
+    for e in epochs {
+        let unit = CurrencyUnit::custom(&e.unit);
+        builder.configure_unit(unit.clone(), UnitConfig { amounts: keyset_amounts(), input_fee_ppk: 0 })?;
+        builder
+            .add_payment_processor(
+                unit.clone(),
+                PaymentMethod::Custom(EHASH_METHOD.to_string()),
+                MintMeltLimits::new(1, MAX_MINT_AMOUNT),
+                Arc::new(EhashProcessor::new(unit, e.epoch, e.state == EpochState::Active)),
+            )
+            .await?;
+    }
+    let mut info = builder.current_mint_info();
+    // ehash is never melted; the custom method registers NUT-05 entries we do not serve.
+    info.nuts.nut05.methods.retain(|m| m.method != PaymentMethod::Custom(EHASH_METHOD.to_string()));
+    info.nuts.nut05.disabled = info.nuts.nut05.methods.is_empty();
+    let mint = builder.build_with_seed(keys, seed).await?;
+    // cdk keeps the mint info stored at first start; units added since must be written back.
+    let stored = mint.mint_info().await?;
+    info.pubkey = stored.pubkey;
+    mint.set_mint_info(info).await?;
+    mint.start().await?;
+    let mint = Arc::new(mint);
+    let router = cdk_axum::create_mint_router(mint.clone(), vec![EHASH_METHOD.to_string()])
+        .await
+        .map_err(|e| crate::error::Error::Config(format!("cdk-axum router: {e}")))?;
+    Ok(Current { mint, router })
+}

@@ -1,0 +1,40 @@
+//! Where jobs come from: the [`JobSource`] trait and the template type it publishes.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bitcoin::block::Header;
+use ehash_protocol::stratum::share::JobTemplate;
+use tokio::sync::watch;
+
+/// A block template, ready to hand to miners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// Unique id of this template within the source.
+    pub id: u64,
+    /// Height of the block this template builds.
+    pub height: u32,
+    /// The `mining.notify` fields.
+    pub job: JobTemplate,
+    /// True when the chain tip changed: work on older templates is stale.
+    pub clean: bool,
+}
+
+/// A job source failure.
+#[derive(Debug, thiserror::Error)]
+#[error("job source: {0}")]
+pub struct JobSourceError(pub String);
+
+/// A source of block templates, e.g. a devnet generator or a node's `getblocktemplate`.
+///
+/// The coinbase of every template reserves exactly `extranonce1 + extranonce2` bytes between
+/// `coinb1` and `coinb2`, with the sizes the source was created for.
+#[async_trait]
+pub trait JobSource: Send + Sync + 'static {
+    /// The current template; the receiver sees every new one.
+    fn templates(&self) -> watch::Receiver<Arc<Template>>;
+
+    /// A share met the network target: hand the block to the network. The source then publishes
+    /// a clean template on the new tip.
+    async fn submit_block(&self, template: &Template, header: &Header, coinbase: &[u8]) -> Result<(), JobSourceError>;
+}

@@ -1,0 +1,435 @@
+//! One miner connection: the Stratum V1 state machine.
+//!
+//! Every request gets exactly one response; every bad request gets a specific error and the
+//! connection stays usable. Shares are validated against the job and the difficulty in force
+//! when that job was sent, then credited before `true` is sent.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ehash_protocol::stratum::Username;
+use ehash_protocol::stratum::messages::{
+    self, ClientMessage, Configure, ErrorCode, Request, Submit, configure_result, error_response, parse_request, response,
+};
+use ehash_protocol::stratum::share::{Submission, coinbase, share_header};
+use ehash_protocol::work::DifficultyExp;
+use ehash_protocol::RequestError;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::{Decoder, FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+
+use super::job::Template;
+use super::vardiff::Vardiff;
+use super::{EXTRANONCE1_SIZE, PoolShared};
+use crate::epochs::{CreditError, QuoteBinding, QuoteError, ValidShare};
+
+/// Jobs remembered per connection (older job ids answer "job not found").
+const JOBS_KEPT: usize = 16;
+/// A peer that does not take a line within this time is cut off.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Consecutive invalid submissions after which the connection is closed.
+const MAX_INVALID_STREAK: u32 = 1000;
+/// Latest accepted ntime, relative to now (Bitcoin's two-hour rule).
+const MAX_FUTURE_NTIME: u32 = 7200;
+
+/// A line, or the fact that an over-long one was skipped.
+enum Line {
+    Text(String),
+    TooLong,
+}
+
+/// `LinesCodec` whose length error is an item, so the stream survives an over-long line (the
+/// codec itself skips to the next newline).
+struct CappedLines(LinesCodec);
+
+impl Decoder for CappedLines {
+    type Item = Line;
+    type Error = LinesCodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Line>, LinesCodecError> {
+        match self.0.decode(src) {
+            Ok(l) => Ok(l.map(Line::Text)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Line>, LinesCodecError> {
+        match self.0.decode_eof(src) {
+            Ok(l) => Ok(l.map(Line::Text)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+struct SentJob {
+    id: String,
+    template: Arc<Template>,
+    difficulty: DifficultyExp,
+}
+
+struct Session {
+    shared: Arc<PoolShared>,
+    peer: SocketAddr,
+    writer: OwnedWriteHalf,
+    extranonce1: u32,
+    subscribed: bool,
+    workers: HashMap<String, QuoteBinding>,
+    version_mask: Option<u32>,
+    vardiff: Vardiff,
+    jobs: VecDeque<SentJob>,
+    next_job: u64,
+    template: Arc<Template>,
+    sent_difficulty: Option<DifficultyExp>,
+    invalid_streak: u32,
+    epoch_seen: u32,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+pub(super) async fn run(shared: Arc<PoolShared>, stream: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let (reader, writer) = stream.into_split();
+    let mut lines = FramedRead::new(reader, CappedLines(LinesCodec::new_with_max_length(shared.config.max_line_bytes)));
+    let mut templates = shared.source.templates();
+    let template = templates.borrow_and_update().clone();
+    let mut epochs = shared.epochs.changes();
+    let epoch_seen = *epochs.borrow_and_update();
+    let now = Instant::now();
+    let vardiff = Vardiff::new(
+        shared.initial_difficulty,
+        shared.min_difficulty,
+        shared.max_difficulty,
+        Duration::from_secs(shared.config.target_share_secs.max(1)),
+        Duration::from_secs(shared.config.retarget_secs.max(1)),
+        now,
+    );
+    let extranonce1 = shared.extranonces.allocate(None);
+    let mut s = Session {
+        shared: shared.clone(),
+        peer,
+        writer,
+        extranonce1,
+        subscribed: false,
+        workers: HashMap::new(),
+        version_mask: None,
+        vardiff,
+        jobs: VecDeque::new(),
+        next_job: 1,
+        template,
+        sent_difficulty: None,
+        invalid_streak: 0,
+        epoch_seen,
+    };
+    let idle = Duration::from_secs(shared.config.idle_timeout_secs.max(1));
+    let mut retarget = tokio::time::interval(Duration::from_secs(shared.config.retarget_secs.max(1)));
+    retarget.tick().await;
+    tracing::debug!(%peer, "miner connected");
+    loop {
+        let flow = tokio::select! {
+            _ = cancel.cancelled() => Flow::Close,
+            line = tokio::time::timeout(idle, lines.next()) => match line {
+                Err(_) => {
+                    tracing::debug!(%peer, "idle timeout");
+                    Flow::Close
+                }
+                Ok(Some(Ok(Line::Text(line)))) => s.on_line(&line).await,
+                Ok(Some(Ok(Line::TooLong))) => {
+                    let msg = format!("request line longer than {} bytes", s.shared.config.max_line_bytes);
+                    s.send(&error_response(&Value::Null, ErrorCode::Other, &msg)).await
+                }
+                Ok(Some(Err(_))) | Ok(None) => Flow::Close,
+            },
+            changed = templates.changed() => match changed {
+                Ok(()) => {
+                    let t = templates.borrow_and_update().clone();
+                    s.on_template(t).await
+                }
+                Err(_) => Flow::Close,
+            },
+            changed = epochs.changed() => match changed {
+                Ok(()) => {
+                    let current = *epochs.borrow_and_update();
+                    s.on_epoch(current).await
+                }
+                Err(_) => Flow::Close,
+            },
+            _ = retarget.tick() => {
+                match s.vardiff.retarget(Instant::now()) {
+                    Some(_) => s.send_work(false).await,
+                    None => Flow::Continue,
+                }
+            }
+        };
+        if matches!(flow, Flow::Close) {
+            break;
+        }
+    }
+    shared.extranonces.release(s.extranonce1);
+    shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(%peer, "miner disconnected");
+}
+
+impl Session {
+    async fn send(&mut self, line: &str) -> Flow {
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        match tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&buf)).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(_)) => Flow::Close,
+            Err(_) => {
+                tracing::info!(peer = %self.peer, "miner stopped reading; closing");
+                Flow::Close
+            }
+        }
+    }
+
+    async fn reply_err(&mut self, id: &Value, code: ErrorCode, msg: &str) -> Flow {
+        self.send(&error_response(id, code, msg)).await
+    }
+
+    async fn on_line(&mut self, line: &str) -> Flow {
+        let line = line.trim();
+        if line.is_empty() {
+            return Flow::Continue;
+        }
+        let req = match parse_request(line) {
+            Ok(r) => r,
+            Err((id, e)) => return self.reply_err(&id, ErrorCode::Other, &e.to_string()).await,
+        };
+        let msg = match req.decode() {
+            Ok(m) => m,
+            Err(e @ RequestError::UnknownMethod(_)) => return self.reply_err(&req.id, ErrorCode::Other, &e.to_string()).await,
+            Err(e) => {
+                if req.method == "mining.submit" {
+                    self.shared.stats.reject(ErrorCode::Other.code());
+                }
+                return self.reply_err(&req.id, ErrorCode::Other, &e.to_string()).await;
+            }
+        };
+        match msg {
+            ClientMessage::Subscribe { session_id, .. } => self.on_subscribe(&req, session_id).await,
+            ClientMessage::Authorize { username } => self.on_authorize(&req, &username).await,
+            ClientMessage::Configure(c) => self.on_configure(&req, c).await,
+            ClientMessage::Submit(sub) => self.on_submit(&req, sub).await,
+            ClientMessage::ExtranonceSubscribe => self.send(&response(&req.id, Value::Bool(true))).await,
+            ClientMessage::SuggestDifficulty(d) => {
+                let Ok(d) = DifficultyExp::floor_of(d) else {
+                    return self.reply_err(&req.id, ErrorCode::Other, "difficulty must be a positive number").await;
+                };
+                self.vardiff.set(d, Instant::now());
+                if let Flow::Close = self.send(&response(&req.id, Value::Bool(true))).await {
+                    return Flow::Close;
+                }
+                if self.ready() { self.send_work(false).await } else { Flow::Continue }
+            }
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.subscribed && !self.workers.is_empty()
+    }
+
+    async fn on_subscribe(&mut self, req: &Request, session_id: Option<String>) -> Flow {
+        if !self.subscribed {
+            let resume = session_id
+                .and_then(|s| hex::decode(s).ok())
+                .and_then(|b| <[u8; EXTRANONCE1_SIZE]>::try_from(b).ok())
+                .map(u32::from_be_bytes);
+            if let Some(r) = resume {
+                if r != self.extranonce1 {
+                    let fresh = self.shared.extranonces.allocate(Some(r));
+                    self.shared.extranonces.release(self.extranonce1);
+                    self.extranonce1 = fresh;
+                }
+            }
+        }
+        self.subscribed = true;
+        let en1 = self.extranonce1.to_be_bytes();
+        let result = messages::subscribe_result(&hex::encode(en1), &en1, self.shared.config.extranonce2_size);
+        if let Flow::Close = self.send(&response(&req.id, result)).await {
+            return Flow::Close;
+        }
+        if self.ready() { self.send_work(true).await } else { Flow::Continue }
+    }
+
+    async fn on_authorize(&mut self, req: &Request, username: &str) -> Flow {
+        let user = match Username::parse(username) {
+            Ok(u) => u,
+            Err(e) => return self.reply_err(&req.id, ErrorCode::Unauthorized, &e.to_string()).await,
+        };
+        match self.shared.epochs.bind_quote(&user.quote_id).await {
+            Ok(binding) => {
+                let first = self.workers.is_empty();
+                self.workers.insert(username.to_owned(), binding);
+                if let Flow::Close = self.send(&response(&req.id, Value::Bool(true))).await {
+                    return Flow::Close;
+                }
+                if first && self.subscribed { self.send_work(true).await } else { Flow::Continue }
+            }
+            Err(e) => {
+                let code = match e {
+                    QuoteError::EpochClosed { .. } => ErrorCode::EpochClosed,
+                    QuoteError::Unavailable(_) => ErrorCode::Unavailable,
+                    QuoteError::Unknown(_) | QuoteError::Foreign(_) => ErrorCode::Unauthorized,
+                };
+                self.reply_err(&req.id, code, &e.to_string()).await
+            }
+        }
+    }
+
+    async fn on_configure(&mut self, req: &Request, c: Configure) -> Flow {
+        let server_mask = (self.shared.config.version_mask != 0).then_some(self.shared.config.version_mask);
+        let (result, negotiated) = configure_result(&c, server_mask);
+        if c.extensions.iter().any(|e| e == "version-rolling") {
+            self.version_mask = negotiated;
+        }
+        if let Some(d) = c.minimum_difficulty.and_then(|d| DifficultyExp::floor_of(d).ok()) {
+            self.vardiff.raise_min(d);
+        }
+        self.send(&response(&req.id, result)).await
+    }
+
+    async fn reject(&mut self, id: &Value, code: ErrorCode, msg: &str) -> Flow {
+        self.shared.stats.reject(code.code());
+        self.invalid_streak += 1;
+        if let Flow::Close = self.reply_err(id, code, msg).await {
+            return Flow::Close;
+        }
+        if self.invalid_streak >= MAX_INVALID_STREAK {
+            tracing::info!(peer = %self.peer, "too many invalid shares in a row; closing");
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    async fn on_submit(&mut self, req: &Request, sub: Submit) -> Flow {
+        if !self.subscribed {
+            return self.reject(&req.id, ErrorCode::NotSubscribed, "not subscribed: send mining.subscribe first").await;
+        }
+        let Some(binding) = self.workers.get(&sub.username).cloned() else {
+            let msg = format!("worker {:?} is not authorized: send mining.authorize first", sub.username);
+            return self.reject(&req.id, ErrorCode::Unauthorized, &msg).await;
+        };
+        let Some(job) = self.jobs.iter().find(|j| j.id == sub.job_id) else {
+            let msg = format!("job {:?} not found (stale or unknown)", sub.job_id);
+            return self.reject(&req.id, ErrorCode::JobNotFound, &msg).await;
+        };
+        let (template, difficulty) = (job.template.clone(), job.difficulty);
+        let now = u32::try_from(cdk::util::unix_time()).unwrap_or(u32::MAX);
+        let (min, max) = (template.job.ntime, now.max(template.job.ntime).saturating_add(MAX_FUTURE_NTIME));
+        if sub.ntime < min || sub.ntime > max {
+            let e = ehash_protocol::ShareError::NtimeOutOfRange { ntime: sub.ntime, min, max };
+            return self.reject(&req.id, ErrorCode::Other, &e.to_string()).await;
+        }
+        let en1 = self.extranonce1.to_be_bytes();
+        let submission = Submission {
+            extranonce1: &en1,
+            extranonce2: &sub.extranonce2,
+            ntime: sub.ntime,
+            nonce: sub.nonce,
+            version_bits: sub.version_bits,
+        };
+        let share = match share_header(&template.job, &submission, self.shared.config.extranonce2_size, self.version_mask) {
+            Ok(s) => s,
+            Err(e) => return self.reject(&req.id, ErrorCode::Other, &e.to_string()).await,
+        };
+        if !difficulty.target().is_met_by(share.hash) {
+            let msg = format!("low difficulty share: hash {} is above the target for difficulty {}", share.hash, difficulty.as_f64());
+            return self.reject(&req.id, ErrorCode::LowDifficulty, &msg).await;
+        }
+        let network = bitcoin::Target::from_compact(share.header.bits);
+        let is_block = network.is_met_by(share.hash);
+        let valid = ValidShare {
+            binding: binding.clone(),
+            worker: Username::parse(&sub.username).ok().and_then(|u| u.worker),
+            header: share.header,
+            height: template.height,
+            difficulty,
+            is_block,
+        };
+        match self.shared.epochs.credit(&valid).await {
+            Ok(amount) => {
+                self.invalid_streak = 0;
+                self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.credited.fetch_add(amount, Ordering::Relaxed);
+                if let Flow::Close = self.send(&response(&req.id, Value::Bool(true))).await {
+                    return Flow::Close;
+                }
+                if is_block {
+                    let cb = coinbase(&template.job, &en1, &sub.extranonce2);
+                    self.shared.block_found(&template, &share.header, &cb).await;
+                }
+                match self.vardiff.on_share(Instant::now()) {
+                    Some(_) => self.send_work(false).await,
+                    None => Flow::Continue,
+                }
+            }
+            Err(CreditError::Duplicate) => self.reject(&req.id, ErrorCode::DuplicateShare, "duplicate share").await,
+            Err(e @ CreditError::Stale(_)) => self.reject(&req.id, ErrorCode::JobNotFound, &e.to_string()).await,
+            Err(e @ CreditError::EpochClosed(_)) => self.reject(&req.id, ErrorCode::EpochClosed, &e.to_string()).await,
+            Err(e @ (CreditError::Work(_) | CreditError::Unavailable(_))) => {
+                tracing::warn!(peer = %self.peer, error = %e, "share not recorded");
+                self.reject(&req.id, ErrorCode::Unavailable, &e.to_string()).await
+            }
+        }
+    }
+
+    async fn on_template(&mut self, t: Arc<Template>) -> Flow {
+        let clean = t.clean;
+        self.template = t;
+        if clean {
+            self.jobs.clear();
+        }
+        if self.ready() { self.send_work(clean).await } else { Flow::Continue }
+    }
+
+    async fn on_epoch(&mut self, current: u32) -> Flow {
+        if current == self.epoch_seen {
+            return Flow::Continue;
+        }
+        self.epoch_seen = current;
+        let stale: Vec<String> = self.workers.iter().filter(|(_, b)| b.epoch < current).map(|(w, _)| w.clone()).collect();
+        if stale.is_empty() {
+            return Flow::Continue;
+        }
+        let unit = self.shared.epochs.current().await.map(|e| e.unit).unwrap_or_default();
+        let text = format!("ehash epoch {current} started: authorize with a quote in unit {unit} to keep earning");
+        self.send(&messages::show_message(&text)).await
+    }
+
+    /// Send `set_difficulty` (if it changed) and a job for the current template.
+    async fn send_work(&mut self, clean: bool) -> Flow {
+        let difficulty = self.vardiff.current();
+        if self.sent_difficulty != Some(difficulty) {
+            self.sent_difficulty = Some(difficulty);
+            if let Flow::Close = self.send(&messages::set_difficulty(difficulty)).await {
+                return Flow::Close;
+            }
+        }
+        let id = format!("{:x}", self.next_job);
+        self.next_job += 1;
+        let line = messages::notify(&id, &self.template.job, clean);
+        if clean {
+            self.jobs.clear();
+        }
+        self.jobs.push_back(SentJob { id, template: self.template.clone(), difficulty });
+        while self.jobs.len() > JOBS_KEPT {
+            self.jobs.pop_front();
+        }
+        self.send(&line).await
+    }
+}

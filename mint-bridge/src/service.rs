@@ -1,0 +1,179 @@
+//! Start and stop the whole mint-bridge: storage, mint, epochs, announcements, job source,
+//! Stratum endpoint and HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::XOnlyPublicKey;
+use ehash_protocol::epoch::PoolId;
+use ehash_protocol::work::UnitSize;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::announce::Announcer;
+use crate::config::{Config, DatabaseConfig};
+use crate::epochs::{self, Epochs};
+use crate::error::{Error, Result};
+use crate::http::{self, HttpState};
+use crate::ledger::Ledger;
+use crate::mint::{MintHandle, MintIdentity, MintStore};
+use crate::pool::devnet::DevnetJobSource;
+use crate::pool::{EXTRANONCE1_SIZE, Pool, PoolStatsSnapshot};
+use crate::secrets;
+
+/// How often shares whose mint credit failed are retried.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A running mint-bridge.
+pub struct MintBridge {
+    http_addr: SocketAddr,
+    mint_url: String,
+    pool: Pool,
+    epochs: Arc<Epochs>,
+    mint: Arc<MintHandle>,
+    ledger: Ledger,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MintBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintBridge").field("mint_url", &self.mint_url).finish_non_exhaustive()
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn MintStore>> {
+    Ok(match &config.database {
+        DatabaseConfig::Sqlite => {
+            let path = config.data_dir.join("mint.sqlite");
+            Arc::new(cdk_sqlite::MintSqliteDatabase::new(&path).await.map_err(|e| {
+                Error::Config(format!("mint database {}: {e}", path.display()))
+            })?)
+        }
+        DatabaseConfig::Postgres(url) => Arc::new(
+            cdk_postgres::MintPgDatabase::new(url.as_str())
+                .await
+                .map_err(|e| Error::Config(format!("mint database (postgres): {e}; check database.postgres")))?,
+        ),
+    })
+}
+
+impl MintBridge {
+    /// Start everything; returns once the ports are bound and the mint is serving.
+    pub async fn start(config: Config) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| Error::KeyFile { path: config.data_dir.clone(), source })?;
+        let seed = secrets::load_or_create_seed(&config.data_dir)?;
+        let keys = secrets::load_or_create_nostr_keys(&config.data_dir, config.nostr_secret_key.as_deref())?;
+        let admin_token = secrets::load_or_create_admin_token(&config.data_dir)?;
+        let pool_id = match &config.pool_id {
+            Some(p) => PoolId::new(p)?,
+            None => PoolId::from_pubkey_hex(&keys.public_key().to_hex())?,
+        };
+        let unit_size = UnitSize::new(config.unit_log2_hashes)?;
+
+        let store = open_store(&config).await?;
+        let ledger = Ledger::open(&config.database, &config.data_dir).await?;
+        let all = epochs::load_or_open(&ledger, &pool_id).await?;
+
+        let http_listener = TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| Error::Listen { what: "http", addr: config.http_listen, source })?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|source| Error::Listen { what: "http", addr: config.http_listen, source })?;
+        let mint_url = config.mint_url(http_addr);
+
+        let identity = MintIdentity { name: config.mint_name.clone(), description: config.mint_description.clone(), url: mint_url.clone() };
+        let mint = Arc::new(MintHandle::start(store, seed, identity, &all).await?);
+        let metadata = serde_json::json!({ "name": config.mint_name, "about": config.mint_description });
+        let announcer = Announcer::new(keys.clone(), ledger.clone(), mint_url.clone(), config.network.clone(), metadata);
+        let epochs = Arc::new(Epochs::new(ledger.clone(), mint.clone(), pool_id, unit_size, announcer.clone(), all.clone()));
+
+        let recovered = epochs.recover_uncredited().await?;
+        if recovered > 0 {
+            tracing::info!(recovered, "credited shares recorded before the last stop");
+        }
+        announcer.announce_mint(&mint.mint()).await?;
+        for e in &all {
+            announcer.announce_epoch(&mint, e).await?;
+        }
+
+        let cancel = CancellationToken::new();
+        let mut tasks = vec![announcer.spawn_delivery(config.relays.clone(), cancel.clone())];
+
+        let xonly = XOnlyPublicKey::from_slice(&keys.public_key().to_bytes())
+            .map_err(|e| Error::Config(format!("pool key is not a valid x-only key: {e}")))?;
+        let source = DevnetJobSource::start(config.devnet.clone(), xonly, EXTRANONCE1_SIZE + config.stratum.extranonce2_size, cancel.clone())?;
+        let pool = Pool::start(config.stratum_listen, config.stratum.clone(), epochs.clone(), source, cancel.clone()).await?;
+
+        let state = HttpState { epochs: epochs.clone(), mint: mint.clone(), admin_token: Arc::new(admin_token) };
+        let app = http::router(state);
+        let http_cancel = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { http_cancel.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server");
+            }
+        }));
+        let rec = epochs.clone();
+        let rec_cancel = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = rec_cancel.cancelled() => break,
+                    _ = tokio::time::sleep(RECOVERY_INTERVAL) => {
+                        if let Err(e) = rec.recover_uncredited().await {
+                            tracing::warn!(error = %e, "crediting recorded shares");
+                        }
+                    }
+                }
+            }
+        }));
+        tracing::info!(%mint_url, stratum = %pool.local_addr(), pool_pubkey = %keys.public_key(), "mint-bridge running");
+        Ok(Self { http_addr, mint_url, pool, epochs, mint, ledger, cancel, tasks })
+    }
+
+    /// The HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The mint URL.
+    pub fn mint_url(&self) -> &str {
+        &self.mint_url
+    }
+
+    /// The Stratum address.
+    pub fn stratum_addr(&self) -> SocketAddr {
+        self.pool.local_addr()
+    }
+
+    /// Pool counters.
+    pub fn stats(&self) -> PoolStatsSnapshot {
+        self.pool.stats()
+    }
+
+    /// The epoch book.
+    pub fn epochs(&self) -> &Arc<Epochs> {
+        &self.epochs
+    }
+
+    /// The mint handle.
+    pub fn mint(&self) -> &Arc<MintHandle> {
+        &self.mint
+    }
+
+    /// Stop serving and close storage.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.mint.stop().await;
+        self.ledger.close().await;
+    }
+}
