@@ -14,6 +14,7 @@ use cdk::amount::SplitTarget;
 use cdk::mint_url::MintUrl;
 use cdk::nuts::{CurrencyUnit, PaymentMethod};
 use cdk::wallet::{Wallet, WalletBuilder};
+use cdk_common::wallet::KeysetLoadPolicy;
 use cdk_sqlite::WalletSqliteDatabase;
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -127,6 +128,14 @@ impl MinerWallet {
             .seed(self.seed)
             .without_rate_limiting()
             .build()?;
+        // The keyset cache is shared by every unit of this mint and may predate this epoch.
+        w.keysets(KeysetLoadPolicy::Refresh).await.map_err(|e| match e {
+            cdk::Error::UnknownKeySet => Error::Pool {
+                url: self.mint_url.to_string(),
+                reason: format!("the mint has no keyset for unit {unit}"),
+            },
+            e => Error::Cdk(e),
+        })?;
         wallets.insert(unit.to_owned(), w.clone());
         Ok(w)
     }

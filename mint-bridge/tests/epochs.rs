@@ -1,0 +1,158 @@
+//! Epochs: a found block or the operator closes the epoch and opens the next unit and keyset;
+//! old epochs stay spendable and checkable but never fungible with the new one; everything
+//! survives a restart.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use cdk::amount::{FeeAndAmounts, SplitTarget};
+use cdk::nuts::{CurrencyUnit, PreMintSecrets, ProofsMethods, State, SwapRequest};
+use cdk::wallet::{HttpClient, MintConnector, ReceiveOptions, SendOptions};
+use common::*;
+use ehash_protocol::epoch::{CloseReason, EpochState};
+use serde_json::Value;
+
+fn amounts() -> FeeAndAmounts {
+    (0u64, (0..63).map(|i| 1u64 << i).collect::<Vec<u64>>()).into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_found_block_closes_the_epoch_and_old_ehash_stays_in_its_own_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    // every share meets the network target: each accepted share is a block
+    let bridge = start(dir.path(), |c| c.devnet.network_difficulty_exp = DIFF_EXP).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let unit1 = current_unit(&bridge).await;
+    let q1 = w.create_quote(&unit1).await.unwrap();
+    let user1 = format!("{q1}.rig");
+    let (mut c, job) = miner(&bridge, &user1).await;
+    submit_valid(&mut c, &user1, &job, 1).await;
+
+    // epoch 1 closed on that block; epoch 2 is active with its own unit and keyset
+    let epochs = bridge.epochs().all().await;
+    assert_eq!(epochs.len(), 2);
+    let (e1, e2) = (&epochs[0], &epochs[1]);
+    assert_eq!((e1.state, e1.close_reason, e1.issued, e1.shares), (EpochState::Closed, Some(CloseReason::Block), Some(CREDIT), Some(1)));
+    assert!(e1.block_hash.is_some());
+    assert_eq!((e2.epoch, e2.unit.as_str(), e2.state), (2, "hash_test_2", EpochState::Active));
+    let active = bridge.mint().mint().get_active_keysets();
+    let (ks1, ks2) = (active[&CurrencyUnit::custom(&unit1)], active[&CurrencyUnit::custom(&e2.unit)]);
+    assert_ne!(ks1, ks2);
+
+    // the miner gets clean work on the new tip and a message; the old quote no longer earns
+    let job2 = c.wait_new_job(&job.id, Duration::from_secs(10)).await.unwrap();
+    assert!(job2.clean);
+    assert_ne!(job2.prevhash, job.prevhash);
+    let (en2, nonce) = solve(&c, &job2, 2);
+    let r = c.submit(&user1, &job2.id, &en2, job2.ntime, nonce, None).await.unwrap();
+    assert_eq!(code(&r), 26, "{r}");
+    assert!(c.messages.iter().any(|m| m.contains("hash_test_2")), "{:?}", c.messages);
+    // work on the old tip is stale
+    let (en2, nonce) = solve(&c, &job, 3);
+    let r = c.submit(&user1, &job.id, &en2, job.ntime, nonce, None).await.unwrap();
+    assert_eq!(code(&r), 21, "{r}");
+    // authorizing with the old quote says which unit to use now
+    let r = c.authorize(&user1).await.unwrap();
+    assert_eq!(code(&r), 26);
+    assert!(r["error"][1].as_str().unwrap().contains("hash_test_2"));
+    // no new quotes in the closed epoch's unit
+    let pk = cdk::nuts::SecretKey::generate().public_key();
+    let resp = bitreq::post(format!("{}/v1/mint/quote/ehash", bridge.mint_url()))
+        .with_header("content-type", "application/json")
+        .with_body(format!("{{\"unit\":\"{unit1}\",\"amount\":1,\"pubkey\":\"{pk}\"}}"))
+        .send_async()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(resp.as_str().unwrap()).unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("which is closed"), "{body}");
+
+    // but the closed epoch's credit still mints, in its own unit
+    assert_eq!(w.mint_credited(&unit1, &q1).await.unwrap(), CREDIT);
+    // earn in epoch 2 too (this share is a block again, closing epoch 2)
+    let unit2 = e2.unit.clone();
+    let q2 = w.create_quote(&unit2).await.unwrap();
+    let user2 = format!("{q2}.rig");
+    let r = c.authorize(&user2).await.unwrap();
+    assert_eq!(r["result"], Value::Bool(true));
+    let job3 = c.jobs.last().cloned().unwrap();
+    submit_valid(&mut c, &user2, &job3, 4).await;
+    assert_eq!(w.mint_credited(&unit2, &q2).await.unwrap(), CREDIT);
+    assert_eq!(bridge.epochs().current().await.unwrap().epoch, 3);
+
+    // old ehash is spendable within its unit after two rebuilds: send to a second wallet
+    let w_old = w.wallet(&unit1).await.unwrap();
+    let token = w_old.prepare_send(cdk::Amount::from(2), SendOptions::default()).await.unwrap().confirm(None).await.unwrap();
+    let other = wallet(dir.path(), &bridge, 2).await;
+    let got = other.wallet(&unit1).await.unwrap().receive(&token.to_string(), ReceiveOptions::default()).await.unwrap();
+    assert_eq!(got.to_u64(), 2);
+    // and checkable (NUT-07): the sent proofs are spent
+    let keysets = w_old.mint_connector().get_mint_keysets().await.unwrap().keysets;
+    let sent = token.proofs(&keysets).unwrap();
+    let states = w_old.check_proofs_spent(sent).await.unwrap();
+    assert!(states.iter().all(|s| s.state == State::Spent));
+
+    // never fungible: epoch-1 proofs cannot be swapped into epoch-2 outputs
+    let proofs = w_old.get_unspent_proofs().await.unwrap();
+    let total = proofs.total_amount().unwrap();
+    let pre = PreMintSecrets::random(ks2, total, &SplitTarget::default(), &amounts()).unwrap();
+    let client = HttpClient::new(bridge.mint_url().parse().unwrap(), None);
+    let err = client.post_swap(SwapRequest::new(proofs.clone(), pre.blinded_messages())).await.unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("unit"), "{err}");
+    // and the refused swap spent nothing
+    let states = w_old.check_proofs_spent(proofs).await.unwrap();
+    assert!(states.iter().all(|s| s.state == State::Unspent));
+
+    // restart: epochs, keysets and balances are all still there
+    let url = bridge.mint_url().to_owned();
+    bridge.shutdown().await;
+    let bridge = start(dir.path(), |c| {
+        c.devnet.network_difficulty_exp = DIFF_EXP;
+    })
+    .await;
+    assert_ne!(bridge.mint_url(), url, "new port, same data");
+    let epochs_after = bridge.epochs().all().await;
+    assert_eq!(epochs_after.len(), 3);
+    let active = bridge.mint().mint().get_active_keysets();
+    assert_eq!((active[&CurrencyUnit::custom(&unit1)], active[&CurrencyUnit::custom(&unit2)]), (ks1, ks2));
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_closes_an_epoch_with_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |_| {}).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let unit1 = current_unit(&bridge).await;
+    let q1 = w.create_quote(&unit1).await.unwrap();
+    let user = format!("{q1}.w");
+    let (mut c, job) = miner(&bridge, &user).await;
+    submit_valid(&mut c, &user, &job, 1).await;
+    submit_valid(&mut c, &user, &job, 2).await;
+    let url = format!("{}/admin/epoch/close", bridge.mint_url());
+    let resp = bitreq::post(url.as_str()).send_async().await.unwrap();
+    assert_eq!(resp.status_code, 401);
+    let resp = bitreq::post(url.as_str()).with_header("Authorization", "Bearer wrong").send_async().await.unwrap();
+    assert_eq!(resp.status_code, 401);
+    assert_eq!(bridge.epochs().current().await.unwrap().epoch, 1);
+    let token = ehash_mint_bridge::secrets::read_admin_token(dir.path()).unwrap();
+    let resp = bitreq::post(url.as_str()).with_header("Authorization", format!("Bearer {token}")).send_async().await.unwrap();
+    assert_eq!(resp.status_code, 200, "{}", resp.as_str().unwrap());
+    let body: Value = serde_json::from_str(resp.as_str().unwrap()).unwrap();
+    assert_eq!(body["closed"]["issued"], 2 * CREDIT);
+    assert_eq!(body["current"]["unit"], "hash_test_2");
+    let e1 = &bridge.epochs().all().await[0];
+    assert_eq!((e1.close_reason, e1.shares), (Some(CloseReason::Operator), Some(2)));
+    // same tip, so the connection's job is still valid work, but it now needs a new quote
+    let (en2, nonce) = solve(&c, &job, 3);
+    let r = c.submit(&user, &job.id, &en2, job.ntime, nonce, None).await.unwrap();
+    assert_eq!(code(&r), 26);
+    // the public epoch list shows both
+    let resp = bitreq::get(format!("{}/v1/ehash/epochs", bridge.mint_url())).send_async().await.unwrap();
+    let list: Value = serde_json::from_str(resp.as_str().unwrap()).unwrap();
+    assert_eq!(list["current"]["unit"], "hash_test_2");
+    assert_eq!(list["epochs"][0]["state"], "closed");
+    assert_eq!(list["epochs"].as_array().unwrap().len(), 2);
+    bridge.shutdown().await;
+}
