@@ -1,0 +1,23 @@
+//! # ehash-testkit
+//!
+//! Real external services for tests. [`postgres::PgCluster`] starts a throwaway PostgreSQL
+//! cluster with `initdb` and `postgres` in a temporary directory.
+//!
+//! Tests that need a service the machine lacks skip with a message, unless
+//! `EHASH_REQUIRE_EXTERNAL=1` is set (as `.ci/run` does), in which case they fail.
+
+pub mod postgres;
+
+/// Whether missing external services must fail tests instead of skipping them.
+pub fn external_required() -> bool {
+    std::env::var("EHASH_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
+}
+
+/// Skip (print why and return `None`) or, when services are required, panic.
+pub fn skip_or_fail<T>(why: &str) -> Option<T> {
+    if external_required() {
+        panic!("EHASH_REQUIRE_EXTERNAL=1 but {why}");
+    }
+    eprintln!("SKIPPED: {why} (set EHASH_REQUIRE_EXTERNAL=1 to make this a failure)");
+    None
+}
