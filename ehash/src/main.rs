@@ -1,1 +1,141 @@
-fn main() {}
+//! `ehash`: one binary, one subcommand per role. Each role is a library; this is the thin entry
+//! point that layers configuration and runs it.
+
+mod commands;
+mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+/// ehash: a nostr-native market for mining-share ecash.
+#[derive(Debug, Parser)]
+#[command(name = "ehash", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML); defaults to ./ehash.toml if it exists. See ehash.example.toml.
+    #[arg(long, global = true, env = "EHASH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `ehash_mint_bridge=debug,warn`.
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the local market: a relay, a pool mint-bridge on a devnet, and a simulated miner
+    /// earning ehash. Prints the URLs and a live status line; Ctrl-C stops it.
+    Up(UpArgs),
+    /// Run the pool's mint-bridge (Cashu mint, Stratum V1 pool endpoint, nostr announcements),
+    /// or operate a running one.
+    MintBridge(MintBridgeCmd),
+    /// Run the nostr relay.
+    Relay(RelayArgs),
+}
+
+/// `ehash up` flags.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Data directory of the local market (default `.ehash/up`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct MintBridgeCmd {
+    #[command(subcommand)]
+    action: Option<MintBridgeAction>,
+    #[command(flatten)]
+    run: MintBridgeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum MintBridgeAction {
+    /// Close the active epoch of a running mint-bridge now (opens the next epoch's unit).
+    CloseEpoch(CloseEpochArgs),
+}
+
+/// `ehash mint-bridge` flags (each overrides the `[mint_bridge]` config key of the same name).
+#[derive(Debug, Args, Default)]
+pub struct MintBridgeArgs {
+    /// Data directory: seed, keys, SQLite databases.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listen address (Cashu API).
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// Public mint URL, if it differs from http://<http-listen> (e.g. behind a reverse proxy).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Stratum V1 listen address.
+    #[arg(long)]
+    pub stratum_listen: Option<SocketAddr>,
+    /// Pool id used in unit names (1-16 of [0-9a-z]).
+    #[arg(long)]
+    pub pool_id: Option<String>,
+    /// One ehash = 2^N expected hashes.
+    #[arg(long)]
+    pub unit_log2_hashes: Option<u32>,
+    /// Nostr relay to announce on (repeatable; replaces the configured list).
+    #[arg(long = "relay")]
+    pub relays: Vec<String>,
+    /// PostgreSQL URL; uses PostgreSQL instead of SQLite for the mint and the share ledger.
+    #[arg(long)]
+    pub postgres_url: Option<String>,
+    /// Devnet network difficulty exponent: a share meeting DIFF1/2^N is a block.
+    #[arg(long, allow_hyphen_values = true)]
+    pub network_difficulty_exp: Option<i32>,
+    /// Initial share difficulty exponent (difficulty 2^N).
+    #[arg(long, allow_hyphen_values = true)]
+    pub initial_difficulty_exp: Option<i32>,
+    /// Lowest share difficulty exponent vardiff may assign.
+    #[arg(long, allow_hyphen_values = true)]
+    pub min_difficulty_exp: Option<i32>,
+}
+
+/// `ehash mint-bridge close-epoch` flags.
+#[derive(Debug, Args)]
+pub struct CloseEpochArgs {
+    /// The mint-bridge's data directory (where admin.token is).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The mint-bridge's URL (default: from the configuration).
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// `ehash relay` flags (each overrides the `[relay]` config key of the same name).
+#[derive(Debug, Args, Default)]
+pub struct RelayArgs {
+    /// LMDB data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// LMDB map size in bytes (the most the database can grow to).
+    #[arg(long)]
+    pub map_size: Option<usize>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let file = config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Up(args) => commands::up::run(file, args).await,
+        Command::MintBridge(MintBridgeCmd { action: Some(MintBridgeAction::CloseEpoch(args)), .. }) => {
+            commands::mint_bridge::close_epoch(file, args).await
+        }
+        Command::MintBridge(MintBridgeCmd { action: None, run }) => commands::mint_bridge::run(file, run).await,
+        Command::Relay(args) => commands::relay::run(file, args).await,
+    }
+}

@@ -14,6 +14,7 @@ use cdk::amount::SplitTarget;
 use cdk::mint_url::MintUrl;
 use cdk::nuts::{CurrencyUnit, PaymentMethod};
 use cdk::wallet::{Wallet, WalletBuilder};
+use cdk_common::database::WalletDatabase;
 use cdk_common::wallet::KeysetLoadPolicy;
 use cdk_sqlite::WalletSqliteDatabase;
 use serde::Deserialize;
@@ -149,6 +150,33 @@ impl MinerWallet {
         Ok(q.id)
     }
 
+    /// The ehash quote this wallet already holds in `unit`, or a new one.
+    pub async fn quote_for(&self, unit: &str) -> Result<String> {
+        if let Some(q) = self.ehash_quotes().await?.into_iter().find(|(u, _)| u == unit) {
+            return Ok(q.1);
+        }
+        self.create_quote(unit).await
+    }
+
+    /// Every ehash quote in the wallet's store, as `(unit, quote id)`.
+    pub async fn ehash_quotes(&self) -> Result<Vec<(String, String)>> {
+        let quotes = self.store.get_mint_quotes().await.map_err(|e| Error::Database(e.to_string()))?;
+        Ok(quotes
+            .into_iter()
+            .filter(|q| q.mint_url == self.mint_url && q.payment_method == PaymentMethod::Custom(EHASH_METHOD.into()))
+            .map(|q| (q.unit.to_string(), q.id))
+            .collect())
+    }
+
+    /// Mint the credited, unminted ehash of every quote; returns the total minted.
+    pub async fn mint_all_credited(&self) -> Result<u64> {
+        let mut total = 0u64;
+        for (unit, quote) in self.ehash_quotes().await? {
+            total = total.saturating_add(self.mint_credited(&unit, &quote).await?);
+        }
+        Ok(total)
+    }
+
     /// Mint whatever has been credited to `quote_id` and not yet minted; returns the amount.
     pub async fn mint_credited(&self, unit: &str, quote_id: &str) -> Result<u64> {
         let w = self.wallet(unit).await?;
@@ -165,8 +193,11 @@ impl MinerWallet {
         Ok(total)
     }
 
-    /// Unspent balance per unit the wallet has opened.
+    /// Unspent balance per unit (every unit the wallet holds quotes or proofs in).
     pub async fn balances(&self) -> Result<BTreeMap<String, u64>> {
+        for (unit, _) in self.ehash_quotes().await? {
+            self.wallet(&unit).await?;
+        }
         let wallets: Vec<(String, Wallet)> = self.wallets.lock().await.iter().map(|(u, w)| (u.clone(), w.clone())).collect();
         let mut out = BTreeMap::new();
         for (unit, w) in wallets {
