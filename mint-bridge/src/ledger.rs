@@ -250,7 +250,8 @@ impl Ledger {
     /// Shares recorded but not yet credited to their quotes, oldest first.
     pub async fn uncredited_shares(&self, limit: u32) -> Result<Vec<ShareRecord>> {
         let rows = sqlx::query(
-            "SELECT share_id, epoch, quote_id, worker, header, difficulty_exp, amount, is_block, created_at \
+            "SELECT share_id, epoch, quote_id, worker, header, difficulty_exp, amount, \
+             CASE WHEN is_block THEN 1 ELSE 0 END AS is_block, created_at \
              FROM ehash_shares WHERE credited = FALSE ORDER BY created_at, share_id LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -266,6 +267,15 @@ impl Ledger {
             .fetch_one(&self.pool)
             .await?;
         Ok((u64_col(&row, "amount")?, u64_col(&row, "shares")?))
+    }
+
+    /// The ids of every share credited to a quote.
+    pub async fn quote_share_ids(&self, quote_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT share_id FROM ehash_shares WHERE quote_id = $1 ORDER BY share_id")
+            .bind(quote_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("share_id")?)).collect()
     }
 
     /// Sum and count of shares in an epoch so far.
@@ -369,7 +379,8 @@ fn share_from_row(r: &AnyRow) -> Result<ShareRecord> {
         difficulty_exp: i32::try_from(r.try_get::<i64, _>("difficulty_exp")?)
             .map_err(|_| Error::Inconsistent("difficulty out of range".into()))?,
         amount: u64_col(r, "amount")?,
-        is_block: r.try_get("is_block")?,
+        // read as an integer: sqlx's Any driver cannot decode SQLite's BOOLEAN
+        is_block: r.try_get::<i64, _>("is_block")? != 0,
         created_at: u64_col(r, "created_at")?,
     })
 }

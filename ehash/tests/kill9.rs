@@ -1,0 +1,126 @@
+//! kill -9 of the mint-bridge process while miners submit: after a restart, the mint has
+//! credited exactly the shares the ledger holds, every acknowledged share is among them, and
+//! nothing was credited twice.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ehash_mint_bridge::config::DatabaseConfig;
+use ehash_mint_bridge::ledger::Ledger;
+use ehash_sim_miner::work::{display_hash, grind, header, sha256d, target_for};
+use ehash_sim_miner::{Sv1Client, response_error};
+use ehash_wallet::MinerWallet;
+use serde_json::Value;
+
+const CREDIT: u64 = 4; // unit 2^12 hashes, share difficulty 2^-18
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn spawn_bridge(dir: &std::path::Path, http: SocketAddr, stratum: SocketAddr) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ehash"))
+        .args(["--log", "warn", "mint-bridge", "--data-dir"])
+        .arg(dir)
+        .args(["--http-listen", &http.to_string(), "--stratum-listen", &stratum.to_string()])
+        .args(["--pool-id", "crash", "--unit-log2-hashes", "12"])
+        .args(["--initial-difficulty-exp", "-18", "--min-difficulty-exp", "-18", "--network-difficulty-exp", "60"])
+        .env_remove("EHASH_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(http: SocketAddr) {
+    for _ in 0..600 {
+        if let Ok(r) = bitreq::get(format!("http://{http}/health")).with_timeout(1).send_async().await {
+            if r.status_code == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("mint-bridge did not become healthy");
+}
+
+#[derive(Default)]
+struct Record {
+    sent: HashSet<String>,
+    acked: HashSet<String>,
+}
+
+/// Mine and submit until the connection dies; every share is recorded as sent before it is
+/// submitted and as acknowledged when the pool says `true`.
+async fn mine(stratum: SocketAddr, user: String, lane: u8, rec: Arc<Mutex<Record>>) {
+    let Ok(mut c) = Sv1Client::connect(stratum).await else { return };
+    if c.subscribe("kill9").await.is_err() || c.authorize(&user).await.is_err() {
+        return;
+    }
+    let Ok(job) = c.wait_job(Duration::from_secs(10)).await else { return };
+    let target = target_for(job.difficulty);
+    for n in 0u32.. {
+        let mut en2 = vec![0u8; c.extranonce2_size];
+        en2[0] = lane;
+        en2[1..5].copy_from_slice(&n.to_le_bytes());
+        let Some((nonce, _)) = (0u32..).step_by(1 << 16).find_map(|s| grind(&job, &c.extranonce1, &en2, job.ntime, job.version, &target, s, 1 << 16)) else {
+            return;
+        };
+        let id = display_hash(&sha256d(&header(&job, &c.extranonce1, &en2, job.ntime, nonce, job.version)));
+        rec.lock().unwrap().sent.insert(id.clone());
+        match c.submit(&user, &job.id, &en2, job.ntime, nonce, None).await {
+            Ok(r) if r["result"] == Value::Bool(true) => {
+                rec.lock().unwrap().acked.insert(id);
+            }
+            Ok(r) => panic!("share refused: {:?}", response_error(&r)),
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_loses_no_credit_and_doubles_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, stratum) = (free_addr(), free_addr());
+    let mut child = spawn_bridge(dir.path(), http, stratum);
+    wait_healthy(http).await;
+    let mint_url = format!("http://{http}");
+    let wallet = MinerWallet::open(&dir.path().join("wallet.sqlite"), &mint_url, [9; 64]).await.unwrap();
+    let unit = ehash_wallet::pool_epochs(&mint_url).await.unwrap().current.unit;
+    let quote = wallet.create_quote(&unit).await.unwrap();
+    let rec = Arc::new(Mutex::new(Record::default()));
+
+    for round in 0..2u8 {
+        let target_acks = rec.lock().unwrap().acked.len() + 30;
+        let miners: Vec<_> = (0..4u8)
+            .map(|lane| tokio::spawn(mine(stratum, format!("{quote}.m{lane}"), round * 16 + lane, rec.clone())))
+            .collect();
+        while rec.lock().unwrap().acked.len() < target_acks {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().unwrap(); // SIGKILL, mid-stream
+        child.wait().unwrap();
+        for m in miners {
+            m.await.unwrap();
+        }
+        child = spawn_bridge(dir.path(), http, stratum);
+        wait_healthy(http).await;
+    }
+
+    let ledger = Ledger::open(&DatabaseConfig::Sqlite, dir.path()).await.unwrap();
+    let recorded: HashSet<String> = ledger.quote_share_ids(&quote).await.unwrap().into_iter().collect();
+    let rec = rec.lock().unwrap();
+    assert!(rec.acked.is_subset(&recorded), "an acknowledged share was lost");
+    assert!(recorded.is_subset(&rec.sent), "the ledger holds a share nobody sent");
+    assert!(recorded.len() - rec.acked.len() <= 8, "at most the in-flight shares are recorded unacknowledged");
+    let q = wallet.wallet(&unit).await.unwrap().check_mint_quote_status(&quote).await.unwrap();
+    assert_eq!(q.amount_paid.to_u64(), CREDIT * recorded.len() as u64, "the mint credited each recorded share exactly once");
+    assert_eq!(wallet.mint_credited(&unit, &quote).await.unwrap(), CREDIT * recorded.len() as u64);
+    drop(rec);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
