@@ -30,11 +30,14 @@ pub struct UpConfig {
     pub status_secs: u64,
     /// Seconds between mints of credited ehash by the simulated miner.
     pub mint_secs: u64,
+    /// Devnet network difficulty exponent: a share meeting DIFF1/2^N is a block (-4: about a
+    /// block a minute for the simulated miner).
+    pub network_difficulty_exp: i32,
 }
 
 impl Default for UpConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from(".ehash/up"), status_secs: 2, mint_secs: 5 }
+        Self { data_dir: PathBuf::from(".ehash/up"), status_secs: 2, mint_secs: 5, network_difficulty_exp: -4 }
     }
 }
 

@@ -124,3 +124,29 @@ async fn nothing_mints_beyond_credited_work_and_outputs_are_signed_once() {
     assert_eq!(issued().await, 2 * CREDIT);
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_quotes_mint_in_one_batch_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |_| {}).await;
+    let info = HttpClient::new(bridge.mint_url().parse().unwrap(), None).get_mint_info().await.unwrap();
+    assert!(info.nuts.nut29.methods.as_ref().is_some_and(|m| m.iter().any(|m| m == "ehash")), "NUT-29 advertised for ehash");
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let unit = current_unit(&bridge).await;
+    let (q1, q2) = (w.create_quote(&unit).await.unwrap(), w.create_quote(&unit).await.unwrap());
+    for (i, q) in [&q1, &q2].into_iter().enumerate() {
+        let user = format!("{q}.w");
+        let (mut c, job) = miner(&bridge, &user).await;
+        submit_valid(&mut c, &user, &job, i as u64).await;
+        submit_valid(&mut c, &user, &job, 10 + i as u64).await;
+    }
+    let cw = w.wallet(&unit).await.unwrap();
+    for q in [&q1, &q2] {
+        cw.check_mint_quote_status(q).await.unwrap();
+    }
+    let proofs = cw.batch_mint(&[q1.as_str(), q2.as_str()], SplitTarget::default(), None, None).await.unwrap();
+    let total: u64 = proofs.iter().map(|p| p.amount.to_u64()).sum();
+    assert_eq!(total, 4 * CREDIT);
+    assert_eq!(w.mint_credited(&unit, &q1).await.unwrap(), 0, "nothing left to mint");
+    bridge.shutdown().await;
+}

@@ -17,8 +17,6 @@ use crate::config::FileConfig;
 const UP_UNIT_LOG2: u32 = 20;
 /// Shares start at one ehash (2^-12 difficulty = 2^20 hashes); vardiff adjusts.
 const UP_MIN_DIFFICULTY_EXP: i32 = -12;
-/// A block every ~2^28 hashes: about a minute for the simulated miner.
-const UP_NETWORK_DIFFICULTY_EXP: i32 = -4;
 
 /// Run until Ctrl-C.
 pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
@@ -39,7 +37,7 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     mb.stratum.initial_difficulty_exp = UP_MIN_DIFFICULTY_EXP;
     mb.stratum.target_share_secs = 2;
     mb.stratum.retarget_secs = 20;
-    mb.devnet.network_difficulty_exp = UP_NETWORK_DIFFICULTY_EXP;
+    mb.devnet.network_difficulty_exp = file.up.network_difficulty_exp;
     mb.devnet.job_refresh_secs = 30;
     let bridge = MintBridge::start(mb).await.context("starting the mint-bridge")?;
 
