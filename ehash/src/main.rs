@@ -1,6 +1,8 @@
 //! `ehash`: one binary, one subcommand per role. Each role is a library; this is the thin entry
 //! point that layers configuration and runs it.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod commands;
 mod config;
 

@@ -38,11 +38,10 @@ fn spawn_bridge(dir: &std::path::Path, http: SocketAddr, stratum: SocketAddr) ->
 
 async fn wait_healthy(http: SocketAddr) {
     for _ in 0..600 {
-        if let Ok(r) = bitreq::get(format!("http://{http}/health")).with_timeout(1).send_async().await {
-            if r.status_code == 200 {
+        if let Ok(r) = bitreq::get(format!("http://{http}/health")).with_timeout(1).send_async().await
+            && r.status_code == 200 {
                 return;
             }
-        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("mint-bridge did not become healthy");
@@ -113,14 +112,16 @@ async fn kill_dash_nine_loses_no_credit_and_doubles_none() {
 
     let ledger = Ledger::open(&DatabaseConfig::Sqlite, dir.path()).await.unwrap();
     let recorded: HashSet<String> = ledger.quote_share_ids(&quote).await.unwrap().into_iter().collect();
-    let rec = rec.lock().unwrap();
-    assert!(rec.acked.is_subset(&recorded), "an acknowledged share was lost");
-    assert!(recorded.is_subset(&rec.sent), "the ledger holds a share nobody sent");
-    assert!(recorded.len() - rec.acked.len() <= 8, "at most the in-flight shares are recorded unacknowledged");
+    let (sent, acked) = {
+        let rec = rec.lock().unwrap();
+        (rec.sent.clone(), rec.acked.clone())
+    };
+    assert!(acked.is_subset(&recorded), "an acknowledged share was lost");
+    assert!(recorded.is_subset(&sent), "the ledger holds a share nobody sent");
+    assert!(recorded.len() - acked.len() <= 8, "at most the in-flight shares are recorded unacknowledged");
     let q = wallet.wallet(&unit).await.unwrap().check_mint_quote_status(&quote).await.unwrap();
     assert_eq!(q.amount_paid.to_u64(), CREDIT * recorded.len() as u64, "the mint credited each recorded share exactly once");
     assert_eq!(wallet.mint_credited(&unit, &quote).await.unwrap(), CREDIT * recorded.len() as u64);
-    drop(rec);
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -61,11 +61,10 @@ fn wait_status(up: &Up, timeout: Duration, mut ok: impl FnMut(u32, u64) -> bool)
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = up.lines.recv_timeout(left).expect("a status line in time");
-        if let Some((e, w)) = parse_status(&line) {
-            if ok(e, w) {
+        if let Some((e, w)) = parse_status(&line)
+            && ok(e, w) {
                 return (e, w);
             }
-        }
     }
 }
 

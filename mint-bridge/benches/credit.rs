@@ -38,14 +38,16 @@ fn blind_signature_ceiling(d: Duration) -> f64 {
 
 async fn credit_rate(connections: usize, d: Duration) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.data_dir = dir.path().to_path_buf();
-    c.http_listen = "127.0.0.1:0".parse().unwrap();
-    c.stratum_listen = "127.0.0.1:0".parse().unwrap();
-    c.pool_id = Some("bench".into());
     // one ehash per hash and difficulty 2^-32: nearly every header is a share, so the client's
     // hashing costs nothing and the pool's path is what is measured
-    c.unit_log2_hashes = 0;
+    let mut c = Config {
+        data_dir: dir.path().to_path_buf(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        stratum_listen: "127.0.0.1:0".parse().unwrap(),
+        pool_id: Some("bench".into()),
+        unit_log2_hashes: 0,
+        ..Config::default()
+    };
     c.stratum.initial_difficulty_exp = -32;
     c.stratum.min_difficulty_exp = -32;
     c.stratum.max_difficulty_exp = -32;

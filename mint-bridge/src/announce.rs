@@ -120,11 +120,10 @@ impl Announcer {
         let unsigned = builder.clone().finalize_unsigned(self.keys.public_key());
         let mut created_at = Timestamp::now().as_secs();
         if let Some(prev) = &stored {
-            if let Ok(prev_ev) = Event::from_json(&prev.event_json) {
-                if prev_ev.content == unsigned.content && prev_ev.tags == unsigned.tags {
+            if let Ok(prev_ev) = Event::from_json(&prev.event_json)
+                && prev_ev.content == unsigned.content && prev_ev.tags == unsigned.tags {
                     return Ok(());
                 }
-            }
             created_at = created_at.max(prev.created_at + 1);
         }
         let event = builder

@@ -291,11 +291,10 @@ impl Epochs {
     /// ignored. Returns the closed epoch, or `None` if nothing was closed.
     pub async fn close(&self, reason: CloseReason, block: Option<(u32, &Header)>) -> Result<Option<EpochRecord>> {
         let mut book = self.book.write().await;
-        if let Some((height, _)) = block {
-            if height < book.min_height {
+        if let Some((height, _)) = block
+            && height < book.min_height {
                 return Ok(None);
             }
-        }
         let current = book.current()?.clone();
         let next_unit = EpochUnit::new(self.pool_id.clone(), current.epoch + 1).unit();
         let block_hash = block.map(|(_, h)| h.block_hash().to_string());

@@ -115,8 +115,8 @@ async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
         );
     }
     let unit = parsed.get("unit").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-    if let Ok(current) = state.epochs.current().await {
-        if unit != current.unit {
+    if let Ok(current) = state.epochs.current().await
+        && unit != current.unit {
             let all = state.epochs.all().await;
             let detail = match all.iter().find(|e| e.unit == unit) {
                 Some(e) if e.state != EpochState::Active => format!(
@@ -127,7 +127,6 @@ async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
             };
             return cashu_error(StatusCode::BAD_REQUEST, 11013, detail);
         }
-    }
     forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
 }
 

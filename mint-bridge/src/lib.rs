@@ -15,6 +15,8 @@
 //!
 //! Start it with [`MintBridge::start`].
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod announce;
 pub mod config;
 pub mod epochs;

@@ -11,6 +11,8 @@
 //!
 //! The human-readable specification is `docs/protocol.md` in the repository.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod epoch;
 pub mod error;
 pub mod events;

@@ -154,7 +154,7 @@ fn shift_left_be(bytes: [u8; 32], n: u32) -> [u8; 32] {
     let mut out = [0u8; 32];
     let byte_shift = (n / 8) as usize;
     let bit_shift = n % 8;
-    for i in 0..32 {
+    for (i, o) in out.iter_mut().enumerate() {
         let src = i + byte_shift;
         if src >= 32 {
             break;
@@ -163,7 +163,7 @@ fn shift_left_be(bytes: [u8; 32], n: u32) -> [u8; 32] {
         if bit_shift > 0 && src + 1 < 32 {
             v |= (bytes[src + 1] as u16) >> (8 - bit_shift);
         }
-        out[i] = v as u8;
+        *o = v as u8;
     }
     out
 }

@@ -4,6 +4,8 @@
 //! plain persistent relay; the market policy (kinds, schemas, pool keys, NIP-42, limits) builds
 //! on it.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -200,11 +200,10 @@ impl Sv1Client {
     pub async fn wait_new_job(&mut self, after_id: &str, timeout: Duration) -> Result<Job, ClientError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(j) = self.jobs.last() {
-                if j.id != after_id {
+            if let Some(j) = self.jobs.last()
+                && j.id != after_id {
                     return Ok(j.clone());
                 }
-            }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 return Err(ClientError::Timeout("a new job"));

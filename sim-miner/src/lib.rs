@@ -4,6 +4,8 @@
 //! lets tests send anything), [`work`] assembles and hashes headers independently of the pool's
 //! validator, and [`miner::Miner`] mines continuously with reconnects.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod client;
 pub mod miner;
 pub mod work;

@@ -77,7 +77,7 @@ pub fn target_for(difficulty: f64) -> [u8; 32] {
     let k = 208 - shift; // target = m · 2^k
     for bit in 0..64 {
         if m >> bit & 1 == 1 {
-            let pos = bit as i32 + k;
+            let pos = bit + k;
             if (0..256).contains(&pos) {
                 let byte = 31 - (pos / 8) as usize;
                 out[byte] |= 1 << (pos % 8);
@@ -105,6 +105,7 @@ pub fn display_hash(hash: &[u8; 32]) -> String {
 }
 
 /// Search nonces `start..start+count` for a header meeting `target`; returns `(nonce, hash)`.
+#[allow(clippy::too_many_arguments)] // the header fields a miner varies, in the order it varies them
 pub fn grind(job: &Job, en1: &[u8], en2: &[u8], ntime: u32, version: u32, target: &[u8; 32], start: u32, count: u32) -> Option<(u32, [u8; 32])> {
     let mut h = header(job, en1, en2, ntime, start, version);
     for i in 0..count {

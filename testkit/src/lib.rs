@@ -6,6 +6,8 @@
 //! Tests that need a service the machine lacks skip with a message, unless
 //! `EHASH_REQUIRE_EXTERNAL=1` is set (as `.ci/run` does), in which case they fail.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod postgres;
 
 /// Whether missing external services must fail tests instead of skipping them.

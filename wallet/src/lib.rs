@@ -4,6 +4,8 @@
 //! mint (all in one SQLite file), creates NUT-20-locked ehash quotes for the active epoch and
 //! mints whatever the pool has credited to them. [`seed`] holds the wallet's BIP39 seed.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod seed;
 
 use std::collections::{BTreeMap, HashMap};

@@ -97,11 +97,10 @@ impl Extranonces {
 
     fn allocate(&self, resume: Option<u32>) -> u32 {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = resume {
-            if live.insert(r) {
+        if let Some(r) = resume
+            && live.insert(r) {
                 return r;
             }
-        }
         loop {
             let v = self.next.fetch_add(1, Ordering::Relaxed);
             if live.insert(v) {

@@ -249,13 +249,12 @@ impl Session {
                 .and_then(|s| hex::decode(s).ok())
                 .and_then(|b| <[u8; EXTRANONCE1_SIZE]>::try_from(b).ok())
                 .map(u32::from_be_bytes);
-            if let Some(r) = resume {
-                if r != self.extranonce1 {
+            if let Some(r) = resume
+                && r != self.extranonce1 {
                     let fresh = self.shared.extranonces.allocate(Some(r));
                     self.shared.extranonces.release(self.extranonce1);
                     self.extranonce1 = fresh;
                 }
-            }
         }
         self.subscribed = true;
         let en1 = self.extranonce1.to_be_bytes();

@@ -27,12 +27,14 @@ pub fn init_tracing() {
 
 /// A config on free loopback ports in `dir`, with fixed difficulty and no blocks.
 pub fn config(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_path_buf();
-    c.http_listen = "127.0.0.1:0".parse().unwrap();
-    c.stratum_listen = "127.0.0.1:0".parse().unwrap();
-    c.pool_id = Some("test".into());
-    c.unit_log2_hashes = UNIT_LOG2;
+    let mut c = Config {
+        data_dir: dir.to_path_buf(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        stratum_listen: "127.0.0.1:0".parse().unwrap(),
+        pool_id: Some("test".into()),
+        unit_log2_hashes: UNIT_LOG2,
+        ..Config::default()
+    };
     c.stratum.initial_difficulty_exp = DIFF_EXP;
     c.stratum.min_difficulty_exp = DIFF_EXP;
     c.stratum.max_difficulty_exp = DIFF_EXP;

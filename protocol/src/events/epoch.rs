@@ -118,11 +118,10 @@ impl EpochAnnouncement {
             .map(|r| CloseReason::from_str(r).map_err(|e| SchemaError::new("reason", e)))
             .transpose()?;
         let block_hash = tag_value(event, "block").map(str::to_owned);
-        if let Some(b) = &block_hash {
-            if b.len() != 64 || !b.chars().all(|c| c.is_ascii_hexdigit()) {
+        if let Some(b) = &block_hash
+            && (b.len() != 64 || !b.chars().all(|c| c.is_ascii_hexdigit())) {
                 return Err(SchemaError::new("block", "must be a 32-byte block hash in hex"));
             }
-        }
         if state == EpochState::Active {
             if end.is_some() {
                 return Err(SchemaError::new("end", "an active epoch has no end"));
