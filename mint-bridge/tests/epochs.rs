@@ -30,7 +30,9 @@ async fn a_found_block_closes_the_epoch_and_old_ehash_stays_in_its_own_unit() {
     let (mut c, job) = miner(&bridge, &user1).await;
     submit_valid(&mut c, &user1, &job, 1).await;
 
-    // epoch 1 closed on that block; epoch 2 is active with its own unit and keyset
+    // epoch 1 closes on that block (right after the share is acknowledged); epoch 2 is active
+    // with its own unit and keyset
+    wait_until("epoch 2", Duration::from_secs(10), || async { bridge.epochs().all().await.len() == 2 }).await;
     let epochs = bridge.epochs().all().await;
     assert_eq!(epochs.len(), 2);
     let (e1, e2) = (&epochs[0], &epochs[1]);
@@ -79,7 +81,7 @@ async fn a_found_block_closes_the_epoch_and_old_ehash_stays_in_its_own_unit() {
     let job3 = c.jobs.last().cloned().unwrap();
     submit_valid(&mut c, &user2, &job3, 4).await;
     assert_eq!(w.mint_credited(&unit2, &q2).await.unwrap(), CREDIT);
-    assert_eq!(bridge.epochs().current().await.unwrap().epoch, 3);
+    wait_until("epoch 3", Duration::from_secs(10), || async { bridge.epochs().current().await.unwrap().epoch == 3 }).await;
 
     // old ehash is spendable within its unit after two rebuilds: send to a second wallet
     let w_old = w.wallet(&unit1).await.unwrap();

@@ -138,8 +138,25 @@ pub(super) async fn run(shared: Arc<PoolShared>, stream: TcpStream, peer: Socket
     retarget.tick().await;
     tracing::debug!(%peer, "miner connected");
     loop {
+        // biased: pool news (a new epoch, new work) goes out before the next request is
+        // answered, so a miner never gets an answer that contradicts work it has not seen yet
         let flow = tokio::select! {
+            biased;
             _ = cancel.cancelled() => Flow::Close,
+            changed = epochs.changed() => match changed {
+                Ok(()) => {
+                    let current = *epochs.borrow_and_update();
+                    s.on_epoch(current).await
+                }
+                Err(_) => Flow::Close,
+            },
+            changed = templates.changed() => match changed {
+                Ok(()) => {
+                    let t = templates.borrow_and_update().clone();
+                    s.on_template(t).await
+                }
+                Err(_) => Flow::Close,
+            },
             line = tokio::time::timeout(idle, lines.next()) => match line {
                 Err(_) => {
                     tracing::debug!(%peer, "idle timeout");
@@ -151,20 +168,6 @@ pub(super) async fn run(shared: Arc<PoolShared>, stream: TcpStream, peer: Socket
                     s.send(&error_response(&Value::Null, ErrorCode::Other, &msg)).await
                 }
                 Ok(Some(Err(_))) | Ok(None) => Flow::Close,
-            },
-            changed = templates.changed() => match changed {
-                Ok(()) => {
-                    let t = templates.borrow_and_update().clone();
-                    s.on_template(t).await
-                }
-                Err(_) => Flow::Close,
-            },
-            changed = epochs.changed() => match changed {
-                Ok(()) => {
-                    let current = *epochs.borrow_and_update();
-                    s.on_epoch(current).await
-                }
-                Err(_) => Flow::Close,
             },
             _ = retarget.tick() => {
                 match s.vardiff.retarget(Instant::now()) {
