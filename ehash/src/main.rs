@@ -110,18 +110,86 @@ pub struct CloseEpochArgs {
     pub url: Option<String>,
 }
 
-/// `ehash relay` flags (each overrides the `[relay]` config key of the same name).
+/// `ehash relay` flags (each overrides the `[relay]` config key of the same name; see
+/// ehash.example.toml for defaults).
 #[derive(Debug, Args, Default)]
 pub struct RelayArgs {
-    /// LMDB data directory.
+    /// LMDB data directory (also holds expiry.sqlite).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Listen address.
+    /// Listen address: WebSocket, NIP-11, /health and /metrics on one port.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// The URL clients use, e.g. wss://relay.example.com behind a TLS reverse proxy; NIP-42 AUTH
+    /// events must name it.
+    #[arg(long)]
+    pub public_url: Option<String>,
     /// LMDB map size in bytes (the most the database can grow to).
     #[arg(long)]
     pub map_size: Option<usize>,
+    /// A pool key (hex or npub) allowed to publish mint and epoch announcements (repeatable).
+    #[arg(long = "pool-key")]
+    pub pool_keys: Vec<String>,
+    /// An exchange key (hex or npub) allowed to publish trade events (repeatable).
+    #[arg(long = "exchange-key")]
+    pub exchange_keys: Vec<String>,
+    /// A kind to accept besides the built-in allow-list (repeatable).
+    #[arg(long = "extra-kind")]
+    pub extra_kinds: Vec<u16>,
+    /// Seconds between sweeps that delete NIP-40-expired events from disk.
+    #[arg(long)]
+    pub expiry_sweep_secs: Option<u64>,
+    /// Open connections in total.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Open connections from one IP address.
+    #[arg(long)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Largest WebSocket message, bytes.
+    #[arg(long)]
+    pub max_message_bytes: Option<usize>,
+    /// Largest event, bytes.
+    #[arg(long)]
+    pub max_event_bytes: Option<usize>,
+    /// EVENTs per minute per connection.
+    #[arg(long)]
+    pub events_per_minute: Option<u32>,
+    /// REQs per minute per connection.
+    #[arg(long)]
+    pub reqs_per_minute: Option<u32>,
+    /// Messages of any kind per minute per connection; exceeding it closes the connection.
+    #[arg(long)]
+    pub messages_per_minute: Option<u32>,
+    /// Open subscriptions per connection.
+    #[arg(long)]
+    pub max_subscriptions: Option<usize>,
+    /// Filters in one REQ.
+    #[arg(long)]
+    pub max_filters: Option<usize>,
+    /// Largest filter limit honoured (larger ones are lowered).
+    #[arg(long)]
+    pub max_limit: Option<usize>,
+    /// Longest subscription id.
+    #[arg(long)]
+    pub max_subid_length: Option<usize>,
+    /// Most ids, authors, kinds or tag values in one filter.
+    #[arg(long)]
+    pub max_filter_values: Option<usize>,
+    /// Seconds a client may leave messages unread before it is disconnected.
+    #[arg(long)]
+    pub slow_consumer_secs: Option<u64>,
+    /// NIP-11 name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// NIP-11 description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// NIP-11 operator public key (hex).
+    #[arg(long)]
+    pub operator_pubkey: Option<String>,
+    /// NIP-11 contact URI.
+    #[arg(long)]
+    pub contact: Option<String>,
 }
 
 #[tokio::main]

@@ -32,16 +32,25 @@ async fn fetch(c: &Client, pool: PublicKey, kind: u16) -> Vec<Event> {
         .unwrap_or_default()
 }
 
-fn relay_config(dir: &std::path::Path, listen: SocketAddr) -> ehash_relay::Config {
-    ehash_relay::Config { data_dir: dir.to_path_buf(), listen, map_size: 64 << 20 }
+/// Our relay, accepting announcements from `pool`.
+fn relay_config(dir: &std::path::Path, listen: SocketAddr, pool: &Keys) -> ehash_relay::Config {
+    ehash_relay::Config {
+        data_dir: dir.to_path_buf(),
+        listen,
+        map_size: 64 << 20,
+        pool_keys: vec![pool.public_key().to_hex()],
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nostr_client_sees_the_mint_its_epochs_and_a_block_closing_one() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = ehash_relay::Relay::start(&relay_config(&dir.path().join("relay"), "127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let pool_keys = Keys::generate();
+    let relay = ehash_relay::Relay::start(&relay_config(&dir.path().join("relay"), "127.0.0.1:0".parse().unwrap(), &pool_keys)).await.unwrap();
     let relay_url = relay.url().to_owned();
     let bridge = start(&dir.path().join("pool"), |c| {
+        c.nostr_secret_key = Some(pool_keys.secret_key().to_secret_hex());
         c.relays = vec![relay_url.clone()];
         c.devnet.network_difficulty_exp = DIFF_EXP;
     })
@@ -148,7 +157,12 @@ async fn relays_that_are_down_refuse_or_swallow_events_never_stop_the_pool() {
         }
     });
 
-    let bridge = start(&dir.path().join("pool"), |c| c.relays = vec![late_url.clone(), refusing_url.clone(), hole_url.clone()]).await;
+    let pool_keys = Keys::generate();
+    let bridge = start(&dir.path().join("pool"), |c| {
+        c.nostr_secret_key = Some(pool_keys.secret_key().to_secret_hex());
+        c.relays = vec![late_url.clone(), refusing_url.clone(), hole_url.clone()];
+    })
+    .await;
     let pool = PublicKey::parse(&bridge.epochs().announcer().public_key().to_hex()).unwrap();
 
     // the pool credits shares regardless
@@ -171,7 +185,7 @@ async fn relays_that_are_down_refuse_or_swallow_events_never_stop_the_pool() {
     watcher.shutdown().await;
 
     // the late relay comes up and receives everything
-    let late = ehash_relay::Relay::start(&relay_config(&dir.path().join("late"), late_addr)).await.unwrap();
+    let late = ehash_relay::Relay::start(&relay_config(&dir.path().join("late"), late_addr, &pool_keys)).await.unwrap();
     let watcher = client(late.url()).await;
     wait_until("announcements on the relay that came back", Duration::from_secs(90), || async {
         !fetch(&watcher, pool, KIND_MINT_ANNOUNCEMENT).await.is_empty() && !fetch(&watcher, pool, KIND_EPOCH_ANNOUNCEMENT).await.is_empty()

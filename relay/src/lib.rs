@@ -1,17 +1,41 @@
 //! # ehash-relay
 //!
-//! The market's nostr relay: nostr-sdk's local relay on LMDB storage. This first version is a
-//! plain persistent relay; the market policy (kinds, schemas, pool keys, NIP-42, limits) builds
-//! on it.
-
+//! The market's nostr relay. nostr-sdk's local relay (feature `local-relay`) stores events in
+//! LMDB and runs the NIP-01/09/40/70/77 machinery; our axum server owns the port and puts the
+//! market's rules around it:
+//!
+//! - [`policy`]: kind allow-list, pool and exchange keys, ehash schema validation, filter caps;
+//! - [`proxy`]: NIP-42 against the public URL, owner-only NIP-60 and recipient-only gift wraps,
+//!   oversize and malformed messages, slow consumers, metrics;
+//! - [`expiry`]: NIP-40 expired events deleted from disk on a schedule;
+//! - the server: NIP-11 on the relay URL, `/health`, Prometheus `/metrics`, connection caps in
+//!   total and per IP.
+//!
+//! Start it with [`Relay::start`].
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod config;
+pub mod expiry;
+pub mod metrics;
+pub mod policy;
+mod proxy;
+mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+pub use config::Config;
 use nostr_lmdb::NostrLmdb;
 use nostr_sdk::prelude::*;
-use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::expiry::ExpiryIndex;
+use crate::metrics::Metrics;
+use crate::policy::{MarketQueryPolicy, MarketWritePolicy};
+use crate::server::Shared;
 
 /// Relay errors.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +43,7 @@ pub enum Error {
     /// Storage could not be opened.
     #[error("relay storage {path}: {reason}")]
     Storage {
-        /// The LMDB directory.
+        /// The data directory.
         path: PathBuf,
         /// The cause.
         reason: String,
@@ -32,59 +56,107 @@ pub enum Error {
         /// The cause.
         reason: String,
     },
-}
-
-/// Relay configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// LMDB directory.
-    pub data_dir: PathBuf,
-    /// Listen address (port 0 picks a free port).
-    pub listen: SocketAddr,
-    /// LMDB map size in bytes (the most the database can grow to).
-    pub map_size: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self { data_dir: PathBuf::from(".ehash/relay"), listen: SocketAddr::from(([127, 0, 0, 1], 7777)), map_size: 1 << 30 }
-    }
+    /// A configuration value is invalid.
+    #[error("relay configuration: {0}")]
+    Config(String),
 }
 
 /// A running relay.
 #[derive(Debug, Clone)]
 pub struct Relay {
-    inner: LocalRelay,
     url: String,
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    inner: LocalRelay,
 }
 
 impl Relay {
-    /// Open storage and start serving.
+    /// Open storage, bind the port and start serving.
     pub async fn start(config: &Config) -> Result<Self, Error> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::Storage { path: config.data_dir.clone(), reason: e.to_string() })?;
-        let db = NostrLmdb::builder(&config.data_dir)
+        let storage = |reason: String| Error::Storage { path: config.data_dir.clone(), reason };
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| storage(e.to_string()))?;
+        let lmdb = NostrLmdb::builder(&config.data_dir)
             .map_size(config.map_size)
             .build()
             .await
-            .map_err(|e| Error::Storage { path: config.data_dir.clone(), reason: e.to_string() })?;
-        let mut builder = LocalRelay::builder().addr(config.listen.ip()).database(db);
-        if config.listen.port() != 0 {
-            builder = builder.port(config.listen.port());
-        }
-        let inner = builder.build();
-        inner.run().await.map_err(|e| Error::Listen { addr: config.listen, reason: e.to_string() })?;
-        let url = inner.url().await.to_string();
-        Ok(Self { inner, url })
+            .map_err(|e| storage(e.to_string()))?;
+        let db: Arc<dyn NostrDatabase> = Arc::new(lmdb);
+        let expiry = Arc::new(ExpiryIndex::open(&config.data_dir).await.map_err(|e| storage(format!("expiry index: {e}")))?);
+
+        let mut kinds = policy::default_kinds();
+        kinds.extend(config.extra_kinds.iter().copied());
+        let write = MarketWritePolicy {
+            kinds,
+            pool_keys: policy::parse_keys(&config.pool_keys, "pool_keys").map_err(Error::Config)?,
+            exchange_keys: policy::parse_keys(&config.exchange_keys, "exchange_keys").map_err(Error::Config)?,
+            expiry: expiry.clone(),
+        };
+        let l = &config.limits;
+        let query = MarketQueryPolicy { max_filter_values: l.max_filter_values, max_limit: l.max_limit };
+        let inner = LocalRelay::builder()
+            .database(db.clone())
+            .write_policy(write)
+            .query_policy(query)
+            .max_connections(l.max_connections)
+            .rate_limit(RateLimit { max_reqs: l.max_subscriptions, notes_per_minute: l.events_per_minute })
+            .queries_per_minute(l.reqs_per_minute)
+            .messages_per_minute(l.messages_per_minute)
+            .max_websocket_message_size(l.max_message_bytes)
+            .max_event_size(l.max_event_bytes)
+            .max_subid_length(l.max_subid_length)
+            .max_filters_per_req(l.max_filters)
+            .max_filter_limit(l.max_limit)
+            .max_query_results(l.max_limit)
+            .default_filter_limit(l.max_limit)
+            .build();
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| Error::Listen { addr: config.listen, reason: e.to_string() })?;
+        let addr = listener.local_addr().map_err(|e| Error::Listen { addr: config.listen, reason: e.to_string() })?;
+        let public_url = config.public_url(addr);
+        let metrics = Arc::new(Metrics::default());
+        let shared = Arc::new(Shared {
+            relay: inner.clone(),
+            config: config.clone(),
+            public_url: public_url.clone(),
+            metrics: metrics.clone(),
+            per_ip: Default::default(),
+        });
+        let cancel = CancellationToken::new();
+        expiry.spawn_sweeper(db, Duration::from_secs(config.expiry_sweep_secs.max(1)), cancel.clone());
+        let app = server::router(shared);
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "relay server");
+            }
+        });
+        tracing::info!(url = %public_url, %addr, "relay running");
+        Ok(Self { url: public_url, addr, metrics, cancel, inner })
     }
 
-    /// The relay's WebSocket URL.
+    /// The public WebSocket URL.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Stop serving.
     pub fn shutdown(&self) {
+        self.cancel.cancel();
         self.inner.shutdown();
     }
 }

@@ -23,12 +23,17 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     let root = args.data_dir.unwrap_or_else(|| file.up.data_dir.clone());
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
 
-    let mut relay_config = file.relay.clone();
-    relay_config.data_dir = root.join("relay");
-    let relay = ehash_relay::Relay::start(&relay_config).await.context("starting the relay")?;
-
     let mut mb = file.mint_bridge.clone();
     mb.data_dir = root.join("mint-bridge");
+    // the relay accepts the pool's announcements: it needs the pool's key before the pool starts
+    std::fs::create_dir_all(&mb.data_dir).with_context(|| format!("creating {}", mb.data_dir.display()))?;
+    let pool_keys = ehash_mint_bridge::secrets::load_or_create_nostr_keys(&mb.data_dir, mb.nostr_secret_key.as_deref())?;
+
+    let mut relay_config = file.relay.clone();
+    relay_config.data_dir = root.join("relay");
+    relay_config.pool_keys.push(pool_keys.public_key().to_hex());
+    let relay = ehash_relay::Relay::start(&relay_config).await.context("starting the relay")?;
+
     if !mb.relays.iter().any(|r| r == relay.url()) {
         mb.relays.push(relay.url().to_owned());
     }

@@ -5,6 +5,8 @@
 //! |-------|-------------------------------------|----------------------|-----------|
 //! | 38172 | NIP-87 Cashu mint announcement      | mint pubkey (NUT-06) | pool key  |
 //! | 38180 | ehash epoch / keyset announcement   | keyset id            | pool key  |
+//! | 38190 | ehash offer (schema: exchange)      | offer id             | offer key |
+//! | 38191 | ehash trade state (schema: exchange)| trade id             | exchange  |
 //!
 //! Both are addressable: a newer `created_at` for the same `(kind, author, d)` replaces the old
 //! one. Publishers keep `created_at` strictly increasing per address.
@@ -23,6 +25,10 @@ use crate::error::SchemaError;
 pub const KIND_MINT_ANNOUNCEMENT: u16 = 38172;
 /// ehash epoch and keyset announcement.
 pub const KIND_EPOCH_ANNOUNCEMENT: u16 = 38180;
+/// ehash offer to buy or sell an epoch's ehash (number reserved; the exchange defines the schema).
+pub const KIND_OFFER: u16 = 38190;
+/// ehash trade state, published by an exchange (number reserved; the exchange defines the schema).
+pub const KIND_TRADE: u16 = 38191;
 
 /// Largest content of an ehash announcement we accept, in bytes (a 64-key keyset is ~5 KiB).
 pub const MAX_CONTENT_BYTES: usize = 32 * 1024;

@@ -1,0 +1,157 @@
+//! The market's write and query policies, run by the relay for every EVENT and REQ.
+//!
+//! Writes: an allow-list of kinds; pool announcements only from configured pool keys and trade
+//! events only from configured exchange keys; every ehash event validated against its schema
+//! in `ehash-protocol` (refused with `invalid: <field>: <reason>`); expirations recorded so
+//! expired events can be purged from disk. Queries: filters with absurd numbers of values are
+//! refused, oversized limits lowered.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ehash_protocol::events::{KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT, KIND_OFFER, KIND_TRADE};
+use nostr_sdk::prelude::*;
+
+use crate::expiry::ExpiryIndex;
+
+/// NIP-87 mint recommendation.
+pub const KIND_MINT_RECOMMENDATION: u16 = 38000;
+/// NIP-60 wallet, token, history and quote events: served only to their authenticated author.
+pub const OWNER_ONLY_KINDS: [u16; 4] = [17375, 7375, 7376, 7374];
+/// NIP-59 gift wraps: served only to their authenticated recipient (`p` tag).
+pub const RECIPIENT_ONLY_KINDS: [u16; 1] = [1059];
+
+/// The built-in allow-list: profiles, relay lists, NIP-09 deletions, NIP-17/59 messaging,
+/// NIP-60/61 wallets and nutzaps, NIP-87 mint discovery, and the ehash kinds.
+pub fn default_kinds() -> HashSet<u16> {
+    let mut k: HashSet<u16> = [
+        0,     // profile
+        5,     // NIP-09 deletion
+        1059,  // NIP-59 gift wrap
+        10002, // NIP-65 relay list
+        10050, // NIP-17 DM relays
+        17375, 7375, 7376, 7374, // NIP-60 wallet
+        10019, 9321, // NIP-61 nutzaps
+        KIND_MINT_RECOMMENDATION,
+        KIND_MINT_ANNOUNCEMENT,
+        KIND_EPOCH_ANNOUNCEMENT,
+        KIND_OFFER,
+        KIND_TRADE,
+    ]
+    .into_iter()
+    .collect();
+    k.shrink_to_fit();
+    k
+}
+
+/// Parse a list of keys given as hex or npub.
+pub fn parse_keys(keys: &[String], what: &str) -> Result<HashSet<PublicKey>, String> {
+    keys.iter()
+        .map(|k| PublicKey::parse(k.trim()).map_err(|e| format!("{what}: {k:?} is not a nostr public key ({e})")))
+        .collect()
+}
+
+/// The write policy.
+#[derive(Debug)]
+pub struct MarketWritePolicy {
+    /// Accepted kinds.
+    pub kinds: HashSet<u16>,
+    /// Keys that may publish pool announcements.
+    pub pool_keys: HashSet<PublicKey>,
+    /// Keys that may publish trade events.
+    pub exchange_keys: HashSet<PublicKey>,
+    /// Where expirations are recorded.
+    pub expiry: Arc<ExpiryIndex>,
+}
+
+impl MarketWritePolicy {
+    /// Decide on one event (synchronous part).
+    pub fn check(&self, event: &Event) -> Result<(), (MachineReadablePrefix, String)> {
+        let kind = event.kind.as_u16();
+        if !self.kinds.contains(&kind) {
+            return Err((MachineReadablePrefix::Blocked, format!("kind {kind} is not accepted by this relay")));
+        }
+        let restricted = match kind {
+            KIND_MINT_ANNOUNCEMENT | KIND_EPOCH_ANNOUNCEMENT => Some((&self.pool_keys, "pool_keys")),
+            KIND_TRADE => Some((&self.exchange_keys, "exchange_keys")),
+            _ => None,
+        };
+        if let Some((allowed, setting)) = restricted {
+            if !allowed.contains(&event.pubkey) {
+                return Err((
+                    MachineReadablePrefix::Restricted,
+                    format!("kind {kind} is accepted only from this relay's configured {setting}"),
+                ));
+            }
+        }
+        if let Err(e) = ehash_protocol::events::validate(event) {
+            return Err((MachineReadablePrefix::Invalid, e.to_string()));
+        }
+        Ok(())
+    }
+}
+
+impl WritePolicy for MarketWritePolicy {
+    fn admit_event<'a>(&'a self, event: &'a Event, _addr: &'a SocketAddr) -> Pin<Box<dyn Future<Output = WritePolicyResult> + Send + 'a>> {
+        Box::pin(async move {
+            if let Err((prefix, message)) = self.check(event) {
+                return WritePolicyResult::reject(prefix, message);
+            }
+            if let Some(exp) = event.tags.expiration() {
+                if let Err(e) = self.expiry.record(&event.id, exp.as_secs()).await {
+                    tracing::warn!(error = %e, "cannot record an expiration; refusing the event so it cannot outlive it");
+                    return WritePolicyResult::reject(MachineReadablePrefix::Error, "could not record the event's expiration; try again");
+                }
+            }
+            WritePolicyResult::Accept
+        })
+    }
+}
+
+/// The query policy: bounded filters.
+#[derive(Debug)]
+pub struct MarketQueryPolicy {
+    /// Most values in any one filter field.
+    pub max_filter_values: usize,
+    /// Largest limit honoured.
+    pub max_limit: usize,
+}
+
+impl MarketQueryPolicy {
+    /// Check and normalise a filter.
+    pub fn check(&self, f: &mut Filter) -> Result<(), String> {
+        let counts = [
+            ("ids", f.ids.as_ref().map_or(0, |s| s.len())),
+            ("authors", f.authors.as_ref().map_or(0, |s| s.len())),
+            ("kinds", f.kinds.as_ref().map_or(0, |s| s.len())),
+        ];
+        for (field, n) in counts {
+            if n > self.max_filter_values {
+                return Err(format!("filter has {n} {field}; at most {} are allowed", self.max_filter_values));
+            }
+        }
+        for (tag, values) in f.generic_tags.iter() {
+            if values.len() > self.max_filter_values {
+                return Err(format!("filter has {} #{tag} values; at most {} are allowed", values.len(), self.max_filter_values));
+            }
+        }
+        if f.limit.is_none_or(|l| l > self.max_limit) {
+            f.limit = Some(self.max_limit);
+        }
+        Ok(())
+    }
+}
+
+impl QueryPolicy for MarketQueryPolicy {
+    fn admit_query<'a>(&'a self, query: &'a mut Filter, _addr: &'a SocketAddr) -> Pin<Box<dyn Future<Output = QueryPolicyResult> + Send + 'a>> {
+        Box::pin(async move {
+            match self.check(query) {
+                Ok(()) => QueryPolicyResult::Accept,
+                Err(m) => QueryPolicyResult::reject(MachineReadablePrefix::Invalid, m),
+            }
+        })
+    }
+}
