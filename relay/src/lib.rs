@@ -69,6 +69,7 @@ pub struct Relay {
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     inner: LocalRelay,
+    db: Arc<dyn NostrDatabase>,
 }
 
 impl Relay {
@@ -125,7 +126,7 @@ impl Relay {
             per_ip: Default::default(),
         });
         let cancel = CancellationToken::new();
-        expiry.spawn_sweeper(db, Duration::from_secs(config.expiry_sweep_secs.max(1)), cancel.clone());
+        expiry.spawn_sweeper(db.clone(), Duration::from_secs(config.expiry_sweep_secs.max(1)), cancel.clone());
         let app = server::router(shared);
         let stop = cancel.clone();
         tokio::spawn(async move {
@@ -136,7 +137,7 @@ impl Relay {
             }
         });
         tracing::info!(url = %public_url, %addr, "relay running");
-        Ok(Self { url: public_url, addr, metrics, cancel, inner })
+        Ok(Self { url: public_url, addr, metrics, cancel, inner, db })
     }
 
     /// The public WebSocket URL.
@@ -152,6 +153,11 @@ impl Relay {
     /// Counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The event store (for operators and tests; clients use the WebSocket).
+    pub fn database(&self) -> Arc<dyn NostrDatabase> {
+        self.db.clone()
     }
 
     /// Stop serving.
