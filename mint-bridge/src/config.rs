@@ -11,7 +11,7 @@
 //! | `network` | `regtest` | NIP-87 `n` tag |
 //! | `relays` | `[]` | nostr relays to announce on |
 //! | `database` | `sqlite` | `sqlite` or `{ postgres = "postgres://…" }` |
-//! | `stratum.*` | see [`StratumConfig`] | vardiff, extranonce, connection caps |
+//! | `stratum.*` | see [`StratumConfig`] (`ehash_stratum::Config`) | vardiff, extranonce, connection caps |
 //! | `devnet.*` | see [`DevnetConfig`] | synthetic job source |
 
 use std::net::SocketAddr;
@@ -85,48 +85,8 @@ pub enum DatabaseConfig {
     Postgres(String),
 }
 
-/// Stratum V1 endpoint settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StratumConfig {
-    /// Initial share difficulty exponent (difficulty = 2^exp); raised to the unit minimum.
-    pub initial_difficulty_exp: i32,
-    /// Lowest difficulty exponent vardiff may assign (never below one ehash unit).
-    pub min_difficulty_exp: i32,
-    /// Highest difficulty exponent vardiff may assign.
-    pub max_difficulty_exp: i32,
-    /// Vardiff aims at one share per this many seconds per connection.
-    pub target_share_secs: u64,
-    /// Vardiff re-evaluates after this many seconds.
-    pub retarget_secs: u64,
-    /// Extranonce2 size given to miners, in bytes (leave room for proxies to subdivide).
-    pub extranonce2_size: usize,
-    /// Version-rolling mask offered in `mining.configure` (BIP310); 0 disables rolling.
-    pub version_mask: u32,
-    /// Maximum concurrent Stratum connections.
-    pub max_connections: usize,
-    /// Longest accepted request line, in bytes.
-    pub max_line_bytes: usize,
-    /// Seconds a connection may stay silent before it is closed.
-    pub idle_timeout_secs: u64,
-}
-
-impl Default for StratumConfig {
-    fn default() -> Self {
-        Self {
-            initial_difficulty_exp: 10,
-            min_difficulty_exp: 0,
-            max_difficulty_exp: 60,
-            target_share_secs: 10,
-            retarget_secs: 60,
-            extranonce2_size: 8,
-            version_mask: ehash_protocol::stratum::messages::DEFAULT_VERSION_MASK,
-            max_connections: 10_000,
-            max_line_bytes: ehash_protocol::stratum::messages::MAX_LINE_BYTES,
-            idle_timeout_secs: 900,
-        }
-    }
-}
+/// Stratum V1 endpoint settings (the shared server's).
+pub use ehash_stratum::Config as StratumConfig;
 
 /// The devnet job source: synthetic block templates with a real coinbase and merkle branch.
 #[derive(Debug, Clone, Serialize, Deserialize)]

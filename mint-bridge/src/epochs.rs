@@ -114,7 +114,7 @@ pub struct Epochs {
     unit_size: UnitSize,
     announcer: Announcer,
     book: RwLock<Book>,
-    changes: watch::Sender<u32>,
+    changes: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Epochs {
@@ -145,7 +145,7 @@ pub async fn load_or_open(ledger: &Ledger, pool_id: &PoolId) -> Result<Vec<Epoch
 impl Epochs {
     /// Assemble the epoch book (see [`load_or_open`]).
     pub fn new(ledger: Ledger, mint: Arc<MintHandle>, pool_id: PoolId, unit_size: UnitSize, announcer: Announcer, epochs: Vec<EpochRecord>) -> Self {
-        let current = epochs.last().map(|e| e.epoch).unwrap_or(0);
+        let current = epochs.last().map(|e| u64::from(e.epoch)).unwrap_or(0);
         let (changes, _) = watch::channel(current);
         Self { ledger, mint, pool_id, unit_size, announcer, book: RwLock::new(Book { epochs, min_height: 0 }), changes }
     }
@@ -166,7 +166,7 @@ impl Epochs {
     }
 
     /// Notified with the active epoch number whenever an epoch closes.
-    pub fn changes(&self) -> watch::Receiver<u32> {
+    pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
 
@@ -318,7 +318,7 @@ impl Epochs {
             next_unit = %next.unit,
             "epoch closed"
         );
-        self.changes.send_replace(next.epoch);
+        self.changes.send_replace(u64::from(next.epoch));
         for e in [&closed, &next] {
             if let Err(err) = self.announcer.announce_epoch(&self.mint, e).await {
                 tracing::warn!(epoch = e.epoch, error = %err, "could not queue the epoch announcement; it is retried at start");

@@ -5,7 +5,7 @@
 //! - serves a cdk Cashu mint over the standard HTTP API, with one unit and keyset per pool
 //!   epoch ([`mint`]), issuing ehash only through NUT-20-locked quotes of the custom method
 //!   `ehash` that the pool credits per accepted share;
-//! - runs a Stratum V1 pool endpoint ([`pool`]) whose `mining.authorize` username names the
+//! - runs a Stratum V1 pool endpoint ([`pool`], on the shared `ehash-stratum` server) whose `mining.authorize` username names the
 //!   quote to credit (`<quote-id>.<worker>`), with vardiff, BIP310 version rolling and exact
 //!   share validation, fed by a [`pool::job::JobSource`] (a devnet source ships here);
 //! - records every accepted share durably before acknowledging it ([`ledger`]) and credits its

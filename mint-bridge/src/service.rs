@@ -20,7 +20,8 @@ use crate::http::{self, HttpState};
 use crate::ledger::Ledger;
 use crate::mint::{MintHandle, MintIdentity, MintStore};
 use crate::pool::devnet::DevnetJobSource;
-use crate::pool::{EXTRANONCE1_SIZE, Pool, PoolStatsSnapshot};
+use crate::pool::{EXTRANONCE1_SIZE, PoolBackend};
+use ehash_stratum::{Difficulty, Server, StatsSnapshot};
 use crate::secrets;
 
 /// How often shares whose mint credit failed are retried.
@@ -30,7 +31,7 @@ const RECOVERY_INTERVAL: Duration = Duration::from_secs(10);
 pub struct MintBridge {
     http_addr: SocketAddr,
     mint_url: String,
-    pool: Pool,
+    pool: Server,
     epochs: Arc<Epochs>,
     mint: Arc<MintHandle>,
     ledger: Ledger,
@@ -58,6 +59,13 @@ async fn open_store(config: &Config) -> Result<Arc<dyn MintStore>> {
                 .map_err(|e| Error::Config(format!("mint database (postgres): {e}; check database.postgres")))?,
         ),
     })
+}
+
+fn stratum_error(e: ehash_stratum::Error) -> Error {
+    match e {
+        ehash_stratum::Error::Listen { addr, source } => Error::Listen { what: "stratum", addr, source },
+        ehash_stratum::Error::Work(w) => Error::Work(w),
+    }
 }
 
 impl MintBridge {
@@ -107,7 +115,12 @@ impl MintBridge {
         let xonly = XOnlyPublicKey::from_slice(&keys.public_key().to_bytes())
             .map_err(|e| Error::Config(format!("pool key is not a valid x-only key: {e}")))?;
         let source = DevnetJobSource::start(config.devnet.clone(), xonly, EXTRANONCE1_SIZE + config.stratum.extranonce2_size, cancel.clone())?;
-        let pool = Pool::start(config.stratum_listen, config.stratum.clone(), epochs.clone(), source, cancel.clone()).await?;
+        let templates = ehash_stratum::JobSource::templates(source.as_ref());
+        let backend = Arc::new(PoolBackend::new(epochs.clone(), source));
+        let difficulty = Difficulty::from_config(&config.stratum, unit_size.min_difficulty()).map_err(stratum_error)?;
+        let pool = Server::start(config.stratum_listen, config.stratum.clone(), difficulty, backend, templates, cancel.clone())
+            .await
+            .map_err(stratum_error)?;
 
         let state = HttpState { epochs: epochs.clone(), mint: mint.clone(), admin_token: Arc::new(admin_token) };
         let app = http::router(state);
@@ -153,7 +166,7 @@ impl MintBridge {
     }
 
     /// Pool counters.
-    pub fn stats(&self) -> PoolStatsSnapshot {
+    pub fn stats(&self) -> StatsSnapshot {
         self.pool.stats()
     }
 

@@ -17,7 +17,7 @@ use rand::RngCore;
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::job::{JobSource, JobSourceError, Template};
+use ehash_stratum::{JobSource, JobSourceError, Template};
 use crate::config::DevnetConfig;
 use crate::error::{Error, Result};
 

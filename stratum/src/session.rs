@@ -2,7 +2,7 @@
 //!
 //! Every request gets exactly one response; every bad request gets a specific error and the
 //! connection stays usable. Shares are validated against the job and the difficulty in force
-//! when that job was sent, then credited before `true` is sent.
+//! when that job was sent, then handed to the backend before `true` is sent.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ehash_protocol::stratum::Username;
 use ehash_protocol::stratum::messages::{
     self, ClientMessage, Configure, ErrorCode, Request, Submit, configure_result, error_response, parse_request, response,
 };
-use ehash_protocol::stratum::share::{Submission, coinbase, share_header};
+use ehash_protocol::stratum::share::{Submission, share_header};
 use ehash_protocol::work::DifficultyExp;
 use ehash_protocol::RequestError;
 use futures::StreamExt;
@@ -26,10 +25,10 @@ use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
-use super::job::Template;
-use super::vardiff::Vardiff;
-use super::{EXTRANONCE1_SIZE, PoolShared};
-use crate::epochs::{CreditError, QuoteBinding, QuoteError, ValidShare};
+use crate::backend::{Backend, Work};
+use crate::job::Template;
+use crate::server::Shared;
+use crate::vardiff::Vardiff;
 
 /// Jobs remembered per connection (older job ids answer "job not found").
 const JOBS_KEPT: usize = 16;
@@ -77,13 +76,13 @@ struct SentJob {
     difficulty: DifficultyExp,
 }
 
-struct Session {
-    shared: Arc<PoolShared>,
+struct Session<B: Backend> {
+    shared: Arc<Shared<B>>,
     peer: SocketAddr,
     writer: OwnedWriteHalf,
-    extranonce1: u32,
+    extranonce1: Vec<u8>,
     subscribed: bool,
-    workers: HashMap<String, QuoteBinding>,
+    workers: HashMap<String, B::Worker>,
     version_mask: Option<u32>,
     vardiff: Vardiff,
     jobs: VecDeque<SentJob>,
@@ -91,7 +90,6 @@ struct Session {
     template: Arc<Template>,
     sent_difficulty: Option<DifficultyExp>,
     invalid_streak: u32,
-    epoch_seen: u32,
 }
 
 enum Flow {
@@ -99,24 +97,28 @@ enum Flow {
     Close,
 }
 
-pub(super) async fn run(shared: Arc<PoolShared>, stream: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
+pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, stream: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
     let (reader, writer) = stream.into_split();
     let mut lines = FramedRead::new(reader, CappedLines(LinesCodec::new_with_max_length(shared.config.max_line_bytes)));
-    let mut templates = shared.source.templates();
+    let mut templates = shared.templates.clone();
     let template = templates.borrow_and_update().clone();
-    let mut epochs = shared.epochs.changes();
-    let epoch_seen = *epochs.borrow_and_update();
+    let mut notices = shared.backend.notices();
+    notices.borrow_and_update();
     let now = Instant::now();
     let vardiff = Vardiff::new(
-        shared.initial_difficulty,
-        shared.min_difficulty,
-        shared.max_difficulty,
+        shared.difficulty.initial,
+        shared.difficulty.min,
+        shared.difficulty.max,
         Duration::from_secs(shared.config.target_share_secs.max(1)),
         Duration::from_secs(shared.config.retarget_secs.max(1)),
         now,
     );
-    let extranonce1 = shared.extranonces.allocate(None);
+    let Some(extranonce1) = shared.backend.allocate_extranonce1(None) else {
+        tracing::warn!(%peer, "no extranonce1 left; refusing miner");
+        shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
     let mut s = Session {
         shared: shared.clone(),
         peer,
@@ -131,7 +133,6 @@ pub(super) async fn run(shared: Arc<PoolShared>, stream: TcpStream, peer: Socket
         template,
         sent_difficulty: None,
         invalid_streak: 0,
-        epoch_seen,
     };
     let idle = Duration::from_secs(shared.config.idle_timeout_secs.max(1));
     let mut retarget = tokio::time::interval(Duration::from_secs(shared.config.retarget_secs.max(1)));
@@ -143,10 +144,10 @@ pub(super) async fn run(shared: Arc<PoolShared>, stream: TcpStream, peer: Socket
         let flow = tokio::select! {
             biased;
             _ = cancel.cancelled() => Flow::Close,
-            changed = epochs.changed() => match changed {
+            changed = notices.changed() => match changed {
                 Ok(()) => {
-                    let current = *epochs.borrow_and_update();
-                    s.on_epoch(current).await
+                    notices.borrow_and_update();
+                    s.on_notice().await
                 }
                 Err(_) => Flow::Close,
             },
@@ -180,12 +181,12 @@ pub(super) async fn run(shared: Arc<PoolShared>, stream: TcpStream, peer: Socket
             break;
         }
     }
-    shared.extranonces.release(s.extranonce1);
+    shared.backend.release_extranonce1(&s.extranonce1);
     shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(%peer, "miner disconnected");
 }
 
-impl Session {
+impl<B: Backend> Session<B> {
     async fn send(&mut self, line: &str) -> Flow {
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());
@@ -250,18 +251,17 @@ impl Session {
         if !self.subscribed {
             let resume = session_id
                 .and_then(|s| hex::decode(s).ok())
-                .and_then(|b| <[u8; EXTRANONCE1_SIZE]>::try_from(b).ok())
-                .map(u32::from_be_bytes);
+                .filter(|b| b.len() == self.extranonce1.len() && *b != self.extranonce1);
             if let Some(r) = resume
-                && r != self.extranonce1 {
-                    let fresh = self.shared.extranonces.allocate(Some(r));
-                    self.shared.extranonces.release(self.extranonce1);
-                    self.extranonce1 = fresh;
-                }
+                && let Some(fresh) = self.shared.backend.allocate_extranonce1(Some(&r))
+            {
+                self.shared.backend.release_extranonce1(&self.extranonce1);
+                self.extranonce1 = fresh;
+            }
         }
         self.subscribed = true;
-        let en1 = self.extranonce1.to_be_bytes();
-        let result = messages::subscribe_result(&hex::encode(en1), &en1, self.shared.config.extranonce2_size);
+        let en1 = self.extranonce1.clone();
+        let result = messages::subscribe_result(&hex::encode(&en1), &en1, self.shared.config.extranonce2_size);
         if let Flow::Close = self.send(&response(&req.id, result)).await {
             return Flow::Close;
         }
@@ -269,27 +269,16 @@ impl Session {
     }
 
     async fn on_authorize(&mut self, req: &Request, username: &str) -> Flow {
-        let user = match Username::parse(username) {
-            Ok(u) => u,
-            Err(e) => return self.reply_err(&req.id, ErrorCode::Unauthorized, &e.to_string()).await,
-        };
-        match self.shared.epochs.bind_quote(&user.quote_id).await {
-            Ok(binding) => {
+        match self.shared.backend.authorize(username).await {
+            Ok(worker) => {
                 let first = self.workers.is_empty();
-                self.workers.insert(username.to_owned(), binding);
+                self.workers.insert(username.to_owned(), worker);
                 if let Flow::Close = self.send(&response(&req.id, Value::Bool(true))).await {
                     return Flow::Close;
                 }
                 if first && self.subscribed { self.send_work(true).await } else { Flow::Continue }
             }
-            Err(e) => {
-                let code = match e {
-                    QuoteError::EpochClosed { .. } => ErrorCode::EpochClosed,
-                    QuoteError::Unavailable(_) => ErrorCode::Unavailable,
-                    QuoteError::Unknown(_) | QuoteError::Foreign(_) => ErrorCode::Unauthorized,
-                };
-                self.reply_err(&req.id, code, &e.to_string()).await
-            }
+            Err(r) => self.reply_err(&req.id, r.code, &r.message).await,
         }
     }
 
@@ -322,7 +311,7 @@ impl Session {
         if !self.subscribed {
             return self.reject(&req.id, ErrorCode::NotSubscribed, "not subscribed: send mining.subscribe first").await;
         }
-        let Some(binding) = self.workers.get(&sub.username).cloned() else {
+        let Some(worker) = self.workers.get(&sub.username).cloned() else {
             let msg = format!("worker {:?} is not authorized: send mining.authorize first", sub.username);
             return self.reject(&req.id, ErrorCode::Unauthorized, &msg).await;
         };
@@ -331,13 +320,16 @@ impl Session {
             return self.reject(&req.id, ErrorCode::JobNotFound, &msg).await;
         };
         let (template, difficulty) = (job.template.clone(), job.difficulty);
-        let now = u32::try_from(cdk::util::unix_time()).unwrap_or(u32::MAX);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+            .unwrap_or(0);
         let (min, max) = (template.job.ntime, now.max(template.job.ntime).saturating_add(MAX_FUTURE_NTIME));
         if sub.ntime < min || sub.ntime > max {
             let e = ehash_protocol::ShareError::NtimeOutOfRange { ntime: sub.ntime, min, max };
             return self.reject(&req.id, ErrorCode::Other, &e.to_string()).await;
         }
-        let en1 = self.extranonce1.to_be_bytes();
+        let en1 = self.extranonce1.clone();
         let submission = Submission {
             extranonce1: &en1,
             extranonce2: &sub.extranonce2,
@@ -354,39 +346,36 @@ impl Session {
             return self.reject(&req.id, ErrorCode::LowDifficulty, &msg).await;
         }
         let network = bitcoin::Target::from_compact(share.header.bits);
-        let is_block = network.is_met_by(share.hash);
-        let valid = ValidShare {
-            binding: binding.clone(),
-            worker: Username::parse(&sub.username).ok().and_then(|u| u.worker),
+        let work = Work {
+            template: &template,
             header: share.header,
-            height: template.height,
+            hash: share.hash,
             difficulty,
-            is_block,
+            extranonce1: &en1,
+            extranonce2: &sub.extranonce2,
+            ntime: sub.ntime,
+            nonce: sub.nonce,
+            version_bits: sub.version_bits,
+            is_block: network.is_met_by(share.hash),
+            username: &sub.username,
         };
-        match self.shared.epochs.credit(&valid).await {
+        match self.shared.backend.submit(&worker, &work).await {
             Ok(amount) => {
                 self.invalid_streak = 0;
-                self.shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                self.shared.stats.credited.fetch_add(amount, Ordering::Relaxed);
+                self.shared.stats.accept(amount, difficulty);
                 if let Flow::Close = self.send(&response(&req.id, Value::Bool(true))).await {
                     return Flow::Close;
                 }
-                if is_block {
-                    let cb = coinbase(&template.job, &en1, &sub.extranonce2);
-                    self.shared.block_found(&template, &share.header, &cb).await;
+                if work.is_block {
+                    self.shared.stats.blocks.fetch_add(1, Ordering::Relaxed);
+                    self.shared.backend.block_found(&work).await;
                 }
                 match self.vardiff.on_share(Instant::now()) {
                     Some(_) => self.send_work(false).await,
                     None => Flow::Continue,
                 }
             }
-            Err(CreditError::Duplicate) => self.reject(&req.id, ErrorCode::DuplicateShare, "duplicate share").await,
-            Err(e @ CreditError::Stale(_)) => self.reject(&req.id, ErrorCode::JobNotFound, &e.to_string()).await,
-            Err(e @ CreditError::EpochClosed(_)) => self.reject(&req.id, ErrorCode::EpochClosed, &e.to_string()).await,
-            Err(e @ (CreditError::Work(_) | CreditError::Unavailable(_))) => {
-                tracing::warn!(peer = %self.peer, error = %e, "share not recorded");
-                self.reject(&req.id, ErrorCode::Unavailable, &e.to_string()).await
-            }
+            Err(r) => self.reject(&req.id, r.code, &r.message).await,
         }
     }
 
@@ -399,18 +388,22 @@ impl Session {
         if self.ready() { self.send_work(clean).await } else { Flow::Continue }
     }
 
-    async fn on_epoch(&mut self, current: u32) -> Flow {
-        if current == self.epoch_seen {
-            return Flow::Continue;
+    async fn on_notice(&mut self) -> Flow {
+        let workers: Vec<B::Worker> = self.workers.values().cloned().collect();
+        let mut texts: Vec<String> = vec![];
+        for w in &workers {
+            if let Some(t) = self.shared.backend.notice_for(w).await {
+                if !texts.contains(&t) {
+                    texts.push(t);
+                }
+            }
         }
-        self.epoch_seen = current;
-        let stale: Vec<String> = self.workers.iter().filter(|(_, b)| b.epoch < current).map(|(w, _)| w.clone()).collect();
-        if stale.is_empty() {
-            return Flow::Continue;
+        for t in texts {
+            if let Flow::Close = self.send(&messages::show_message(&t)).await {
+                return Flow::Close;
+            }
         }
-        let unit = self.shared.epochs.current().await.map(|e| e.unit).unwrap_or_default();
-        let text = format!("ehash epoch {current} started: authorize with a quote in unit {unit} to keep earning");
-        self.send(&messages::show_message(&text)).await
+        Flow::Continue
     }
 
     /// Send `set_difficulty` (if it changed) and a job for the current template.

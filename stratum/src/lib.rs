@@ -1,0 +1,37 @@
+//! # ehash-stratum
+//!
+//! Stratum V1 server machinery shared by the pool's endpoint (mint-bridge) and the miner's proxy:
+//! TCP sessions with every SV1 method real miners use, BIP310 version rolling, vardiff in
+//! powers of two, exact share validation (from `ehash-protocol`), and specific errors for every
+//! bad input. What a share is worth and where it goes is a [`Backend`]'s business; jobs come from
+//! a [`JobSource`].
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod backend;
+pub mod config;
+pub mod job;
+pub mod server;
+mod session;
+pub mod vardiff;
+
+pub use backend::{Backend, Refusal, Work};
+pub use config::Config;
+pub use job::{JobSource, JobSourceError, Template};
+pub use server::{Difficulty, Server, Stats, StatsSnapshot};
+
+/// Server errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listen address could not be bound.
+    #[error("stratum listen {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A difficulty setting is out of range.
+    #[error(transparent)]
+    Work(#[from] ehash_protocol::WorkError),
+}
