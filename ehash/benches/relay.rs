@@ -78,11 +78,10 @@ fn start_theirs(bin: &Path, dir: &Path) -> Server {
 
 async fn connect(addr: SocketAddr) -> Ws {
     for _ in 0..600 {
-        if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await {
-            if let Ok((ws, _)) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await {
+        if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await
+            && let Ok((ws, _)) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await {
                 return ws;
             }
-        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("relay at {addr} did not come up");

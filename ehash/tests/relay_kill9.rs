@@ -27,11 +27,10 @@ fn spawn(dir: &std::path::Path, addr: SocketAddr) -> Child {
 
 async fn connect(addr: SocketAddr) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
     for _ in 0..400 {
-        if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await {
-            if let Ok((ws, _)) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await {
+        if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await
+            && let Ok((ws, _)) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await {
                 return ws;
             }
-        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("relay did not come up");

@@ -79,14 +79,13 @@ impl MarketWritePolicy {
             KIND_TRADE => Some((&self.exchange_keys, "exchange_keys")),
             _ => None,
         };
-        if let Some((allowed, setting)) = restricted {
-            if !allowed.contains(&event.pubkey) {
+        if let Some((allowed, setting)) = restricted
+            && !allowed.contains(&event.pubkey) {
                 return Err((
                     MachineReadablePrefix::Restricted,
                     format!("kind {kind} is accepted only from this relay's configured {setting}"),
                 ));
             }
-        }
         if let Err(e) = ehash_protocol::events::validate(event) {
             return Err((MachineReadablePrefix::Invalid, e.to_string()));
         }
@@ -100,12 +99,11 @@ impl WritePolicy for MarketWritePolicy {
             if let Err((prefix, message)) = self.check(event) {
                 return WritePolicyResult::reject(prefix, message);
             }
-            if let Some(exp) = event.tags.expiration() {
-                if let Err(e) = self.expiry.record(&event.id, exp.as_secs()).await {
+            if let Some(exp) = event.tags.expiration()
+                && let Err(e) = self.expiry.record(&event.id, exp.as_secs()).await {
                     tracing::warn!(error = %e, "cannot record an expiration; refusing the event so it cannot outlive it");
                     return WritePolicyResult::reject(MachineReadablePrefix::Error, "could not record the event's expiration; try again");
                 }
-            }
             WritePolicyResult::Accept
         })
     }

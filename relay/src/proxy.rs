@@ -235,11 +235,10 @@ fn on_relay_text(s: &mut Session, shared: &Shared, text: &str) -> Option<String>
             }
         }
     } else if head.starts_with("[\"EOSE\"") {
-        if let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(text) {
-            if let Some(started) = parts.get(1).and_then(Value::as_str).and_then(|sub| s.reqs.remove(sub)) {
+        if let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(text)
+            && let Some(started) = parts.get(1).and_then(Value::as_str).and_then(|sub| s.reqs.remove(sub)) {
                 shared.metrics.query_latency(started.elapsed());
             }
-        }
     } else if head.starts_with("[\"OK\"") {
         if let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(text) {
             match parts.get(2).and_then(Value::as_bool) {
@@ -248,13 +247,11 @@ fn on_relay_text(s: &mut Session, shared: &Shared, text: &str) -> Option<String>
                 None => {}
             }
         }
-    } else if head.starts_with("[\"CLOSED\"") {
-        if let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(text) {
-            if let Some(sub) = parts.get(1).and_then(Value::as_str) {
+    } else if head.starts_with("[\"CLOSED\"")
+        && let Ok(Value::Array(parts)) = serde_json::from_str::<Value>(text)
+            && let Some(sub) = parts.get(1).and_then(Value::as_str) {
                 s.reqs.remove(sub);
             }
-        }
-    }
     Some(text.to_owned())
 }
 

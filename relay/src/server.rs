@@ -35,14 +35,13 @@ struct ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.shared.per_ip.lock() {
-            if let Some(n) = m.get_mut(&self.ip) {
+        if let Ok(mut m) = self.shared.per_ip.lock()
+            && let Some(n) = m.get_mut(&self.ip) {
                 *n -= 1;
                 if *n == 0 {
                     m.remove(&self.ip);
                 }
             }
-        }
         self.shared.metrics.connection_closed();
     }
 }

@@ -392,11 +392,10 @@ impl<B: Backend> Session<B> {
         let workers: Vec<B::Worker> = self.workers.values().cloned().collect();
         let mut texts: Vec<String> = vec![];
         for w in &workers {
-            if let Some(t) = self.shared.backend.notice_for(w).await {
-                if !texts.contains(&t) {
+            if let Some(t) = self.shared.backend.notice_for(w).await
+                && !texts.contains(&t) {
                     texts.push(t);
                 }
-            }
         }
         for t in texts {
             if let Flow::Close = self.send(&messages::show_message(&t)).await {
