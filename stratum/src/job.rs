@@ -12,6 +12,8 @@ use tokio::sync::watch;
 pub struct Template {
     /// Unique id of this template within the source.
     pub id: u64,
+    /// The source's own name for the job (e.g. the upstream pool's job id, for a proxy).
+    pub source_job_id: String,
     /// Height of the block this template builds.
     pub height: u32,
     /// The `mining.notify` fields.

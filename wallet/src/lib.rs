@@ -195,6 +195,16 @@ impl MinerWallet {
         Ok(total)
     }
 
+    /// Finish or roll back any operation a crash interrupted (cdk's saga recovery), in every unit
+    /// the wallet holds quotes in. Call at start.
+    pub async fn recover(&self) -> Result<()> {
+        for (unit, _) in self.ehash_quotes().await? {
+            let report = self.wallet(&unit).await?.recover_incomplete_sagas().await?;
+            tracing::debug!(%unit, ?report, "wallet recovery");
+        }
+        Ok(())
+    }
+
     /// Unspent balance per unit (every unit the wallet holds quotes or proofs in).
     pub async fn balances(&self) -> Result<BTreeMap<String, u64>> {
         for (unit, _) in self.ehash_quotes().await? {

@@ -118,6 +118,7 @@ fn make_template(config: &DevnetConfig, nbits: u32, payout: &ScriptBuf, extranon
     tip.next_id += 1;
     Template {
         id,
+        source_job_id: format!("{id:x}"),
         height: tip.height,
         job: JobTemplate {
             prev_hash: tip.prev_hash,

@@ -1,5 +1,6 @@
 //! Stratum V1: messages, share validation and the ehash username convention.
 
+pub mod client;
 pub mod messages;
 pub mod share;
 

@@ -1,0 +1,62 @@
+//! Proxy configuration.
+//!
+//! | key | default | meaning |
+//! |-----|---------|---------|
+//! | `data_dir` | `.ehash/proxy` | the audit log |
+//! | `wallet_dir` | `.ehash/wallet` | the miner's wallet (seed and cdk database), shared with `ehash wallet` |
+//! | `listen` | `127.0.0.1:3334` | Stratum V1 for the miners |
+//! | `pool` | `127.0.0.1:3333` | the pool's Stratum V1 endpoint |
+//! | `mint_url` | `http://127.0.0.1:3338` | the pool's mint |
+//! | `status_listen` | `127.0.0.1:3335` | `GET /status` for `ehash proxy status` |
+//! | `worker` | `proxy` | worker name sent upstream after the quote id |
+//! | `mint_secs` | 10 | how often credited ehash is minted and the pool audited |
+//! | `version_rolling` | true | negotiate BIP310 with the pool and offer it to miners |
+//! | `stratum.*` | see `ehash_stratum::Config` | the miners' side: vardiff, limits |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The proxy configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the audit log lives.
+    pub data_dir: PathBuf,
+    /// The miner's wallet directory.
+    pub wallet_dir: PathBuf,
+    /// Stratum V1 listen address for miners.
+    pub listen: SocketAddr,
+    /// The pool's Stratum V1 endpoint (host:port).
+    pub pool: String,
+    /// The pool's mint URL.
+    pub mint_url: String,
+    /// Status endpoint listen address.
+    pub status_listen: SocketAddr,
+    /// Worker name sent upstream.
+    pub worker: String,
+    /// Seconds between mints and audits.
+    pub mint_secs: u64,
+    /// Negotiate version rolling upstream and offer it downstream.
+    pub version_rolling: bool,
+    /// The miners' side.
+    pub stratum: ehash_stratum::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".ehash/proxy"),
+            wallet_dir: PathBuf::from(".ehash/wallet"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 3334)),
+            pool: "127.0.0.1:3333".into(),
+            mint_url: "http://127.0.0.1:3338".into(),
+            status_listen: SocketAddr::from(([127, 0, 0, 1], 3335)),
+            worker: "proxy".into(),
+            mint_secs: 10,
+            version_rolling: true,
+            stratum: ehash_stratum::Config { initial_difficulty_exp: 0, min_difficulty_exp: -32, ..Default::default() },
+        }
+    }
+}

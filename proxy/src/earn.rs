@@ -1,0 +1,162 @@
+//! Earning: which quote the proxy mines to, minting what the pool credits, following epochs, and
+//! auditing the pool.
+//!
+//! The proxy mines to one NUT-20-locked quote of the active epoch. When the pool closes the epoch
+//! (error 26 upstream, or the epoch list shows a new unit) it creates a quote in the new unit and
+//! re-authorizes; quotes of closed epochs keep being minted until nothing credited is left. Every
+//! `mint_secs` it mints all credited ehash (retrying while the mint is down, losing nothing: the
+//! credit waits at the mint) and compares the pool's credits with its own log of accepted shares.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ehash_wallet::MinerWallet;
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditLog;
+use crate::upstream::Upstream;
+
+/// What the earning side knows, for `ehash proxy status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Earnings {
+    /// The unit mined to now.
+    pub unit: String,
+    /// The quote mined to now.
+    pub quote_id: String,
+    /// log2 of the pool's hashes per ehash.
+    pub unit_log2_hashes: u32,
+    /// Ehash the pool credited to the proxy's quotes (per unit).
+    pub credited: BTreeMap<String, u64>,
+    /// Ehash in the wallet (per unit).
+    pub wallet: BTreeMap<String, u64>,
+    /// Ehash the proxy's log says the pool owes beyond what it credited.
+    pub shortfall: u64,
+    /// Shares in the audit log.
+    pub logged_shares: u64,
+    /// The last error of the earning loop, if any.
+    pub last_error: Option<String>,
+}
+
+/// The earning loop's handle.
+pub struct Earner {
+    wallet: Arc<MinerWallet>,
+    audit: AuditLog,
+    worker: String,
+    state: Mutex<Earnings>,
+}
+
+impl std::fmt::Debug for Earner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Earner").field("worker", &self.worker).finish_non_exhaustive()
+    }
+}
+
+impl Earner {
+    /// An earner minting into `wallet` and auditing with `audit`.
+    pub fn new(wallet: Arc<MinerWallet>, audit: AuditLog, worker: String) -> Self {
+        Self { wallet, audit, worker, state: Mutex::new(Earnings::default()) }
+    }
+
+    /// The username for a quote.
+    pub fn username(&self, quote: &str) -> String {
+        format!("{quote}.{}", self.worker)
+    }
+
+    /// A snapshot.
+    pub async fn earnings(&self) -> Earnings {
+        self.state.lock().await.clone()
+    }
+
+    /// The current quote, its unit, and the pool's unit size.
+    pub async fn current(&self) -> (String, String, u32) {
+        let s = self.state.lock().await;
+        (s.quote_id.clone(), s.unit.clone(), s.unit_log2_hashes)
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Make sure the proxy mines to a quote of the pool's active epoch; returns the username.
+    pub async fn ensure_quote(&self) -> Result<String, String> {
+        let epochs = ehash_wallet::pool_epochs(&self.wallet.mint_url()).await.map_err(|e| e.to_string())?;
+        let unit = epochs.current.unit;
+        let quote = self.wallet.quote_for(&unit).await.map_err(|e| e.to_string())?;
+        let mut s = self.state.lock().await;
+        if s.unit != unit {
+            tracing::info!(%unit, %quote, "mining to the active epoch's quote");
+        }
+        s.unit = unit;
+        s.quote_id = quote.clone();
+        s.unit_log2_hashes = epochs.unit_log2_hashes;
+        Ok(self.username(&quote))
+    }
+
+    /// Mint everything credited and reconcile against the log.
+    pub async fn mint_and_audit(&self) -> Result<(), String> {
+        self.wallet.mint_all_credited().await.map_err(|e| format!("minting: {e}"))?;
+        let totals = self.audit.totals().await.map_err(|e| e.to_string())?;
+        let mut credited = BTreeMap::new();
+        let mut shortfall = 0u64;
+        let mut logged = 0u64;
+        for (unit, quote) in self.wallet.ehash_quotes().await.map_err(|e| e.to_string())? {
+            let w = self.wallet.wallet(&unit).await.map_err(|e| e.to_string())?;
+            let paid = w.check_mint_quote_status(&quote).await.map_err(|e| format!("quote {quote}: {e}"))?.amount_paid.to_u64();
+            *credited.entry(unit.clone()).or_insert(0u64) += paid;
+            if let Some(t) = totals.iter().find(|t| t.quote_id == quote) {
+                logged += t.shares;
+                if t.expected > paid {
+                    let gap = t.expected - paid;
+                    tracing::warn!(%quote, %unit, expected = t.expected, credited = paid, "the pool credited less than the shares it accepted");
+                    shortfall += gap;
+                }
+            }
+        }
+        let wallet = self.wallet.balances().await.map_err(|e| e.to_string())?;
+        let mut s = self.state.lock().await;
+        s.credited = credited;
+        s.wallet = wallet;
+        s.shortfall = shortfall;
+        s.logged_shares = logged;
+        Ok(())
+    }
+
+    async fn note_error(&self, e: Option<String>) {
+        self.state.lock().await.last_error = e;
+    }
+
+    /// Run the loop until `cancel`: follow epochs, mint, audit.
+    pub fn spawn(self: Arc<Self>, upstream: Upstream, every: Duration, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut closed = upstream.epoch_closed();
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {}
+                    r = closed.changed() => if r.is_err() { break },
+                }
+                let mut error = None;
+                match self.ensure_quote().await {
+                    Ok(username) => {
+                        if username != upstream.username() {
+                            upstream.set_username(username);
+                        }
+                    }
+                    Err(e) => error = Some(format!("epoch list: {e}")),
+                }
+                if let Err(e) = self.mint_and_audit().await {
+                    tracing::warn!(error = %e, "minting credited ehash; will retry");
+                    error = Some(e);
+                }
+                self.note_error(error).await;
+            }
+            // last chance to mint before stopping
+            let _ = self.mint_and_audit().await;
+        })
+    }
+}

@@ -1,0 +1,400 @@
+//! The one upstream connection to the pool, carrying every local miner's shares.
+//!
+//! It subscribes (resuming its previous extranonce1 after a reconnect), negotiates version
+//! rolling, authorizes with the current quote, turns the pool's jobs into templates for the
+//! local miners, and multiplexes their submissions. When the pool drops, it reconnects with
+//! backoff; local miners stay connected, and work from the dead session is never submitted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ehash_protocol::stratum::client::{ServerMessage, parse_server_line, request};
+use ehash_protocol::stratum::messages::ErrorCode;
+use ehash_protocol::stratum::share::JobTemplate;
+use ehash_protocol::work::DifficultyExp;
+use ehash_stratum::{Refusal, Template};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+
+/// Bytes of the upstream extranonce2 the proxy keeps to tell its miners apart.
+pub const MINER_ID_BYTES: usize = 2;
+/// How long an upstream request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A job as the pool sent it, with what forwarding needs.
+#[derive(Debug, Clone)]
+pub struct UpstreamJob {
+    /// The pool's job id.
+    pub job_id: String,
+    /// The share difficulty the pool assigned to this job.
+    pub difficulty: f64,
+    /// The upstream session it belongs to.
+    pub session: u64,
+}
+
+/// What the upstream connection looks like now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpstreamState {
+    /// Connected and authorized.
+    pub connected: bool,
+    /// Session generation (changes on every reconnect).
+    pub session: u64,
+    /// The pool's extranonce2 size.
+    pub extranonce2_size: usize,
+    /// The negotiated version-rolling mask.
+    pub version_mask: Option<u32>,
+    /// The last error the pool answered `mining.authorize` with.
+    pub authorize_error: Option<(i64, String)>,
+}
+
+enum Command {
+    Submit { params: Value, reply: oneshot::Sender<Result<(), Refusal>> },
+}
+
+/// Handle to the upstream connection.
+#[derive(Clone)]
+pub struct Upstream {
+    commands: mpsc::Sender<Command>,
+    state: watch::Receiver<UpstreamState>,
+    templates: watch::Receiver<Arc<Template>>,
+    jobs: Arc<Mutex<HashMap<String, UpstreamJob>>>,
+    username: watch::Sender<String>,
+    epoch_closed: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("state", &*self.state.borrow()).finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// Connect to `pool` (host:port) as `username`, keep reconnecting until `cancel`.
+    pub fn start(pool: String, username: String, version_rolling: bool, cancel: CancellationToken) -> Self {
+        let (commands, rx) = mpsc::channel(1024);
+        let (state_tx, state) = watch::channel(UpstreamState::default());
+        let empty = Template {
+            id: 0,
+            source_job_id: String::new(),
+            height: 0,
+            job: JobTemplate { prev_hash: [0; 32], coinb1: vec![], coinb2: vec![], merkle_branch: vec![], version: 0, nbits: 0, ntime: 0 },
+            clean: true,
+        };
+        let (templates_tx, templates) = watch::channel(Arc::new(empty));
+        let (username_tx, username_rx) = watch::channel(username);
+        let (closed_tx, epoch_closed) = watch::channel(0u64);
+        let jobs = Arc::new(Mutex::new(HashMap::new()));
+        let task = Task {
+            pool,
+            version_rolling,
+            commands: rx,
+            state: state_tx,
+            templates: templates_tx,
+            jobs: jobs.clone(),
+            username: username_rx,
+            epoch_closed: closed_tx,
+            next_template: 1,
+            template_session: 0,
+        };
+        tokio::spawn(task.run(cancel));
+        Self { commands, state, templates, jobs, username: username_tx, epoch_closed }
+    }
+
+    /// Templates for the local miners.
+    pub fn templates(&self) -> watch::Receiver<Arc<Template>> {
+        self.templates.clone()
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> watch::Receiver<UpstreamState> {
+        self.state.clone()
+    }
+
+    /// Changes each time the pool says the quote's epoch has closed.
+    pub fn epoch_closed(&self) -> watch::Receiver<u64> {
+        self.epoch_closed.clone()
+    }
+
+    /// Authorize with a new username from now on (re-authorizes on the live connection).
+    pub fn set_username(&self, username: String) {
+        self.username.send_replace(username);
+    }
+
+    /// The current username.
+    pub fn username(&self) -> String {
+        self.username.borrow().clone()
+    }
+
+    /// The pool's job behind a template, if its session is still the live one.
+    pub fn job(&self, source_job_id: &str) -> Option<UpstreamJob> {
+        let job = self.jobs.lock().ok()?.get(source_job_id).cloned()?;
+        let st = self.state.borrow();
+        (st.connected && st.session == job.session).then_some(job)
+    }
+
+    /// Submit a share to the pool and wait for its answer.
+    pub async fn submit(&self, job_id: &str, extranonce2: &[u8], ntime: u32, nonce: u32, version_bits: Option<u32>) -> Result<(), Refusal> {
+        let mut params = vec![
+            json!(self.username()),
+            json!(job_id),
+            json!(hex::encode(extranonce2)),
+            json!(format!("{ntime:08x}")),
+            json!(format!("{nonce:08x}")),
+        ];
+        if let Some(v) = version_bits {
+            params.push(json!(format!("{v:08x}")));
+        }
+        let (reply, rx) = oneshot::channel();
+        let unavailable = || Refusal::new(ErrorCode::Unavailable, "the pool is unreachable; the proxy reconnects and resumes");
+        self.commands
+            .send(Command::Submit { params: Value::Array(params), reply })
+            .await
+            .map_err(|_| unavailable())?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            _ => Err(unavailable()),
+        }
+    }
+}
+
+struct Task {
+    pool: String,
+    version_rolling: bool,
+    commands: mpsc::Receiver<Command>,
+    state: watch::Sender<UpstreamState>,
+    templates: watch::Sender<Arc<Template>>,
+    jobs: Arc<Mutex<HashMap<String, UpstreamJob>>>,
+    username: watch::Receiver<String>,
+    epoch_closed: watch::Sender<u64>,
+    next_template: u64,
+    template_session: u64,
+}
+
+type Pending = HashMap<u64, oneshot::Sender<Result<(), Refusal>>>;
+
+impl Task {
+    async fn run(mut self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        let mut extranonce1: Option<Vec<u8>> = None;
+        let mut session = 0u64;
+        while !cancel.is_cancelled() {
+            session += 1;
+            match self.session(session, &mut extranonce1, &cancel).await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.state.send_modify(|s| s.connected = false);
+                    tracing::warn!(pool = %self.pool, error = %e, "upstream connection lost; reconnecting");
+                }
+            }
+            // fail whatever arrives while down
+            let deadline = tokio::time::sleep(backoff);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = &mut deadline => break,
+                    Some(Command::Submit { reply, .. }) = self.commands.recv() => {
+                        let _ = reply.send(Err(Refusal::new(ErrorCode::Unavailable, "the pool is unreachable; the proxy reconnects and resumes")));
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn session(&mut self, session: u64, extranonce1: &mut Option<Vec<u8>>, cancel: &CancellationToken) -> Result<(), String> {
+        let stream = TcpStream::connect(&self.pool).await.map_err(|e| format!("connect {}: {e}", self.pool))?;
+        let _ = stream.set_nodelay(true);
+        let (r, mut w) = stream.into_split();
+        let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(1 << 20));
+        let mut next_id = 1u64;
+        let mut call = |method: &str, params: Value| {
+            let id = next_id;
+            next_id += 1;
+            (id, request(id, method, params))
+        };
+        let mut mask = None;
+        if self.version_rolling {
+            let (id, line) = call("mining.configure", json!([["version-rolling"], {"version-rolling.mask": "1fffe000", "version-rolling.min-bit-count": 2}]));
+            send(&mut w, &line).await?;
+            let r = wait_response(&mut lines, id).await?;
+            if r.0.get("version-rolling") == Some(&Value::Bool(true)) {
+                mask = r.0.get("version-rolling.mask").and_then(Value::as_str).and_then(|m| u32::from_str_radix(m, 16).ok());
+            }
+        }
+        let subscribe_params = match extranonce1 {
+            Some(en1) => json!(["ehash-proxy/0.1", hex::encode(en1)]),
+            None => json!(["ehash-proxy/0.1"]),
+        };
+        let (id, line) = call("mining.subscribe", subscribe_params);
+        send(&mut w, &line).await?;
+        let (result, error) = wait_response(&mut lines, id).await?;
+        if let Some(e) = error {
+            return Err(format!("subscribe refused: {e:?}"));
+        }
+        let en1 = result.get(1).and_then(Value::as_str).and_then(|s| hex::decode(s).ok()).ok_or("subscribe: no extranonce1")?;
+        let en2_size = result.get(2).and_then(Value::as_u64).ok_or("subscribe: no extranonce2 size")? as usize;
+        if en2_size <= MINER_ID_BYTES {
+            return Err(format!("the pool's extranonce2 of {en2_size} bytes leaves no room for miner ids"));
+        }
+        *extranonce1 = Some(en1.clone());
+        let mut username = self.username.borrow_and_update().clone();
+        let (id, line) = call("mining.authorize", json!([username, "x"]));
+        send(&mut w, &line).await?;
+        let (_, auth_err) = wait_response(&mut lines, id).await?;
+        if let Some((26, _)) = &auth_err {
+            self.epoch_closed.send_modify(|n| *n += 1);
+        }
+        self.state.send_replace(UpstreamState {
+            connected: true,
+            session,
+            extranonce2_size: en2_size,
+            version_mask: mask,
+            authorize_error: auth_err,
+        });
+        tracing::info!(pool = %self.pool, extranonce1 = %hex::encode(&en1), "upstream connected");
+        let mut pending: Pending = HashMap::new();
+        let mut difficulty = 1.0f64;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                changed = self.username.changed() => {
+                    if changed.is_err() { return Ok(()); }
+                    username = self.username.borrow_and_update().clone();
+                    let (id, line) = call("mining.authorize", json!([username, "x"]));
+                    send(&mut w, &line).await?;
+                    pending_authorize(&mut pending, id, &self.state);
+                }
+                cmd = self.commands.recv() => match cmd {
+                    None => return Ok(()),
+                    Some(Command::Submit { params, reply }) => {
+                        let (id, line) = call("mining.submit", params);
+                        if let Err(e) = send(&mut w, &line).await {
+                            let _ = reply.send(Err(Refusal::new(ErrorCode::Unavailable, "the pool is unreachable; the proxy reconnects and resumes")));
+                            return Err(e);
+                        }
+                        pending.insert(id, reply);
+                    }
+                },
+                line = lines.next() => {
+                    let line = match line {
+                        Some(Ok(l)) => l,
+                        Some(Err(e)) => return Err(format!("read: {e}")),
+                        None => return Err("the pool closed the connection".into()),
+                    };
+                    match parse_server_line(&line) {
+                        Ok(msg) => self.on_message(msg, session, &en1, &mut difficulty, &mut pending),
+                        Err(e) => tracing::warn!(error = %e, "unreadable line from the pool"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: ServerMessage, session: u64, en1: &[u8], difficulty: &mut f64, pending: &mut Pending) {
+        match msg {
+            ServerMessage::Response { id, result, error } => {
+                let Some(reply) = id.as_u64().and_then(|id| pending.remove(&id)) else { return };
+                let outcome = match error {
+                    None if result == Value::Bool(true) => Ok(()),
+                    None => Err(Refusal::new(ErrorCode::Other, format!("the pool answered {result}"))),
+                    Some((code, message)) => {
+                        if code == 26 {
+                            self.epoch_closed.send_modify(|n| *n += 1);
+                        }
+                        Err(Refusal::new(ErrorCode::from_code(code).unwrap_or(ErrorCode::Other), message))
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
+            ServerMessage::SetDifficulty(d) => *difficulty = d,
+            ServerMessage::Notify { job_id, job, clean } => {
+                if let Ok(mut jobs) = self.jobs.lock() {
+                    if clean {
+                        jobs.clear();
+                    }
+                    jobs.insert(job_id.clone(), UpstreamJob { job_id: job_id.clone(), difficulty: *difficulty, session });
+                    if jobs.len() > 64 {
+                        jobs.retain(|_, j| j.session == session);
+                    }
+                }
+                // downstream coinbase: the pool's coinb1 followed by the pool's extranonce1; each
+                // miner's extranonce1 (its id) and extranonce2 form the pool's extranonce2
+                let mut coinb1 = job.coinb1.clone();
+                coinb1.extend_from_slice(en1);
+                let id = self.next_template;
+                self.next_template += 1;
+                // the first job of a new session replaces all work: the old session's is stale
+                let first_of_session = self.template_session != session;
+                self.template_session = session;
+                self.templates.send_replace(Arc::new(Template {
+                    id,
+                    source_job_id: job_id,
+                    height: 0,
+                    job: JobTemplate { coinb1, ..job },
+                    clean: clean || first_of_session,
+                }));
+            }
+            ServerMessage::SetVersionMask(m) => self.state.send_modify(|s| s.version_mask = Some(m)),
+            ServerMessage::ShowMessage(text) => tracing::info!(%text, "message from the pool"),
+            ServerMessage::Other(method) => tracing::debug!(%method, "ignoring notification"),
+        }
+    }
+
+}
+
+/// Authorize answers are handled like submits whose result updates the state.
+fn pending_authorize(pending: &mut Pending, id: u64, state: &watch::Sender<UpstreamState>) {
+    let (tx, rx) = oneshot::channel();
+    pending.insert(id, tx);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let err = match rx.await {
+            Ok(Ok(())) => None,
+            Ok(Err(r)) => Some((r.code.code(), r.message)),
+            Err(_) => return,
+        };
+        state.send_modify(|s| s.authorize_error = err);
+    });
+}
+
+async fn send(w: &mut tokio::net::tcp::OwnedWriteHalf, line: &str) -> Result<(), String> {
+    let mut buf = line.as_bytes().to_vec();
+    buf.push(b'\n');
+    tokio::time::timeout(REQUEST_TIMEOUT, w.write_all(&buf))
+        .await
+        .map_err(|_| "write timed out".to_owned())?
+        .map_err(|e| format!("write: {e}"))
+}
+
+/// Read until the response to `id` (notifications before it are applied).
+async fn wait_response(
+    lines: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, LinesCodec>,
+    id: u64,
+) -> Result<(Value, Option<(i64, String)>), String> {
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next())
+            .await
+            .map_err(|_| "the pool did not answer in time".to_owned())?
+            .ok_or("the pool closed the connection")?
+            .map_err(|e| format!("read: {e}"))?;
+        match parse_server_line(&line) {
+            Ok(ServerMessage::Response { id: rid, result, error }) if rid.as_u64() == Some(id) => return Ok((result, error)),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "unreadable line from the pool"),
+        }
+    }
+}
+
+/// The share target of an upstream difficulty (exact for powers of two; otherwise the nearest
+/// power of two at or below it, so no share the pool would accept is withheld).
+pub fn upstream_target(difficulty: f64) -> Option<bitcoin::Target> {
+    DifficultyExp::floor_of(difficulty).ok().map(|d| d.target())
+}

@@ -1,0 +1,276 @@
+//! The proxy between real SV1 miners (over TCP) and a real mint-bridge: shares are validated,
+//! forwarded over one upstream connection, credited to the miner's own quote and minted into the
+//! miner's wallet; the pool going away, an epoch change, the mint going away and a short-crediting
+//! pool are all handled.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ehash_mint_bridge::MintBridge;
+use ehash_proxy::{Config, Proxy};
+use ehash_sim_miner::work::{Job, grind, target_for};
+use ehash_sim_miner::{Sv1Client, response_error};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const CREDIT: u64 = 4; // pool unit 2^12 hashes, share difficulty 2^-18
+
+fn init() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+fn bridge_config(dir: &Path, http: SocketAddr, stratum: SocketAddr) -> ehash_mint_bridge::Config {
+    let mut c = ehash_mint_bridge::Config {
+        data_dir: dir.to_path_buf(),
+        http_listen: http,
+        stratum_listen: stratum,
+        pool_id: Some("pool".into()),
+        unit_log2_hashes: 12,
+        ..Default::default()
+    };
+    c.stratum.initial_difficulty_exp = -18;
+    c.stratum.min_difficulty_exp = -18;
+    c.stratum.max_difficulty_exp = -18;
+    c.devnet.network_difficulty_exp = 60;
+    c.devnet.job_refresh_secs = 3600;
+    c
+}
+
+fn free() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn proxy_config(dir: &Path, pool: SocketAddr, mint_url: &str) -> Config {
+    let mut c = Config {
+        data_dir: dir.join("proxy"),
+        wallet_dir: dir.join("wallet"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        status_listen: "127.0.0.1:0".parse().unwrap(),
+        pool: pool.to_string(),
+        mint_url: mint_url.to_owned(),
+        mint_secs: 1,
+        ..Default::default()
+    };
+    c.stratum.initial_difficulty_exp = -18;
+    c.stratum.min_difficulty_exp = -18;
+    c.stratum.max_difficulty_exp = -18;
+    c
+}
+
+async fn miner(proxy: &Proxy, worker: &str) -> (Sv1Client, Job) {
+    let mut c = Sv1Client::connect(proxy.local_addr()).await.unwrap();
+    c.subscribe("rig/1").await.unwrap();
+    let r = c.authorize(worker).await.unwrap();
+    assert_eq!(r["result"], Value::Bool(true), "{r}");
+    let job = c.wait_job(Duration::from_secs(10)).await.unwrap();
+    (c, job)
+}
+
+fn solve(c: &Sv1Client, job: &Job, seed: u64) -> (Vec<u8>, u32) {
+    let en2: Vec<u8> = seed.to_le_bytes().iter().copied().chain(std::iter::repeat(0)).take(c.extranonce2_size).collect();
+    let target = target_for(job.difficulty);
+    let nonce = (0u32..).step_by(1 << 16).find_map(|s| grind(job, &c.extranonce1, &en2, job.ntime, job.version, &target, s, 1 << 16)).unwrap().0;
+    (en2, nonce)
+}
+
+async fn submit(c: &mut Sv1Client, worker: &str, job: &Job, seed: u64) -> Value {
+    let (en2, nonce) = solve(c, job, seed);
+    c.submit(worker, &job.id, &en2, job.ntime, nonce, None).await.unwrap()
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A TCP forwarder that can be switched off, to take the mint away from the proxy while the
+/// pool keeps running.
+async fn switchable_forwarder(to: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(true);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = l.accept().await {
+            if !*rx.borrow() {
+                drop(inbound);
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    (addr, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_earn_through_the_proxy_into_their_own_wallet() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), free(), free())).await.unwrap();
+    let proxy = Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url())).await.unwrap();
+    let (mut a, job_a) = miner(&proxy, "rig1").await;
+    let (mut b, job_b) = miner(&proxy, "rig2").await;
+    assert_ne!(a.extranonce1, b.extranonce1, "each miner has its own extranonce space");
+    assert_eq!(a.extranonce2_size, 6, "the pool's 8 bytes minus the 2-byte miner id");
+    for i in 0..3 {
+        assert_eq!(submit(&mut a, "rig1", &job_a, i).await["result"], true);
+        assert_eq!(submit(&mut b, "rig2", &job_b, i).await["result"], true);
+    }
+    // invalid work is refused by the proxy itself
+    let (en2, nonce) = solve(&a, &job_a, 0);
+    let r = a.submit("rig1", &job_a.id, &en2, job_a.ntime, nonce, None).await.unwrap();
+    assert_eq!(response_error(&r).unwrap().0, 22, "a duplicate is refused (by the pool, passed through)");
+    let r = a.submit("rig1", &job_a.id, &en2[..3], job_a.ntime, nonce, None).await.unwrap();
+    assert_eq!(response_error(&r).unwrap().0, 20);
+    // six shares over one upstream connection, credited to the proxy's own quote
+    let st = proxy.status().await;
+    assert_eq!((st.shares_forwarded, st.miners), (6, 2));
+    let quote = st.earnings.quote_id.clone();
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (6 * CREDIT, 6));
+    // minted into the miner's wallet, audited clean
+    proxy.mint_now().await.unwrap();
+    let st = proxy.status().await;
+    assert_eq!(st.earnings.wallet.get("hash_pool_1"), Some(&(6 * CREDIT)));
+    assert_eq!(st.earnings.credited.get("hash_pool_1"), Some(&(6 * CREDIT)));
+    assert_eq!((st.earnings.shortfall, st.earnings.logged_shares), (0, 6));
+    // status over HTTP
+    let body = bitreq::get(format!("http://{}/status", proxy.status_addr())).send_async().await.unwrap();
+    let v: Value = serde_json::from_str(body.as_str().unwrap()).unwrap();
+    assert_eq!(v["shares_forwarded"], 6);
+    assert!(v["hashrate"].as_f64().unwrap() > 0.0);
+    proxy.shutdown();
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_goes_away_and_comes_back_while_miners_stay_connected() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (http, stratum) = (free(), free());
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), http, stratum)).await.unwrap();
+    let proxy = Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url())).await.unwrap();
+    let (mut a, job) = miner(&proxy, "rig1").await;
+    assert_eq!(submit(&mut a, "rig1", &job, 1).await["result"], true);
+    bridge.shutdown().await;
+    // the pool is gone: the miner stays connected; work cannot be forwarded and is not counted as accepted
+    wait_until("the proxy noticing", Duration::from_secs(10), || async { !proxy.status().await.upstream_connected }).await;
+    let r = submit(&mut a, "rig1", &job, 2).await;
+    assert!(response_error(&r).is_some(), "{r}");
+    // the pool returns (same data): the miner gets fresh, clean work and earns again
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), http, stratum)).await.unwrap();
+    let fresh = a.wait_new_job(&job.id, Duration::from_secs(60)).await.unwrap();
+    assert!(fresh.clean);
+    let r = submit(&mut a, "rig1", &job, 3).await;
+    assert_eq!(response_error(&r).map(|e| e.0), Some(21), "old work is stale: {r}");
+    assert_eq!(submit(&mut a, "rig1", &fresh, 4).await["result"], true);
+    let quote = proxy.status().await.earnings.quote_id;
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap().1, 2);
+    proxy.shutdown();
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_change_moves_to_a_new_quote_without_losing_the_old_credit() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), free(), free())).await.unwrap();
+    let proxy = Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url())).await.unwrap();
+    let (mut a, job) = miner(&proxy, "rig1").await;
+    for i in 0..2 {
+        assert_eq!(submit(&mut a, "rig1", &job, i).await["result"], true);
+    }
+    let old_quote = proxy.status().await.earnings.quote_id;
+    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    // the proxy follows on its own: new unit, new quote, re-authorized upstream
+    wait_until("the proxy following the epoch", Duration::from_secs(20), || async {
+        proxy.status().await.earnings.unit == "hash_pool_2"
+    })
+    .await;
+    let mut earned = false;
+    for i in 10..40 {
+        let r = submit(&mut a, "rig1", &job, i).await;
+        if r["result"] == true {
+            earned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(earned, "shares are credited in the new epoch");
+    let new_quote = proxy.status().await.earnings.quote_id;
+    assert_ne!(new_quote, old_quote);
+    assert!(bridge.epochs().ledger().quote_totals(&new_quote).await.unwrap().1 >= 1);
+    proxy.mint_now().await.unwrap();
+    let st = proxy.status().await;
+    assert_eq!(st.earnings.wallet.get("hash_pool_1"), Some(&(2 * CREDIT)), "the old epoch's credit was minted");
+    assert!(st.earnings.wallet.get("hash_pool_2").copied().unwrap_or(0) >= CREDIT);
+    proxy.shutdown();
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_accrue_while_the_mint_is_down_and_are_all_minted_later() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), free(), free())).await.unwrap();
+    let mint_addr: SocketAddr = bridge.mint_url().trim_start_matches("http://").parse().unwrap();
+    let (fwd, switch) = switchable_forwarder(mint_addr).await;
+    let proxy = Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), &format!("http://{fwd}"))).await.unwrap();
+    let (mut a, job) = miner(&proxy, "rig1").await;
+    switch.send_replace(false); // the mint is unreachable for the proxy
+    for i in 0..4 {
+        assert_eq!(submit(&mut a, "rig1", &job, i).await["result"], true, "mining goes on without the mint");
+    }
+    assert!(proxy.mint_now().await.is_err(), "minting fails while the mint is down");
+    switch.send_replace(true);
+    proxy.mint_now().await.unwrap();
+    let st = proxy.status().await;
+    assert_eq!(st.earnings.wallet.get("hash_pool_1"), Some(&(4 * CREDIT)), "nothing credited was lost");
+    proxy.shutdown();
+    bridge.shutdown().await;
+    let _ = CancellationToken::new();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_credits_less_than_it_accepted_is_reported() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), free(), free())).await.unwrap();
+    let proxy = Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url())).await.unwrap();
+    let (mut a, job) = miner(&proxy, "rig1").await;
+    assert_eq!(submit(&mut a, "rig1", &job, 1).await["result"], true);
+    // A pool that acknowledges a share and does not credit it cannot be made from our honest
+    // pool; the proxy's log gets an acknowledged share the pool never credited instead.
+    let st = proxy.status().await;
+    let audit = ehash_proxy::audit::AuditLog::open(&dir.path().join("proxy")).await.unwrap();
+    audit
+        .record(&ehash_proxy::audit::LoggedShare {
+            share_id: "00".repeat(32),
+            quote_id: st.earnings.quote_id.clone(),
+            unit: st.earnings.unit.clone(),
+            expected: CREDIT,
+            worker: "rig1".into(),
+        })
+        .await
+        .unwrap();
+    proxy.mint_now().await.unwrap();
+    let st = proxy.status().await;
+    assert_eq!((st.earnings.shortfall, st.earnings.logged_shares), (CREDIT, 2));
+    proxy.shutdown();
+    bridge.shutdown().await;
+}
