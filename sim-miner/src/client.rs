@@ -256,3 +256,37 @@ pub fn parse_notify(p: &Value, difficulty: f64) -> Result<Job, ClientError> {
         difficulty,
     })
 }
+
+/// Find a valid share for `job` (extranonce2 = `seed`, little-endian, padded).
+pub fn solve(c: &Sv1Client, job: &Job, seed: u64) -> (Vec<u8>, u32) {
+    let en2: Vec<u8> = seed.to_le_bytes().iter().copied().chain(std::iter::repeat(0)).take(c.extranonce2_size).collect();
+    let target = crate::work::target_for(job.difficulty);
+    let mut start = 0u32;
+    loop {
+        if let Some((nonce, _)) = crate::work::grind(job, &c.extranonce1, &en2, job.ntime, job.version, &target, start, 1 << 16) {
+            return (en2, nonce);
+        }
+        start = start.wrapping_add(1 << 16);
+    }
+}
+
+/// Connect to `addr`, subscribe, authorize as `username` and submit `n` valid shares for the
+/// first job (extranonce2 seeds from `first_seed`); returns how many were accepted.
+pub async fn submit_shares(addr: SocketAddr, username: &str, n: u64, first_seed: u64) -> Result<u64, ClientError> {
+    let mut c = Sv1Client::connect(addr).await?;
+    c.subscribe("ehash-sim-miner/0.1").await?;
+    let r = c.authorize(username).await?;
+    if let Some((code, msg)) = response_error(&r) {
+        return Err(ClientError::Protocol(format!("authorize refused: {code} {msg}")));
+    }
+    let job = c.wait_job(Duration::from_secs(30)).await?;
+    let mut accepted = 0;
+    for i in 0..n {
+        let (en2, nonce) = solve(&c, &job, first_seed + i);
+        let r = c.submit(username, &job.id, &en2, job.ntime, nonce, None).await?;
+        if r["result"] == Value::Bool(true) {
+            accepted += 1;
+        }
+    }
+    Ok(accepted)
+}

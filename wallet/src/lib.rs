@@ -1,21 +1,27 @@
 //! # ehash-wallet
 //!
 //! The user's side of ehash. [`MinerWallet`] keeps one cdk wallet per epoch unit of a pool's
-//! mint (all in one SQLite file), creates NUT-20-locked ehash quotes for the active epoch and
-//! mints whatever the pool has credited to them. [`seed`] holds the wallet's BIP39 seed.
+//! mint (all in one SQLite file): it creates NUT-20-locked ehash quotes for the active epoch and
+//! mints whatever the pool credited to them, sends and receives tokens (checking DLEQ proofs
+//! against the keysets the pool announced on nostr, [`announced`]), lists history, restores from
+//! its seed (NUT-09/13), and backs up to and restores from nostr as NIP-60 events ([`nip60`]).
+//! [`seed`] holds the wallet's BIP39 seed.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod announced;
+pub mod nip60;
 pub mod seed;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use cdk::amount::SplitTarget;
 use cdk::mint_url::MintUrl;
-use cdk::nuts::{CurrencyUnit, PaymentMethod};
-use cdk::wallet::{Wallet, WalletBuilder};
+use cdk::nuts::{CurrencyUnit, PaymentMethod, PublicKey, SecretKey, SpendingConditions, Token};
+use cdk::wallet::{ReceiveOptions, SendOptions, Wallet, WalletBuilder};
 use cdk_common::database::WalletDatabase;
 use cdk_common::wallet::KeysetLoadPolicy;
 use cdk_sqlite::WalletSqliteDatabase;
@@ -45,6 +51,43 @@ pub enum Error {
     /// Seed file problems.
     #[error("{0}")]
     Seed(String),
+    /// A token that cannot be read.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// A token from another mint.
+    #[error("the token is from {token_mint}; this wallet holds ehash of {ours} (use a wallet for that mint)")]
+    ForeignMint {
+        /// The token's mint.
+        token_mint: String,
+        /// This wallet's mint.
+        ours: String,
+    },
+    /// A token whose proofs were already spent (or already received).
+    #[error("the token was already spent or already received; nothing changed")]
+    AlreadySpent,
+    /// A DLEQ proof that does not verify against the announced keyset.
+    #[error("proof of {amount} in keyset {keyset} fails its DLEQ check against the pool's announced keys: {reason}; nothing was received")]
+    BadDleq {
+        /// The keyset.
+        keyset: String,
+        /// The proof's amount.
+        amount: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Not enough balance.
+    #[error("insufficient balance in {unit}: have {have}, need {need}")]
+    Insufficient {
+        /// Unit.
+        unit: String,
+        /// Available.
+        have: u64,
+        /// Asked for.
+        need: u64,
+    },
+    /// nostr problems (backup, announcements).
+    #[error("nostr: {0}")]
+    Nostr(String),
 }
 
 /// Result alias.
@@ -195,19 +238,99 @@ impl MinerWallet {
         Ok(total)
     }
 
+    /// Every unit of this mint the wallet has quotes or proofs in.
+    pub async fn known_units(&self) -> Result<Vec<String>> {
+        let mut units: Vec<String> = self.ehash_quotes().await?.into_iter().map(|(u, _)| u).collect();
+        let proofs = self
+            .store
+            .get_proofs(Some(self.mint_url.clone()), None, None, None)
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        units.extend(proofs.into_iter().map(|p| p.unit.to_string()));
+        units.sort();
+        units.dedup();
+        Ok(units)
+    }
+
     /// Finish or roll back any operation a crash interrupted (cdk's saga recovery), in every unit
     /// the wallet holds quotes in. Call at start.
     pub async fn recover(&self) -> Result<()> {
-        for (unit, _) in self.ehash_quotes().await? {
+        for unit in self.known_units().await? {
             let report = self.wallet(&unit).await?.recover_incomplete_sagas().await?;
             tracing::debug!(%unit, ?report, "wallet recovery");
         }
         Ok(())
     }
 
+    /// Send `amount` of `unit` as a `cashuB` token, optionally P2PK-locked to `lock_to`.
+    pub async fn send(&self, unit: &str, amount: u64, lock_to: Option<PublicKey>) -> Result<String> {
+        let w = self.wallet(unit).await?;
+        let have = w.total_balance().await?.to_u64();
+        if have < amount {
+            return Err(Error::Insufficient { unit: unit.to_owned(), have, need: amount });
+        }
+        let opts = SendOptions { conditions: lock_to.map(|pk| SpendingConditions::new_p2pk(pk, None)), ..Default::default() };
+        let prepared = w.prepare_send(amount.into(), opts).await?;
+        Ok(prepared.confirm(None).await?.to_string())
+    }
+
+    /// Receive a token: it must be from this wallet's mint; its DLEQ proofs are checked against
+    /// `announced` keysets when given (else cdk checks them against the mint's keys); then it is
+    /// swapped at the mint. Returns the unit and amount. On any error nothing changes.
+    pub async fn receive(&self, token: &str, p2pk_keys: Vec<SecretKey>, announced: Option<&announced::AnnouncedKeysets>) -> Result<(String, u64)> {
+        let t = Token::from_str(token.trim()).map_err(|e| Error::InvalidToken(e.to_string()))?;
+        let token_mint = t.mint_url().map_err(|e| Error::InvalidToken(e.to_string()))?;
+        if token_mint != self.mint_url {
+            return Err(Error::ForeignMint { token_mint: token_mint.to_string(), ours: self.mint_url.to_string() });
+        }
+        let unit = t.unit().ok_or_else(|| Error::InvalidToken("the token names no unit".into()))?.to_string();
+        let w = self.wallet(&unit).await?;
+        if let Some(a) = announced {
+            let infos = w.mint_connector().get_mint_keysets().await?.keysets;
+            let proofs = t.proofs(&infos).map_err(|e| Error::InvalidToken(e.to_string()))?;
+            a.verify(&proofs)?;
+        }
+        let opts = ReceiveOptions { p2pk_signing_keys: p2pk_keys, ..Default::default() };
+        match w.receive(token.trim(), opts).await {
+            Ok(a) => Ok((unit, a.to_u64())),
+            Err(cdk::Error::TokenAlreadySpent) => Err(Error::AlreadySpent),
+            Err(e) => Err(Error::Cdk(e)),
+        }
+    }
+
+    /// Transactions of every unit, newest first: `(unit, direction, amount, unix time)`.
+    pub async fn history(&self) -> Result<Vec<(String, String, u64, u64)>> {
+        self.balances().await?;
+        let wallets: Vec<(String, Wallet)> = self.wallets.lock().await.iter().map(|(u, w)| (u.clone(), w.clone())).collect();
+        let mut out = vec![];
+        for (unit, w) in wallets {
+            for t in w.list_transactions(None).await? {
+                out.push((unit.clone(), t.direction.to_string(), t.amount.to_u64(), t.timestamp));
+            }
+        }
+        out.sort_by(|a, b| b.3.cmp(&a.3));
+        Ok(out)
+    }
+
+    /// Restore from the seed (NUT-09/13) in every unit the pool has had; returns the recovered
+    /// amount per unit.
+    pub async fn restore_from_seed(&self) -> Result<BTreeMap<String, u64>> {
+        let epochs = pool_epochs(&self.mint_url.to_string()).await?;
+        let mut out = BTreeMap::new();
+        for e in epochs.epochs {
+            let w = self.wallet(&e.unit).await?;
+            w.restore().await?;
+            let bal = w.total_balance().await?.to_u64();
+            if bal > 0 {
+                out.insert(e.unit, bal);
+            }
+        }
+        Ok(out)
+    }
+
     /// Unspent balance per unit (every unit the wallet holds quotes or proofs in).
     pub async fn balances(&self) -> Result<BTreeMap<String, u64>> {
-        for (unit, _) in self.ehash_quotes().await? {
+        for unit in self.known_units().await? {
             self.wallet(&unit).await?;
         }
         let wallets: Vec<(String, Wallet)> = self.wallets.lock().await.iter().map(|(u, w)| (u.clone(), w.clone())).collect();

@@ -1,0 +1,71 @@
+//! The keysets a pool announced on nostr (kind 38180), used to check the DLEQ proofs of received
+//! ehash without trusting the mint's own answer about its keys.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cdk::nuts::{Id, Keys, Proofs};
+use ehash_protocol::events::{EpochAnnouncement, KIND_EPOCH_ANNOUNCEMENT};
+use nostr_sdk::prelude::*;
+
+use crate::{Error, Result};
+
+/// Keysets announced by a pool for one mint URL.
+#[derive(Debug, Clone, Default)]
+pub struct AnnouncedKeysets {
+    keys: HashMap<Id, Keys>,
+}
+
+impl AnnouncedKeysets {
+    /// Fetch the pool's epoch announcements for `mint_url` from `relays`. Each announcement is
+    /// validated (signature, schema, keyset id derived from its keys).
+    pub async fn fetch(relays: &[String], pool: &str, mint_url: &str) -> Result<Self> {
+        let pool = PublicKey::parse(pool).map_err(|e| Error::Nostr(format!("pool key {pool:?}: {e}")))?;
+        let client = Client::default();
+        for r in relays {
+            client.add_relay(r.as_str()).await.map_err(|e| Error::Nostr(format!("relay {r}: {e}")))?;
+        }
+        client.connect().and_wait(Duration::from_secs(5)).await;
+        let events = client
+            .fetch_events(Filter::new().author(pool).kind(Kind::Custom(KIND_EPOCH_ANNOUNCEMENT)))
+            .timeout(Duration::from_secs(10))
+            .await
+            .map_err(|e| Error::Nostr(format!("fetching announcements: {e}")));
+        client.shutdown().await;
+        let mut out = Self::default();
+        for ev in events? {
+            if ev.verify().is_err() {
+                continue;
+            }
+            let Ok(a) = EpochAnnouncement::parse(&ev) else { continue };
+            if a.mint_url.trim_end_matches('/') == mint_url.trim_end_matches('/') {
+                out.keys.insert(a.keyset.id, a.keyset.keys);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of keysets known.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether none are known.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Check every proof's DLEQ against the announced key for its keyset and amount.
+    pub fn verify(&self, proofs: &Proofs) -> Result<()> {
+        for p in proofs {
+            let bad = |reason: String| Error::BadDleq { keyset: p.keyset_id.to_string(), amount: p.amount.to_u64(), reason };
+            let keys = self.keys.get(&p.keyset_id).ok_or_else(|| bad("the pool announced no such keyset".into()))?;
+            let key = keys.amount_key(p.amount).ok_or_else(|| bad("the keyset has no key for this amount".into()))?;
+            if p.dleq.is_none() {
+                return Err(bad("the proof carries no DLEQ proof".into()));
+            }
+            p.verify_dleq(key).map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
