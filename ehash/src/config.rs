@@ -16,6 +16,10 @@ pub struct FileConfig {
     pub mint_bridge: ehash_mint_bridge::Config,
     /// `[relay]`: the nostr relay.
     pub relay: ehash_relay::Config,
+    /// `[proxy]`: the miner's mining proxy.
+    pub proxy: ehash_proxy::Config,
+    /// `[wallet]`: the user's wallet.
+    pub wallet: ehash_wallet::Config,
     /// `[up]`: the local market.
     pub up: UpConfig,
 }

@@ -36,6 +36,134 @@ enum Command {
     MintBridge(MintBridgeCmd),
     /// Run the nostr relay.
     Relay(RelayArgs),
+    /// Run the mining proxy (miners connect here; it earns ehash into your wallet), or show a
+    /// running proxy's status.
+    Proxy(ProxyCmd),
+    /// Your ehash wallet: balance, send, receive, history, restore, NIP-60 backup.
+    Wallet(WalletCmd),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ProxyCmd {
+    #[command(subcommand)]
+    action: Option<ProxyAction>,
+    #[command(flatten)]
+    run: ProxyArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProxyAction {
+    /// Show a running proxy's miners, hashrate, shares, credited and minted ehash, and audit.
+    Status(ProxyStatusArgs),
+}
+
+/// `ehash proxy` flags (each overrides the `[proxy]` config key of the same name).
+#[derive(Debug, Args, Default)]
+pub struct ProxyArgs {
+    /// Stratum V1 listen address for your miners.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// The pool's Stratum V1 endpoint, host:port.
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// The pool's mint URL.
+    #[arg(long)]
+    pub mint_url: Option<String>,
+    /// Where `GET /status` is served.
+    #[arg(long)]
+    pub status_listen: Option<SocketAddr>,
+    /// Data directory (audit log).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Wallet directory (shared with `ehash wallet`).
+    #[arg(long)]
+    pub wallet_dir: Option<PathBuf>,
+    /// Worker name sent to the pool after the quote id.
+    #[arg(long)]
+    pub worker: Option<String>,
+    /// Seconds between minting credited ehash and auditing the pool.
+    #[arg(long)]
+    pub mint_secs: Option<u64>,
+    /// Initial share difficulty exponent for your miners (difficulty 2^N).
+    #[arg(long, allow_hyphen_values = true)]
+    pub initial_difficulty_exp: Option<i32>,
+    /// Lowest share difficulty exponent vardiff may give your miners.
+    #[arg(long, allow_hyphen_values = true)]
+    pub min_difficulty_exp: Option<i32>,
+}
+
+/// `ehash proxy status` flags.
+#[derive(Debug, Args)]
+pub struct ProxyStatusArgs {
+    /// The proxy's status address (default: `[proxy].status_listen`).
+    #[arg(long)]
+    pub status: Option<SocketAddr>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+struct WalletCmd {
+    /// Wallet directory (default `[wallet].dir`).
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    /// The pool's mint URL (default `[wallet].mint_url`).
+    #[arg(long, global = true)]
+    mint_url: Option<String>,
+    /// A relay for announcements and the NIP-60 backup (repeatable; default `[wallet].relays`).
+    #[arg(long = "relay", global = true)]
+    relays: Vec<String>,
+    #[command(subcommand)]
+    action: WalletAction,
+}
+
+/// `ehash wallet` actions.
+#[derive(Debug, Subcommand)]
+pub enum WalletAction {
+    /// Create the wallet and show its seed words once.
+    Init,
+    /// Balance per epoch unit.
+    Balance,
+    /// Mint everything the pool credited to this wallet's quotes.
+    Mint,
+    /// Send ehash as a cashuB token.
+    Send {
+        /// The epoch unit, e.g. hash_3f9a1c2e_7.
+        #[arg(long)]
+        unit: String,
+        /// Amount.
+        #[arg(long)]
+        amount: u64,
+        /// Lock the token to this public key (P2PK, hex).
+        #[arg(long)]
+        lock: Option<String>,
+    },
+    /// Receive a token (checks DLEQ proofs against the pool's announced keyset when relays are set).
+    Receive {
+        /// The token.
+        token: String,
+        /// Secret key (hex) for a P2PK-locked token.
+        #[arg(long)]
+        p2pk_key: Option<String>,
+    },
+    /// Incoming and outgoing transactions.
+    History,
+    /// Restore from seed words (NUT-09/13) into this wallet directory.
+    Restore {
+        /// The 12 or 24 seed words, quoted.
+        #[arg(long)]
+        words: String,
+    },
+    /// Back up to nostr as NIP-60 events encrypted to your nostr key.
+    Backup,
+    /// Restore the balance from NIP-60 events with a nostr key alone.
+    RestoreNostr {
+        /// The nostr secret key (nsec or hex).
+        #[arg(long)]
+        nsec: String,
+    },
 }
 
 /// `ehash up` flags.
@@ -207,5 +335,20 @@ async fn main() -> Result<()> {
         }
         Command::MintBridge(MintBridgeCmd { action: None, run }) => commands::mint_bridge::run(file, run).await,
         Command::Relay(args) => commands::relay::run(file, args).await,
+        Command::Proxy(ProxyCmd { action: Some(ProxyAction::Status(args)), .. }) => commands::proxy::status(file, args).await,
+        Command::Proxy(ProxyCmd { action: None, run }) => commands::proxy::run(file, run).await,
+        Command::Wallet(w) => {
+            let mut c = file.wallet.clone();
+            if let Some(d) = w.dir {
+                c.dir = d;
+            }
+            if let Some(u) = w.mint_url {
+                c.mint_url = u;
+            }
+            if !w.relays.is_empty() {
+                c.relays = w.relays;
+            }
+            commands::wallet::run(c, w.action).await
+        }
     }
 }

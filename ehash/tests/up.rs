@@ -22,7 +22,7 @@ struct Up {
     lines: mpsc::Receiver<String>,
 }
 
-fn spawn_up(dir: &std::path::Path, relay: SocketAddr, http: SocketAddr, stratum: SocketAddr) -> Up {
+fn spawn_up(dir: &std::path::Path, relay: SocketAddr, http: SocketAddr, stratum: SocketAddr, proxy: (SocketAddr, SocketAddr)) -> Up {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ehash"))
         .args(["--log", "warn", "up", "--data-dir"])
         .arg(dir)
@@ -30,6 +30,8 @@ fn spawn_up(dir: &std::path::Path, relay: SocketAddr, http: SocketAddr, stratum:
         .env("EHASH_RELAY__LISTEN", relay.to_string())
         .env("EHASH_MINT_BRIDGE__HTTP_LISTEN", http.to_string())
         .env("EHASH_MINT_BRIDGE__STRATUM_LISTEN", stratum.to_string())
+        .env("EHASH_PROXY__LISTEN", proxy.0.to_string())
+        .env("EHASH_PROXY__STATUS_LISTEN", proxy.1.to_string())
         .env("EHASH_UP__NETWORK_DIFFICULTY_EXP", "-9")
         .env("EHASH_UP__STATUS_SECS", "1")
         .env("EHASH_UP__MINT_SECS", "1")
@@ -86,7 +88,8 @@ fn interrupt(mut up: Up) {
 async fn up_runs_a_miner_earning_ehash_visible_on_nostr() {
     let dir = tempfile::tempdir().unwrap();
     let (relay, http, stratum) = (free_addr(), free_addr(), free_addr());
-    let up = spawn_up(dir.path(), relay, http, stratum);
+    let proxy = (free_addr(), free_addr());
+    let up = spawn_up(dir.path(), relay, http, stratum, proxy);
     let (_, earned) = wait_status(&up, Duration::from_secs(120), |_, w| w > 0);
     assert!(earned > 0);
 
@@ -114,7 +117,7 @@ async fn up_runs_a_miner_earning_ehash_visible_on_nostr() {
     interrupt(up);
 
     // the data directory survives: same epochs, the wallet keeps its ehash
-    let up = spawn_up(dir.path(), relay, http, stratum);
+    let up = spawn_up(dir.path(), relay, http, stratum, proxy);
     let (epoch2, wallet2) = wait_status(&up, Duration::from_secs(60), |_, _| true);
     assert!(epoch2 >= epoch, "epoch {epoch2} after restart, {epoch} before");
     assert!(wallet2 >= wallet, "wallet {wallet2} after restart, {wallet} before");

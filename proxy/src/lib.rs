@@ -164,6 +164,10 @@ impl Proxy {
         let forwarding = Arc::new(Forwarding::default());
         let backend = Arc::new(ProxyBackend::new(upstream.clone(), earner.clone(), forwarding.clone()));
         let server = Server::start(config.listen, stratum, difficulty, backend, upstream.templates(), cancel.clone()).await?;
+        // mint what was credited while the proxy was away, and know the balances from the start
+        if let Err(e) = earner.mint_and_audit().await {
+            tracing::warn!(error = %e, "first mint; will retry");
+        }
         earner.clone().spawn(upstream.clone(), Duration::from_secs(config.mint_secs.max(1)), cancel.clone());
 
         let inner = Arc::new(Inner { server, upstream, earner, forwarding, started: Instant::now() });

@@ -341,3 +341,30 @@ impl MinerWallet {
         Ok(out)
     }
 }
+
+/// Wallet settings for the `ehash wallet` command and the proxy.
+///
+/// | key | default | meaning |
+/// |-----|---------|---------|
+/// | `dir` | `.ehash/wallet` | seed words (`mnemonic.txt`), nostr key, cdk database |
+/// | `mint_url` | `http://127.0.0.1:3338` | the pool's mint |
+/// | `relays` | `[]` | relays for the NIP-60 backup and the pool's keyset announcements |
+/// | `nostr_secret_key` | generated in `dir/nostr.key` | the key NIP-60 events are encrypted to |
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Wallet directory.
+    pub dir: std::path::PathBuf,
+    /// The pool's mint.
+    pub mint_url: String,
+    /// Relays.
+    pub relays: Vec<String>,
+    /// Nostr secret key (hex or nsec).
+    pub nostr_secret_key: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { dir: ".ehash/wallet".into(), mint_url: "http://127.0.0.1:3338".into(), relays: vec![], nostr_secret_key: None }
+    }
+}

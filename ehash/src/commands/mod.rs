@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod mint_bridge;
+pub mod proxy;
 pub mod relay;
 pub mod up;
+pub mod wallet;
 
 /// Wait for Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

@@ -1,13 +1,14 @@
 //! `ehash up`: the local market in one process — a relay, the pool's mint-bridge on a devnet
-//! tuned for a CPU miner, and a simulated miner that earns ehash into its own wallet.
+//! tuned for a CPU miner, a mining proxy earning into its own wallet, and a simulated miner
+//! mining through the proxy.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ehash_mint_bridge::MintBridge;
+use ehash_proxy::Proxy;
 use ehash_sim_miner::{Miner, MinerConfig};
-use ehash_wallet::{MinerWallet, seed};
 use tokio_util::sync::CancellationToken;
 
 use crate::UpArgs;
@@ -46,60 +47,43 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     mb.devnet.job_refresh_secs = 30;
     let bridge = MintBridge::start(mb).await.context("starting the mint-bridge")?;
 
-    let miner_dir = root.join("miner");
-    let (mnemonic, created) = seed::load_or_create(&miner_dir)?;
-    if created {
-        println!("simulated miner: new wallet, seed words in {}", miner_dir.join(seed::MNEMONIC_FILE).display());
-    }
-    let wallet = MinerWallet::open(&miner_dir.join("wallet.sqlite"), bridge.mint_url(), seed::seed_of(&mnemonic)).await?;
-    let mut unit = bridge.epochs().current().await?.unit;
-    let mut quote = wallet.quote_for(&unit).await?;
+    let mut pc = file.proxy.clone();
+    pc.data_dir = root.join("proxy");
+    pc.wallet_dir = root.join("wallet");
+    pc.pool = bridge.stratum_addr().to_string();
+    pc.mint_url = bridge.mint_url().to_owned();
+    pc.mint_secs = file.up.mint_secs;
+    pc.worker = "up".into();
+    pc.stratum.initial_difficulty_exp = UP_MIN_DIFFICULTY_EXP;
+    pc.stratum.min_difficulty_exp = UP_MIN_DIFFICULTY_EXP;
+    pc.stratum.target_share_secs = 2;
+    pc.stratum.retarget_secs = 20;
+    let proxy = Proxy::start(pc).await.context("starting the proxy")?;
+
     let cancel = CancellationToken::new();
     let miner = Miner::start(
-        MinerConfig {
-            pool: bridge.stratum_addr(),
-            username: format!("{quote}.sim"),
-            agent: "ehash-sim-miner/0.1".into(),
-            version_rolling: true,
-        },
+        MinerConfig { pool: proxy.local_addr(), username: "sim1".into(), agent: "ehash-sim-miner/0.1".into(), version_rolling: true },
         cancel.clone(),
     );
 
-    let pool_npub = bridge.epochs().announcer().public_key();
     println!("ehash local market");
     println!("  relay    {}", relay.url());
     println!("  mint     {}   (Cashu HTTP API; epochs at /v1/ehash/epochs)", bridge.mint_url());
-    println!("  stratum  stratum+tcp://{}   (username: <quote-id>.<worker>)", bridge.stratum_addr());
-    println!("  pool key {}", pool_npub.to_hex());
-    println!("  data     {}", root.display());
+    println!("  pool     stratum+tcp://{}   (username: <quote-id>.<worker>)", bridge.stratum_addr());
+    println!("  proxy    stratum+tcp://{}   (point your miners here; status: http://{}/status)", proxy.local_addr(), proxy.status_addr());
+    println!("  pool key {}", pool_keys.public_key().to_hex());
+    println!("  wallet   {}   (ehash wallet --dir {} balance)", root.join("wallet").display(), root.join("wallet").display());
     println!("Ctrl-C stops it; the data directory keeps everything for the next run.");
 
     let tty = std::io::stdout().is_terminal();
     let mut status = tokio::time::interval(Duration::from_secs(file.up.status_secs.max(1)));
-    let mut mint = tokio::time::interval(Duration::from_secs(file.up.mint_secs.max(1)));
     let shutdown = super::shutdown_signal();
     tokio::pin!(shutdown);
-    let started = std::time::Instant::now();
-    let mut epochs = bridge.epochs().changes();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = epochs.changed() => {
-                // a new epoch: earn in its unit right away
-                let current = bridge.epochs().current().await?.unit;
-                if current != unit {
-                    unit = current;
-                    quote = wallet.quote_for(&unit).await?;
-                    miner.set_username(format!("{quote}.sim"));
-                }
-            }
-            _ = mint.tick() => {
-                if let Err(e) = wallet.mint_all_credited().await {
-                    tracing::warn!(error = %e, "minting credited ehash");
-                }
-            }
             _ = status.tick() => {
-                let line = status_line(&bridge, &wallet, &miner, started.elapsed()).await;
+                let line = status_line(&bridge, &proxy).await;
                 if tty {
                     print!("\r\x1b[2K{line}");
                     let _ = std::io::stdout().flush();
@@ -113,22 +97,26 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     tracing::info!("stopping");
     cancel.cancel();
     miner.join().await;
-    let _ = wallet.mint_all_credited().await;
+    proxy.shutdown();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     bridge.shutdown().await;
     relay.shutdown();
     Ok(())
 }
 
-async fn status_line(bridge: &MintBridge, wallet: &MinerWallet, miner: &Miner, elapsed: Duration) -> String {
+async fn status_line(bridge: &MintBridge, proxy: &Proxy) -> String {
     let pool = bridge.stats();
     let epoch = bridge.epochs().current().await.map(|e| format!("epoch {} ({})", e.epoch, e.unit)).unwrap_or_default();
-    let minted: u64 = wallet.balances().await.map(|b| b.values().sum()).unwrap_or(0);
-    let s = miner.stats();
-    let hashes = s.hashes.load(std::sync::atomic::Ordering::Relaxed);
-    let rate = hashes as f64 / elapsed.as_secs_f64().max(1.0) / 1e6;
-    let rejected: u64 = pool.rejected.iter().map(|(_, n)| n).sum();
+    let p = proxy.status().await;
+    let wallet: u64 = p.earnings.wallet.values().sum();
+    let credited: u64 = p.earnings.credited.values().sum();
+    let rejected: u64 = p.shares_rejected.iter().map(|(_, n)| n).sum();
     format!(
-        "{epoch} | shares {} accepted, {rejected} rejected | credited {} ehash | wallet {minted} ehash | blocks {} | {rate:.2} MH/s",
-        pool.accepted, pool.credited, pool.blocks
+        "{epoch} | miners {} {:.2} MH/s | shares {} accepted, {} to pool, {rejected} rejected | credited {credited} | wallet {wallet} ehash | blocks {}",
+        p.miners,
+        p.hashrate / 1e6,
+        p.shares_accepted,
+        p.shares_forwarded,
+        pool.blocks
     )
 }
