@@ -8,23 +8,18 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A key or seed file could not be read or written.
+    /// The data directory could not be created.
     #[error("{path}: {source}")]
-    KeyFile {
-        /// The file.
+    DataDir {
+        /// The directory.
         path: PathBuf,
         /// The cause.
         #[source]
         source: std::io::Error,
     },
-    /// A key or seed file holds something unusable.
-    #[error("{path}: {reason}; restore the original file or remove it to start a new pool identity")]
-    BadKeyFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    /// A seed or key file.
+    #[error(transparent)]
+    Key(#[from] ehash_keyfile::Error),
     /// The share ledger failed.
     #[error("share ledger: {0}")]
     Ledger(#[from] sqlx::Error),

@@ -25,7 +25,6 @@ pub mod http;
 pub mod ledger;
 pub mod mint;
 pub mod pool;
-pub mod secrets;
 mod service;
 
 pub use config::Config;

@@ -22,7 +22,6 @@ use crate::mint::{MintHandle, MintIdentity, MintStore};
 use crate::pool::devnet::DevnetJobSource;
 use crate::pool::{EXTRANONCE1_SIZE, PoolBackend};
 use ehash_stratum::{Difficulty, Server, StatsSnapshot};
-use crate::secrets;
 
 /// How often shares whose mint credit failed are retried.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(10);
@@ -72,10 +71,10 @@ impl MintBridge {
     /// Start everything; returns once the ports are bound and the mint is serving.
     pub async fn start(config: Config) -> Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| Error::KeyFile { path: config.data_dir.clone(), source })?;
-        let seed = secrets::load_or_create_seed(&config.data_dir)?;
-        let keys = secrets::load_or_create_nostr_keys(&config.data_dir, config.nostr_secret_key.as_deref())?;
-        let admin_token = secrets::load_or_create_admin_token(&config.data_dir)?;
+            .map_err(|source| Error::DataDir { path: config.data_dir.clone(), source })?;
+        let seed = ehash_keyfile::load_or_create_seed(&config.data_dir)?;
+        let keys = ehash_keyfile::load_or_create_nostr_keys(&config.data_dir, config.nostr_secret_key.as_deref())?;
+        let admin_token = ehash_keyfile::load_or_create_admin_token(&config.data_dir)?;
         let pool_id = match &config.pool_id {
             Some(p) => PoolId::new(p)?,
             None => PoolId::from_pubkey_hex(&keys.public_key().to_hex())?,
@@ -125,6 +124,9 @@ impl MintBridge {
         let state = HttpState { epochs: epochs.clone(), mint: mint.clone(), admin_token: Arc::new(admin_token) };
         let app = http::router(state);
         let http_cancel = cancel.clone();
+        let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tasks.push(tokio::spawn(async move {
             let serve = axum::serve(http_listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });

@@ -138,7 +138,7 @@ async fn the_operator_closes_an_epoch_with_the_admin_token() {
     let resp = bitreq::post(url.as_str()).with_header("Authorization", "Bearer wrong").send_async().await.unwrap();
     assert_eq!(resp.status_code, 401);
     assert_eq!(bridge.epochs().current().await.unwrap().epoch, 1);
-    let token = ehash_mint_bridge::secrets::read_admin_token(dir.path()).unwrap();
+    let token = ehash_keyfile::read_admin_token(dir.path()).unwrap();
     let resp = bitreq::post(url.as_str()).with_header("Authorization", format!("Bearer {token}")).send_async().await.unwrap();
     assert_eq!(resp.status_code, 200, "{}", resp.as_str().unwrap());
     let body: Value = serde_json::from_str(resp.as_str().unwrap()).unwrap();

@@ -11,6 +11,8 @@
 //! | `worker` | `proxy` | worker name sent upstream after the quote id |
 //! | `mint_secs` | 10 | how often credited ehash is minted and the pool audited |
 //! | `version_rolling` | true | negotiate BIP310 with the pool and offer it to miners |
+//! | `backup_relays` | `[]` | relays for the wallet's NIP-60 backup after each mint (retried while down) |
+//! | `nostr_secret_key` | `wallet_dir/nostr.key` | the key the backup is encrypted to |
 //! | `stratum.*` | see `ehash_stratum::Config` | the miners' side: vardiff, limits |
 
 use std::net::SocketAddr;
@@ -40,6 +42,10 @@ pub struct Config {
     pub mint_secs: u64,
     /// Negotiate version rolling upstream and offer it downstream.
     pub version_rolling: bool,
+    /// Relays for the NIP-60 backup of the wallet (none: no backup).
+    pub backup_relays: Vec<String>,
+    /// The nostr key of the backup (hex or nsec); default: the wallet's `nostr.key`.
+    pub nostr_secret_key: Option<String>,
     /// The miners' side.
     pub stratum: ehash_stratum::Config,
 }
@@ -56,6 +62,8 @@ impl Default for Config {
             worker: "proxy".into(),
             mint_secs: 10,
             version_rolling: true,
+            backup_relays: vec![],
+            nostr_secret_key: None,
             stratum: ehash_stratum::Config { initial_difficulty_exp: 0, min_difficulty_exp: -32, ..Default::default() },
         }
     }

@@ -38,6 +38,19 @@ pub struct Earnings {
     pub logged_shares: u64,
     /// The last error of the earning loop, if any.
     pub last_error: Option<String>,
+    /// Ehash in the wallet at the last successful NIP-60 backup.
+    pub backed_up: Option<u64>,
+}
+
+/// Where the wallet is backed up (NIP-60).
+#[derive(Debug, Clone)]
+pub struct Backup {
+    /// The key the events are encrypted to.
+    pub keys: nostr_sdk::prelude::Keys,
+    /// The relays.
+    pub relays: Vec<String>,
+    /// The wallet directory (backup bookkeeping).
+    pub dir: std::path::PathBuf,
 }
 
 /// The earning loop's handle.
@@ -45,7 +58,10 @@ pub struct Earner {
     wallet: Arc<MinerWallet>,
     audit: AuditLog,
     worker: String,
+    backup: Option<Backup>,
     state: Mutex<Earnings>,
+    /// One mint-and-audit round at a time (cdk refuses concurrent updates of a quote).
+    round: Mutex<()>,
 }
 
 impl std::fmt::Debug for Earner {
@@ -56,8 +72,8 @@ impl std::fmt::Debug for Earner {
 
 impl Earner {
     /// An earner minting into `wallet` and auditing with `audit`.
-    pub fn new(wallet: Arc<MinerWallet>, audit: AuditLog, worker: String) -> Self {
-        Self { wallet, audit, worker, state: Mutex::new(Earnings::default()) }
+    pub fn new(wallet: Arc<MinerWallet>, audit: AuditLog, worker: String, backup: Option<Backup>) -> Self {
+        Self { wallet, audit, worker, backup, state: Mutex::new(Earnings::default()), round: Mutex::new(()) }
     }
 
     /// The username for a quote.
@@ -98,6 +114,7 @@ impl Earner {
 
     /// Mint everything credited and reconcile against the log.
     pub async fn mint_and_audit(&self) -> Result<(), String> {
+        let _round = self.round.lock().await;
         self.wallet.mint_all_credited().await.map_err(|e| format!("minting: {e}"))?;
         let totals = self.audit.totals().await.map_err(|e| e.to_string())?;
         let mut credited = BTreeMap::new();
@@ -117,11 +134,18 @@ impl Earner {
             }
         }
         let wallet = self.wallet.balances().await.map_err(|e| e.to_string())?;
-        let mut s = self.state.lock().await;
-        s.credited = credited;
-        s.wallet = wallet;
-        s.shortfall = shortfall;
-        s.logged_shares = logged;
+        {
+            let mut s = self.state.lock().await;
+            s.credited = credited;
+            s.wallet = wallet.clone();
+            s.shortfall = shortfall;
+            s.logged_shares = logged;
+        }
+        if let Some(b) = &self.backup {
+            // a relay that is down fails this; the next round retries
+            self.wallet.backup_nip60(&b.keys, &b.relays, &b.dir).await.map_err(|e| format!("backup: {e}"))?;
+            self.state.lock().await.backed_up = Some(wallet.values().sum());
+        }
         Ok(())
     }
 

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
 use crate::backend::{Forwarding, ProxyBackend};
-use crate::earn::{Earner, Earnings};
+use crate::earn::{Backup, Earner, Earnings};
 use crate::upstream::{MINER_ID_BYTES, Upstream};
 
 /// Proxy errors.
@@ -131,7 +131,14 @@ impl Proxy {
         let wallet = Arc::new(MinerWallet::open(&config.wallet_dir.join("wallet.sqlite"), &config.mint_url, seed::seed_of(&mnemonic)).await?);
         wallet.recover().await?;
         let audit = AuditLog::open(&config.data_dir).await?;
-        let earner = Arc::new(Earner::new(wallet, audit, config.worker.clone()));
+        let backup = if config.backup_relays.is_empty() {
+            None
+        } else {
+            let keys = ehash_keyfile::load_or_create_nostr_keys(&config.wallet_dir, config.nostr_secret_key.as_deref())
+                .map_err(|e| Error::Start(e.to_string()))?;
+            Some(Backup { keys, relays: config.backup_relays.clone(), dir: config.wallet_dir.clone() })
+        };
+        let earner = Arc::new(Earner::new(wallet, audit, config.worker.clone(), backup));
         let cancel = CancellationToken::new();
 
         let username = loop {

@@ -274,3 +274,72 @@ async fn a_pool_that_credits_less_than_it_accepted_is_reported() {
     proxy.shutdown();
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallet_backup_waits_out_a_relay_that_is_down() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), free(), free())).await.unwrap();
+    let relay_addr = free();
+    let mut pc = proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url());
+    pc.backup_relays = vec![format!("ws://{relay_addr}")];
+    let proxy = Proxy::start(pc).await.unwrap();
+    let (mut a, job) = miner(&proxy, "rig1").await;
+    for i in 0..3 {
+        assert_eq!(submit(&mut a, "rig1", &job, i).await["result"], true);
+    }
+    // the relay is down: minting works, the backup fails and says so
+    let err = proxy.mint_now().await.unwrap_err();
+    assert!(err.starts_with("backup:"), "{err}");
+    assert_eq!(proxy.status().await.earnings.wallet.get("hash_pool_1"), Some(&(3 * CREDIT)));
+    // the relay comes up: the next round backs up
+    let relay = ehash_relay::Relay::start(&ehash_relay::Config {
+        data_dir: dir.path().join("relay"),
+        listen: relay_addr,
+        map_size: 64 << 20,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    wait_until("the backup", Duration::from_secs(60), || async { proxy.status().await.earnings.backed_up == Some(3 * CREDIT) }).await;
+    // and the nostr key alone restores it on a fresh machine
+    let keys = ehash_keyfile::load_or_create_nostr_keys(&dir.path().join("wallet"), None).unwrap();
+    let fresh = ehash_wallet::MinerWallet::open(&dir.path().join("fresh.sqlite"), bridge.mint_url(), [42; 64]).await.unwrap();
+    let got = fresh.restore_nip60(&keys, &[relay.url().to_owned()]).await.unwrap();
+    assert_eq!(got.get("hash_pool_1"), Some(&(3 * CREDIT)));
+    proxy.shutdown();
+    relay.shutdown();
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_miners_are_cut_off_and_others_keep_mining() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), free(), free())).await.unwrap();
+    let proxy = Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url())).await.unwrap();
+    // a flood of bad shares: cut off after a long run of invalid submissions
+    let (mut bad, job) = miner(&proxy, "flood").await;
+    let mut cut = false;
+    for n in 0..1500u32 {
+        match bad.submit("flood", &job.id, &[0; 6], job.ntime, n, None).await {
+            Ok(r) if r["result"] == true => {}
+            Ok(_) => {}
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        }
+    }
+    assert!(cut, "a connection flooding invalid shares is closed");
+    // malformed lines and a socket that never reads, at the same time as a good miner
+    let mut junk = tokio::net::TcpStream::connect(proxy.local_addr()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut junk, b"\xff\xfe not json\n{\"id\":\n").await.unwrap();
+    let (mut good, job) = miner(&proxy, "good").await;
+    for i in 0..3 {
+        assert_eq!(submit(&mut good, "good", &job, 100 + i).await["result"], true);
+    }
+    assert!(proxy.status().await.shares_rejected.iter().any(|(c, n)| *c == 23 && *n > 900));
+    proxy.shutdown();
+    bridge.shutdown().await;
+}

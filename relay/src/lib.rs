@@ -129,6 +129,10 @@ impl Relay {
         expiry.spawn_sweeper(db.clone(), Duration::from_secs(config.expiry_sweep_secs.max(1)), cancel.clone());
         let app = server::router(shared);
         let stop = cancel.clone();
+        // small nostr frames must not wait for Nagle's algorithm
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move { stop.cancelled().await });

@@ -3,7 +3,6 @@
 //! restore the wallet.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use bip39::Mnemonic;
@@ -25,18 +24,7 @@ pub fn load_or_create(dir: &Path) -> Result<(Mnemonic, bool)> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let m = Mnemonic::generate(12).map_err(|e| Error::Seed(format!("generating a mnemonic: {e}")))?;
-            fs::create_dir_all(dir).map_err(|e| Error::Seed(format!("{}: {e}", dir.display())))?;
-            let mut opts = fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&path).map_err(|e| Error::Seed(format!("{}: {e}", path.display())))?;
-            f.write_all(format!("{m}\n").as_bytes())
-                .and_then(|_| f.sync_all())
-                .map_err(|e| Error::Seed(format!("{}: {e}", path.display())))?;
+            ehash_keyfile::write_private(&path, format!("{m}\n").as_bytes()).map_err(|e| Error::Seed(e.to_string()))?;
             Ok((m, true))
         }
         Err(e) => Err(Error::Seed(format!("{}: {e}", path.display()))),

@@ -61,7 +61,7 @@ pub async fn run(file: FileConfig, args: MintBridgeArgs) -> Result<()> {
 /// Ask a running mint-bridge to close its active epoch.
 pub async fn close_epoch(file: FileConfig, args: CloseEpochArgs) -> Result<()> {
     let dir = args.data_dir.unwrap_or(file.mint_bridge.data_dir.clone());
-    let token = ehash_mint_bridge::secrets::read_admin_token(&dir)
+    let token = ehash_keyfile::read_admin_token(&dir)
         .with_context(|| format!("no admin token in {}; pass --data-dir of the running mint-bridge", dir.display()))?;
     let url = args.url.unwrap_or_else(|| file.mint_bridge.mint_url(file.mint_bridge.http_listen));
     let endpoint = format!("{}/admin/epoch/close", url.trim_end_matches('/'));

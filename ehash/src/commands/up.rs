@@ -28,7 +28,7 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     mb.data_dir = root.join("mint-bridge");
     // the relay accepts the pool's announcements: it needs the pool's key before the pool starts
     std::fs::create_dir_all(&mb.data_dir).with_context(|| format!("creating {}", mb.data_dir.display()))?;
-    let pool_keys = ehash_mint_bridge::secrets::load_or_create_nostr_keys(&mb.data_dir, mb.nostr_secret_key.as_deref())?;
+    let pool_keys = ehash_keyfile::load_or_create_nostr_keys(&mb.data_dir, mb.nostr_secret_key.as_deref())?;
 
     let mut relay_config = file.relay.clone();
     relay_config.data_dir = root.join("relay");

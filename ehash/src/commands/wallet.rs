@@ -18,8 +18,7 @@ async fn open(c: &ehash_wallet::Config) -> Result<MinerWallet> {
 }
 
 fn nostr_keys(c: &ehash_wallet::Config) -> Result<Keys> {
-    // the same key-file convention as the mint-bridge's: hex in nostr.key, created if absent
-    Ok(ehash_mint_bridge::secrets::load_or_create_nostr_keys(&c.dir, c.nostr_secret_key.as_deref())?)
+    Ok(ehash_keyfile::load_or_create_nostr_keys(&c.dir, c.nostr_secret_key.as_deref())?)
 }
 
 /// Run one wallet action.
@@ -86,8 +85,7 @@ pub async fn run(c: ehash_wallet::Config, action: WalletAction) -> Result<()> {
                     bail!("{} already holds a different wallet; restore into an empty --dir", c.dir.display());
                 }
             } else {
-                std::fs::create_dir_all(&c.dir)?;
-                std::fs::write(c.dir.join(seed::MNEMONIC_FILE), format!("{m}\n"))?;
+                ehash_keyfile::write_private(&c.dir.join(seed::MNEMONIC_FILE), format!("{m}\n").as_bytes())?;
             }
             let w = open(&c).await?;
             for (unit, n) in w.restore_from_seed().await? {

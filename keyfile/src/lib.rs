@@ -1,9 +1,14 @@
-//! The pool's long-lived secrets, kept in the data directory with mode 0600:
+//! # ehash-keyfile
 //!
-//! - `mint-seed.hex`: 64 random bytes from which cdk derives every keyset (losing it makes
-//!   outstanding ehash unverifiable, so back it up);
-//! - `nostr.key`: the pool's nostr secret key (hex), unless the config provides one;
-//! - `admin.token`: the bearer token for `/admin/*`, read by `ehash mint-bridge close-epoch`.
+//! Long-lived secrets kept as hex files in a data directory with mode 0600, created on first use
+//! (written to a temporary file, synced, then renamed), and refused with an error naming the
+//! file when damaged:
+//!
+//! - `mint-seed.hex`: the pool's 64-byte mint seed, from which cdk derives every keyset (losing
+//!   it makes outstanding ehash unverifiable, so back it up);
+//! - `nostr.key`: a nostr secret key (the pool's, or a wallet's for NIP-60), unless configured;
+//! - `admin.token`: the mint-bridge's bearer token for `/admin/*`.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::fs;
 use std::io::Write;
@@ -11,7 +16,33 @@ use std::path::{Path, PathBuf};
 
 use rand::RngCore;
 
-use crate::error::{Error, Result};
+/// Key file errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds something unusable.
+    #[error("{path}: {reason}; restore the original file or remove it to start a new identity")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A configured key is not a key.
+    #[error("{0}")]
+    BadConfigured(String),
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The seed file name.
 pub const SEED_FILE: &str = "mint-seed.hex";
@@ -32,11 +63,11 @@ pub fn load_or_create_seed(dir: &Path) -> Result<[u8; 64]> {
 pub fn load_or_create_nostr_keys(dir: &Path, configured: Option<&str>) -> Result<nostr_sdk::prelude::Keys> {
     if let Some(secret) = configured {
         return nostr_sdk::prelude::Keys::parse(secret.trim())
-            .map_err(|e| Error::Config(format!("nostr_secret_key: {e} (expected 64 hex digits or nsec1…)")));
+            .map_err(|e| Error::BadConfigured(format!("nostr_secret_key: {e} (expected 64 hex digits or nsec1…)")));
     }
     let path = dir.join(NOSTR_KEY_FILE);
     let bytes = load_or_create_hex(&path, 32)?;
-    nostr_sdk::prelude::Keys::parse(&hex::encode(bytes)).map_err(|e| Error::BadKeyFile { path, reason: e.to_string() })
+    nostr_sdk::prelude::Keys::parse(&hex::encode(bytes)).map_err(|e| Error::Damaged { path, reason: e.to_string() })
 }
 
 /// The admin bearer token: read it, or create it on first start.
@@ -47,19 +78,19 @@ pub fn load_or_create_admin_token(dir: &Path) -> Result<String> {
 /// Read the admin token written by a running or past mint-bridge.
 pub fn read_admin_token(dir: &Path) -> Result<String> {
     let path = dir.join(ADMIN_TOKEN_FILE);
-    let text = fs::read_to_string(&path).map_err(|source| Error::KeyFile { path: path.clone(), source })?;
+    let text = fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
     Ok(text.trim().to_owned())
 }
 
 fn load_or_create_hex(path: &Path, len: usize) -> Result<Vec<u8>> {
     match fs::read_to_string(path) {
         Ok(text) => {
-            let bytes = hex::decode(text.trim()).map_err(|e| Error::BadKeyFile {
+            let bytes = hex::decode(text.trim()).map_err(|e| Error::Damaged {
                 path: path.to_owned(),
                 reason: format!("not hex: {e}"),
             })?;
             if bytes.len() != len {
-                return Err(Error::BadKeyFile {
+                return Err(Error::Damaged {
                     path: path.to_owned(),
                     reason: format!("expected {len} bytes, found {}", bytes.len()),
                 });
@@ -72,13 +103,13 @@ fn load_or_create_hex(path: &Path, len: usize) -> Result<Vec<u8>> {
             write_private(path, hex::encode(&bytes).as_bytes())?;
             Ok(bytes)
         }
-        Err(source) => Err(Error::KeyFile { path: path.to_owned(), source }),
+        Err(source) => Err(Error::Io { path: path.to_owned(), source }),
     }
 }
 
 /// Write a file readable only by its owner, atomically (temp file, fsync, rename).
-fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    let err = |source| Error::KeyFile { path: path.to_owned(), source };
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let err = |source| Error::Io { path: path.to_owned(), source };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(err)?;
     }
