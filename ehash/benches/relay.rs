@@ -97,7 +97,13 @@ async fn ingest_one(addr: SocketAddr, events: Vec<String>, window: usize) -> usi
         let mut acked = 0;
         let mut accepted = 0;
         while acked < total {
-            match rx.next().await {
+            // a relay that stops answering (drops events) must not hang the bench
+            let Ok(next) = tokio::time::timeout(Duration::from_secs(30), rx.next()).await else {
+                eprintln!("no answer for 30 s after {acked} of {total} OKs; counting what was acknowledged");
+                let _ = done_tx.send(false);
+                break;
+            };
+            match next {
                 Some(Ok(Message::Text(t))) => {
                     if t.starts_with("[\"OK\"") {
                         acked += 1;
@@ -117,8 +123,10 @@ async fn ingest_one(addr: SocketAddr, events: Vec<String>, window: usize) -> usi
     let mut in_flight = 0;
     for e in events {
         while in_flight >= window {
-            done_rx.recv().await;
-            in_flight -= 1;
+            match done_rx.recv().await {
+                Some(true) => in_flight -= 1,
+                _ => return reader.await.unwrap_or(0),
+            }
         }
         tx.send(Message::Text(e.into())).await.unwrap();
         in_flight += 1;
@@ -150,11 +158,17 @@ async fn latency(addr: SocketAddr, authors: Arc<Vec<String>>, clients: usize, qu
                     let sub = format!("q{q}");
                     let t = Instant::now();
                     ws.send(Message::Text(json!(["REQ", sub, {"authors": [author], "kinds": [0]}]).to_string().into())).await.unwrap();
-                    loop {
-                        let Some(Ok(Message::Text(m))) = ws.next().await else { panic!("closed") };
-                        if m.starts_with("[\"EOSE\"") {
-                            break;
+                    let eose = tokio::time::timeout(Duration::from_secs(10), async {
+                        loop {
+                            let Some(Ok(Message::Text(m))) = ws.next().await else { return false };
+                            if m.starts_with("[\"EOSE\"") {
+                                return true;
+                            }
                         }
+                    })
+                    .await;
+                    if !matches!(eose, Ok(true)) {
+                        eprintln!("a REQ got no EOSE within 10 s");
                     }
                     out.push(t.elapsed());
                     ws.send(Message::Text(json!(["CLOSE", sub]).to_string().into())).await.unwrap();

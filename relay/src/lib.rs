@@ -99,10 +99,12 @@ impl Relay {
             .database(db.clone())
             .write_policy(write)
             .query_policy(query)
-            .max_connections(l.max_connections)
-            .rate_limit(RateLimit { max_reqs: l.max_subscriptions, notes_per_minute: l.events_per_minute })
+            // each client may use several sessions (see proxy::EVENT_SESSIONS); the bridge enforces
+            // the per-connection event and message rates itself
+            .max_connections(l.max_connections.saturating_mul(proxy::EVENT_SESSIONS))
+            .rate_limit(RateLimit { max_reqs: l.max_subscriptions, notes_per_minute: u32::MAX / 2 })
             .queries_per_minute(l.reqs_per_minute)
-            .messages_per_minute(l.messages_per_minute)
+            .messages_per_minute(u32::MAX / 2)
             .max_websocket_message_size(l.max_message_bytes)
             .max_event_size(l.max_event_bytes)
             .max_subid_length(l.max_subid_length)

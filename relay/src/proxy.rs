@@ -24,8 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use crate::policy::{OWNER_ONLY_KINDS, RECIPIENT_ONLY_KINDS};
 use crate::server::Shared;
 
-/// Bytes buffered between the bridge and the local relay session.
-const PIPE_BYTES: usize = 1 << 20;
+/// Bytes buffered between the bridge and a local relay session.
+const PIPE_BYTES: usize = 256 * 1024;
+/// Most local-relay sessions one client's EVENTs are spread over.
+pub(crate) const EVENT_SESSIONS: usize = 8;
 
 struct Session {
     challenge: String,
@@ -53,26 +55,69 @@ fn is_protected(kind: u16) -> bool {
     OWNER_ONLY_KINDS.contains(&kind) || RECIPIENT_ONLY_KINDS.contains(&kind)
 }
 
-/// Serve one upgraded client connection until either side closes.
-pub(crate) async fn serve(client: WebSocket, addr: SocketAddr, shared: Arc<Shared>) {
+type InnerSink = futures::stream::SplitSink<WebSocketStream<tokio::io::DuplexStream>, InnerFrame>;
+type InnerStream = futures::stream::SplitStream<WebSocketStream<tokio::io::DuplexStream>>;
+
+/// Open one session of the local relay over an in-memory stream.
+async fn open_inner(shared: &Arc<Shared>, addr: SocketAddr, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> (InnerSink, InnerStream) {
     let (pipe_ours, pipe_relay) = tokio::io::duplex(PIPE_BYTES);
     let relay = shared.relay.clone();
-    let inner_task = tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         if let Err(e) = relay.take_connection(pipe_relay, addr).await {
             tracing::debug!(%addr, error = %e, "relay session ended");
         }
-    });
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(shared.config.limits.max_message_bytes * 4))
-        .max_frame_size(Some(shared.config.limits.max_message_bytes * 4));
-    let inner = WebSocketStream::from_raw_socket(pipe_ours, Role::Client, Some(config)).await;
-    let (mut inner_tx, mut inner_rx) = inner.split();
+    }));
+    let max = shared.config.limits.max_message_bytes * 4;
+    let config = WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max));
+    WebSocketStream::from_raw_socket(pipe_ours, Role::Client, Some(config)).await.split()
+}
+
+/// A token bucket refilled continuously to `per_minute`.
+struct Bucket {
+    tokens: f64,
+    per_minute: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(per_minute: u32) -> Self {
+        Self { tokens: f64::from(per_minute), per_minute: f64::from(per_minute), last: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_minute / 60.0).min(self.per_minute);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serve one upgraded client connection until either side closes.
+///
+/// REQs, CLOSEs and everything stateful go to one local-relay session; EVENTs are spread over up
+/// to [`EVENT_SESSIONS`] sessions, so one client's events are verified and stored in parallel
+/// (each session waits for its own durable write before taking the next).
+pub(crate) async fn serve(client: WebSocket, addr: SocketAddr, shared: Arc<Shared>) {
+    let mut tasks = vec![];
+    let (primary, primary_rx) = open_inner(&shared, addr, &mut tasks).await;
+    let mut sinks: Vec<InnerSink> = vec![primary];
+    let mut inner_rx = futures::stream::SelectAll::new();
+    inner_rx.push(primary_rx);
+    let mut next_event = 0usize;
     let (mut client_tx, mut client_rx) = client.split();
     let mut challenge = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut challenge);
     let mut s = Session { challenge: hex::encode(challenge), authed: HashSet::new(), reqs: HashMap::new() };
-    let slow = Duration::from_secs(shared.config.limits.slow_consumer_secs.max(1));
-    let max_message = shared.config.limits.max_message_bytes;
+    let limits = &shared.config.limits;
+    let slow = Duration::from_secs(limits.slow_consumer_secs.max(1));
+    let max_message = limits.max_message_bytes;
+    let mut event_budget = Bucket::new(limits.events_per_minute);
+    let mut message_budget = Bucket::new(limits.messages_per_minute);
 
     let mut to_client: Vec<String> = vec![auth_challenge(&s.challenge)];
     'conn: loop {
@@ -88,28 +133,52 @@ pub(crate) async fn serve(client: WebSocket, addr: SocketAddr, shared: Arc<Share
             }
         }
         tokio::select! {
-            frame = client_rx.next() => match frame {
-                Some(Ok(ClientFrame::Text(text))) => {
-                    if text.len() > max_message {
-                        to_client.push(notice(&format!("invalid: message of {} bytes exceeds the limit of {max_message}", text.len())));
-                        continue;
-                    }
-                    match on_client_text(&mut s, &shared, text.as_str()) {
-                        Verdict::Forward => {
-                            if inner_tx.send(InnerFrame::Text(text.as_str().into())).await.is_err() {
-                                break;
-                            }
-                        }
-                        Verdict::Reply(lines) => to_client.extend(lines),
-                    }
-                }
-                Some(Ok(ClientFrame::Binary(_))) => to_client.push(notice("invalid: binary messages are not supported; send JSON text")),
-                Some(Ok(ClientFrame::Ping(_) | ClientFrame::Pong(_))) => {}
-                Some(Ok(ClientFrame::Close(_))) | None => break,
-                Some(Err(e)) => {
-                    tracing::debug!(%addr, error = %e, "client frame error");
-                    let _ = client_tx.send(ClientFrame::Text(Utf8Bytes::from(notice(&format!("invalid: {e}"))))).await;
+            frame = client_rx.next() => {
+                if matches!(frame, Some(Ok(_))) && !message_budget.take() {
+                    let text = notice(&format!("rate-limited: more than {} messages a minute; disconnecting", limits.messages_per_minute));
+                    let _ = client_tx.send(ClientFrame::Text(Utf8Bytes::from(text))).await;
                     break;
+                }
+                match frame {
+                    Some(Ok(ClientFrame::Text(text))) => {
+                        if text.len() > max_message {
+                            to_client.push(notice(&format!("invalid: message of {} bytes exceeds the limit of {max_message}", text.len())));
+                            continue;
+                        }
+                        match on_client_text(&mut s, &shared, text.as_str()) {
+                            Verdict::Forward { event: Some(id) } => {
+                                if !event_budget.take() {
+                                    shared.metrics.event_rejected("rate-limited");
+                                    to_client.push(ok(&id, false, &format!("rate-limited: more than {} events a minute", limits.events_per_minute)));
+                                    continue;
+                                }
+                                if sinks.len() < EVENT_SESSIONS && next_event >= sinks.len() {
+                                    let (tx, rx) = open_inner(&shared, addr, &mut tasks).await;
+                                    sinks.push(tx);
+                                    inner_rx.push(rx);
+                                }
+                                let i = next_event % sinks.len();
+                                next_event = (next_event + 1) % EVENT_SESSIONS;
+                                if sinks[i].send(InnerFrame::Text(text.as_str().into())).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Verdict::Forward { event: None } => {
+                                if sinks[0].send(InnerFrame::Text(text.as_str().into())).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Verdict::Reply(lines) => to_client.extend(lines),
+                        }
+                    }
+                    Some(Ok(ClientFrame::Binary(_))) => to_client.push(notice("invalid: binary messages are not supported; send JSON text")),
+                    Some(Ok(ClientFrame::Ping(_) | ClientFrame::Pong(_))) => {}
+                    Some(Ok(ClientFrame::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(%addr, error = %e, "client frame error");
+                        let _ = client_tx.send(ClientFrame::Text(Utf8Bytes::from(notice(&format!("invalid: {e}"))))).await;
+                        break;
+                    }
                 }
             },
             frame = inner_rx.next() => match frame {
@@ -124,12 +193,17 @@ pub(crate) async fn serve(client: WebSocket, addr: SocketAddr, shared: Arc<Share
         }
     }
     let _ = client_tx.send(ClientFrame::Close(None)).await;
-    let _ = inner_tx.close().await;
-    inner_task.abort();
+    for mut sink in sinks {
+        let _ = sink.close().await;
+    }
+    for t in tasks {
+        t.abort();
+    }
 }
 
 enum Verdict {
-    Forward,
+    /// Pass it to the local relay (`event`: the id, for an EVENT).
+    Forward { event: Option<String> },
     Reply(Vec<String>),
 }
 
@@ -147,15 +221,16 @@ fn on_client_text(s: &mut Session, shared: &Shared, text: &str) -> Verdict {
             }
             shared.metrics.req();
             s.reqs.insert(sub, Instant::now());
-            Verdict::Forward
+            Verdict::Forward { event: None }
         }
         ClientMessage::Count { subscription_id, filter } => {
             if let Err(reason) = check_protected(s, std::iter::once(filter.as_ref())) {
                 return Verdict::Reply(vec![closed(subscription_id.as_str(), &reason)]);
             }
-            Verdict::Forward
+            Verdict::Forward { event: None }
         }
-        _ => Verdict::Forward,
+        ClientMessage::Event(e) => Verdict::Forward { event: Some(e.id.to_hex()) },
+        _ => Verdict::Forward { event: None },
     }
 }
 
