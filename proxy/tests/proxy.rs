@@ -343,3 +343,30 @@ async fn hostile_miners_are_cut_off_and_others_keep_mining() {
     proxy.shutdown();
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_rolling_miners_that_send_bits_xor_the_job_version_are_served() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), free(), free())).await.unwrap();
+    let proxy = Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url())).await.unwrap();
+    let mut c = Sv1Client::connect(proxy.local_addr()).await.unwrap();
+    let r = c.configure(0x1fff_e000).await.unwrap();
+    assert_eq!(r["result"]["version-rolling"], true, "the pool's mask is offered: {r}");
+    c.subscribe("bitaxe/2").await.unwrap();
+    c.authorize("axe").await.unwrap();
+    let job = c.wait_job(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(job.version & 0x1fff_e000, 0, "jobs carry no rolling bits, so both readings agree");
+    let rolled = job.version | 0x0000_6000;
+    let en2 = vec![3u8; c.extranonce2_size];
+    let target = target_for(job.difficulty);
+    let nonce = (0u32..).step_by(1 << 16).find_map(|s| grind(&job, &c.extranonce1, &en2, job.ntime, rolled, &target, s, 1 << 16)).unwrap().0;
+    // ESP-Miner sends rolled ^ job_version
+    let r = c.submit("axe", &job.id, &en2, job.ntime, nonce, Some(rolled ^ job.version)).await.unwrap();
+    assert_eq!(r["result"], true, "{r}");
+    // forwarded upstream with the bits: the pool credited it
+    let quote = proxy.status().await.earnings.quote_id;
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap().1, 1);
+    proxy.shutdown();
+    bridge.shutdown().await;
+}

@@ -213,11 +213,27 @@ impl MinerWallet {
             .collect())
     }
 
-    /// Mint the credited, unminted ehash of every quote; returns the total minted.
+    /// Mint the credited, unminted ehash of every quote; quotes of the same unit go in one NUT-29
+    /// batch request. Returns the total minted.
     pub async fn mint_all_credited(&self) -> Result<u64> {
-        let mut total = 0u64;
+        let mut by_unit: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (unit, quote) in self.ehash_quotes().await? {
-            total = total.saturating_add(self.mint_credited(&unit, &quote).await?);
+            let w = self.wallet(&unit).await?;
+            let q = w.check_mint_quote_status(&quote).await?;
+            if q.amount_paid.to_u64() > q.amount_issued.to_u64() {
+                by_unit.entry(unit).or_default().push(quote);
+            }
+        }
+        let mut total = 0u64;
+        for (unit, quotes) in by_unit {
+            let w = self.wallet(&unit).await?;
+            let proofs = if quotes.len() == 1 {
+                w.mint(&quotes[0], SplitTarget::default(), None).await?
+            } else {
+                let ids: Vec<&str> = quotes.iter().map(String::as_str).collect();
+                w.batch_mint(&ids, SplitTarget::default(), None, None).await?
+            };
+            total = total.saturating_add(proofs.iter().map(|p| p.amount.to_u64()).sum());
         }
         Ok(total)
     }

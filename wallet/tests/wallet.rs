@@ -190,3 +190,20 @@ async fn nip60_backup_restores_the_full_balance_from_the_nostr_key_alone() {
     bridge.shutdown().await;
     r.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_of_several_quotes_mint_in_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = pool(&dir.path().join("pool"), vec![], &Keys::generate()).await;
+    let w = wallet(&dir.path().join("w.sqlite"), &bridge, 5).await;
+    let unit = bridge.epochs().current().await.unwrap().unit;
+    let (q1, q2) = (w.create_quote(&unit).await.unwrap(), w.create_quote(&unit).await.unwrap());
+    for (q, n) in [(&q1, 2u64), (&q2, 3u64)] {
+        let got = ehash_sim_miner::client::submit_shares(bridge.stratum_addr(), &format!("{q}.w"), n, rand_seed()).await.unwrap();
+        assert_eq!(got, n);
+    }
+    assert_eq!(w.mint_all_credited().await.unwrap(), 5 * CREDIT);
+    assert_eq!(w.mint_all_credited().await.unwrap(), 0, "nothing minted twice");
+    assert_eq!(balance(&w, &unit).await, 5 * CREDIT);
+    bridge.shutdown().await;
+}

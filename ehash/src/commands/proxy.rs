@@ -28,6 +28,10 @@ pub fn apply_flags(mut c: ehash_proxy::Config, a: ProxyArgs) -> ehash_proxy::Con
 /// Run until Ctrl-C / SIGTERM.
 pub async fn run(file: FileConfig, a: ProxyArgs) -> Result<()> {
     let c = apply_flags(file.proxy, a);
+    let (words, created) = ehash_wallet::seed::load_or_create(&c.wallet_dir)?;
+    if created {
+        println!("New wallet in {}. Write these words down now; they restore it and are shown only once:\n\n    {words}\n", c.wallet_dir.display());
+    }
     let proxy = ehash_proxy::Proxy::start(c).await.context("starting the proxy")?;
     println!("miners   stratum+tcp://{}", proxy.local_addr());
     println!("status   http://{}/status   (ehash proxy status)", proxy.status_addr());
