@@ -196,8 +196,10 @@ fn main() {
             c.authorize("idle").await.unwrap();
             idle.push(c);
         }
-        let rate = run_active(addr, active_n, secs).await;
+        let active_run = tokio::spawn(run_active(addr, active_n, secs));
+        tokio::time::sleep(secs / 2 + Duration::from_secs(1)).await;
         let held = proxy.status().await.miners;
+        let rate = active_run.await.unwrap();
         println!("held {held} connections ({idle_n} idle + {active_n} active); the active ones validated {rate:.0} shares/s");
         let mut alive = 0;
         for c in idle.iter_mut().take(100) {

@@ -34,6 +34,8 @@ use crate::vardiff::Vardiff;
 const JOBS_KEPT: usize = 16;
 /// A peer that does not take a line within this time is cut off.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Queued output that is written without waiting for the next flush.
+const OUT_BUFFER_BYTES: usize = 64 * 1024;
 /// Consecutive invalid submissions after which the connection is closed.
 const MAX_INVALID_STREAK: u32 = 1000;
 /// Latest accepted ntime, relative to now (Bitcoin's two-hour rule).
@@ -80,6 +82,7 @@ struct Session<B: Backend> {
     shared: Arc<Shared<B>>,
     peer: SocketAddr,
     writer: OwnedWriteHalf,
+    out: Vec<u8>,
     extranonce1: Vec<u8>,
     subscribed: bool,
     workers: HashMap<String, B::Worker>,
@@ -123,6 +126,7 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, stream: TcpStream, p
         shared: shared.clone(),
         peer,
         writer,
+        out: Vec::with_capacity(4096),
         extranonce1,
         subscribed: false,
         workers: HashMap::new(),
@@ -180,19 +184,38 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, stream: TcpStream, p
         if matches!(flow, Flow::Close) {
             break;
         }
+        // answers to requests already buffered go out together; otherwise now
+        if !lines.read_buffer().contains(&b'\n') && matches!(s.flush().await, Flow::Close) {
+            break;
+        }
     }
+    // best effort: the last answers (e.g. the error that closed the connection)
+    let _ = tokio::time::timeout(Duration::from_secs(1), s.writer.write_all(&s.out)).await;
     shared.backend.release_extranonce1(&s.extranonce1);
     shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(%peer, "miner disconnected");
 }
 
 impl<B: Backend> Session<B> {
+    /// Queue a line; it goes out at the next [`Self::flush`] (or now, if much is queued).
     async fn send(&mut self, line: &str) -> Flow {
-        let mut buf = Vec::with_capacity(line.len() + 1);
-        buf.extend_from_slice(line.as_bytes());
-        buf.push(b'\n');
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.push(b'\n');
+        if self.out.len() >= OUT_BUFFER_BYTES { self.flush().await } else { Flow::Continue }
+    }
+
+    /// Write everything queued; a miner that does not take it within [`WRITE_TIMEOUT`] is cut.
+    async fn flush(&mut self) -> Flow {
+        if self.out.is_empty() {
+            return Flow::Continue;
+        }
+        let buf = std::mem::take(&mut self.out);
         match tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&buf)).await {
-            Ok(Ok(())) => Flow::Continue,
+            Ok(Ok(())) => {
+                self.out = buf;
+                self.out.clear();
+                Flow::Continue
+            }
             Ok(Err(_)) => Flow::Close,
             Err(_) => {
                 tracing::info!(peer = %self.peer, "miner stopped reading; closing");
