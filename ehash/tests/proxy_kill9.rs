@@ -83,11 +83,10 @@ async fn kill_dash_nine_of_the_proxy_loses_no_credit_and_no_proof() {
         // let the proxy mint at least once, then kill it in the middle of things
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(s) = status(status_addr).await {
-                if sum(&s["earnings"]["wallet"]) > 0 && accepted.load(Ordering::Relaxed) >= 20 * (round + 1) {
+            if let Some(s) = status(status_addr).await
+                && sum(&s["earnings"]["wallet"]) > 0 && accepted.load(Ordering::Relaxed) >= 20 * (round + 1) {
                     break;
                 }
-            }
             assert!(tokio::time::Instant::now() < deadline, "the proxy never minted");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

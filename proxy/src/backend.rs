@@ -98,11 +98,10 @@ impl Backend for ProxyBackend {
 
     fn allocate_extranonce1(&self, resume: Option<&[u8]>) -> Option<Vec<u8>> {
         let mut ids = self.miner_ids.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = resume.and_then(|r| <[u8; MINER_ID_BYTES]>::try_from(r).ok()).map(u16::from_be_bytes) {
-            if ids.1.insert(r) {
+        if let Some(r) = resume.and_then(|r| <[u8; MINER_ID_BYTES]>::try_from(r).ok()).map(u16::from_be_bytes)
+            && ids.1.insert(r) {
                 return Some(r.to_be_bytes().to_vec());
             }
-        }
         for _ in 0..=u16::MAX {
             let v = ids.0;
             ids.0 = ids.0.wrapping_add(1);

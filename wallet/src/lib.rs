@@ -324,7 +324,7 @@ impl MinerWallet {
                 out.push((unit.clone(), t.direction.to_string(), t.amount.to_u64(), t.timestamp));
             }
         }
-        out.sort_by(|a, b| b.3.cmp(&a.3));
+        out.sort_by_key(|t| std::cmp::Reverse(t.3));
         Ok(out)
     }
 

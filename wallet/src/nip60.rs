@@ -153,8 +153,8 @@ impl MinerWallet {
                 let enc = keys.nip44_encrypt(&me, &json).map_err(|e| Error::Nostr(e.to_string()))?;
                 let token_ev = EventBuilder::new(Kind::Custom(KIND_TOKEN), enc).finalize(keys).map_err(|e| Error::Nostr(e.to_string()))?;
                 publish(&client, &token_ev).await?;
-                if let Some(o) = &old {
-                    if let Ok(id) = EventId::from_hex(&o.event_id) {
+                if let Some(o) = &old
+                    && let Ok(id) = EventId::from_hex(&o.event_id) {
                         let del = EventDeletionRequest::new()
                             .id(id)
                             .reason("replaced by a newer NIP-60 token event")
@@ -164,7 +164,6 @@ impl MinerWallet {
                             .map_err(|e| Error::Nostr(e.to_string()))?;
                         publish(&client, &del).await?;
                     }
-                }
                 let before = old.as_ref().map(|o| o.amount).unwrap_or(0);
                 let (direction, delta) = if amount >= before { ("in", amount - before) } else { ("out", before - amount) };
                 let mut hist = vec![
