@@ -1,12 +1,11 @@
-//! The share ledger (sqlx; SQLite by default, PostgreSQL by configuration): epochs, every
-//! accepted share, and the nostr announcement outbox.
+//! The share ledger (sqlx; SQLite by default, PostgreSQL by configuration): epochs and every
+//! accepted share. The nostr announcement outbox (`ehash-outbox`) lives in the same database.
 //!
 //! A share is written here, durably, before its submit is acknowledged and before the mint quote
 //! is credited; `credited` flips once cdk has recorded the payment. On start, uncredited shares
 //! are credited again (cdk ignores a payment id it has seen), so a crash at any point neither
 //! loses nor doubles a credit.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,9 +16,6 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
-
-/// Largest event JSON stored in the outbox (RUSTSEC-2024-0363 concerns values over 4 GiB).
-pub const MAX_EVENT_JSON_BYTES: usize = 256 * 1024;
 
 /// One epoch as the ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,19 +60,6 @@ pub struct ShareRecord {
     /// Whether the share met the network target.
     pub is_block: bool,
     /// Accepted at (unix seconds).
-    pub created_at: u64,
-}
-
-/// A stored announcement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredAnnouncement {
-    /// The event's address `kind:pubkey:d`.
-    pub address: String,
-    /// The current event id.
-    pub event_id: String,
-    /// The signed event JSON.
-    pub event_json: String,
-    /// Its created_at.
     pub created_at: u64,
 }
 
@@ -287,64 +270,9 @@ impl Ledger {
         Ok((u64_col(&row, "amount")?, u64_col(&row, "shares")?))
     }
 
-    /// Store (or replace) the current version of an announcement.
-    pub async fn save_announcement(&self, a: &StoredAnnouncement) -> Result<()> {
-        if a.event_json.len() > MAX_EVENT_JSON_BYTES {
-            return Err(Error::Inconsistent(format!("announcement {} is larger than {MAX_EVENT_JSON_BYTES} bytes", a.address)));
-        }
-        sqlx::query(
-            "INSERT INTO ehash_announcements (address, event_id, event_json, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (address) DO UPDATE SET event_id = excluded.event_id, event_json = excluded.event_json, created_at = excluded.created_at",
-        )
-        .bind(&a.address)
-        .bind(&a.event_id)
-        .bind(&a.event_json)
-        .bind(i64_of(a.created_at, "time")?)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Every stored announcement.
-    pub async fn announcements(&self) -> Result<Vec<StoredAnnouncement>> {
-        let rows = sqlx::query("SELECT address, event_id, event_json, created_at FROM ehash_announcements ORDER BY address")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredAnnouncement {
-                    address: r.try_get("address")?,
-                    event_id: r.try_get("event_id")?,
-                    event_json: r.try_get("event_json")?,
-                    created_at: u64_col(r, "created_at")?,
-                })
-            })
-            .collect()
-    }
-
-    /// The event id each address was last delivered as, for one relay.
-    pub async fn deliveries(&self, relay: &str) -> Result<HashMap<String, String>> {
-        let rows = sqlx::query("SELECT address, event_id FROM ehash_deliveries WHERE relay = $1")
-            .bind(relay)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("address")?, r.try_get("event_id")?)))
-            .collect()
-    }
-
-    /// Record that a relay acknowledged an event.
-    pub async fn mark_delivered(&self, address: &str, relay: &str, event_id: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO ehash_deliveries (address, relay, event_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (address, relay) DO UPDATE SET event_id = excluded.event_id",
-        )
-        .bind(address)
-        .bind(relay)
-        .bind(event_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// The database pool (shared with the announcement outbox).
+    pub fn pool(&self) -> AnyPool {
+        self.pool.clone()
     }
 
     /// Close the pool's connections.

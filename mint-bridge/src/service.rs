@@ -96,7 +96,10 @@ impl MintBridge {
         let identity = MintIdentity { name: config.mint_name.clone(), description: config.mint_description.clone(), url: mint_url.clone() };
         let mint = Arc::new(MintHandle::start(store, seed, identity, &all).await?);
         let metadata = serde_json::json!({ "name": config.mint_name, "about": config.mint_description });
-        let announcer = Announcer::new(keys.clone(), ledger.clone(), mint_url.clone(), config.network.clone(), metadata);
+        let outbox = ehash_outbox::Outbox::open(ledger.pool())
+            .await
+            .map_err(|e| Error::Inconsistent(format!("announcement outbox: {e}")))?;
+        let announcer = Announcer::new(keys.clone(), outbox, mint_url.clone(), config.network.clone(), metadata);
         let epochs = Arc::new(Epochs::new(ledger.clone(), mint.clone(), pool_id, unit_size, announcer.clone(), all.clone()));
 
         let recovered = epochs.recover_uncredited().await?;

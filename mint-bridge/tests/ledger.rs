@@ -2,7 +2,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use ehash_mint_bridge::config::DatabaseConfig;
-use ehash_mint_bridge::ledger::{Ledger, ShareRecord, StoredAnnouncement};
+use ehash_mint_bridge::ledger::{Ledger, ShareRecord};
 use ehash_protocol::epoch::{CloseReason, EpochState};
 
 fn share(id: &str, epoch: u32, quote: &str, amount: u64, is_block: bool) -> ShareRecord {
@@ -49,18 +49,6 @@ async fn conformance(ledger: Ledger) {
     assert_eq!(ledger.epochs().await.unwrap().len(), 2);
     assert_eq!(ledger.epoch_totals(2).await.unwrap(), (0, 0));
 
-    let a = StoredAnnouncement { address: "38180:p:k".into(), event_id: "e1".into(), event_json: "{}".into(), created_at: 5 };
-    ledger.save_announcement(&a).await.unwrap();
-    ledger.save_announcement(&StoredAnnouncement { event_id: "e2".into(), created_at: 6, ..a.clone() }).await.unwrap();
-    let stored = ledger.announcements().await.unwrap();
-    assert_eq!(stored.len(), 1);
-    assert_eq!((stored[0].event_id.as_str(), stored[0].created_at), ("e2", 6));
-    let huge = StoredAnnouncement { event_json: "x".repeat(ehash_mint_bridge::ledger::MAX_EVENT_JSON_BYTES + 1), ..a.clone() };
-    assert!(ledger.save_announcement(&huge).await.is_err(), "oversized values are refused");
-    ledger.mark_delivered("38180:p:k", "ws://r", "e1").await.unwrap();
-    ledger.mark_delivered("38180:p:k", "ws://r", "e2").await.unwrap();
-    assert_eq!(ledger.deliveries("ws://r").await.unwrap().get("38180:p:k").map(String::as_str), Some("e2"));
-    assert!(ledger.deliveries("ws://other").await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -117,3 +117,31 @@ pub enum IdentError {
     #[error("username {0:?} must be <quote-id> or <quote-id>.<worker>")]
     BadUsername(String),
 }
+
+/// Market arithmetic errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarketError {
+    /// A lot of zero ehash.
+    #[error("the lot must be at least 1 ehash")]
+    ZeroLot,
+    /// A price of zero sats.
+    #[error("the price must be at least 1 sat per lot")]
+    ZeroPrice,
+    /// An amount that is not a whole number of lots.
+    #[error("{amount} ehash is not a whole number of lots of {lot}; use a multiple of {lot}")]
+    NotWholeLots {
+        /// The amount.
+        amount: u64,
+        /// The lot.
+        lot: u64,
+    },
+    /// A sats total above the bitcoin supply.
+    #[error("{0} sats is more than there will ever be (at most 21·10^14)")]
+    TooManySats(u128),
+    /// Settlement times in the wrong order.
+    #[error("settlement times: {0}")]
+    BadTimes(String),
+    /// A key that cannot be used as a Cashu lock key.
+    #[error("key: {0}")]
+    BadKey(String),
+}

@@ -7,7 +7,9 @@
 //!   username, and exact share validation (coinbase, merkle root, header, sha256d ≤ target);
 //! - [`epoch`]: epoch states and the per-epoch unit name `hash_<pool-id>_<epoch>`;
 //! - [`events`]: the nostr events the pool publishes (NIP-87 mint announcement, epoch/keyset
-//!   announcement), with builders and validating parsers.
+//!   announcement), the market's offers, trades and settlement messages, with builders and
+//!   validating parsers;
+//! - [`market`]: sides, prices per lot, exact trade amounts, trade ids, settlement times.
 //!
 //! The human-readable specification is `docs/protocol.md` in the repository.
 
@@ -16,7 +18,8 @@
 pub mod epoch;
 pub mod error;
 pub mod events;
+pub mod market;
 pub mod stratum;
 pub mod work;
 
-pub use error::{IdentError, RequestError, SchemaError, ShareError, WorkError};
+pub use error::{IdentError, MarketError, RequestError, SchemaError, ShareError, WorkError};

@@ -5,17 +5,23 @@
 //! |-------|-------------------------------------|----------------------|-----------|
 //! | 38172 | NIP-87 Cashu mint announcement      | mint pubkey (NUT-06) | pool key  |
 //! | 38180 | ehash epoch / keyset announcement   | keyset id            | pool key  |
-//! | 38190 | ehash offer (schema: exchange)      | offer id             | offer key |
-//! | 38191 | ehash trade state (schema: exchange)| trade id             | exchange  |
+//! | 38190 | ehash offer                         | offer id             | offer key |
+//! | 38191 | ehash trade and settlement progress | trade id             | exchange  |
+//! | 4190  | settlement message (NIP-44)         | —                    | offer key |
 //!
-//! Both are addressable: a newer `created_at` for the same `(kind, author, d)` replaces the old
-//! one. Publishers keep `created_at` strictly increasing per address.
+//! The 38xxx kinds are addressable: a newer `created_at` for the same `(kind, author, d)`
+//! replaces the old one. Publishers keep `created_at` strictly increasing per address.
 
 pub mod epoch;
 pub mod mint;
+pub mod offer;
+pub mod settlement;
+pub mod trade;
 
 pub use epoch::EpochAnnouncement;
 pub use mint::MintAnnouncement;
+pub use offer::{Offer, OfferStatus};
+pub use trade::{Blame, LockStatus, OfferRef, Trade, TradeState};
 
 use nostr::event::{Event, Tag};
 
@@ -25,10 +31,12 @@ use crate::error::SchemaError;
 pub const KIND_MINT_ANNOUNCEMENT: u16 = 38172;
 /// ehash epoch and keyset announcement.
 pub const KIND_EPOCH_ANNOUNCEMENT: u16 = 38180;
-/// ehash offer to buy or sell an epoch's ehash (number reserved; the exchange defines the schema).
+/// ehash offer to buy or sell an epoch's ehash.
 pub const KIND_OFFER: u16 = 38190;
-/// ehash trade state, published by an exchange (number reserved; the exchange defines the schema).
+/// ehash trade and its settlement progress, published by an exchange.
 pub const KIND_TRADE: u16 = 38191;
+/// Settlement message between the agents of a trade (and the exchange).
+pub const KIND_SETTLEMENT: u16 = 4190;
 
 /// Largest content of an ehash announcement we accept, in bytes (a 64-key keyset is ~5 KiB).
 pub const MAX_CONTENT_BYTES: usize = 32 * 1024;
@@ -93,6 +101,8 @@ pub fn validate(event: &Event) -> Result<Option<()>, SchemaError> {
     match event.kind.as_u16() {
         KIND_MINT_ANNOUNCEMENT => MintAnnouncement::parse(event).map(|_| Some(())),
         KIND_EPOCH_ANNOUNCEMENT => EpochAnnouncement::parse(event).map(|_| Some(())),
+        KIND_OFFER => Offer::parse(event).map(|_| Some(())),
+        KIND_TRADE => Trade::parse(event).map(|_| Some(())),
         _ => Ok(None),
     }
 }
