@@ -1,13 +1,15 @@
 //! # ehash-testkit
 //!
 //! Real external services for tests. [`postgres::PgCluster`] starts a throwaway PostgreSQL
-//! cluster with `initdb` and `postgres` in a temporary directory.
+//! cluster with `initdb` and `postgres` in a temporary directory; [`market::Market`] starts a
+//! relay, a pool mint-bridge and a sat mint.
 //!
 //! Tests that need a service the machine lacks skip with a message, unless
 //! `EHASH_REQUIRE_EXTERNAL=1` is set (as `.ci/run` does), in which case they fail.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod market;
 pub mod postgres;
 
 /// Whether missing external services must fail tests instead of skipping them.

@@ -10,6 +10,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod announced;
+pub mod durable;
+pub mod htlc;
 pub mod nip60;
 pub mod seed;
 
@@ -134,12 +136,27 @@ pub async fn pool_epochs(mint_url: &str) -> Result<PoolEpochs> {
     resp.json::<PoolEpochs>().map_err(|e| err(format!("unexpected answer: {e}")))
 }
 
-/// A miner's wallet at one pool mint: one cdk wallet per epoch unit.
+/// What a sat deposit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepositOutcome {
+    /// Minted this many sats.
+    Minted(u64),
+    /// The invoice was not paid in time.
+    Unpaid {
+        /// The bolt11 invoice to pay.
+        invoice: String,
+        /// The quote id.
+        quote: String,
+    },
+}
+
+/// A miner's wallet at one pool mint: one cdk wallet per epoch unit (and, for trading, wallets at
+/// sat mints, in the same database).
 pub struct MinerWallet {
     mint_url: MintUrl,
     seed: [u8; 64],
     store: Arc<WalletSqliteDatabase>,
-    wallets: Mutex<HashMap<String, Wallet>>,
+    wallets: Mutex<HashMap<(String, String), Wallet>>,
 }
 
 impl std::fmt::Debug for MinerWallet {
@@ -161,29 +178,65 @@ impl MinerWallet {
         self.mint_url.to_string()
     }
 
-    /// The cdk wallet for `unit` (created on first use).
+    /// The wallet seed (NUT-13 outputs, offer keys).
+    pub(crate) fn seed(&self) -> &[u8; 64] {
+        &self.seed
+    }
+
+    /// The cdk wallet for `unit` at the pool's mint (created on first use).
     pub async fn wallet(&self, unit: &str) -> Result<Wallet> {
+        self.wallet_at(&self.mint_url.to_string(), unit).await
+    }
+
+    /// The cdk wallet for `unit` at any mint (e.g. sats at a sat mint), sharing this wallet's
+    /// seed and database.
+    pub async fn wallet_at(&self, mint_url: &str, unit: &str) -> Result<Wallet> {
+        let parsed: MintUrl = mint_url.parse().map_err(|e| Error::Pool { url: mint_url.to_owned(), reason: format!("not a mint URL: {e}") })?;
+        let key = (parsed.to_string(), unit.to_owned());
         let mut wallets = self.wallets.lock().await;
-        if let Some(w) = wallets.get(unit) {
+        if let Some(w) = wallets.get(&key) {
             return Ok(w.clone());
         }
         let w = WalletBuilder::new()
-            .mint_url(self.mint_url.clone())
-            .unit(CurrencyUnit::custom(unit))
+            .mint_url(parsed.clone())
+            .unit(CurrencyUnit::from_str(unit).unwrap_or_else(|_| CurrencyUnit::custom(unit)))
             .localstore(self.store.clone())
             .seed(self.seed)
             .without_rate_limiting()
             .build()?;
         // The keyset cache is shared by every unit of this mint and may predate this epoch.
         w.keysets(KeysetLoadPolicy::Refresh).await.map_err(|e| match e {
-            cdk::Error::UnknownKeySet => Error::Pool {
-                url: self.mint_url.to_string(),
-                reason: format!("the mint has no keyset for unit {unit}"),
-            },
-            e => Error::Cdk(e),
+            cdk::Error::UnknownKeySet => Error::Pool { url: parsed.to_string(), reason: format!("the mint has no keyset for unit {unit}") },
+            e => Error::Pool { url: parsed.to_string(), reason: e.to_string() },
         })?;
-        wallets.insert(unit.to_owned(), w.clone());
+        wallets.insert(key, w.clone());
         Ok(w)
+    }
+
+    /// Buy `amount` sats at a sat mint over Lightning (NUT-04 bolt11): create the quote, wait up to
+    /// `wait` for the invoice to be paid (a development sat mint pays its own invoices), then
+    /// mint. Returns the invoice if it was not paid in time (nothing is lost: mint it later with
+    /// the same command).
+    pub async fn deposit(&self, sat_mint: &str, amount: u64, wait: std::time::Duration) -> Result<DepositOutcome> {
+        let w = self.wallet_at(sat_mint, "sat").await?;
+        let q = w.mint_quote(PaymentMethod::BOLT11, Some(amount.into()), None, None).await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let s = w.check_mint_quote_status(&q.id).await?;
+            if s.amount_paid.to_u64() > s.amount_issued.to_u64() || s.state == cdk::nuts::MintQuoteState::Paid {
+                let proofs = w.mint(&q.id, SplitTarget::default(), None).await?;
+                return Ok(DepositOutcome::Minted(proofs.iter().map(|p| p.amount.to_u64()).sum()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(DepositOutcome::Unpaid { invoice: q.request, quote: q.id });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Unspent balance of `unit` at `mint_url`.
+    pub async fn balance_at(&self, mint_url: &str, unit: &str) -> Result<u64> {
+        Ok(self.wallet_at(mint_url, unit).await?.total_balance().await?.to_u64())
     }
 
     /// Create a NUT-20-locked ehash quote in `unit`; returns its id.
@@ -317,7 +370,7 @@ impl MinerWallet {
     /// Transactions of every unit, newest first: `(unit, direction, amount, unix time)`.
     pub async fn history(&self) -> Result<Vec<(String, String, u64, u64)>> {
         self.balances().await?;
-        let wallets: Vec<(String, Wallet)> = self.wallets.lock().await.iter().map(|(u, w)| (u.clone(), w.clone())).collect();
+        let wallets = self.pool_wallets().await;
         let mut out = vec![];
         for (unit, w) in wallets {
             for t in w.list_transactions(None).await? {
@@ -344,12 +397,18 @@ impl MinerWallet {
         Ok(out)
     }
 
+    /// The open wallets at the pool's mint, by unit.
+    async fn pool_wallets(&self) -> Vec<(String, Wallet)> {
+        let mint = self.mint_url.to_string();
+        self.wallets.lock().await.iter().filter(|((m, _), _)| *m == mint).map(|((_, u), w)| (u.clone(), w.clone())).collect()
+    }
+
     /// Unspent balance per unit (every unit the wallet holds quotes or proofs in).
     pub async fn balances(&self) -> Result<BTreeMap<String, u64>> {
         for unit in self.known_units().await? {
             self.wallet(&unit).await?;
         }
-        let wallets: Vec<(String, Wallet)> = self.wallets.lock().await.iter().map(|(u, w)| (u.clone(), w.clone())).collect();
+        let wallets = self.pool_wallets().await;
         let mut out = BTreeMap::new();
         for (unit, w) in wallets {
             out.insert(unit, w.total_balance().await?.to_u64());

@@ -1,0 +1,178 @@
+//! # ehash-satmint
+//!
+//! A sat mint for local markets and tests: a cdk Cashu mint in unit `sat` served over HTTP by
+//! cdk-axum, whose Lightning backend is `cdk-fake-wallet`, so **every invoice is paid at once**.
+//! Buyers deposit sats with an ordinary NUT-04 bolt11 quote and swap and lock them like at any
+//! Cashu mint. Never use it for real money: it is the stand-in for whatever real sat mint a
+//! market's buyers use. Inputs can carry a fee (`input_fee_ppk`), so fee handling is exercised.
+//!
+//! | key | default | meaning |
+//! |-----|---------|---------|
+//! | `data_dir` | `.ehash/sat-mint` | seed and SQLite database |
+//! | `listen` | `127.0.0.1:3340` | Cashu HTTP API |
+//! | `public_url` | `http://<listen>` | the URL wallets use |
+//! | `input_fee_ppk` | `0` | NUT-02 input fee, parts per thousand per input |
+//! | `max_deposit` | `100000000` | largest single bolt11 quote, sats |
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cdk::cdk_database::{self, MintDatabase, MintKeysDatabase};
+use cdk::mint::{Mint, MintBuilder, MintMeltLimits, UnitConfig};
+use cdk::nuts::{CurrencyUnit, PaymentMethod};
+use cdk::types::FeeReserve;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+/// Sat mint settings (see the module docs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Seed and database directory.
+    pub data_dir: PathBuf,
+    /// HTTP listen address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The URL wallets use; defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Input fee in parts per thousand per proof.
+    pub input_fee_ppk: u64,
+    /// Largest bolt11 quote.
+    pub max_deposit: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".ehash/sat-mint"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 3340)),
+            public_url: None,
+            input_fee_ppk: 0,
+            max_deposit: 100_000_000,
+        }
+    }
+}
+
+/// Sat mint errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory.
+    #[error("sat mint data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The seed file.
+    #[error(transparent)]
+    Key(#[from] ehash_keyfile::Error),
+    /// The database.
+    #[error("sat mint database: {0}")]
+    Database(String),
+    /// cdk.
+    #[error("sat mint: {0}")]
+    Mint(#[from] cdk::Error),
+    /// Binding the port.
+    #[error("sat mint listen {addr}: {source} (choose another sat_mint.listen)")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running sat mint.
+pub struct SatMint {
+    url: String,
+    addr: SocketAddr,
+    mint: Arc<Mint>,
+    cancel: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for SatMint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SatMint").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl SatMint {
+    /// Open the database, build the mint and serve it; returns once the port is bound.
+    pub async fn start(config: &Config) -> Result<Self, Error> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir { path: config.data_dir.clone(), source })?;
+        let seed = ehash_keyfile::load_or_create_seed(&config.data_dir)?;
+        let path = config.data_dir.join("sat-mint.sqlite");
+        let store = Arc::new(cdk_sqlite::MintSqliteDatabase::new(&path).await.map_err(|e| Error::Database(format!("{}: {e}", path.display())))?);
+        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| Error::Listen { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| Error::Listen { addr: config.listen, source })?;
+        let url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+
+        let db: Arc<dyn MintDatabase<cdk_database::Error> + Send + Sync> = store.clone();
+        let keys: Arc<dyn MintKeysDatabase<Err = cdk_database::Error> + Send + Sync> = store;
+        let mut builder = MintBuilder::new(db)
+            .with_name("ehash local sat mint (fake Lightning)".to_string())
+            .with_description("Development sat mint: every Lightning invoice is paid. Not for real money.".to_string())
+            .with_urls(vec![url.clone()]);
+        builder.configure_unit(
+            CurrencyUnit::Sat,
+            UnitConfig { amounts: (0..40).map(|i| 1u64 << i).collect(), input_fee_ppk: config.input_fee_ppk },
+        )?;
+        let fake = cdk_fake_wallet::FakeWallet::new(
+            FeeReserve { min_fee_reserve: 1.into(), percent_fee_reserve: 0.01 },
+            HashMap::default(),
+            HashSet::default(),
+            0,
+            CurrencyUnit::Sat,
+        );
+        builder
+            .add_payment_processor(CurrencyUnit::Sat, PaymentMethod::BOLT11, MintMeltLimits::new(1, config.max_deposit), Arc::new(fake))
+            .await?;
+        let mint = Arc::new(builder.build_with_seed(keys, &seed).await?);
+        mint.start().await?;
+        let router = cdk_axum::create_mint_router(mint.clone(), vec!["bolt11".to_string()])
+            .await
+            .map_err(|e| Error::Database(format!("cdk-axum router: {e}")))?;
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "sat mint HTTP server stopped");
+            }
+        });
+        tracing::warn!(%url, "sat mint with FAKE Lightning: every invoice is paid; for local use only");
+        Ok(Self { url, addr, mint, cancel, server })
+    }
+
+    /// The mint URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The cdk mint.
+    pub fn mint(&self) -> &Arc<Mint> {
+        &self.mint
+    }
+
+    /// Stop serving and stop the mint's background tasks.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.server.abort();
+        let _ = self.server.await;
+        if let Err(e) = self.mint.stop().await {
+            tracing::warn!(error = %e, "stopping the sat mint");
+        }
+    }
+}

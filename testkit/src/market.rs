@@ -1,0 +1,132 @@
+//! A whole local market for tests: a relay that knows the pool's and the exchange's keys, a pool
+//! mint-bridge at a fixed share difficulty (every share earns exactly [`CREDIT`] ehash and no
+//! share is ever a block), and a development sat mint.
+
+use std::path::{Path, PathBuf};
+
+use ehash_mint_bridge::MintBridge;
+use ehash_relay::Relay;
+use ehash_satmint::SatMint;
+use ehash_wallet::MinerWallet;
+use nostr_sdk::prelude::Keys;
+
+/// Ehash earned per share at the fixed test difficulty (2^-18 with 2^12 hashes per unit).
+pub const CREDIT: u64 = 4;
+
+/// A mint-bridge configuration with a fixed share difficulty of 2^-18, 2^12 hashes per ehash
+/// unit (so every share earns [`CREDIT`]) and a devnet where no share is a block.
+pub fn pool_config(dir: &Path) -> ehash_mint_bridge::Config {
+    let mut c = ehash_mint_bridge::Config {
+        data_dir: dir.to_path_buf(),
+        http_listen: "127.0.0.1:0".parse().expect("address"),
+        stratum_listen: "127.0.0.1:0".parse().expect("address"),
+        pool_id: Some("t".into()),
+        unit_log2_hashes: 12,
+        ..Default::default()
+    };
+    c.stratum.initial_difficulty_exp = -18;
+    c.stratum.min_difficulty_exp = -18;
+    c.stratum.max_difficulty_exp = -18;
+    c.devnet.network_difficulty_exp = 60;
+    c.devnet.job_refresh_secs = 3600;
+    c
+}
+
+/// A running local market.
+pub struct Market {
+    /// Root directory.
+    pub dir: PathBuf,
+    /// The relay.
+    pub relay: Relay,
+    /// The pool.
+    pub pool: MintBridge,
+    /// The sat mint (`None` while stopped).
+    pub sats: Option<SatMint>,
+    /// The sat mint's URL (the same across restarts).
+    pub sat_url: String,
+    /// The pool's nostr keys.
+    pub pool_keys: Keys,
+    /// The exchange's nostr keys (allowed to publish trades on the relay).
+    pub exchange_keys: Keys,
+    sat_config: ehash_satmint::Config,
+}
+
+impl Market {
+    /// Start a relay, a pool and a sat mint charging `sat_fee_ppk` per input, under `dir`.
+    pub async fn start(dir: &Path, sat_fee_ppk: u64) -> Self {
+        let pool_keys = Keys::generate();
+        let exchange_keys = Keys::generate();
+        let relay = Relay::start(&ehash_relay::Config {
+            data_dir: dir.join("relay"),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            map_size: 256 << 20,
+            pool_keys: vec![pool_keys.public_key().to_hex()],
+            exchange_keys: vec![exchange_keys.public_key().to_hex()],
+            ..Default::default()
+        })
+        .await
+        .expect("relay starts");
+        let mut c = pool_config(&dir.join("pool"));
+        c.relays = vec![relay.url().to_owned()];
+        c.nostr_secret_key = Some(pool_keys.secret_key().to_secret_hex());
+        let pool = MintBridge::start(c).await.expect("pool starts");
+        let sat_config = ehash_satmint::Config {
+            data_dir: dir.join("sat-mint"),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            input_fee_ppk: sat_fee_ppk,
+            ..Default::default()
+        };
+        let sats = SatMint::start(&sat_config).await.expect("sat mint starts");
+        let sat_config = ehash_satmint::Config { listen: sats.local_addr(), ..sat_config };
+        let sat_url = sats.url().to_owned();
+        Self { dir: dir.to_path_buf(), relay, pool, sats: Some(sats), sat_url, pool_keys, exchange_keys, sat_config }
+    }
+
+    /// Stop the sat mint (its port is closed: requests fail as with a mint that is down).
+    pub async fn stop_sat_mint(&mut self) {
+        if let Some(s) = self.sats.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// Start the sat mint again on its old port and database.
+    pub async fn restart_sat_mint(&mut self) {
+        if self.sats.is_none() {
+            self.sats = Some(SatMint::start(&self.sat_config).await.expect("sat mint restarts"));
+        }
+    }
+
+    /// The active epoch's unit.
+    pub async fn unit(&self) -> String {
+        self.pool.epochs().current().await.expect("an active epoch").unit
+    }
+
+    /// Mine `shares` shares into `wallet` through the pool's Stratum endpoint and mint them;
+    /// returns the unit.
+    pub async fn earn(&self, wallet: &MinerWallet, shares: u64) -> String {
+        let unit = self.unit().await;
+        let quote = wallet.quote_for(&unit).await.expect("quote");
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
+        let got = ehash_sim_miner::client::submit_shares(self.pool.stratum_addr(), &format!("{quote}.t"), shares, seed)
+            .await
+            .expect("shares submitted");
+        assert_eq!(got, shares, "every share accepted");
+        wallet.mint_all_credited().await.expect("minted");
+        unit
+    }
+
+    /// Deposit `sats` into `wallet` at the sat mint.
+    pub async fn fund(&self, wallet: &MinerWallet, sats: u64) {
+        match wallet.deposit(&self.sat_url, sats, std::time::Duration::from_secs(10)).await.expect("deposit") {
+            ehash_wallet::DepositOutcome::Minted(n) => assert_eq!(n, sats),
+            other => panic!("the development sat mint did not pay: {other:?}"),
+        }
+    }
+
+    /// Stop everything.
+    pub async fn shutdown(mut self) {
+        self.stop_sat_mint().await;
+        self.pool.shutdown().await;
+        self.relay.shutdown();
+    }
+}

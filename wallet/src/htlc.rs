@@ -1,0 +1,354 @@
+//! NUT-14 hash time-locked ecash for the market's atomic swaps: the lock conditions, the full
+//! check of a counterparty's lock before anything is locked in return, the claim and refund
+//! witnesses, and reading a revealed preimage from NUT-07.
+//!
+//! A lock pays `pubkeys = [receiver]` against the preimage of `hash` and, after `locktime`, can
+//! be taken back by `refund = [maker]`; it is always `SIG_INPUTS` with one signature on each path.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use bitcoin::hashes::{Hash, sha256};
+use cdk::mint_url::MintUrl;
+use cdk::nuts::nut10::Kind as SecretKind;
+use cdk::nuts::{
+    CheckStateRequest, Conditions, CurrencyUnit, HTLCWitness, Id, Keys, Proof, Proofs, ProofsMethods, PublicKey, SecretKey, SigFlag,
+    SpendingConditions, State, Token, Witness,
+};
+use cdk::wallet::MintConnector;
+
+/// Why a lock is not acceptable. Each variant names the part that is wrong; [`LockError::is_fault`]
+/// tells a counterparty's fault from a mint that could not be asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LockError {
+    /// The token does not parse.
+    #[error("token: {0}")]
+    Token(String),
+    /// The token is from another mint.
+    #[error("mint: the lock is at {got}, the trade's mint is {want}")]
+    Mint {
+        /// The token's mint.
+        got: String,
+        /// The trade's.
+        want: String,
+    },
+    /// The token is in another unit.
+    #[error("unit: the lock is in {got}, the trade is in {want}")]
+    Unit {
+        /// The token's unit.
+        got: String,
+        /// The trade's.
+        want: String,
+    },
+    /// A proof from a keyset the trade does not allow.
+    #[error("keyset: proof of keyset {0} is not of the trade's market")]
+    Keyset(String),
+    /// A proof that is not an HTLC.
+    #[error("secret: a proof is not a NUT-14 HTLC ({0})")]
+    NotHtlc(String),
+    /// A wrong payment hash.
+    #[error("hash: the lock pays against {got}, the trade's hash is {want}")]
+    Hash {
+        /// The lock's.
+        got: String,
+        /// The trade's.
+        want: String,
+    },
+    /// Not locked to the receiver alone.
+    #[error("pubkeys: the lock must be claimable by exactly the receiver's key {want}; it names {got}")]
+    Receiver {
+        /// What the lock names.
+        got: String,
+        /// The receiver key.
+        want: String,
+    },
+    /// Refundable to someone other than its maker.
+    #[error("refund: the lock must be refundable to exactly its maker's key {want}; it names {got}")]
+    Refund {
+        /// What the lock names.
+        got: String,
+        /// The maker key.
+        want: String,
+    },
+    /// A locktime other than the trade's.
+    #[error("locktime: the lock expires at {got:?}, the trade says {want}")]
+    Locktime {
+        /// The lock's.
+        got: Option<u64>,
+        /// The trade's.
+        want: u64,
+    },
+    /// Other conditions (signature counts, SIG_ALL).
+    #[error("conditions: {0}")]
+    Conditions(String),
+    /// A missing or invalid DLEQ proof.
+    #[error("dleq: proof of {amount} in keyset {keyset}: {reason}")]
+    Dleq {
+        /// Keyset.
+        keyset: String,
+        /// Amount.
+        amount: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The same proof twice.
+    #[error("proofs: the token repeats a proof")]
+    Duplicate,
+    /// A proof the mint reports as spent or pending.
+    #[error("state: a locked proof is {0} at the mint")]
+    Spent(String),
+    /// Less than agreed once the receiver's redemption fee is taken.
+    #[error("amount: the lock is worth {net} after the mint's fee of {fee}; the trade needs {want}")]
+    Amount {
+        /// Value after fee.
+        net: u64,
+        /// The fee.
+        fee: u64,
+        /// Agreed amount.
+        want: u64,
+    },
+    /// The mint could not be asked (not the counterparty's fault; try again).
+    #[error("mint unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl LockError {
+    /// Whether the lock itself is bad (as opposed to a mint that could not be reached).
+    pub fn is_fault(&self) -> bool {
+        !matches!(self, Self::Unreachable(_))
+    }
+}
+
+/// What a lock must be.
+#[derive(Debug, Clone)]
+pub struct LockTerms {
+    /// The mint the lock must be at.
+    pub mint_url: MintUrl,
+    /// Its unit.
+    pub unit: CurrencyUnit,
+    /// Keysets allowed, with the keys their DLEQ proofs are checked against (for ehash: the
+    /// pool's announced keyset) and their input fee (ppk).
+    pub keysets: HashMap<Id, (Keys, u64)>,
+    /// The payment hash (hex) the lock must use; `None` to accept the first proof's (then the
+    /// same in every proof).
+    pub hash: Option<String>,
+    /// The exact locktime.
+    pub locktime: u64,
+    /// The only key that may claim it.
+    pub receiver: PublicKey,
+    /// The only key that may refund it.
+    pub maker: PublicKey,
+    /// The least the receiver must net after the mint's input fee.
+    pub amount: u64,
+}
+
+/// A lock that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedLock {
+    /// Its proofs.
+    pub proofs: Proofs,
+    /// The payment hash (hex).
+    pub hash: String,
+    /// Face value.
+    pub total: u64,
+    /// The input fee the receiver pays to claim it.
+    pub fee: u64,
+}
+
+/// The spending conditions of a lock.
+pub fn conditions(hash: &str, locktime: u64, receiver: PublicKey, maker: PublicKey) -> Result<SpendingConditions, cdk::Error> {
+    let c = Conditions::new(Some(locktime), Some(vec![receiver]), Some(vec![maker]), Some(1), Some(SigFlag::SigInputs), Some(1))?;
+    Ok(SpendingConditions::new_htlc_hash(hash, Some(c))?)
+}
+
+/// `sha256(preimage)` in hex; the preimage must be 32 bytes of hex.
+pub fn hash_of(preimage: &str) -> Result<String, String> {
+    let bytes = hex::decode(preimage).map_err(|e| format!("preimage is not hex: {e}"))?;
+    if bytes.len() != 32 {
+        return Err(format!("preimage is {} bytes, not 32", bytes.len()));
+    }
+    Ok(sha256::Hash::hash(&bytes).to_string())
+}
+
+/// A fresh random preimage (32 bytes, hex).
+pub fn new_preimage() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// The NUT-02 input fee of `count` proofs at `ppk`: `ceil(count × ppk / 1000)`.
+pub fn input_fee(count: u64, ppk: u64) -> u64 {
+    (count.saturating_mul(ppk)).div_ceil(1000)
+}
+
+/// Check `proofs` (already taken from the token) against `terms`, without asking the mint.
+pub fn check_proofs(proofs: &Proofs, terms: &LockTerms) -> Result<VerifiedLock, LockError> {
+    if proofs.is_empty() {
+        return Err(LockError::Token("the token has no proofs".into()));
+    }
+    let mut seen = HashSet::new();
+    let mut hash: Option<String> = terms.hash.clone();
+    let mut total = 0u64;
+    let mut fee_ppk = 0u64;
+    for p in proofs {
+        if !seen.insert(p.secret.clone()) {
+            return Err(LockError::Duplicate);
+        }
+        let (keys, ppk) = terms.keysets.get(&p.keyset_id).ok_or_else(|| LockError::Keyset(p.keyset_id.to_string()))?;
+        let cond = SpendingConditions::try_from(&p.secret).map_err(|e| LockError::NotHtlc(e.to_string()))?;
+        let SpendingConditions::HTLCConditions { data, conditions } = cond else {
+            return Err(LockError::NotHtlc("it is P2PK".into()));
+        };
+        let h = data.to_string();
+        match &hash {
+            Some(want) if !want.eq_ignore_ascii_case(&h) => return Err(LockError::Hash { got: h, want: want.clone() }),
+            Some(_) => {}
+            None => hash = Some(h),
+        }
+        let c = conditions.ok_or_else(|| LockError::Conditions("the HTLC has no conditions (anyone with the preimage could take it)".into()))?;
+        let names = |keys: &Option<Vec<PublicKey>>| keys.as_ref().map(|k| k.iter().map(|k| k.to_hex()).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        if c.pubkeys.as_deref() != Some(&[terms.receiver][..]) {
+            return Err(LockError::Receiver { got: names(&c.pubkeys), want: terms.receiver.to_hex() });
+        }
+        if c.refund_keys.as_deref() != Some(&[terms.maker][..]) {
+            return Err(LockError::Refund { got: names(&c.refund_keys), want: terms.maker.to_hex() });
+        }
+        if c.locktime != Some(terms.locktime) {
+            return Err(LockError::Locktime { got: c.locktime, want: terms.locktime });
+        }
+        if c.num_sigs.unwrap_or(1) != 1 || c.num_sigs_refund.unwrap_or(1) != 1 {
+            return Err(LockError::Conditions("each path must need exactly one signature".into()));
+        }
+        if c.sig_flag != SigFlag::SigInputs {
+            return Err(LockError::Conditions("the lock must be SIG_INPUTS".into()));
+        }
+        let dleq_err = |reason: String| LockError::Dleq { keyset: p.keyset_id.to_string(), amount: p.amount.to_u64(), reason };
+        let key = keys.amount_key(p.amount).ok_or_else(|| dleq_err("the keyset has no key for this amount".into()))?;
+        if p.dleq.is_none() {
+            return Err(dleq_err("no DLEQ proof".into()));
+        }
+        p.verify_dleq(key).map_err(|e| dleq_err(e.to_string()))?;
+        total = total.checked_add(p.amount.to_u64()).ok_or_else(|| LockError::Token("amounts overflow".into()))?;
+        fee_ppk = fee_ppk.saturating_add(*ppk);
+    }
+    let fee = fee_ppk.div_ceil(1000);
+    let net = total.saturating_sub(fee);
+    if net < terms.amount {
+        return Err(LockError::Amount { net, fee, want: terms.amount });
+    }
+    let hash = hash.ok_or_else(|| LockError::Token("no hash".into()))?;
+    Ok(VerifiedLock { proofs: proofs.clone(), hash, total, fee })
+}
+
+/// Parse a lock token and check it completely: every offline check of [`check_proofs`], then
+/// NUT-07 at the mint: every proof must be unspent.
+pub async fn verify_lock(token: &str, terms: &LockTerms, mint: &dyn MintConnector) -> Result<VerifiedLock, LockError> {
+    let t = Token::from_str(token.trim()).map_err(|e| LockError::Token(e.to_string()))?;
+    let url = t.mint_url().map_err(|e| LockError::Token(e.to_string()))?;
+    if url != terms.mint_url {
+        return Err(LockError::Mint { got: url.to_string(), want: terms.mint_url.to_string() });
+    }
+    let unit = t.unit().ok_or_else(|| LockError::Token("the token names no unit".into()))?;
+    if unit != terms.unit {
+        return Err(LockError::Unit { got: unit.to_string(), want: terms.unit.to_string() });
+    }
+    let infos = mint.get_mint_keysets().await.map_err(|e| LockError::Unreachable(e.to_string()))?.keysets;
+    let proofs = t.proofs(&infos).map_err(|e| LockError::Token(e.to_string()))?;
+    let lock = check_proofs(&proofs, terms)?;
+    let states = check_states(mint, &lock.proofs).await.map_err(LockError::Unreachable)?;
+    if let Some(s) = states.iter().find(|s| s.state != State::Unspent) {
+        return Err(LockError::Spent(s.state.to_string()));
+    }
+    Ok(lock)
+}
+
+/// NUT-07 states of `proofs`, in order.
+pub async fn check_states(mint: &dyn MintConnector, proofs: &Proofs) -> Result<Vec<cdk::nuts::ProofState>, String> {
+    let ys = proofs.ys().map_err(|e| e.to_string())?;
+    let resp = mint.post_check_state(CheckStateRequest { ys: ys.clone() }).await.map_err(|e| e.to_string())?;
+    if resp.states.len() != ys.len() || resp.states.iter().zip(&ys).any(|(s, y)| s.y != *y) {
+        return Err("the mint answered NUT-07 for other proofs".into());
+    }
+    Ok(resp.states)
+}
+
+/// How a lock was spent, as NUT-07 reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spend {
+    /// Not spent (or pending).
+    Unspent,
+    /// Claimed by its receiver, revealing this preimage (checked against the hash).
+    Claimed(String),
+    /// Taken back over the refund path.
+    Refunded,
+}
+
+/// Read how a lock was spent: the witness of a spent proof carries the preimage if its receiver
+/// claimed it, or an empty preimage if its maker refunded it.
+pub fn spend_of(states: &[cdk::nuts::ProofState], hash: &str) -> Spend {
+    let mut refunded = false;
+    for s in states {
+        if s.state != State::Spent {
+            continue;
+        }
+        match s.witness.as_ref().and_then(Witness::preimage) {
+            Some(p) if hash_of(&p).is_ok_and(|h| h.eq_ignore_ascii_case(hash)) => return Spend::Claimed(p.to_ascii_lowercase()),
+            _ => refunded = true,
+        }
+    }
+    if refunded { Spend::Refunded } else { Spend::Unspent }
+}
+
+/// The proofs with the receiver's witness: the preimage and the receiver's signature.
+pub fn claim_witness(proofs: &Proofs, preimage: &str, receiver: &SecretKey) -> Result<Proofs, cdk::Error> {
+    let mut out = proofs.clone();
+    for p in &mut out {
+        p.dleq = None;
+        p.witness = None;
+        p.add_preimage(preimage.to_owned());
+        p.sign_p2pk(receiver.clone())?;
+    }
+    Ok(out)
+}
+
+/// The proofs with the maker's refund witness: an empty preimage and the refund key's signature.
+pub fn refund_witness(proofs: &Proofs, maker: &SecretKey) -> Result<Proofs, cdk::Error> {
+    let mut out: Proofs = proofs.clone();
+    for p in &mut out {
+        p.dleq = None;
+        p.witness = Some(Witness::HTLCWitness(HTLCWitness { preimage: String::new(), signatures: None }));
+        p.sign_p2pk(maker.clone())?;
+    }
+    Ok(out)
+}
+
+/// Whether a proof is an HTLC (so a wallet never treats it as spendable balance).
+pub fn is_htlc(p: &Proof) -> bool {
+    cdk::nuts::nut10::Secret::try_from(&p.secret).is_ok_and(|s| s.kind() == SecretKind::HTLC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fees_round_up() {
+        assert_eq!(input_fee(0, 100), 0);
+        assert_eq!(input_fee(1, 100), 1);
+        assert_eq!(input_fee(10, 100), 1);
+        assert_eq!(input_fee(11, 100), 2);
+        assert_eq!(input_fee(3, 0), 0);
+        assert_eq!(input_fee(1, 1000), 1);
+    }
+
+    #[test]
+    fn preimages_hash_like_nut14() {
+        let p = new_preimage();
+        assert_eq!(p.len(), 64);
+        let h = hash_of(&p).unwrap();
+        let c = conditions(&h, 4_000_000_000, SecretKey::generate().public_key(), SecretKey::generate().public_key()).unwrap();
+        let SpendingConditions::HTLCConditions { data, .. } = c else { panic!() };
+        assert_eq!(data.to_string(), h);
+        assert!(hash_of("00").is_err());
+        assert!(hash_of("zz").is_err());
+    }
+}
