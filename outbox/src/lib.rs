@@ -1,5 +1,8 @@
 //! # ehash-outbox
 //!
+//! The nostr side every ehash service shares: a durable outbox (below) and a resilient
+//! subscription, [`watch`].
+//!
 //! A durable nostr outbox over any sqlx `Any` database (SQLite or PostgreSQL). Publishing writes
 //! the signed event to the outbox first; a background task delivers every event to every relay
 //! and records each relay's acknowledgement, retrying a relay that is down or refuses until it
@@ -11,6 +14,8 @@
 //! relays never drop it as a same-second tie), any other event by its id.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod watch;
 
 use std::time::Duration;
 

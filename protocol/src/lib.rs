@@ -9,12 +9,14 @@
 //! - [`events`]: the nostr events the pool publishes (NIP-87 mint announcement, epoch/keyset
 //!   announcement), the market's offers, trades and settlement messages, with builders and
 //!   validating parsers;
-//! - [`market`]: sides, prices per lot, exact trade amounts, trade ids, settlement times.
+//! - [`market`]: sides, prices per lot, exact trade amounts, trade ids, settlement times;
+//! - [`api`]: the exchange's HTTP API bodies.
 //!
 //! The human-readable specification is `docs/protocol.md` in the repository.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod api;
 pub mod epoch;
 pub mod error;
 pub mod events;

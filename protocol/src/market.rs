@@ -97,7 +97,7 @@ impl Price {
         if self.lot == 0 {
             return Err(MarketError::ZeroLot);
         }
-        if amount % self.lot != 0 {
+        if !amount.is_multiple_of(self.lot) {
             return Err(MarketError::NotWholeLots { amount, lot: self.lot });
         }
         let sats = u128::from(amount / self.lot) * u128::from(self.sats_per_lot);
@@ -178,6 +178,24 @@ impl SettlementTimes {
         }
         Ok(())
     }
+}
+
+/// What an exchange says about itself at `GET /api/info`: the key its trade events are signed
+/// with and offers must name, its lot, the relays it watches, and its settlement windows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeInfo {
+    /// The exchange's nostr public key (hex).
+    pub pubkey: String,
+    /// Ehash units per lot; every offer's price is per this lot.
+    pub lot: u64,
+    /// Relays the exchange reads offers from and publishes trades to.
+    pub relays: Vec<String>,
+    /// Seconds each party has for its lock.
+    pub lock_secs: u64,
+    /// Seconds the seller has to claim the sats.
+    pub claim_secs: u64,
+    /// Seconds between the two locktimes.
+    pub margin_secs: u64,
 }
 
 /// The Cashu lock key of a nostr key: `02 ‖ x-only key` (as NIP-61). BIP-340 signatures by the

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use ehash_protocol::events::{KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT, KIND_OFFER, KIND_TRADE};
+use ehash_protocol::events::{KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT, KIND_OFFER, KIND_SETTLEMENT, KIND_TRADE};
 use nostr_sdk::prelude::*;
 
 use crate::expiry::ExpiryIndex;
@@ -40,6 +40,7 @@ pub fn default_kinds() -> HashSet<u16> {
         KIND_EPOCH_ANNOUNCEMENT,
         KIND_OFFER,
         KIND_TRADE,
+        KIND_SETTLEMENT,
     ]
     .into_iter()
     .collect();

@@ -10,6 +10,40 @@ use nostr_sdk::prelude::*;
 
 use crate::{Error, Result};
 
+/// Every valid epoch announcement `pool` made for `mint_url` on `relays` (signature, schema and
+/// NUT-02 keyset id checked), the newest version of each.
+pub async fn fetch_epochs(relays: &[String], pool: &str, mint_url: &str) -> Result<Vec<EpochAnnouncement>> {
+    let pool = PublicKey::parse(pool).map_err(|e| Error::Nostr(format!("pool key {pool:?}: {e}")))?;
+    let client = Client::default();
+    for r in relays {
+        client.add_relay(r.as_str()).await.map_err(|e| Error::Nostr(format!("relay {r}: {e}")))?;
+    }
+    client.connect().and_wait(Duration::from_secs(5)).await;
+    let events = client
+        .fetch_events(Filter::new().author(pool).kind(Kind::Custom(KIND_EPOCH_ANNOUNCEMENT)))
+        .timeout(Duration::from_secs(10))
+        .await
+        .map_err(|e| Error::Nostr(format!("fetching announcements: {e}")));
+    client.shutdown().await;
+    let mut newest: HashMap<Id, (u64, EpochAnnouncement)> = HashMap::new();
+    for ev in events? {
+        if ev.verify().is_err() {
+            continue;
+        }
+        let Ok(a) = EpochAnnouncement::parse(&ev) else { continue };
+        if a.mint_url.trim_end_matches('/') != mint_url.trim_end_matches('/') {
+            continue;
+        }
+        let t = ev.created_at.as_secs();
+        if newest.get(&a.keyset.id).is_none_or(|(old, _)| *old < t) {
+            newest.insert(a.keyset.id, (t, a));
+        }
+    }
+    let mut out: Vec<EpochAnnouncement> = newest.into_values().map(|(_, a)| a).collect();
+    out.sort_by_key(|a| a.epoch);
+    Ok(out)
+}
+
 /// Keysets announced by a pool for one mint URL.
 #[derive(Debug, Clone, Default)]
 pub struct AnnouncedKeysets {
@@ -20,27 +54,9 @@ impl AnnouncedKeysets {
     /// Fetch the pool's epoch announcements for `mint_url` from `relays`. Each announcement is
     /// validated (signature, schema, keyset id derived from its keys).
     pub async fn fetch(relays: &[String], pool: &str, mint_url: &str) -> Result<Self> {
-        let pool = PublicKey::parse(pool).map_err(|e| Error::Nostr(format!("pool key {pool:?}: {e}")))?;
-        let client = Client::default();
-        for r in relays {
-            client.add_relay(r.as_str()).await.map_err(|e| Error::Nostr(format!("relay {r}: {e}")))?;
-        }
-        client.connect().and_wait(Duration::from_secs(5)).await;
-        let events = client
-            .fetch_events(Filter::new().author(pool).kind(Kind::Custom(KIND_EPOCH_ANNOUNCEMENT)))
-            .timeout(Duration::from_secs(10))
-            .await
-            .map_err(|e| Error::Nostr(format!("fetching announcements: {e}")));
-        client.shutdown().await;
         let mut out = Self::default();
-        for ev in events? {
-            if ev.verify().is_err() {
-                continue;
-            }
-            let Ok(a) = EpochAnnouncement::parse(&ev) else { continue };
-            if a.mint_url.trim_end_matches('/') == mint_url.trim_end_matches('/') {
-                out.keys.insert(a.keyset.id, a.keyset.keys);
-            }
+        for a in fetch_epochs(relays, pool, mint_url).await? {
+            out.keys.insert(a.keyset.id, a.keyset.keys);
         }
         Ok(out)
     }

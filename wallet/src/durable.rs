@@ -182,7 +182,7 @@ pub async fn execute(wallet: &Wallet, swap: &PendingSwap) -> Result<Proofs, Swap
 }
 
 /// [`execute`] against an explicit mint connection and keyset keys.
-pub async fn execute_at(mint: &dyn MintConnector, keys: &Keys, swap: &PendingSwap) -> Result<Proofs, SwapError> {
+pub async fn execute_at(mint: &(dyn MintConnector + Send + Sync), keys: &Keys, swap: &PendingSwap) -> Result<Proofs, SwapError> {
     let signatures = match mint.post_swap(swap.request.clone()).await {
         Ok(r) => r.signatures,
         Err(cdk::Error::TokenAlreadySpent | cdk::Error::BlindedMessageAlreadySigned) => restore(mint, swap).await?,
@@ -233,7 +233,7 @@ fn answered(e: &cdk::Error) -> bool {
 }
 
 /// The signatures of a swap the mint already did, from NUT-09 restore.
-async fn restore(mint: &dyn MintConnector, swap: &PendingSwap) -> Result<Vec<cdk::nuts::BlindSignature>, SwapError> {
+async fn restore(mint: &(dyn MintConnector + Send + Sync), swap: &PendingSwap) -> Result<Vec<cdk::nuts::BlindSignature>, SwapError> {
     let outputs: Vec<BlindedMessage> = swap.request.outputs().clone();
     let resp = mint
         .post_restore(RestoreRequest { outputs: outputs.clone() })

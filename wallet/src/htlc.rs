@@ -241,7 +241,7 @@ pub fn check_proofs(proofs: &Proofs, terms: &LockTerms) -> Result<VerifiedLock, 
 
 /// Parse a lock token and check it completely: every offline check of [`check_proofs`], then
 /// NUT-07 at the mint: every proof must be unspent.
-pub async fn verify_lock(token: &str, terms: &LockTerms, mint: &dyn MintConnector) -> Result<VerifiedLock, LockError> {
+pub async fn verify_lock(token: &str, terms: &LockTerms, mint: &(dyn MintConnector + Send + Sync)) -> Result<VerifiedLock, LockError> {
     let t = Token::from_str(token.trim()).map_err(|e| LockError::Token(e.to_string()))?;
     let url = t.mint_url().map_err(|e| LockError::Token(e.to_string()))?;
     if url != terms.mint_url {
@@ -262,7 +262,7 @@ pub async fn verify_lock(token: &str, terms: &LockTerms, mint: &dyn MintConnecto
 }
 
 /// NUT-07 states of `proofs`, in order.
-pub async fn check_states(mint: &dyn MintConnector, proofs: &Proofs) -> Result<Vec<cdk::nuts::ProofState>, String> {
+pub async fn check_states(mint: &(dyn MintConnector + Send + Sync), proofs: &Proofs) -> Result<Vec<cdk::nuts::ProofState>, String> {
     let ys = proofs.ys().map_err(|e| e.to_string())?;
     let resp = mint.post_check_state(CheckStateRequest { ys: ys.clone() }).await.map_err(|e| e.to_string())?;
     if resp.states.len() != ys.len() || resp.states.iter().zip(&ys).any(|(s, y)| s.y != *y) {

@@ -29,7 +29,8 @@ use crate::market::{Price, SettlementTimes, Side};
 pub const MAX_REASON: usize = 300;
 
 /// Where a trade's settlement stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TradeState {
     /// Matched; waiting for the seller's lock.
     Matched,

@@ -1,0 +1,310 @@
+//! Watching settlements (protocol §10): the exchange reads its copy of each settlement message,
+//! verifies every lock with the agents' own code ([`ehash_wallet::htlc`]), asks both mints
+//! (NUT-07) how the locks were spent, enforces the deadlines, blames whoever missed one, and
+//! publishes each trade's progress. It holds no keys to any lock.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cdk::mint_url::MintUrl;
+use cdk::nuts::{CurrencyUnit, Proofs};
+use cdk::wallet::{HttpClient, MintConnector};
+use ehash_protocol::events::settlement::{Body, Message};
+use ehash_protocol::events::{Blame, LockStatus, TradeState};
+use ehash_protocol::market::lock_key;
+use ehash_wallet::htlc::{self, LockError, LockTerms, Spend};
+use nostr_sdk::prelude::*;
+use tokio::sync::Mutex;
+
+use crate::engine::{Inner, Live, State, now};
+use crate::{Error, Result};
+
+/// HTTP clients of the mints the exchange watches.
+#[derive(Default)]
+pub struct Mints {
+    clients: Mutex<HashMap<String, Arc<HttpClient>>>,
+}
+
+impl Mints {
+    async fn get(&self, url: &str) -> Result<Arc<HttpClient>> {
+        let mut c = self.clients.lock().await;
+        if let Some(h) = c.get(url) {
+            return Ok(h.clone());
+        }
+        let mint = MintUrl::from_str(url).map_err(|e| Error::Remote(format!("mint URL {url}: {e}")))?;
+        let h = Arc::new(HttpClient::new(mint, None));
+        c.insert(url.to_owned(), h.clone());
+        Ok(h)
+    }
+}
+
+/// Which lock a message or check concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    /// The seller's ehash lock at the pool mint.
+    Ehash,
+    /// The buyer's sats lock at the sat mint.
+    Sats,
+}
+
+impl Inner {
+    /// A settlement message copied to the exchange.
+    pub(crate) async fn on_message(&self, ev: &Event) -> Result<()> {
+        if ev.verify().is_err() {
+            return Ok(());
+        }
+        let msg = match Message::from_event(ev, &self.keys) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(event = %ev.id, error = %e, "unreadable settlement message");
+                return Ok(());
+            }
+        };
+        let mut st = self.state.lock().await;
+        let Some(live) = st.trades.get(&msg.trade).cloned() else { return Ok(()) };
+        let t = &live.trade;
+        let from_seller = ev.pubkey == t.seller().pubkey;
+        if !from_seller && ev.pubkey != t.buyer().pubkey {
+            return Ok(());
+        }
+        let sender = if from_seller { Blame::Seller } else { Blame::Buyer };
+        match msg.body {
+            Body::Lock { token } => {
+                let (which, deadline, open) = if from_seller {
+                    (Which::Ehash, t.times.seller_lock_by, t.state == TradeState::Matched && t.ehash_lock == LockStatus::None)
+                } else {
+                    (Which::Sats, t.times.buyer_lock_by, t.state == TradeState::EhashLocked && t.sats_lock == LockStatus::None)
+                };
+                if !open {
+                    return Ok(());
+                }
+                if now() > deadline + self.config.grace_secs {
+                    tracing::info!(trade = %t.id, "a lock arrived after its deadline");
+                    return Ok(());
+                }
+                self.verify(&mut st, &msg.trade, which, token).await
+            }
+            Body::Preimage { preimage } => {
+                let Some(hash) = &t.hash else { return Ok(()) };
+                if !from_seller || t.preimage.is_some() || !htlc::hash_of(&preimage).is_ok_and(|h| h.eq_ignore_ascii_case(hash)) {
+                    return Ok(());
+                }
+                let mut live = live;
+                live.trade.preimage = Some(preimage.to_ascii_lowercase());
+                self.publish(&mut live).await?;
+                st.trades.insert(msg.trade, live);
+                Ok(())
+            }
+            Body::Abort { reason } => {
+                if !matches!(t.state, TradeState::Matched | TradeState::EhashLocked) {
+                    return Ok(());
+                }
+                let who = if from_seller { "seller" } else { "buyer" };
+                self.fail(&mut st, &msg.trade, sender, format!("the {who} aborted: {reason}")).await
+            }
+        }
+    }
+
+    /// The terms a lock must meet.
+    async fn terms(&self, st: &State, live: &Live, which: Which) -> Result<LockTerms> {
+        let t = &live.trade;
+        let key = |p: &PublicKey| lock_key(p).map_err(|e| Error::Remote(e.to_string()));
+        let url = |u: &str| MintUrl::from_str(u).map_err(|e| Error::Remote(format!("mint URL {u}: {e}")));
+        Ok(match which {
+            Which::Ehash => {
+                let epoch = st.epochs.get(&t.market).ok_or_else(|| Error::Remote(format!("no announcement of {}", t.market)))?;
+                let ks = &epoch.announcement.keyset;
+                LockTerms {
+                    mint_url: url(&t.mint_url)?,
+                    unit: CurrencyUnit::custom(&t.unit),
+                    keysets: HashMap::from([(ks.id, (ks.keys.clone(), ks.input_fee_ppk))]),
+                    hash: None,
+                    locktime: t.times.ehash_locktime,
+                    receiver: key(&t.buyer().pubkey)?,
+                    maker: key(&t.seller().pubkey)?,
+                    amount: t.amount,
+                }
+            }
+            Which::Sats => {
+                let client = self.mints.get(&t.sat_mint).await?;
+                let unreachable = |e: cdk::Error| Error::Remote(format!("sat mint {}: {e}", t.sat_mint));
+                let infos = client.get_mint_keysets().await.map_err(unreachable)?.keysets;
+                let mut keysets = HashMap::new();
+                for k in infos.into_iter().filter(|k| k.unit == CurrencyUnit::Sat) {
+                    let ks = client.get_mint_keyset(k.id).await.map_err(unreachable)?;
+                    keysets.insert(k.id, (ks.keys, k.input_fee_ppk));
+                }
+                LockTerms {
+                    mint_url: url(&t.sat_mint)?,
+                    unit: CurrencyUnit::Sat,
+                    keysets,
+                    hash: t.hash.clone(),
+                    locktime: t.times.sats_locktime,
+                    receiver: key(&t.seller().pubkey)?,
+                    maker: key(&t.buyer().pubkey)?,
+                    amount: t.sats,
+                }
+            }
+        })
+    }
+
+    /// Verify a lock token; record it, fail the trade, or keep it for a retry if a mint cannot
+    /// be reached.
+    async fn verify(&self, st: &mut State, id: &str, which: Which, token: String) -> Result<()> {
+        let Some(mut live) = st.trades.get(id).cloned() else { return Ok(()) };
+        let from_seller = which == Which::Ehash;
+        let outcome = match self.terms(st, &live, which).await {
+            Ok(terms) => {
+                let url = if from_seller { &live.trade.mint_url } else { &live.trade.sat_mint };
+                let client = self.mints.get(url).await?;
+                htlc::verify_lock(&token, &terms, client.as_ref()).await
+            }
+            Err(e) => Err(LockError::Unreachable(e.to_string())),
+        };
+        live.s.unverified.retain(|(s, _)| *s != from_seller);
+        match outcome {
+            Ok(lock) => {
+                tracing::info!(trade = %id, lock = ?which, total = lock.total, "lock verified");
+                match which {
+                    Which::Ehash => {
+                        live.s.seller_lock = Some(proofs_json(&lock.proofs)?);
+                        live.trade.hash = Some(lock.hash);
+                        live.trade.ehash_lock = LockStatus::Locked;
+                        live.trade.state = TradeState::EhashLocked;
+                    }
+                    Which::Sats => {
+                        live.s.buyer_lock = Some(proofs_json(&lock.proofs)?);
+                        live.trade.sats_lock = LockStatus::Locked;
+                        live.trade.state = TradeState::SatsLocked;
+                    }
+                }
+                self.publish(&mut live).await?;
+                st.trades.insert(id.to_owned(), live);
+                Ok(())
+            }
+            Err(e) if e.is_fault() => {
+                let who = if from_seller { "seller" } else { "buyer" };
+                let blame = if from_seller { Blame::Seller } else { Blame::Buyer };
+                self.store.save_settlement(id, &live.s).await?;
+                st.trades.insert(id.to_owned(), live);
+                self.fail(st, id, blame, format!("the {who}'s lock: {e}")).await
+            }
+            Err(e) => {
+                tracing::warn!(trade = %id, error = %e, "cannot verify a lock now; will retry");
+                live.s.unverified.push((from_seller, token));
+                self.store.save_settlement(id, &live.s).await?;
+                st.trades.insert(id.to_owned(), live);
+                Ok(())
+            }
+        }
+    }
+
+    /// One round over the trades still being settled.
+    pub(crate) async fn watch_settlements(&self) {
+        let ids: Vec<String> = self.state.lock().await.trades.values().filter(|l| !l.s.done).map(|l| l.trade.id.clone()).collect();
+        for id in ids {
+            if let Err(e) = self.watch_one(&id).await {
+                tracing::warn!(trade = %id, error = %e, "watching a settlement");
+            }
+        }
+    }
+
+    async fn watch_one(&self, id: &str) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let Some(live) = st.trades.get(id).cloned() else { return Ok(()) };
+        for (from_seller, token) in live.s.unverified.clone() {
+            self.verify(&mut st, id, if from_seller { Which::Ehash } else { Which::Sats }, token).await?;
+        }
+        let Some(mut live) = st.trades.get(id).cloned() else { return Ok(()) };
+        let t0 = live.clone();
+        let n = now();
+        let grace = self.config.grace_secs;
+        let unverified = |seller: bool| live.s.unverified.iter().any(|(s, _)| *s == seller);
+        // deadlines
+        match live.trade.state {
+            TradeState::Matched if n > live.trade.times.seller_lock_by + grace => {
+                return if unverified(true) {
+                    self.fail(&mut st, id, Blame::None, "the seller's lock could not be verified by its deadline (the pool mint was unreachable)".into()).await
+                } else {
+                    self.fail(&mut st, id, Blame::Seller, "the seller did not lock by the deadline".into()).await
+                };
+            }
+            TradeState::EhashLocked if n > live.trade.times.buyer_lock_by + grace => {
+                return if unverified(false) {
+                    self.fail(&mut st, id, Blame::None, "the buyer's lock could not be verified by its deadline (the sat mint was unreachable)".into()).await
+                } else {
+                    self.fail(&mut st, id, Blame::Buyer, "the buyer did not lock by the deadline".into()).await
+                };
+            }
+            _ => {}
+        }
+        // how the locks were spent
+        for which in [Which::Ehash, Which::Sats] {
+            let (status, proofs, url) = match which {
+                Which::Ehash => (live.trade.ehash_lock, &live.s.seller_lock, live.trade.mint_url.clone()),
+                Which::Sats => (live.trade.sats_lock, &live.s.buyer_lock, live.trade.sat_mint.clone()),
+            };
+            let (LockStatus::Locked, Some(proofs), Some(hash)) = (status, proofs, live.trade.hash.clone()) else { continue };
+            let proofs: Proofs = serde_json::from_str(proofs).map_err(|e| Error::Database(e.to_string()))?;
+            let client = self.mints.get(&url).await?;
+            let states = match htlc::check_states(client.as_ref(), &proofs).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(trade = %id, mint = %url, error = %e, "NUT-07 check failed; will retry");
+                    continue;
+                }
+            };
+            let new = match htlc::spend_of(&states, &hash) {
+                Spend::Unspent => continue,
+                Spend::Claimed(p) => {
+                    live.trade.preimage = Some(p);
+                    LockStatus::Claimed
+                }
+                Spend::Refunded => LockStatus::Refunded,
+            };
+            match which {
+                Which::Ehash => live.trade.ehash_lock = new,
+                Which::Sats => live.trade.sats_lock = new,
+            }
+        }
+        let t = &mut live.trade;
+        if t.sats_lock == LockStatus::Claimed && t.state == TradeState::SatsLocked {
+            t.state = TradeState::SatsClaimed;
+        }
+        if t.ehash_lock == LockStatus::Claimed && t.sats_lock == LockStatus::Claimed {
+            t.state = TradeState::Settled;
+        }
+        let mut failure = None;
+        if t.state == TradeState::SatsLocked && n > t.times.sats_locktime + grace && t.sats_lock != LockStatus::Claimed {
+            failure = Some((Blame::Seller, "the seller did not claim the sats before their locktime".to_owned()));
+        }
+        if t.state == TradeState::SatsClaimed && t.ehash_lock == LockStatus::Refunded {
+            failure = Some((Blame::Buyer, "the buyer did not claim the ehash before its locktime".to_owned()));
+        }
+        let made = |s: LockStatus| s != LockStatus::None;
+        if t.state == TradeState::Failed
+            && (made(t.ehash_lock) || made(t.sats_lock))
+            && !matches!(t.ehash_lock, LockStatus::Locked | LockStatus::Claimed)
+            && !matches!(t.sats_lock, LockStatus::Locked | LockStatus::Claimed)
+        {
+            t.state = TradeState::Refunded;
+        }
+        let still_locked = t.ehash_lock == LockStatus::Locked || t.sats_lock == LockStatus::Locked;
+        if t.state.is_final() || (t.state == TradeState::Failed && !still_locked) {
+            live.s.done = true;
+        }
+        if live.trade != t0.trade || live.s != t0.s {
+            self.publish(&mut live).await?;
+            st.trades.insert(id.to_owned(), live);
+        }
+        if let Some((blame, reason)) = failure {
+            self.fail(&mut st, id, blame, reason).await?;
+        }
+        Ok(())
+    }
+}
+
+fn proofs_json(p: &Proofs) -> Result<String> {
+    serde_json::to_string(p).map_err(|e| Error::Database(e.to_string()))
+}

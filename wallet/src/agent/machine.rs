@@ -1,0 +1,468 @@
+//! One trade's settlement, one step at a time (protocol §10). [`Agent::step`] moves a trade as
+//! far as it can now; every state is written to the store before the network action it leads
+//! to, so after a crash the same call resumes it (a swap in flight is sent again, which is safe:
+//! see [`crate::durable`]).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use cdk::mint_url::MintUrl;
+use cdk::nuts::{CurrencyUnit, Token};
+use cdk::wallet::Wallet;
+use ehash_protocol::events::settlement::Body;
+use ehash_protocol::market::{Side, lock_key, signing_key};
+
+use super::record::{Lock, Step, TradeRecord};
+use super::{Agent, now};
+use crate::durable::{self, PendingSwap, SwapError};
+use crate::htlc::{self, LockTerms, Spend};
+use crate::{Error, Result};
+
+/// What to do after a transition.
+enum Next {
+    /// Go on with the next state.
+    Continue,
+    /// Nothing more can happen now.
+    Wait,
+}
+
+impl Agent {
+    /// The wallet my lock is made in (seller: ehash; buyer: sats).
+    async fn my_wallet(&self, t: &TradeRecord) -> Result<Wallet> {
+        match t.role {
+            Side::Sell => self.inner.wallet.wallet_at(&t.terms.mint_url, &t.terms.unit).await,
+            Side::Buy => self.inner.wallet.wallet_at(&t.terms.sat_mint, "sat").await,
+        }
+    }
+
+    /// The wallet their lock is claimed into.
+    async fn their_wallet(&self, t: &TradeRecord) -> Result<Wallet> {
+        match t.role {
+            Side::Sell => self.inner.wallet.wallet_at(&t.terms.sat_mint, "sat").await,
+            Side::Buy => self.inner.wallet.wallet_at(&t.terms.mint_url, &t.terms.unit).await,
+        }
+    }
+
+    /// The terms the counterparty's lock must meet.
+    async fn their_terms(&self, t: &TradeRecord) -> Result<LockTerms> {
+        let offer = self.inner.store.offer(&t.offer_d).await?.ok_or_else(|| Error::Database(format!("trade {} names an unknown offer", t.id)))?;
+        let me = self.offer_keys(&offer.pubkey).await?;
+        let them = ehash_protocol::market::lock_key(&nostr_sdk::prelude::PublicKey::parse(&t.terms.counterparty).map_err(|e| Error::Nostr(e.to_string()))?)
+            .map_err(|e| Error::Nostr(e.to_string()))?;
+        let mine = lock_key(&me.public_key()).map_err(|e| Error::Nostr(e.to_string()))?;
+        Ok(match t.role {
+            // the buyer's sats lock: any sat keyset of the trade's sat mint
+            Side::Sell => {
+                let w = self.inner.wallet.wallet_at(&t.terms.sat_mint, "sat").await?;
+                let keysets = w.keysets(cdk_common::wallet::KeysetLoadPolicy::Refresh).await?;
+                LockTerms {
+                    mint_url: MintUrl::from_str(&t.terms.sat_mint).map_err(|e| Error::InvalidToken(e.to_string()))?,
+                    unit: CurrencyUnit::Sat,
+                    keysets: keysets.into_iter().map(|k| (k.id, (k.keys, k.input_fee_ppk))).collect(),
+                    hash: t.hash.clone(),
+                    locktime: t.terms.times.sats_locktime,
+                    receiver: mine,
+                    maker: them,
+                    amount: t.terms.sats,
+                }
+            }
+            // the seller's ehash lock: the pool's announced keyset of the market
+            Side::Buy => LockTerms {
+                mint_url: MintUrl::from_str(&t.terms.mint_url).map_err(|e| Error::InvalidToken(e.to_string()))?,
+                unit: CurrencyUnit::custom(&t.terms.unit),
+                keysets: HashMap::from([(offer.keyset.id, (offer.keyset.keys.clone(), offer.keyset.input_fee_ppk))]),
+                hash: None,
+                locktime: t.terms.times.ehash_locktime,
+                receiver: mine,
+                maker: them,
+                amount: t.terms.amount,
+            },
+        })
+    }
+
+    /// My offer key's Cashu signing key for a trade.
+    async fn my_signing_key(&self, t: &TradeRecord) -> Result<cdk::nuts::SecretKey> {
+        let offer = self.inner.store.offer(&t.offer_d).await?.ok_or_else(|| Error::Database(format!("trade {} names an unknown offer", t.id)))?;
+        let keys = self.offer_keys(&offer.pubkey).await?;
+        signing_key(keys.secret_key()).map_err(|e| Error::Nostr(e.to_string()))
+    }
+
+    /// My offer key's Cashu lock key (`02 ‖ x-only`, the form every lock names).
+    async fn my_lock_key(&self, t: &TradeRecord) -> Result<cdk::nuts::PublicKey> {
+        let offer = self.inner.store.offer(&t.offer_d).await?.ok_or_else(|| Error::Database(format!("trade {} names an unknown offer", t.id)))?;
+        let keys = self.offer_keys(&offer.pubkey).await?;
+        lock_key(&keys.public_key()).map_err(|e| Error::Nostr(e.to_string()))
+    }
+
+    async fn save(&self, t: &mut TradeRecord) -> Result<()> {
+        t.updated_at = now();
+        self.inner.store.save_trade(t).await
+    }
+
+    /// End the trade with nothing locked (or nothing left to do), telling the counterparty and
+    /// the exchange why when `tell` is set.
+    async fn fail(&self, t: &mut TradeRecord, why: String, tell: bool) -> Result<Next> {
+        tracing::info!(trade = %t.id, reason = %why, "trade failed");
+        t.step = Step::Failed;
+        t.note = Some(why.clone());
+        t.pending = None;
+        self.save(t).await?;
+        if tell {
+            self.send(t, Body::Abort { reason: why.chars().take(ehash_protocol::events::settlement::MAX_ABORT_REASON).collect() }).await?;
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Give up on the trade; my lock comes back after its locktime.
+    async fn give_up(&self, t: &mut TradeRecord, why: String, tell: bool) -> Result<Next> {
+        tracing::info!(trade = %t.id, reason = %why, "giving up; refunding after the locktime");
+        t.step = Step::AwaitRefund;
+        t.note = Some(why.clone());
+        t.pending = None;
+        self.save(t).await?;
+        if tell {
+            self.send(t, Body::Abort { reason: why.chars().take(ehash_protocol::events::settlement::MAX_ABORT_REASON).collect() }).await?;
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Move `t` as far as it can go now.
+    pub(crate) async fn step(&self, t: &mut TradeRecord) -> Result<()> {
+        for _ in 0..16 {
+            let next = match (t.role, t.step.clone()) {
+                (_, s) if s.is_final() => Next::Wait,
+                (Side::Sell, Step::Matched) => self.seller_lock(t).await?,
+                (Side::Buy, Step::Matched) => self.buyer_lock(t).await?,
+                (_, Step::Locking) => self.finish_lock(t).await?,
+                (Side::Sell, Step::Locked) => self.seller_claim(t).await?,
+                (Side::Buy, Step::Locked) => self.buyer_wait(t).await?,
+                (_, Step::Claiming) => self.finish_claim(t).await?,
+                (_, Step::AwaitRefund) => self.refund(t).await?,
+                (_, Step::Refunding) => self.finish_refund(t).await?,
+                _ => Next::Wait,
+            };
+            if let Next::Wait = next {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn seller_lock(&self, t: &mut TradeRecord) -> Result<Next> {
+        if let Some(r) = &t.their_abort {
+            return self.fail(t, format!("the buyer aborted before anything was locked: {r}"), false).await;
+        }
+        if now() + self.inner.config.lock_guard_secs >= t.terms.times.seller_lock_by {
+            return self.fail(t, "too late to lock before the seller's deadline".into(), true).await;
+        }
+        let preimage = htlc::new_preimage();
+        let hash = htlc::hash_of(&preimage).map_err(Error::InvalidToken)?;
+        let them = self.counterparty_lock_key(t)?;
+        let me = self.my_lock_key(t).await?;
+        let cond = htlc::conditions(&hash, t.terms.times.ehash_locktime, them, me)?;
+        let w = self.my_wallet(t).await?;
+        match durable::prepare_lock(&w, self.inner.wallet.seed(), t.terms.amount, &cond).await {
+            Ok(swap) => {
+                t.preimage = Some(preimage);
+                t.hash = Some(hash);
+                t.pending = Some(swap);
+                t.step = Step::Locking;
+                self.save(t).await?;
+                Ok(Next::Continue)
+            }
+            Err(SwapError::Refused(why)) => self.fail(t, format!("cannot lock the ehash: {why}"), true).await,
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "preparing the ehash lock; will retry");
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    async fn buyer_lock(&self, t: &mut TradeRecord) -> Result<Next> {
+        if let Some(r) = &t.their_abort {
+            return self.fail(t, format!("the seller aborted before anything was locked: {r}"), false).await;
+        }
+        let Some(token) = t.their_token.clone() else {
+            if now() > t.terms.times.seller_lock_by + self.inner.config.grace_secs {
+                return self.fail(t, "the seller did not lock by its deadline".into(), false).await;
+            }
+            return Ok(Next::Wait);
+        };
+        if now() + self.inner.config.lock_guard_secs >= t.terms.times.buyer_lock_by {
+            return self.fail(t, "the seller's lock came too late for the buyer to lock before its deadline".into(), true).await;
+        }
+        let terms = self.their_terms(t).await?;
+        let w = self.their_wallet(t).await?;
+        let lock = match htlc::verify_lock(&token, &terms, w.mint_connector().as_ref()).await {
+            Ok(l) => l,
+            Err(e) if e.is_fault() => return self.fail(t, format!("the seller's lock is not acceptable: {e}"), true).await,
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "cannot check the seller's lock yet");
+                return Ok(Next::Wait);
+            }
+        };
+        let them = self.counterparty_lock_key(t)?;
+        let me = self.my_lock_key(t).await?;
+        let cond = htlc::conditions(&lock.hash, t.terms.times.sats_locktime, them, me)?;
+        t.hash = Some(lock.hash.clone());
+        t.their_lock = Some(Lock { token, proofs: lock.proofs });
+        let mine = self.my_wallet(t).await?;
+        match durable::prepare_lock(&mine, self.inner.wallet.seed(), t.terms.sats, &cond).await {
+            Ok(swap) => {
+                t.pending = Some(swap);
+                t.step = Step::Locking;
+                self.save(t).await?;
+                Ok(Next::Continue)
+            }
+            Err(SwapError::Refused(why)) => self.fail(t, format!("cannot lock the sats: {why}"), true).await,
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "preparing the sats lock; will retry");
+                self.save(t).await?;
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    async fn finish_lock(&self, t: &mut TradeRecord) -> Result<Next> {
+        let Some(swap) = t.pending.clone() else { return self.fail(t, "lost the lock swap".into(), false).await };
+        let w = self.my_wallet(t).await?;
+        match durable::execute(&w, &swap).await {
+            Ok(proofs) => {
+                let locked = durable::finish(&w, &swap, proofs).await.map_err(|e| Error::Database(e.to_string()))?;
+                let token = Token::new(w.mint_url.clone(), locked.clone(), None, w.unit.clone()).to_string();
+                t.my_lock = Some(Lock { token: token.clone(), proofs: locked });
+                t.pending = None;
+                t.step = Step::Locked;
+                self.save(t).await?;
+                tracing::info!(trade = %t.id, role = %t.role, "locked");
+                self.send(t, Body::Lock { token }).await?;
+                Ok(Next::Continue)
+            }
+            Err(SwapError::Refused(why)) => self.lock_refused(t, &w, &swap, why).await,
+            Err(SwapError::Conflict) => self.lock_refused(t, &w, &swap, "its inputs were spent elsewhere".into()).await,
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "lock swap not confirmed; will send it again");
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    async fn lock_refused(&self, t: &mut TradeRecord, w: &Wallet, swap: &PendingSwap, why: String) -> Result<Next> {
+        durable::release(w, swap).await.map_err(|e| Error::Database(e.to_string()))?;
+        self.fail(t, format!("the mint refused the lock: {why}"), true).await
+    }
+
+    async fn seller_claim(&self, t: &mut TradeRecord) -> Result<Next> {
+        if let Some(r) = t.their_abort.clone() {
+            return self.give_up(t, format!("the buyer aborted: {r}"), false).await;
+        }
+        let Some(token) = t.their_token.clone() else {
+            if now() > t.terms.times.buyer_lock_by + self.inner.config.grace_secs {
+                return self.give_up(t, "the buyer did not lock by its deadline".into(), false).await;
+            }
+            return Ok(Next::Wait);
+        };
+        if now() + self.inner.config.claim_guard_secs >= t.terms.times.sats_locktime {
+            return self.give_up(t, "the buyer's lock came too late to claim safely before its locktime".into(), true).await;
+        }
+        let terms = self.their_terms(t).await?;
+        let w = self.their_wallet(t).await?;
+        let lock = match htlc::verify_lock(&token, &terms, w.mint_connector().as_ref()).await {
+            Ok(l) => l,
+            Err(e) if e.is_fault() => return self.give_up(t, format!("the buyer's lock is not acceptable: {e}"), true).await,
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "cannot check the buyer's lock yet");
+                return Ok(Next::Wait);
+            }
+        };
+        let preimage = t.preimage.clone().ok_or_else(|| Error::Database(format!("trade {}: the seller lost its preimage", t.id)))?;
+        let sk = self.my_signing_key(t).await?;
+        let inputs = htlc::claim_witness(&lock.proofs, &preimage, &sk)?;
+        t.their_lock = Some(Lock { token, proofs: lock.proofs });
+        match durable::prepare_redeem(&w, self.inner.wallet.seed(), inputs).await {
+            Ok(swap) => {
+                t.pending = Some(swap);
+                t.step = Step::Claiming;
+                self.save(t).await?;
+                Ok(Next::Continue)
+            }
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "preparing the claim; will retry");
+                self.save(t).await?;
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    async fn buyer_wait(&self, t: &mut TradeRecord) -> Result<Next> {
+        let hash = t.hash.clone().unwrap_or_default();
+        if let Some(p) = t.preimage_hint.clone() {
+            if htlc::hash_of(&p).is_ok_and(|h| h.eq_ignore_ascii_case(&hash)) {
+                return self.buyer_claim(t, p).await;
+            }
+            t.preimage_hint = None;
+        }
+        // ask the sat mint how my lock stands (at most every two seconds)
+        let n = now();
+        let past_locktime = n > t.terms.times.sats_locktime + 1;
+        if n < t.last_poll + 2 && !past_locktime {
+            return Ok(Next::Wait);
+        }
+        t.last_poll = n;
+        let Some(mine) = t.my_lock.clone() else { return self.fail(t, "lost my lock".into(), false).await };
+        let w = self.my_wallet(t).await?;
+        match htlc::check_states(w.mint_connector().as_ref(), &mine.proofs).await {
+            Ok(states) => match htlc::spend_of(&states, &hash) {
+                Spend::Claimed(p) => self.buyer_claim(t, p).await,
+                Spend::Refunded => {
+                    t.step = Step::Refunded;
+                    self.save(t).await?;
+                    Ok(Next::Continue)
+                }
+                Spend::Unspent if past_locktime => self.start_refund(t).await,
+                Spend::Unspent => Ok(Next::Wait),
+            },
+            Err(e) => {
+                tracing::debug!(trade = %t.id, error = %e, "cannot ask the sat mint about my lock");
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    async fn buyer_claim(&self, t: &mut TradeRecord, preimage: String) -> Result<Next> {
+        let Some(theirs) = t.their_lock.clone() else { return self.fail(t, "lost the seller's lock".into(), false).await };
+        let sk = self.my_signing_key(t).await?;
+        let inputs = htlc::claim_witness(&theirs.proofs, &preimage, &sk)?;
+        let w = self.their_wallet(t).await?;
+        t.preimage = Some(preimage);
+        match durable::prepare_redeem(&w, self.inner.wallet.seed(), inputs).await {
+            Ok(swap) => {
+                t.pending = Some(swap);
+                t.step = Step::Claiming;
+                self.save(t).await?;
+                Ok(Next::Continue)
+            }
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "preparing the claim; will retry");
+                self.save(t).await?;
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    async fn finish_claim(&self, t: &mut TradeRecord) -> Result<Next> {
+        let Some(swap) = t.pending.clone() else { return self.fail(t, "lost the claim swap".into(), false).await };
+        let w = self.their_wallet(t).await?;
+        match durable::execute(&w, &swap).await {
+            Ok(proofs) => {
+                durable::finish(&w, &swap, proofs).await.map_err(|e| Error::Database(e.to_string()))?;
+                t.pending = None;
+                t.step = Step::Settled;
+                t.note = None;
+                self.save(t).await?;
+                tracing::info!(trade = %t.id, role = %t.role, "settled");
+                if t.role == Side::Sell
+                    && let Some(p) = t.preimage.clone()
+                {
+                    self.send(t, Body::Preimage { preimage: p }).await?;
+                }
+                Ok(Next::Continue)
+            }
+            Err(e @ (SwapError::Refused(_) | SwapError::Conflict)) => match t.role {
+                // the buyer refunded its sats: my ehash lock comes back after T1
+                Side::Sell => self.give_up(t, format!("could not claim the sats: {e}"), false).await,
+                Side::Buy => {
+                    if now() > t.terms.times.ehash_locktime {
+                        self.fail(t, format!("could not claim the ehash before its locktime: {e}"), false).await
+                    } else {
+                        tracing::warn!(trade = %t.id, error = %e, "claim refused; will retry until the locktime");
+                        Ok(Next::Wait)
+                    }
+                }
+            },
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "claim not confirmed; will send it again");
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    async fn refund(&self, t: &mut TradeRecord) -> Result<Next> {
+        let Some(mine) = t.my_lock.clone() else { return self.fail(t, t.note.clone().unwrap_or_else(|| "nothing was locked".into()), false).await };
+        let locktime = match t.role {
+            Side::Sell => t.terms.times.ehash_locktime,
+            Side::Buy => t.terms.times.sats_locktime,
+        };
+        if now() <= locktime + 1 {
+            return Ok(Next::Wait);
+        }
+        let w = self.my_wallet(t).await?;
+        let hash = t.hash.clone().unwrap_or_default();
+        match htlc::check_states(w.mint_connector().as_ref(), &mine.proofs).await {
+            Ok(states) => match htlc::spend_of(&states, &hash) {
+                Spend::Unspent => self.start_refund(t).await,
+                Spend::Refunded => {
+                    t.step = Step::Refunded;
+                    self.save(t).await?;
+                    Ok(Next::Continue)
+                }
+                Spend::Claimed(p) if t.role == Side::Buy => self.buyer_claim(t, p).await,
+                Spend::Claimed(_) => self.fail(t, "the buyer claimed the ehash lock after the seller gave up".into(), false).await,
+            },
+            Err(e) => {
+                tracing::debug!(trade = %t.id, error = %e, "cannot ask the mint about my lock; will retry");
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    async fn start_refund(&self, t: &mut TradeRecord) -> Result<Next> {
+        let Some(mine) = t.my_lock.clone() else { return self.fail(t, "nothing to refund".into(), false).await };
+        let sk = self.my_signing_key(t).await?;
+        let inputs = htlc::refund_witness(&mine.proofs, &sk)?;
+        let w = self.my_wallet(t).await?;
+        match durable::prepare_redeem(&w, self.inner.wallet.seed(), inputs).await {
+            Ok(swap) => {
+                t.pending = Some(swap);
+                t.step = Step::Refunding;
+                self.save(t).await?;
+                Ok(Next::Continue)
+            }
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "preparing the refund; will retry");
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    async fn finish_refund(&self, t: &mut TradeRecord) -> Result<Next> {
+        let Some(swap) = t.pending.clone() else { return self.fail(t, "lost the refund swap".into(), false).await };
+        let w = self.my_wallet(t).await?;
+        match durable::execute(&w, &swap).await {
+            Ok(proofs) => {
+                durable::finish(&w, &swap, proofs).await.map_err(|e| Error::Database(e.to_string()))?;
+                t.pending = None;
+                t.step = Step::Refunded;
+                self.save(t).await?;
+                tracing::info!(trade = %t.id, role = %t.role, "refunded");
+                Ok(Next::Continue)
+            }
+            Err(SwapError::Refused(_) | SwapError::Conflict) => {
+                // spent already? (claimed by the other side at the last moment, or refunded)
+                t.step = Step::AwaitRefund;
+                t.pending = None;
+                self.save(t).await?;
+                Ok(Next::Wait)
+            }
+            Err(e) => {
+                tracing::warn!(trade = %t.id, error = %e, "refund not confirmed; will send it again");
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    fn counterparty_lock_key(&self, t: &TradeRecord) -> Result<cdk::nuts::PublicKey> {
+        let pk = nostr_sdk::prelude::PublicKey::parse(&t.terms.counterparty).map_err(|e| Error::Nostr(e.to_string()))?;
+        lock_key(&pk).map_err(|e| Error::Nostr(e.to_string()))
+    }
+}

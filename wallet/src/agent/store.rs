@@ -1,0 +1,173 @@
+//! The agent's database (`agent.sqlite` in the wallet directory, through sqlx): offers, trades,
+//! messages that arrived before their trade, the offer-key counter, and the nostr outbox.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor, Row};
+
+use super::record::{OfferRecord, TradeRecord};
+use crate::{Error, Result};
+
+/// Largest JSON document stored (RUSTSEC-2024-0363 concerns values over 4 GiB).
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+fn db(e: impl std::fmt::Display) -> Error {
+    Error::Database(format!("agent database: {e}"))
+}
+
+/// The agent's store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Open (and create) `agent.sqlite` in `dir`.
+    pub async fn open(dir: &Path) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("agent.sqlite").display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(db)?;
+        for ddl in [
+            "CREATE TABLE IF NOT EXISTS agent_offers (d TEXT PRIMARY KEY, pubkey TEXT NOT NULL UNIQUE, data TEXT NOT NULL, created_at BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS agent_trades (id TEXT PRIMARY KEY, offer_d TEXT NOT NULL, final BOOLEAN NOT NULL, data TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS agent_inbox (event_id TEXT PRIMARY KEY, trade_id TEXT NOT NULL, event_json TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS agent_meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL)",
+        ] {
+            sqlx::query(ddl).execute(&pool).await.map_err(db)?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// The pool (shared with the outbox).
+    pub fn pool(&self) -> AnyPool {
+        self.pool.clone()
+    }
+
+    /// Take the next offer-key index.
+    pub async fn next_key_index(&self) -> Result<u32> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query("SELECT v FROM agent_meta WHERE k = 'offer_key'").fetch_optional(&mut *tx).await.map_err(db)?;
+        let next: i64 = match row {
+            Some(r) => r.try_get("v").map_err(db)?,
+            None => 0,
+        };
+        sqlx::query("INSERT INTO agent_meta (k, v) VALUES ('offer_key', $1) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+            .bind(next + 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        u32::try_from(next).map_err(|_| db("offer key index out of range"))
+    }
+
+    /// Save an offer (insert or replace).
+    pub async fn save_offer(&self, o: &OfferRecord) -> Result<()> {
+        let data = serde_json::to_string(o).map_err(db)?;
+        sqlx::query(
+            "INSERT INTO agent_offers (d, pubkey, data, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (d) DO UPDATE SET data = excluded.data",
+        )
+        .bind(&o.d)
+        .bind(&o.pubkey)
+        .bind(data)
+        .bind(o.created_at as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Every offer, newest first.
+    pub async fn offers(&self) -> Result<Vec<OfferRecord>> {
+        let rows = sqlx::query("SELECT data FROM agent_offers ORDER BY created_at DESC, d").fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(|r| serde_json::from_str(&r.try_get::<String, _>("data").map_err(db)?).map_err(db)).collect()
+    }
+
+    /// One offer by id.
+    pub async fn offer(&self, d: &str) -> Result<Option<OfferRecord>> {
+        let row = sqlx::query("SELECT data FROM agent_offers WHERE d = $1").bind(d).fetch_optional(&self.pool).await.map_err(db)?;
+        row.map(|r| serde_json::from_str(&r.try_get::<String, _>("data").map_err(db)?).map_err(db)).transpose()
+    }
+
+    /// Save a trade (insert or replace), before any network action that depends on it.
+    pub async fn save_trade(&self, t: &TradeRecord) -> Result<()> {
+        let data = serde_json::to_string(t).map_err(db)?;
+        if data.len() > MAX_RECORD_BYTES {
+            return Err(db(format!("trade {} record is larger than {MAX_RECORD_BYTES} bytes", t.id)));
+        }
+        sqlx::query(
+            "INSERT INTO agent_trades (id, offer_d, final, data, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET final = excluded.final, data = excluded.data, updated_at = excluded.updated_at",
+        )
+        .bind(&t.id)
+        .bind(&t.offer_d)
+        .bind(t.step.is_final())
+        .bind(data)
+        .bind(t.updated_at as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// One trade.
+    pub async fn trade(&self, id: &str) -> Result<Option<TradeRecord>> {
+        let row = sqlx::query("SELECT data FROM agent_trades WHERE id = $1").bind(id).fetch_optional(&self.pool).await.map_err(db)?;
+        row.map(|r| serde_json::from_str(&r.try_get::<String, _>("data").map_err(db)?).map_err(db)).transpose()
+    }
+
+    /// Trades, newest first; only unfinished ones if `open_only`.
+    pub async fn trades(&self, open_only: bool) -> Result<Vec<TradeRecord>> {
+        let sql = if open_only {
+            "SELECT data FROM agent_trades WHERE final = FALSE ORDER BY updated_at DESC, id"
+        } else {
+            "SELECT data FROM agent_trades ORDER BY updated_at DESC, id"
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(|r| serde_json::from_str(&r.try_get::<String, _>("data").map_err(db)?).map_err(db)).collect()
+    }
+
+    /// Trades of one offer.
+    pub async fn trades_of(&self, offer_d: &str) -> Result<Vec<TradeRecord>> {
+        let rows = sqlx::query("SELECT data FROM agent_trades WHERE offer_d = $1").bind(offer_d).fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(|r| serde_json::from_str(&r.try_get::<String, _>("data").map_err(db)?).map_err(db)).collect()
+    }
+
+    /// Keep a message that arrived before its trade.
+    pub async fn stash(&self, trade_id: &str, event_id: &str, event_json: &str) -> Result<()> {
+        if event_json.len() > MAX_RECORD_BYTES {
+            return Ok(());
+        }
+        sqlx::query("INSERT INTO agent_inbox (event_id, trade_id, event_json) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING")
+            .bind(event_id)
+            .bind(trade_id)
+            .bind(event_json)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Take the stashed messages of a trade.
+    pub async fn unstash(&self, trade_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT event_json FROM agent_inbox WHERE trade_id = $1").bind(trade_id).fetch_all(&self.pool).await.map_err(db)?;
+        let out = rows.iter().map(|r| r.try_get::<String, _>("event_json").map_err(db)).collect::<Result<Vec<_>>>()?;
+        sqlx::query("DELETE FROM agent_inbox WHERE trade_id = $1").bind(trade_id).execute(&self.pool).await.map_err(db)?;
+        Ok(out)
+    }
+}
