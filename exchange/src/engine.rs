@@ -31,6 +31,8 @@ pub(crate) fn now() -> u64 {
 
 /// Offers kept waiting for their market's announcement.
 const MAX_PARKED: usize = 10_000;
+/// How long a started exchange reads stored events before enforcing deadlines.
+const STARTUP_SETTLE: Duration = Duration::from_secs(5);
 /// Refusals remembered for the API.
 const MAX_REFUSALS: usize = 1_000;
 
@@ -188,6 +190,12 @@ impl Exchange {
         &self.inner.info
     }
 
+    /// Handle an event as if it had been read from a relay: for events a relay no longer serves
+    /// (an older version of an addressable event) and for tests.
+    pub async fn handle(&self, ev: Event) {
+        self.inner.handle(ev).await;
+    }
+
     /// Stop everything.
     pub async fn shutdown(self) {
         self.cancel.cancel();
@@ -213,7 +221,10 @@ async fn run(inner: Arc<Inner>, cancel: CancellationToken) {
         Filter::new().kind(Kind::Custom(KIND_SETTLEMENT)).pubkey(me),
     ];
     let (_watcher, mut events) = watch(inner.config.relays.clone(), filters, Duration::from_secs(15), cancel.clone());
-    let mut tick = tokio::time::interval(Duration::from_secs(inner.config.poll_secs.max(1)));
+    // The first round waits for the relays' stored events (messages sent while the exchange was
+    // down) before any deadline is enforced.
+    let period = Duration::from_secs(inner.config.poll_secs.max(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + STARTUP_SETTLE, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

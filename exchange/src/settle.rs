@@ -79,7 +79,9 @@ impl Inner {
                 if !open {
                     return Ok(());
                 }
-                if now() > deadline + self.config.grace_secs {
+                // Timely if sent in time: judged by the earlier of its date and its arrival,
+                // so copies read after an exchange restart still count.
+                if ev.created_at.as_secs().min(now()) > deadline + self.config.grace_secs {
                     tracing::info!(trade = %t.id, "a lock arrived after its deadline");
                     return Ok(());
                 }

@@ -8,10 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cdk::nuts::Token;
 use ehash_exchange::{Config, Exchange};
 use ehash_protocol::api::{Book, TradeView};
-use ehash_protocol::events::TradeState;
-use ehash_protocol::market::Side;
+use ehash_protocol::events::settlement::{Body, Message};
+use ehash_protocol::events::{Offer, OfferStatus, Trade, TradeState};
+use ehash_protocol::market::{Price, Side, lock_key};
+use ehash_wallet::{durable, htlc};
+use nostr_sdk::prelude::{Client, EventBuilder, FinalizeEvent, Keys, PublicKey, Timestamp};
 use ehash_testkit::market::Market;
 use ehash_wallet::MinerWallet;
 use ehash_wallet::agent::record::Step;
@@ -156,9 +160,21 @@ async fn market_id(ex: &Exchange, unit: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offers_match_by_price_and_time_and_the_swap_settles_across_two_mints() {
     let _ = tracing_subscriber::fmt().with_env_filter("ehash=info,ehash_exchange=info,ehash_wallet=info").with_test_writer().try_init();
+    settle_and_restart(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_postgresql() {
+    let Some(pg) = ehash_testkit::postgres::PgCluster::start() else { return };
+    settle_and_restart(Some(pg.url())).await;
+}
+
+/// A partial fill settles; the restarted exchange (same database) shows the same book and trades.
+async fn settle_and_restart(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let config = Config { database_url, ..exchange_config(dir.path(), &m) };
+    let ex = Exchange::start(config.clone()).await.unwrap();
     let seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
     let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
     let unit = m.earn(&seller.wallet, 3).await; // 12 ehash
@@ -191,6 +207,331 @@ async fn offers_match_by_price_and_time_and_the_swap_settles_across_two_mints() 
     let report = ehash_exchange::verify::verify(&ex.url(), &[]).await.unwrap();
     assert!(report.ok(), "{report:#?}");
     assert_eq!((report.expected, report.published), (1, 1));
+    let before = (book(&ex, &market).await, trades(&ex, &market).await);
+    ex.shutdown().await;
+    let ex = Exchange::start(config).await.unwrap();
+    assert_eq!((book(&ex, &market).await, trades(&ex, &market).await), before, "the journal replays to the same state");
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+fn now() -> u64 {
+    Timestamp::now().as_secs()
+}
+
+fn parse_trade(v: &TradeView) -> Trade {
+    let ev: nostr_sdk::prelude::Event = serde_json::from_value(v.event.clone()).unwrap();
+    Trade::parse(&ev).unwrap()
+}
+
+/// A counterparty that does not run our agent: it signs its own offers and messages, so it can
+/// send anything.
+struct Rogue {
+    keys: Keys,
+    wallet: Arc<MinerWallet>,
+    client: Client,
+}
+
+impl Rogue {
+    async fn new(dir: &Path, m: &Market) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let wallet = Arc::new(MinerWallet::open(&dir.join("wallet.sqlite"), m.pool.mint_url(), [9; 64]).await.unwrap());
+        let client = Client::default();
+        client.add_relay(m.relay.url()).await.unwrap();
+        client.connect().await;
+        Self { keys: Keys::generate(), wallet, client }
+    }
+
+    /// Publish a sell offer (a new offer key each time) dated `created_at`.
+    async fn offer(&mut self, m: &Market, ex: &Exchange, market: &str, unit: &str, amount: u64, price: u64, created_at: u64) -> nostr_sdk::prelude::Event {
+        let offer = Offer {
+            id: format!("rogue{created_at}{amount}{price}"),
+            side: Side::Sell,
+            status: OfferStatus::Pending,
+            market: market.into(),
+            unit: unit.into(),
+            mint_url: m.pool.mint_url().into(),
+            pool: m.pool_keys.public_key(),
+            sat_mints: vec![m.sat_url.clone()],
+            amount,
+            min: LOT,
+            price: Price::new(price, LOT).unwrap(),
+            exchange: PublicKey::parse(&ex.info().pubkey).unwrap(),
+            expiration: now() + 600,
+            note: String::new(),
+        };
+        let ev = offer.to_builder().custom_created_at(Timestamp::from_secs(created_at)).finalize(&self.keys).unwrap();
+        self.client.send_event(&ev).await.unwrap();
+        ev
+    }
+
+    /// Send `body` to the counterparty and the exchange.
+    async fn send(&self, ex: &Exchange, trade: &Trade, to: PublicKey, body: Body) {
+        let msg = Message::new(trade.id.clone(), body);
+        for r in [to, PublicKey::parse(&ex.info().pubkey).unwrap()] {
+            let ev = msg.to_event(&self.keys, &r, now() + 86_400).unwrap();
+            self.client.send_event(&ev).await.unwrap();
+        }
+    }
+}
+
+/// What is wrong with a rogue seller's lock.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Amount,
+    Locktime,
+    Receiver,
+    Dleq,
+    Mint,
+}
+
+async fn rogue_lock(r: &Rogue, m: &Market, t: &Trade, fault: Fault) -> String {
+    let buyer = lock_key(&t.buyer().pubkey).unwrap();
+    let me = lock_key(&r.keys.public_key()).unwrap();
+    let hash = htlc::hash_of(&htlc::new_preimage()).unwrap();
+    let (mut net, mut locktime, mut receiver) = (t.amount, t.times.ehash_locktime, buyer);
+    let (mint, unit) = match fault {
+        Fault::Mint => (m.sat_url.clone(), "sat".to_owned()),
+        _ => (t.mint_url.clone(), t.unit.clone()),
+    };
+    match fault {
+        Fault::Amount => net -= LOT,
+        Fault::Locktime => locktime -= 1,
+        Fault::Receiver => receiver = lock_key(&Keys::generate().public_key()).unwrap(),
+        _ => {}
+    }
+    if let Fault::Mint = fault {
+        net = t.sats;
+    }
+    let w = r.wallet.wallet_at(&mint, &unit).await.unwrap();
+    let cond = htlc::conditions(&hash, locktime, receiver, me).unwrap();
+    let swap = durable::prepare_lock(&w, &[9; 64], net, &cond).await.unwrap();
+    let proofs = durable::execute(&w, &swap).await.unwrap();
+    let mut locked = durable::finish(&w, &swap, proofs).await.unwrap();
+    if let Fault::Dleq = fault {
+        for p in &mut locked {
+            p.dleq = None;
+        }
+    }
+    Token::new(w.mint_url.clone(), locked, None, w.unit.clone()).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_lock_is_refused_by_the_buyer_and_blamed_by_the_exchange_and_the_buyer_loses_nothing() {
+    let _ = tracing_subscriber::fmt().with_env_filter("ehash_exchange=info,ehash_wallet=info").with_test_writer().try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
+    let unit = m.earn(&rogue.wallet, 10).await;
+    m.fund(&rogue.wallet, 100).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    let bid = buyer.offer(Side::Buy, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.bids.len() == 1).await;
+
+    for (i, (fault, field)) in
+        [(Fault::Amount, "amount"), (Fault::Locktime, "locktime"), (Fault::Receiver, "pubkeys"), (Fault::Dleq, "dleq"), (Fault::Mint, "mint")].into_iter().enumerate()
+    {
+        rogue.keys = Keys::generate();
+        rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
+        let views = wait_exchange(&ex, &market, 30, |t| t.len() == i + 1).await;
+        let view = views.iter().find(|v| v.state == TradeState::Matched).unwrap_or_else(|| panic!("{views:#?}"));
+        let trade = parse_trade(view);
+        assert_eq!(trade.seller().pubkey, rogue.keys.public_key());
+        let token = rogue_lock(&rogue, &m, &trade, fault).await;
+        rogue.send(&ex, &trade, trade.buyer().pubkey, Body::Lock { token }).await;
+
+        let id = trade.id.clone();
+        let views = wait_exchange(&ex, &market, 30, |t| t.iter().any(|v| v.id == id && v.state == TradeState::Failed)).await;
+        let v = views.iter().find(|v| v.id == id).unwrap();
+        assert_eq!(v.blame.as_deref(), Some("seller"), "{fault:?}");
+        assert!(v.reason.as_deref().unwrap_or("").contains(&format!("{field}:")), "{fault:?}: {:?}", v.reason);
+        for _ in 0..40 {
+            if buyer.agent.trade(&id).await.unwrap().is_some_and(|t| t.step == Step::Failed) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let mine = buyer.agent.trade(&id).await.unwrap().unwrap();
+        assert_eq!(mine.step, Step::Failed, "{fault:?}: {:?}", mine.note);
+        assert!(mine.note.as_deref().unwrap_or("").contains(&format!("{field}:")), "{fault:?}: {:?}", mine.note);
+        assert!(mine.my_lock.is_none(), "{fault:?}: the buyer locked nothing");
+        assert_eq!(buyer.sats(&m).await, 100, "{fault:?}: the buyer's sats are untouched");
+        // the bid is back in full; the rogue's offer is gone
+        let b = wait_book(&ex, &market, |b| b.bids.len() == 1 && b.asks.is_empty()).await;
+        assert_eq!((b.bids[0].address.clone(), b.bids[0].remaining), (bid.clone(), 8), "{fault:?}");
+    }
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_and_conflicting_offer_versions_are_refused_and_the_first_booked_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), 0).await;
+    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
+    let unit = m.earn(&rogue.wallet, 2).await;
+    let market = market_id(&ex, &unit).await;
+    let t = now();
+    let v2 = rogue.offer(&m, &ex, &market, &unit, 8, 10, t).await;
+    wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+    // An older version of the same offer (same d, earlier created_at): the relay keeps the newer
+    // one, but an exchange that reads it anyway must refuse it; we hand it straight over.
+    let d = Offer::parse(&v2).unwrap().id;
+    let mut older = Offer::parse(&v2).unwrap();
+    older.price = Price::new(1, LOT).unwrap();
+    let old_ev = older.to_builder().custom_created_at(Timestamp::from_secs(t - 5)).finalize(&rogue.keys).unwrap();
+    let mut same_time = Offer::parse(&v2).unwrap();
+    same_time.price = Price::new(2, LOT).unwrap();
+    let conflict = same_time.to_builder().custom_created_at(Timestamp::from_secs(t)).finalize(&rogue.keys).unwrap();
+    let far = rogue.offer(&m, &ex, &market, &unit, 4, 10, t - 3_600).await; // dated an hour ago
+    ex_handle(&ex, &old_ev).await;
+    ex_handle(&ex, &conflict).await;
+    let refusals: Vec<serde_json::Value> = {
+        let mut r = vec![];
+        for _ in 0..40 {
+            r = get(format!("{}/api/refusals", ex.url())).await;
+            if r.len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        r
+    };
+    let reason = |id: &nostr_sdk::prelude::EventId| {
+        refusals.iter().find(|r| r["event_id"] == id.to_hex()).and_then(|r| r["reason"].as_str()).unwrap_or_default().to_owned()
+    };
+    assert!(reason(&old_ev.id).starts_with("stale"), "{refusals:#?}");
+    assert!(reason(&conflict.id).starts_with("conflict"), "{refusals:#?}");
+    assert!(reason(&far.id).contains("from the exchange's clock"), "{refusals:#?}");
+    let b = book(&ex, &market).await;
+    assert_eq!(b.asks.len(), 1);
+    assert_eq!((b.asks[0].event_id.clone(), b.asks[0].price), (v2.id.to_hex(), 10), "the first booked version stands");
+    // a NIP-09 deletion by another key changes nothing; the author's removes the offer
+    let address = format!("38190:{}:{d}", rogue.keys.public_key().to_hex());
+    let del = |k: &Keys| {
+        EventBuilder::new(nostr_sdk::prelude::Kind::EventDeletion, "")
+            .tag(nostr_sdk::prelude::Tag::parse(["a", address.as_str()]).unwrap())
+            .tag(nostr_sdk::prelude::Tag::parse(["k", "38190"]).unwrap())
+            .finalize(k)
+            .unwrap()
+    };
+    ex_handle(&ex, &del(&Keys::generate())).await;
+    assert_eq!(book(&ex, &market).await.asks.len(), 1);
+    rogue.client.send_event(&del(&rogue.keys)).await.unwrap();
+    wait_book(&ex, &market, |b| b.asks.is_empty()).await;
+    let report = ehash_exchange::verify::verify(&ex.url(), &[]).await.unwrap();
+    assert!(report.ok(), "{report:#?}");
+    assert!(report.unbooked.iter().any(|a| a.contains(&far.pubkey.to_hex())), "{report:#?}");
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+/// Give an event to the exchange directly, as a relay that kept it would.
+async fn ex_handle(ex: &Exchange, ev: &nostr_sdk::prelude::Event) {
+    ex.handle(ev.clone()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_who_vanishes_after_the_match_is_blamed_and_the_buyer_keeps_its_sats_and_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let mut seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let unit = m.earn(&seller.wallet, 2).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    let ask = seller.offer(Side::Sell, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+    seller.stop().await; // gone before anything matches
+    let bid = buyer.offer(Side::Buy, &unit, 8, 10).await;
+    let t = wait_exchange(&ex, &market, 60, |t| t.len() == 1 && t[0].state == TradeState::Failed).await;
+    assert_eq!(t[0].blame.as_deref(), Some("seller"));
+    assert!(t[0].reason.as_deref().unwrap_or("").contains("did not lock"), "{:?}", t[0].reason);
+    let b = wait_book(&ex, &market, |b| b.bids.len() == 1).await;
+    assert_eq!((b.bids[0].address.clone(), b.bids[0].remaining), (bid, 8), "the buyer's bid is back in full");
+    assert!(b.asks.iter().all(|a| a.address != ask), "the seller's offer left the book");
+    let bt = buyer.wait_trades(1, 30).await;
+    assert_eq!(bt[0].step, Step::Failed);
+    assert_eq!(buyer.sats(&m).await, 100, "the buyer locked nothing and paid no fee");
+    // the seller comes back: its agent sees the trade failed and locks nothing
+    seller.start();
+    let st = seller.wait_trades(1, 30).await;
+    assert_eq!(st[0].step, Step::Failed, "{:?}", st[0].note);
+    assert_eq!(seller.ehash(&m, &unit).await, 8);
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_who_vanishes_after_the_seller_locks_is_blamed_and_the_seller_is_refunded_after_the_locktime() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
+    let mut buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let unit = m.earn(&seller.wallet, 2).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    buyer.offer(Side::Buy, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.bids.len() == 1).await;
+    buyer.stop().await;
+    seller.offer(Side::Sell, &unit, 8, 9).await;
+    let t = wait_exchange(&ex, &market, 30, |t| t.len() == 1 && t[0].state == TradeState::EhashLocked).await;
+    assert_eq!(t[0].price, 10, "at the resting bid's price");
+    assert_eq!(seller.ehash(&m, &unit).await, 0, "the seller's 8 ehash are locked");
+    let t = wait_exchange(&ex, &market, 60, |t| t[0].state == TradeState::Failed).await;
+    assert_eq!(t[0].blame.as_deref(), Some("buyer"));
+    // T1 = t0 + 2·15 + 15 + 10: the seller's agent refunds itself after it; the exchange sees
+    // the refund at the mint
+    let st = seller.wait_trades(1, 120).await;
+    assert_eq!(st[0].step, Step::Refunded, "{:?}", st[0].note);
+    assert_eq!(seller.ehash(&m, &unit).await, 8, "every ehash is back");
+    let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Refunded).await;
+    assert!(parse_trade(&t[0]).preimage.is_none(), "the preimage was never revealed");
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trade_settles_through_an_exchange_restart_an_agent_restart_and_a_sat_mint_outage() {
+    let _ = tracing_subscriber::fmt().with_env_filter("ehash_exchange=info,ehash_wallet=info").with_test_writer().try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let config = exchange_config(dir.path(), &m);
+    let ex = Exchange::start(config.clone()).await.unwrap();
+    let mut seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let unit = m.earn(&seller.wallet, 2).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    seller.offer(Side::Sell, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+    // the sat mint goes down: the buyer cannot lock until it is back
+    m.stop_sat_mint().await;
+    buyer.offer(Side::Buy, &unit, 8, 10).await;
+    let t = wait_exchange(&ex, &market, 30, |t| t.len() == 1 && t[0].state == TradeState::EhashLocked).await;
+    let id = t[0].id.clone();
+    // the exchange stops mid-trade, the seller's agent too
+    ex.shutdown().await;
+    seller.stop().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    m.restart_sat_mint().await;
+    let ex = Exchange::start(config).await.unwrap();
+    seller.start();
+    let st = seller.wait_trades(1, 90).await;
+    let bt = buyer.wait_trades(1, 90).await;
+    assert_eq!((st[0].step.clone(), bt[0].step.clone()), (Step::Settled, Step::Settled), "{:?} / {:?}", st[0].note, bt[0].note);
+    let t = wait_exchange(&ex, &market, 30, |t| t.len() == 1 && t[0].state == TradeState::Settled).await;
+    assert_eq!(t[0].id, id);
+    assert_eq!(seller.sats(&m).await, 20);
+    assert_eq!(buyer.ehash(&m, &unit).await, 8);
+    let report = ehash_exchange::verify::verify(&ex.url(), &[]).await.unwrap();
+    assert!(report.ok(), "{report:#?}");
     ex.shutdown().await;
     m.shutdown().await;
 }

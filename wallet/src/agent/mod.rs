@@ -333,7 +333,7 @@ impl Agent {
     /// Cancel an offer: a new version with `s = canceled` and a NIP-09 deletion. Trades already
     /// matched go on.
     pub async fn cancel_offer(&self, d: &str) -> Result<OfferRecord> {
-        let mut record = self.inner.store.offer(d).await?.ok_or_else(|| Error::Nostr(format!("no offer {d} in this wallet (see `ehash trade list`)")))?;
+        let mut record = self.inner.store.offer(d).await?.ok_or_else(|| Error::Nostr(format!("no offer {d} in this wallet (see `ehash trade status`)")))?;
         let keys = self.offer_keys(&record.pubkey).await?;
         let offer = Offer {
             id: record.d.clone(),
@@ -358,13 +358,6 @@ impl Agent {
             .publish_addressable(&address, offer.to_builder(), &keys)
             .await
             .map_err(|e| Error::Database(e.to_string()))?;
-        let deletion = EventBuilder::new(Kind::EventDeletion, "canceled")
-            .tag(Tag::custom("a", [address]))
-            .tag(Tag::custom("k", [KIND_OFFER.to_string()]))
-            .custom_created_at(event.created_at)
-            .finalize(&keys)
-            .map_err(|e| Error::Nostr(e.to_string()))?;
-        self.inner.outbox.queue(&deletion).await.map_err(|e| Error::Database(e.to_string()))?;
         record.canceled = true;
         record.event_id = event.id.to_hex();
         self.inner.store.save_offer(&record).await?;
