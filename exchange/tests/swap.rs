@@ -5,10 +5,12 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cdk::nuts::Token;
+use cdk::wallet::MintConnector;
 use ehash_exchange::{Config, Exchange};
 use ehash_protocol::api::{Book, TradeView};
 use ehash_protocol::events::settlement::{Body, Message};
@@ -532,6 +534,59 @@ async fn a_trade_settles_through_an_exchange_restart_an_agent_restart_and_a_sat_
     assert_eq!(buyer.ehash(&m, &unit).await, 8);
     let report = ehash_exchange::verify::verify(&ex.url(), &[]).await.unwrap();
     assert!(report.ok(), "{report:#?}");
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_who_claims_without_sending_the_preimage_still_pays_the_buyer() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
+    let unit = m.earn(&rogue.wallet, 2).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    buyer.offer(Side::Buy, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.bids.len() == 1).await;
+    rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
+    let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
+    let trade = parse_trade(&views[0]);
+    // a correct lock
+    let preimage = htlc::new_preimage();
+    let hash = htlc::hash_of(&preimage).unwrap();
+    let w = rogue.wallet.wallet_at(&trade.mint_url, &trade.unit).await.unwrap();
+    let cond = htlc::conditions(&hash, trade.times.ehash_locktime, lock_key(&trade.buyer().pubkey).unwrap(), lock_key(&rogue.keys.public_key()).unwrap()).unwrap();
+    let swap = durable::prepare_lock(&w, &[9; 64], trade.amount, &cond).await.unwrap();
+    let locked = durable::finish(&w, &swap, durable::execute(&w, &swap).await.unwrap()).await.unwrap();
+    let token = Token::new(w.mint_url.clone(), locked, None, w.unit.clone()).to_string();
+    rogue.send(&ex, &trade, trade.buyer().pubkey, Body::Lock { token }).await;
+    // the buyer locks; the rogue reads the buyer's lock from its message and claims it quietly
+    wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
+    let filter = nostr_sdk::prelude::Filter::new().kind(nostr_sdk::prelude::Kind::Custom(4190)).pubkey(rogue.keys.public_key());
+    let events = rogue.client.fetch_events(filter).timeout(Duration::from_secs(10)).await.unwrap();
+    let their_token = events
+        .into_iter()
+        .filter_map(|ev| Message::from_event(&ev, &rogue.keys).ok())
+        .find_map(|msg| match msg.body {
+            Body::Lock { token } => Some(token),
+            _ => None,
+        })
+        .expect("the buyer's lock message");
+    let sw = rogue.wallet.wallet_at(&m.sat_url, "sat").await.unwrap();
+    let keysets = sw.mint_connector().get_mint_keysets().await.unwrap().keysets;
+    let proofs = cdk::nuts::Token::from_str(&their_token).unwrap().proofs(&keysets).unwrap();
+    let sk = ehash_protocol::market::signing_key(rogue.keys.secret_key()).unwrap();
+    let inputs = htlc::claim_witness(&proofs, &preimage, &sk).unwrap();
+    let redeem = durable::prepare_redeem(&sw, &[9; 64], inputs).await.unwrap();
+    durable::finish(&sw, &redeem, durable::execute(&sw, &redeem).await.unwrap()).await.unwrap();
+    // no preimage message: the buyer reads it from the sat mint (NUT-07 witness) and claims
+    let bt = buyer.wait_trades(1, 60).await;
+    assert_eq!(bt[0].step, Step::Settled, "{:?}", bt[0].note);
+    assert_eq!(buyer.ehash(&m, &unit).await, 8);
+    let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Settled).await;
+    assert_eq!(parse_trade(&t[0]).preimage.as_deref(), Some(preimage.as_str()));
     ex.shutdown().await;
     m.shutdown().await;
 }

@@ -14,6 +14,8 @@
 //! | `backup_relays` | `[]` | relays for the wallet's NIP-60 backup after each mint (retried while down) |
 //! | `nostr_secret_key` | `wallet_dir/nostr.key` | the key the backup is encrypted to |
 //! | `stratum.*` | see `ehash_stratum::Config` | the miners' side: vardiff, limits |
+//! | `auto_sell.*` | off | sell minted ehash by policy (`ehash_wallet::agent::sell::SellPolicy`): `sats_per_lot` (0: off), `keep`, `interval_secs`, `ttl_secs` |
+//! | `trade.*` | see `ehash_wallet::agent::TradeConfig` | the exchange and sat mints auto-sell trades on |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +50,10 @@ pub struct Config {
     pub nostr_secret_key: Option<String>,
     /// The miners' side.
     pub stratum: ehash_stratum::Config,
+    /// Selling minted ehash by policy (off while `sats_per_lot` is 0).
+    pub auto_sell: ehash_wallet::agent::sell::SellPolicy,
+    /// Where auto-sell trades.
+    pub trade: ehash_wallet::agent::TradeConfig,
 }
 
 impl Default for Config {
@@ -65,6 +71,8 @@ impl Default for Config {
             backup_relays: vec![],
             nostr_secret_key: None,
             stratum: ehash_stratum::Config { initial_difficulty_exp: 0, min_difficulty_exp: -32, ..Default::default() },
+            auto_sell: Default::default(),
+            trade: Default::default(),
         }
     }
 }

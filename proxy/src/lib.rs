@@ -138,8 +138,11 @@ impl Proxy {
                 .map_err(|e| Error::Start(e.to_string()))?;
             Some(Backup { keys, relays: config.backup_relays.clone(), dir: config.wallet_dir.clone() })
         };
-        let earner = Arc::new(Earner::new(wallet, audit, config.worker.clone(), backup));
+        let earner = Arc::new(Earner::new(wallet.clone(), audit, config.worker.clone(), backup));
         let cancel = CancellationToken::new();
+        if config.auto_sell.sats_per_lot > 0 {
+            spawn_auto_sell(wallet, &config, cancel.clone());
+        }
 
         let username = loop {
             match earner.ensure_quote().await {
@@ -217,4 +220,28 @@ impl Proxy {
     pub fn shutdown(&self) {
         self.cancel.cancel();
     }
+}
+
+/// Run a trade agent on the miner's wallet that sells minted ehash by `config.auto_sell`,
+/// waiting for the exchange if it cannot be reached yet.
+fn spawn_auto_sell(wallet: Arc<MinerWallet>, config: &Config, cancel: CancellationToken) {
+    let (dir, trade, policy) = (config.wallet_dir.clone(), config.trade.clone(), config.auto_sell.clone());
+    tokio::spawn(async move {
+        let agent = loop {
+            match ehash_wallet::agent::Agent::open(wallet.clone(), &dir, trade.clone()).await {
+                Ok(a) => break a,
+                Err(e) => {
+                    tracing::warn!(exchange = %trade.exchange_url, error = %e, "auto-sell waits for the exchange");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    }
+                }
+            }
+        };
+        tracing::info!(price = policy.sats_per_lot, keep = policy.keep, "auto-sell running");
+        let run = agent.run(cancel.clone());
+        let sell = agent.auto_sell(policy, cancel);
+        let _ = tokio::join!(run, sell);
+    });
 }

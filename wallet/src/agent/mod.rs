@@ -11,6 +11,7 @@
 pub mod keys;
 mod machine;
 pub mod record;
+pub mod sell;
 pub mod store;
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use ehash_outbox::Outbox;
 use ehash_outbox::watch::{Watcher, watch};
 use ehash_protocol::epoch::EpochState;
 use ehash_protocol::events::settlement::{Body, Message};
-use ehash_protocol::events::{EpochAnnouncement, KIND_OFFER, KIND_SETTLEMENT, KIND_TRADE, Offer, OfferStatus, Trade, TradeState};
+use ehash_protocol::events::{EpochAnnouncement, KIND_SETTLEMENT, KIND_TRADE, Offer, OfferStatus, Trade, TradeState};
 use ehash_protocol::market::{ExchangeInfo, Price, Side};
 use nostr_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
