@@ -7,7 +7,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ehash_protocol::api::{self, JournalEntry, JournalKind};
-use ehash_protocol::events::{KIND_OFFER, Offer, OfferStatus};
+use ehash_protocol::epoch::EpochState;
+use ehash_protocol::events::{EpochAnnouncement, KIND_OFFER, Offer, OfferStatus};
 use ehash_protocol::market::{Price, Side};
 use nostr_sdk::prelude::*;
 
@@ -112,6 +113,8 @@ struct Entry {
     resting: bool,
     canceled: bool,
     banned: Option<String>,
+    /// `created_at` of the newest NIP-09 deletion applied: it covers versions up to then.
+    deleted_at: Option<u64>,
 }
 
 impl Entry {
@@ -130,6 +133,8 @@ pub struct Book {
     asks: BTreeMap<(u64, u64), String>,
     bids: BTreeMap<(Reverse<u64>, u64), String>,
     traded: HashSet<(EventId, EventId)>,
+    /// Trades made: id → (seller address, buyer address, amount, failed yet).
+    trades: HashMap<String, (String, String, u64, bool)>,
 }
 
 impl Book {
@@ -143,6 +148,7 @@ impl Book {
             asks: BTreeMap::new(),
             bids: BTreeMap::new(),
             traded: HashSet::new(),
+            trades: HashMap::new(),
         }
     }
 
@@ -183,6 +189,11 @@ impl Book {
             if let Some(why) = &e.banned {
                 return Err(Refusal::Removed(why.clone()));
             }
+            if let Some(d) = e.deleted_at
+                && v.created_at <= d
+            {
+                return Err(Refusal::Older { got: v.created_at, booked: d });
+            }
             if v.created_at < e.version.created_at {
                 return Err(Refusal::Older { got: v.created_at, booked: e.version.created_at });
             }
@@ -198,10 +209,14 @@ impl Book {
         Ok(())
     }
 
-    /// Whether a NIP-09 deletion by `author` of `address` changes anything.
-    pub fn check_deletion(&self, author: &PublicKey, address: &str) -> Result<(), Refusal> {
+    /// Whether a NIP-09 deletion by `author` of `address`, dated `created_at`, changes anything
+    /// (it covers the versions up to its date).
+    pub fn check_deletion(&self, author: &PublicKey, address: &str, created_at: u64) -> Result<(), Refusal> {
         match self.offers.get(address) {
             Some(e) if e.version.pubkey != *author => Err(Refusal::Invalid("only an offer's author can delete it".into())),
+            Some(e) if e.version.created_at > created_at => {
+                Err(Refusal::Nothing(format!("the deletion (dated {created_at}) is older than the booked version")))
+            }
             Some(e) if e.resting => Ok(()),
             Some(_) => Err(Refusal::Nothing("the offer is not resting".into())),
             None => Err(Refusal::Nothing("no such offer".into())),
@@ -232,20 +247,49 @@ impl Book {
                     if !deletes(&ev, &address) {
                         return Err(Refusal::Invalid(format!("the deletion does not name {address}")));
                     }
-                    self.check_deletion(&ev.pubkey, &address)?;
+                    self.check_deletion(&ev.pubkey, &address, ev.created_at.as_secs())?;
                     self.unqueue(&address);
                     if let Some(e) = self.offers.get_mut(&address) {
                         e.canceled = true;
+                        e.deleted_at = Some(ev.created_at.as_secs());
                     }
                     vec![]
                 }
             }
             JournalKind::Expire => {
                 let address = entry.address.clone().ok_or_else(|| Refusal::Invalid("an expire entry names no offer".into()))?;
+                let e = self.offers.get(&address).ok_or_else(|| Refusal::Nothing(format!("{address} is not booked")))?;
+                if !e.resting {
+                    return Err(Refusal::Nothing(format!("{address} is not resting")));
+                }
+                // due by its own expiration, or because its epoch expired (the signed epoch
+                // announcement saying so is attached)
+                let epoch_expired = entry.event.is_some() && self.expired_epoch(entry)?;
+                if e.version.offer.expiration > entry.at && !epoch_expired {
+                    return Err(Refusal::Invalid(format!("{address} expires at {}, not by {}", e.version.offer.expiration, entry.at)));
+                }
                 self.unqueue(&address);
                 vec![]
             }
             JournalKind::Fail => {
+                let id = entry.trade.clone().ok_or_else(|| Refusal::Invalid("a fail entry names no trade".into()))?;
+                let (seller, buyer, amount, failed) =
+                    self.trades.get(&id).cloned().ok_or_else(|| Refusal::Invalid(format!("trade {id} was not made by this book")))?;
+                if failed {
+                    return Err(Refusal::Duplicate);
+                }
+                let party = |a: &String| *a == seller || *a == buyer;
+                if entry.remove.as_ref().is_some_and(|a| !party(a)) {
+                    return Err(Refusal::Invalid(format!("the offer removed is not a party to trade {id}")));
+                }
+                if let Some((a, n)) = &entry.restore
+                    && (!party(a) || Some(a) == entry.remove.as_ref() || *n > amount)
+                {
+                    return Err(Refusal::Invalid(format!("the quantity restored is not the other party's share of trade {id}")));
+                }
+                if let Some(t) = self.trades.get_mut(&id) {
+                    t.3 = true;
+                }
                 if let Some(a) = &entry.remove {
                     self.unqueue(a);
                     if let Some(e) = self.offers.get_mut(a) {
@@ -276,7 +320,8 @@ impl Book {
         self.unqueue(&address);
         let filled = self.offers.get(&address).map(|e| e.filled).unwrap_or(0);
         let canceled = v.offer.status == OfferStatus::Canceled;
-        self.offers.insert(address.clone(), Entry { version: v, filled, queued_at: entry.seq, resting: false, canceled, banned: None });
+        let deleted_at = self.offers.get(&address).and_then(|e| e.deleted_at);
+        self.offers.insert(address.clone(), Entry { version: v, filled, queued_at: entry.seq, resting: false, canceled, banned: None, deleted_at });
         if canceled {
             return vec![];
         }
@@ -302,7 +347,9 @@ impl Book {
                 break;
             }
             let Some(m) = self.offers.get(&addr) else { continue };
-            if m.version.offer.expiration <= entry.at || self.traded.contains(&(t.event_id, m.version.event_id)) {
+            let pair = (t.event_id, m.version.event_id);
+            let traded = self.traded.contains(&pair) || self.traded.contains(&(pair.1, pair.0));
+            if m.version.offer.expiration <= entry.at || traded || m.version.pubkey == t.pubkey {
                 continue;
             }
             let Some(sat_mint) = m.version.offer.sat_mints.iter().find(|s| t.offer.sat_mints.contains(s)).cloned() else { continue };
@@ -322,12 +369,26 @@ impl Book {
                     self.unqueue(&addr);
                 }
             }
-            fills.push(Fill { seq: entry.seq, at: entry.at, maker, taker: t.clone(), amount: q, sats, price, sat_mint });
+            let fill = Fill { seq: entry.seq, at: entry.at, maker, taker: t.clone(), amount: q, sats, price, sat_mint };
+            let (seller, buyer) = match t.offer.side {
+                Side::Sell => (t.address.clone(), addr.clone()),
+                Side::Buy => (addr.clone(), t.address.clone()),
+            };
+            self.trades.insert(fill.trade_id(), (seller, buyer, q, false));
+            fills.push(fill);
         }
         if let Some(e) = self.offers.get_mut(address) {
             e.filled = t_filled;
         }
         fills
+    }
+
+    /// Whether the entry carries a signed announcement that this market's epoch expired.
+    fn expired_epoch(&self, entry: &JournalEntry) -> Result<bool, Refusal> {
+        let ev = event_of(entry)?;
+        ev.verify().map_err(|e| Refusal::Invalid(format!("signature: {e}")))?;
+        let a = EpochAnnouncement::parse(&ev).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        Ok(a.keyset.id.to_string() == self.market && a.state == EpochState::Expired)
     }
 
     fn queue(&mut self, address: &str) {

@@ -298,7 +298,7 @@ impl Inner {
         tracing::info!(%market, unit = %a.keyset.unit, state = %a.state.as_str(), "epoch announcement");
         self.notify("epoch", &market, serde_json::json!({"state": a.state, "epoch": a.epoch}));
         if a.state == EpochState::Expired {
-            self.expire_market(&market).await?;
+            self.expire_market(&market, ev).await?;
         }
         for p in parked {
             self.on_offer(&p).await?;
@@ -307,12 +307,13 @@ impl Inner {
     }
 
     /// An expired epoch's offers leave the book.
-    async fn expire_market(&self, market: &str) -> Result<()> {
+    async fn expire_market(&self, market: &str, announcement: &Event) -> Result<()> {
         let mut st = self.state.lock().await;
         let Some(book) = st.books.get(market) else { return Ok(()) };
         let all = book.expired(u64::MAX);
+        let event = Some(serde_json::to_value(announcement).map_err(|e| Error::Database(e.to_string()))?);
         for address in all {
-            let entry = JournalEntry { seq: 0, kind: JournalKind::Expire, at: now(), event: None, address: Some(address), trade: None, remove: None, restore: None };
+            let entry = JournalEntry { seq: 0, kind: JournalKind::Expire, at: now(), event: event.clone(), address: Some(address), trade: None, remove: None, restore: None };
             self.journal(&mut st, market, entry).await?;
         }
         Ok(())
@@ -404,7 +405,7 @@ impl Inner {
             let market = st.books.iter().find(|(_, b)| b.version(&address).is_some()).map(|(m, _)| m.clone());
             let Some(market) = market else { continue };
             let Some(book) = st.books.get(&market) else { continue };
-            if let Err(e) = book.check_deletion(&ev.pubkey, &address) {
+            if let Err(e) = book.check_deletion(&ev.pubkey, &address, ev.created_at.as_secs()) {
                 self.refuse(&mut st, ev, Some(address), e.to_string());
                 continue;
             }

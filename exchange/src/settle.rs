@@ -77,6 +77,14 @@ impl Inner {
                     (Which::Sats, t.times.buyer_lock_by, t.state == TradeState::EhashLocked && t.sats_lock == LockStatus::None)
                 };
                 if !open {
+                    // the buyer's lock read before the seller's (after a restart): kept until
+                    // the seller's is verified
+                    if !from_seller && t.state == TradeState::Matched && !live.s.unverified.iter().any(|(s, _)| !*s) {
+                        let mut live = live;
+                        live.s.unverified.push((false, token));
+                        self.store.save_settlement(&msg.trade, &live.s).await?;
+                        st.trades.insert(msg.trade, live);
+                    }
                     return Ok(());
                 }
                 // Timely if sent in time: judged by the earlier of its date and its arrival,
@@ -160,24 +168,32 @@ impl Inner {
             Ok(terms) => {
                 let url = if from_seller { &live.trade.mint_url } else { &live.trade.sat_mint };
                 let client = self.mints.get(url).await?;
-                htlc::verify_lock(&token, &terms, client.as_ref()).await
+                htlc::observe_lock(&token, &terms, client.as_ref()).await
             }
             Err(e) => Err(LockError::Unreachable(e.to_string())),
         };
         live.s.unverified.retain(|(s, _)| *s != from_seller);
         match outcome {
-            Ok(lock) => {
-                tracing::info!(trade = %id, lock = ?which, total = lock.total, "lock verified");
+            Ok((lock, spend)) => {
+                tracing::info!(trade = %id, lock = ?which, total = lock.total, ?spend, "lock verified");
+                let status = match spend {
+                    Spend::Unspent => LockStatus::Locked,
+                    Spend::Claimed(p) => {
+                        live.trade.preimage = Some(p);
+                        LockStatus::Claimed
+                    }
+                    Spend::Refunded => LockStatus::Refunded,
+                };
                 match which {
                     Which::Ehash => {
                         live.s.seller_lock = Some(proofs_json(&lock.proofs)?);
                         live.trade.hash = Some(lock.hash);
-                        live.trade.ehash_lock = LockStatus::Locked;
+                        live.trade.ehash_lock = status;
                         live.trade.state = TradeState::EhashLocked;
                     }
                     Which::Sats => {
                         live.s.buyer_lock = Some(proofs_json(&lock.proofs)?);
-                        live.trade.sats_lock = LockStatus::Locked;
+                        live.trade.sats_lock = status;
                         live.trade.state = TradeState::SatsLocked;
                     }
                 }
@@ -216,7 +232,10 @@ impl Inner {
         let mut st = self.state.lock().await;
         let Some(live) = st.trades.get(id).cloned() else { return Ok(()) };
         for (from_seller, token) in live.s.unverified.clone() {
-            self.verify(&mut st, id, if from_seller { Which::Ehash } else { Which::Sats }, token).await?;
+            let due = if from_seller { TradeState::Matched } else { TradeState::EhashLocked };
+            if st.trades.get(id).is_some_and(|l| l.trade.state == due) {
+                self.verify(&mut st, id, if from_seller { Which::Ehash } else { Which::Sats }, token).await?;
+            }
         }
         let Some(mut live) = st.trades.get(id).cloned() else { return Ok(()) };
         let t0 = live.clone();

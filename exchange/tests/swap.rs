@@ -232,6 +232,7 @@ struct Rogue {
     keys: Keys,
     wallet: Arc<MinerWallet>,
     client: Client,
+    my_lock: std::sync::Mutex<Option<String>>,
 }
 
 impl Rogue {
@@ -241,14 +242,19 @@ impl Rogue {
         let client = Client::default();
         client.add_relay(m.relay.url()).await.unwrap();
         client.connect().await;
-        Self { keys: Keys::generate(), wallet, client }
+        Self { keys: Keys::generate(), wallet, client, my_lock: Default::default() }
     }
 
     /// Publish a sell offer (a new offer key each time) dated `created_at`.
     async fn offer(&mut self, m: &Market, ex: &Exchange, market: &str, unit: &str, amount: u64, price: u64, created_at: u64) -> nostr_sdk::prelude::Event {
+        self.offer_side(Side::Sell, m, ex, market, unit, amount, price, created_at).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn offer_side(&mut self, side: Side, m: &Market, ex: &Exchange, market: &str, unit: &str, amount: u64, price: u64, created_at: u64) -> nostr_sdk::prelude::Event {
         let offer = Offer {
-            id: format!("rogue{created_at}{amount}{price}"),
-            side: Side::Sell,
+            id: format!("rogue{created_at}{amount}{price}{side}"),
+            side,
             status: OfferStatus::Pending,
             market: market.into(),
             unit: unit.into(),
@@ -274,6 +280,54 @@ impl Rogue {
             let ev = msg.to_event(&self.keys, &r, now() + 86_400).unwrap();
             self.client.send_event(&ev).await.unwrap();
         }
+    }
+}
+
+impl Rogue {
+    /// A correct seller's lock for `trade`; returns the preimage.
+    async fn lock(&self, ex: &Exchange, trade: &Trade) -> String {
+        let preimage = htlc::new_preimage();
+        let hash = htlc::hash_of(&preimage).unwrap();
+        let w = self.wallet.wallet_at(&trade.mint_url, &trade.unit).await.unwrap();
+        let cond = htlc::conditions(&hash, trade.times.ehash_locktime, lock_key(&trade.buyer().pubkey).unwrap(), lock_key(&self.keys.public_key()).unwrap()).unwrap();
+        let swap = durable::prepare_lock(&w, &[9; 64], trade.amount, &cond).await.unwrap();
+        let locked = durable::finish(&w, &swap, durable::execute(&w, &swap).await.unwrap()).await.unwrap();
+        let token = Token::new(w.mint_url.clone(), locked, None, w.unit.clone()).to_string();
+        self.send(ex, trade, trade.buyer().pubkey, Body::Lock { token: token.clone() }).await;
+        *self.my_lock.lock().unwrap() = Some(token);
+        preimage
+    }
+
+    /// The counterparty's lock token, read from its message to us.
+    async fn their_lock(&self) -> String {
+        let filter = nostr_sdk::prelude::Filter::new().kind(nostr_sdk::prelude::Kind::Custom(4190)).pubkey(self.keys.public_key());
+        let events = self.client.fetch_events(filter).timeout(Duration::from_secs(10)).await.unwrap();
+        events
+            .into_iter()
+            .filter_map(|ev| Message::from_event(&ev, &self.keys).ok())
+            .find_map(|msg| match msg.body {
+                Body::Lock { token } => Some(token),
+                _ => None,
+            })
+            .expect("the counterparty's lock message")
+    }
+
+    /// Spend `token` (an HTLC at `mint`) with the preimage (claim) or, with `None`, over the
+    /// refund path, into our own wallet.
+    async fn spend(&self, mint: &str, unit: &str, token: &str, preimage: Option<&str>) -> Result<u64, durable::SwapError> {
+        let w = self.wallet.wallet_at(mint, unit).await.unwrap();
+        let keysets = w.mint_connector().get_mint_keysets().await.unwrap().keysets;
+        let proofs = Token::from_str(token).unwrap().proofs(&keysets).unwrap();
+        let sk = ehash_protocol::market::signing_key(self.keys.secret_key()).unwrap();
+        let inputs = match preimage {
+            Some(p) => htlc::claim_witness(&proofs, p, &sk).unwrap(),
+            None => htlc::refund_witness(&proofs, &sk).unwrap(),
+        };
+        let swap = durable::prepare_redeem(&w, &[9; 64], inputs).await?;
+        let out = durable::execute(&w, &swap).await?;
+        let n = out.iter().map(|p| p.amount.to_u64()).sum();
+        durable::finish(&w, &swap, out).await?;
+        Ok(n)
     }
 }
 
@@ -553,40 +607,130 @@ async fn a_seller_who_claims_without_sending_the_preimage_still_pays_the_buyer()
     rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
     let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
     let trade = parse_trade(&views[0]);
-    // a correct lock
-    let preimage = htlc::new_preimage();
-    let hash = htlc::hash_of(&preimage).unwrap();
-    let w = rogue.wallet.wallet_at(&trade.mint_url, &trade.unit).await.unwrap();
-    let cond = htlc::conditions(&hash, trade.times.ehash_locktime, lock_key(&trade.buyer().pubkey).unwrap(), lock_key(&rogue.keys.public_key()).unwrap()).unwrap();
-    let swap = durable::prepare_lock(&w, &[9; 64], trade.amount, &cond).await.unwrap();
-    let locked = durable::finish(&w, &swap, durable::execute(&w, &swap).await.unwrap()).await.unwrap();
-    let token = Token::new(w.mint_url.clone(), locked, None, w.unit.clone()).to_string();
-    rogue.send(&ex, &trade, trade.buyer().pubkey, Body::Lock { token }).await;
+    let preimage = rogue.lock(&ex, &trade).await;
     // the buyer locks; the rogue reads the buyer's lock from its message and claims it quietly
     wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
-    let filter = nostr_sdk::prelude::Filter::new().kind(nostr_sdk::prelude::Kind::Custom(4190)).pubkey(rogue.keys.public_key());
-    let events = rogue.client.fetch_events(filter).timeout(Duration::from_secs(10)).await.unwrap();
-    let their_token = events
-        .into_iter()
-        .filter_map(|ev| Message::from_event(&ev, &rogue.keys).ok())
-        .find_map(|msg| match msg.body {
-            Body::Lock { token } => Some(token),
-            _ => None,
-        })
-        .expect("the buyer's lock message");
-    let sw = rogue.wallet.wallet_at(&m.sat_url, "sat").await.unwrap();
-    let keysets = sw.mint_connector().get_mint_keysets().await.unwrap().keysets;
-    let proofs = cdk::nuts::Token::from_str(&their_token).unwrap().proofs(&keysets).unwrap();
-    let sk = ehash_protocol::market::signing_key(rogue.keys.secret_key()).unwrap();
-    let inputs = htlc::claim_witness(&proofs, &preimage, &sk).unwrap();
-    let redeem = durable::prepare_redeem(&sw, &[9; 64], inputs).await.unwrap();
-    durable::finish(&sw, &redeem, durable::execute(&sw, &redeem).await.unwrap()).await.unwrap();
+    let theirs = rogue.their_lock().await;
+    rogue.spend(&m.sat_url, "sat", &theirs, Some(&preimage)).await.unwrap();
     // no preimage message: the buyer reads it from the sat mint (NUT-07 witness) and claims
     let bt = buyer.wait_trades(1, 60).await;
     assert_eq!(bt[0].step, Step::Settled, "{:?}", bt[0].note);
     assert_eq!(buyer.ehash(&m, &unit).await, 8);
     let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Settled).await;
     assert_eq!(parse_trade(&t[0]).preimage.as_deref(), Some(preimage.as_str()));
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_lock_with_the_wrong_hash_is_refused_and_the_seller_reveals_nothing_and_is_refunded() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
+    let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
+    let unit = m.earn(&seller.wallet, 2).await;
+    m.fund(&rogue.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    seller.offer(Side::Sell, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+    // the rogue bids (a buy offer signed by its own key)
+    rogue.offer_side(Side::Buy, &m, &ex, &market, &unit, 8, 10, now()).await;
+    let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1 && t[0].state == TradeState::EhashLocked).await;
+    let trade = parse_trade(&views[0]);
+    assert_eq!(trade.buyer().pubkey, rogue.keys.public_key());
+    // a sats lock against another hash
+    let hash = htlc::hash_of(&htlc::new_preimage()).unwrap();
+    let w = rogue.wallet.wallet_at(&m.sat_url, "sat").await.unwrap();
+    let cond = htlc::conditions(&hash, trade.times.sats_locktime, lock_key(&trade.seller().pubkey).unwrap(), lock_key(&rogue.keys.public_key()).unwrap()).unwrap();
+    let swap = durable::prepare_lock(&w, &[9; 64], trade.sats + 1, &cond).await.unwrap();
+    let locked = durable::finish(&w, &swap, durable::execute(&w, &swap).await.unwrap()).await.unwrap();
+    let token = Token::new(w.mint_url.clone(), locked, None, w.unit.clone()).to_string();
+    rogue.send(&ex, &trade, trade.seller().pubkey, Body::Lock { token }).await;
+    let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Failed).await;
+    assert_eq!(t[0].blame.as_deref(), Some("buyer"));
+    assert!(t[0].reason.as_deref().unwrap_or("").contains("hash:"), "{:?}", t[0].reason);
+    // the seller never claims (the preimage stays secret) and takes its ehash back after T1
+    let st = seller.wait_trades(1, 120).await;
+    assert_eq!(st[0].step, Step::Refunded, "{:?}", st[0].note);
+    assert_eq!(seller.ehash(&m, &unit).await, 8);
+    let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Refunded).await;
+    assert!(parse_trade(&t[0]).preimage.is_none());
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_who_vanishes_after_both_locks_leaves_both_refunded_after_their_locktimes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
+    let unit = m.earn(&rogue.wallet, 2).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    buyer.offer(Side::Buy, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.bids.len() == 1).await;
+    rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
+    let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
+    let trade = parse_trade(&views[0]);
+    // the seller locks, then is gone: the buyer's lock is never claimed
+    let _preimage = rogue.lock(&ex, &trade).await;
+    let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
+    assert_eq!(t[0].sats, 20);
+    // after T2 the buyer takes its sats back (less the mint's fees) and the exchange blames the
+    // seller
+    let bt = buyer.wait_trades(1, 90).await;
+    assert_eq!(bt[0].step, Step::Refunded, "{:?}", bt[0].note);
+    let left = buyer.sats(&m).await;
+    assert!((95..100).contains(&left), "the buyer got its sats back less fees: {left}");
+    let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Failed).await;
+    assert_eq!(t[0].blame.as_deref(), Some("seller"));
+    assert!(t[0].reason.as_deref().unwrap_or("").contains("did not claim"), "{:?}", t[0].reason);
+    // the seller's ehash lock cannot be taken back before T1, and can after it
+    let token = rogue.my_lock.lock().unwrap().clone().unwrap();
+    let t1 = trade.times.ehash_locktime;
+    assert!(now() < t1 && rogue.spend(&trade.mint_url, &trade.unit, &token, None).await.is_err(), "refund refused before T1");
+    while now() <= t1 + 1 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(rogue.spend(&trade.mint_url, &trade.unit, &token, None).await.unwrap(), 8);
+    let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Refunded).await;
+    assert!(parse_trade(&t[0]).preimage.is_none());
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_away_while_the_seller_claims_claims_its_ehash_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let mut buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
+    let unit = m.earn(&rogue.wallet, 2).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    buyer.offer(Side::Buy, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.bids.len() == 1).await;
+    rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
+    let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
+    let trade = parse_trade(&views[0]);
+    let preimage = rogue.lock(&ex, &trade).await;
+    wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
+    // the buyer's agent is gone while the seller claims (and sends the preimage)
+    buyer.stop().await;
+    let theirs = rogue.their_lock().await;
+    assert_eq!(rogue.spend(&m.sat_url, "sat", &theirs, Some(&preimage)).await.unwrap(), 20);
+    rogue.send(&ex, &trade, trade.buyer().pubkey, Body::Preimage { preimage: preimage.clone() }).await;
+    wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsClaimed).await;
+    assert_eq!(buyer.agent.trades().await.unwrap()[0].step, Step::Locked, "the buyer has not claimed yet");
+    buyer.start();
+    let bt = buyer.wait_trades(1, 30).await;
+    assert_eq!(bt[0].step, Step::Settled, "{:?}", bt[0].note);
+    assert_eq!(buyer.ehash(&m, &unit).await, 8);
+    wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Settled).await;
     ex.shutdown().await;
     m.shutdown().await;
 }

@@ -242,6 +242,27 @@ pub fn check_proofs(proofs: &Proofs, terms: &LockTerms) -> Result<VerifiedLock, 
 /// Parse a lock token and check it completely: every offline check of [`check_proofs`], then
 /// NUT-07 at the mint: every proof must be unspent.
 pub async fn verify_lock(token: &str, terms: &LockTerms, mint: &(dyn MintConnector + Send + Sync)) -> Result<VerifiedLock, LockError> {
+    let lock = parse_lock(token, terms, mint).await?;
+    let states = check_states(mint, &lock.proofs).await.map_err(LockError::Unreachable)?;
+    if let Some(s) = states.iter().find(|s| s.state != State::Unspent) {
+        return Err(LockError::Spent(s.state.to_string()));
+    }
+    Ok(lock)
+}
+
+/// For an observer that may see a lock late (the exchange): every check of [`verify_lock`] but
+/// the state, which is returned instead. A lock its receiver already claimed, or its maker
+/// refunded after the locktime, was still a good lock; one being spent right now (`PENDING`)
+/// counts as unspent until the mint says how it was spent.
+pub async fn observe_lock(token: &str, terms: &LockTerms, mint: &(dyn MintConnector + Send + Sync)) -> Result<(VerifiedLock, Spend), LockError> {
+    let lock = parse_lock(token, terms, mint).await?;
+    let states = check_states(mint, &lock.proofs).await.map_err(LockError::Unreachable)?;
+    let spend = spend_of(&states, &lock.hash);
+    Ok((lock, spend))
+}
+
+/// Parse a lock token and run the offline checks (mint, unit, then [`check_proofs`]).
+async fn parse_lock(token: &str, terms: &LockTerms, mint: &(dyn MintConnector + Send + Sync)) -> Result<VerifiedLock, LockError> {
     let t = Token::from_str(token.trim()).map_err(|e| LockError::Token(e.to_string()))?;
     let url = t.mint_url().map_err(|e| LockError::Token(e.to_string()))?;
     if url != terms.mint_url {
@@ -253,12 +274,7 @@ pub async fn verify_lock(token: &str, terms: &LockTerms, mint: &(dyn MintConnect
     }
     let infos = mint.get_mint_keysets().await.map_err(|e| LockError::Unreachable(e.to_string()))?.keysets;
     let proofs = t.proofs(&infos).map_err(|e| LockError::Token(e.to_string()))?;
-    let lock = check_proofs(&proofs, terms)?;
-    let states = check_states(mint, &lock.proofs).await.map_err(LockError::Unreachable)?;
-    if let Some(s) = states.iter().find(|s| s.state != State::Unspent) {
-        return Err(LockError::Spent(s.state.to_string()));
-    }
-    Ok(lock)
+    check_proofs(&proofs, terms)
 }
 
 /// NUT-07 states of `proofs`, in order.
