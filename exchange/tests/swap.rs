@@ -187,6 +187,11 @@ async fn settle_and_restart(database_url: Option<String>) {
     // offer's price, 2 lots, 20 sats, and 4 ehash keep resting.
     let ask = seller.offer(Side::Sell, &unit, 12, 10).await;
     wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+    // a bid the buyer cannot pay for (with the mint's fees) is refused before it is published
+    let too_much = OfferRequest { side: Side::Buy, unit: unit.clone(), amount: 32, min: None, sats_per_lot: 12, sat_mints: vec![], ttl_secs: None };
+    let e = buyer.agent.place_offer(too_much).await.unwrap_err().to_string();
+    assert!(e.contains("mint fees") && e.contains("100"), "{e}");
+    assert!(buyer.agent.offers().await.unwrap().is_empty());
     let bid = buyer.offer(Side::Buy, &unit, 8, 12).await;
     let done = wait_exchange(&ex, &market, 90, |t| t.len() == 1 && t[0].state == TradeState::Settled).await;
     assert_eq!((done[0].amount, done[0].sats, done[0].price), (8, 20, 10));

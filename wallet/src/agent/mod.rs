@@ -274,9 +274,14 @@ impl Agent {
                 }
             }
             Side::Buy => {
+                // the lock carries the seller's claim fee and the locking swap pays its own:
+                // at most one input fee each for up to 64 proofs at the mint's active keyset
+                let w = self.inner.wallet.wallet_at(&sat_mints[0], "sat").await?;
+                let ppk = w.active_keyset().await.map(|k| k.input_fee_ppk).unwrap_or(0);
+                let need = sats.saturating_add(2 * crate::htlc::input_fee(64, ppk));
                 let have = self.inner.wallet.balance_at(&sat_mints[0], "sat").await?;
-                if have < sats {
-                    return Err(Error::Insufficient { unit: format!("sat at {}", sat_mints[0]), have, need: sats });
+                if have < need {
+                    return Err(Error::Insufficient { unit: format!("sat at {} (the price plus up to {} in mint fees)", sat_mints[0], need - sats), have, need });
                 }
             }
         }
