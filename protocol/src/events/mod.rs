@@ -103,6 +103,7 @@ pub fn validate(event: &Event) -> Result<Option<()>, SchemaError> {
         KIND_EPOCH_ANNOUNCEMENT => EpochAnnouncement::parse(event).map(|_| Some(())),
         KIND_OFFER => Offer::parse(event).map(|_| Some(())),
         KIND_TRADE => Trade::parse(event).map(|_| Some(())),
+        KIND_SETTLEMENT => settlement::Message::check_envelope(event).map(|_| Some(())),
         _ => Ok(None),
     }
 }

@@ -99,6 +99,30 @@ impl Message {
             .map_err(|e| SchemaError::new("content", format!("signing: {e}")))
     }
 
+    /// What anyone (a relay) can check without the key: one recipient (`p`), an expiration
+    /// (NIP-40), and a content of NIP-44 v2 size and alphabet.
+    pub fn check_envelope(event: &Event) -> Result<(), SchemaError> {
+        check_kind(event, KIND_SETTLEMENT)?;
+        let mut recipients = event.tags.iter().filter(|t| t.as_slice().first().map(String::as_str) == Some("p"));
+        let to = recipients.next().ok_or_else(|| SchemaError::new("p", "missing tag (the recipient)"))?;
+        if recipients.next().is_some() {
+            return Err(SchemaError::new("p", "exactly one recipient"));
+        }
+        let to = to.as_slice().get(1).map(String::as_str).unwrap_or_default();
+        PublicKey::parse(to).map_err(|e| SchemaError::new("p", format!("not a public key: {e}")))?;
+        if event.tags.expiration().is_none() {
+            return Err(SchemaError::new("expiration", "missing tag (settlement messages must expire, NIP-40)"));
+        }
+        // base64 of version byte, 32-byte nonce, padded plaintext (≤ token + envelope) and MAC
+        const MAX_CONTENT: usize = (MAX_TOKEN + 1024).div_ceil(3) * 4 + 256;
+        // version byte 2 puts `A` then one of `g`..`v` first
+        let v2 = event.content.starts_with('A') && event.content.chars().nth(1).is_some_and(|c| ('g'..='v').contains(&c));
+        if event.content.len() > MAX_CONTENT || !v2 {
+            return Err(SchemaError::new("content", "must be a NIP-44 v2 payload of a settlement message"));
+        }
+        Ok(())
+    }
+
     /// Decrypt and validate a message addressed to `recipient` (the event's signature is the
     /// caller's to verify).
     pub fn from_event(event: &Event, recipient: &Keys) -> Result<Self, SchemaError> {
@@ -150,5 +174,22 @@ mod tests {
             .finalize(&alice)
             .unwrap();
         assert_eq!(Message::from_event(&ev, &bob).unwrap_err().field, "content");
+    }
+
+    #[test]
+    fn a_relay_checks_the_envelope_without_the_key() {
+        let alice = Keys::generate();
+        let bob = Keys::generate();
+        let good = Message::new("ab".repeat(16), Body::Abort { reason: "x".into() }).to_event(&alice, &bob.public_key(), 2_000_000_000).unwrap();
+        Message::check_envelope(&good).unwrap();
+        let field = |b: EventBuilder| Message::check_envelope(&b.finalize(&alice).unwrap()).unwrap_err().field;
+        let exp = Tag::expiration(Timestamp::from_secs(2_000_000_000));
+        let to = Tag::public_key(bob.public_key());
+        let b = |content: &str| EventBuilder::new(Kind::Custom(KIND_SETTLEMENT), content.to_owned());
+        assert_eq!(field(b(&good.content).tag(exp.clone())), "p");
+        assert_eq!(field(b(&good.content).tag(to.clone()).tag(Tag::public_key(alice.public_key())).tag(exp.clone())), "p");
+        assert_eq!(field(b(&good.content).tag(to.clone())), "expiration");
+        assert_eq!(field(b("hello").tag(to.clone()).tag(exp.clone())), "content");
+        assert_eq!(field(b(&format!("Ag{}", "A".repeat(64 * 1024))).tag(to).tag(exp)), "content");
     }
 }
