@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdk::nuts::Token;
-use cdk::wallet::MintConnector;
 use ehash_exchange::{Config, Exchange};
 use ehash_protocol::api::{Book, TradeView};
 use ehash_protocol::events::settlement::{Body, Message};
@@ -177,6 +176,22 @@ async fn settle_and_restart(database_url: Option<String>) {
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
     let config = Config { database_url, ..exchange_config(dir.path(), &m) };
     let ex = Exchange::start(config.clone()).await.unwrap();
+    // a live view of the market, as the web UI gets it
+    let tcp = tokio::net::TcpStream::connect(ex.local_addr()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/api/ws", ex.local_addr()), tcp).await.unwrap();
+    let pushed = tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut got: Vec<serde_json::Value> = vec![];
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            if let Ok(t) = m.to_text() {
+                got.push(serde_json::from_str(t).unwrap());
+            }
+            if got.iter().any(|v| v["type"] == "trade" && v["data"]["state"] == "settled") {
+                break;
+            }
+        }
+        got
+    });
     let seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
     let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
     let unit = m.earn(&seller.wallet, 3).await; // 12 ehash
@@ -214,6 +229,19 @@ async fn settle_and_restart(database_url: Option<String>) {
     let report = ehash_exchange::verify::verify(&ex.url(), &[]).await.unwrap();
     assert!(report.ok(), "{report:#?}");
     assert_eq!((report.expected, report.published), (1, 1));
+    // pushed live: the book as offers came and went, and every state of the trade in order
+    let pushed = pushed.await.unwrap();
+    let mut states: Vec<&str> = pushed.iter().filter(|v| v["type"] == "trade").filter_map(|v| v["data"]["state"].as_str()).collect();
+    states.dedup(); // a new version in the same state (the preimage learnt) is pushed too
+    // (two changes seen in one poll of the mints are pushed as one)
+    let order = ["matched", "ehash_locked", "sats_locked", "sats_claimed", "settled"];
+    let pos: Vec<usize> = states.iter().map(|s| order.iter().position(|o| o == s).unwrap()).collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]) && states.first() == Some(&"matched") && states.last() == Some(&"settled"), "{states:?}");
+    assert!(states.contains(&"ehash_locked") && states.contains(&"sats_locked"), "{states:?}");
+    assert!(pushed.iter().any(|v| v["type"] == "book" && v["market"] == market.as_str() && v["data"]["asks"][0]["remaining"] == 4));
+    let candles: Vec<ehash_protocol::api::Candle> = get(format!("{}/api/markets/{market}/candles?interval=3600", ex.url())).await;
+    assert_eq!(candles.len(), 1);
+    assert_eq!((candles[0].open, candles[0].high, candles[0].low, candles[0].close, candles[0].volume, candles[0].sats), (10, 10, 10, 10, 8, 20));
     let before = (book(&ex, &market).await, trades(&ex, &market).await);
     ex.shutdown().await;
     let ex = Exchange::start(config).await.unwrap();
