@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use ehash_protocol::api::{JournalEntry, JournalKind, MarketSummary};
-use ehash_protocol::events::{KIND_OFFER, KIND_TRADE, Trade};
+use ehash_protocol::events::{Blame, KIND_OFFER, KIND_TRADE, Trade, TradeState};
 use ehash_protocol::market::ExchangeInfo;
 use nostr_sdk::prelude::*;
 use serde::Serialize;
@@ -133,7 +133,10 @@ pub async fn verify(exchange_url: &str, relays: &[String]) -> Result<Report> {
     let offers = client.fetch_events(Filter::new().kind(Kind::Custom(KIND_OFFER)).pubkey(exchange)).timeout(Duration::from_secs(20)).await;
     client.shutdown().await;
     let trades = trades.map_err(|e| Error::Remote(format!("fetching trades: {e}")))?;
+    let fails: Vec<(String, JournalEntry)> =
+        journals.iter().flat_map(|(m, j)| j.iter().filter(|e| e.kind == JournalKind::Fail).map(move |e| (m.clone(), e.clone()))).collect();
     let mut published = BTreeMap::new();
+    let mut parsed = BTreeMap::new();
     for ev in trades {
         if ev.verify().is_err() {
             report.mismatches.push(format!("trade event {} has a bad signature", ev.id));
@@ -142,6 +145,7 @@ pub async fn verify(exchange_url: &str, relays: &[String]) -> Result<Report> {
         match Trade::parse(&ev) {
             Ok(t) => {
                 published.insert(t.id.clone(), key_of_trade(&t));
+                parsed.insert(t.id.clone(), t);
             }
             Err(e) => report.mismatches.push(format!("trade event {}: {e}", ev.id)),
         }
@@ -157,6 +161,23 @@ pub async fn verify(exchange_url: &str, relays: &[String]) -> Result<Report> {
     for (id, got) in &published {
         if !expected.contains_key(id) {
             report.mismatches.push(format!("trade {id} ({got}) was published but the journal does not make it"));
+        }
+    }
+    // a failure in the journal must be a failed trade, and the offer removed its blamed party's
+    for (market, e) in &fails {
+        let id = e.trade.clone().unwrap_or_default();
+        let Some(t) = parsed.get(&id) else { continue };
+        if !matches!(t.state, TradeState::Failed | TradeState::Refunded) {
+            report.mismatches.push(format!("{market} #{}: journals trade {id} as failed, but it is {}", e.seq, t.state));
+            continue;
+        }
+        let blamed = match t.blame {
+            Some(Blame::Seller) => Some(t.seller().address()),
+            Some(Blame::Buyer) => Some(t.buyer().address()),
+            _ => None,
+        };
+        if e.remove != blamed {
+            report.mismatches.push(format!("{market} #{}: removes {:?} for trade {id}, whose blamed party's offer is {blamed:?}", e.seq, e.remove));
         }
     }
     if let Ok(offers) = offers {

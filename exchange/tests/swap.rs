@@ -452,6 +452,10 @@ async fn a_bad_lock_is_refused_by_the_buyer_and_blamed_by_the_exchange_and_the_b
         let b = wait_book(&ex, &market, |b| b.bids.len() == 1 && b.asks.is_empty()).await;
         assert_eq!((b.bids[0].address.clone(), b.bids[0].remaining), (bid.clone(), 8), "{fault:?}");
     }
+    // the replay agrees: five trades, each failure journaled against the blamed seller's offer
+    let report = ehash_exchange::verify::verify(&ex.url(), &[]).await.unwrap();
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!((report.expected, report.published), (5, 5));
     ex.shutdown().await;
     m.shutdown().await;
 }
