@@ -243,6 +243,20 @@ async fn settle_and_restart(database_url: Option<String>) {
     assert_eq!(candles.len(), 1);
     assert_eq!((candles[0].open, candles[0].high, candles[0].low, candles[0].close, candles[0].volume, candles[0].sats), (10, 10, 10, 10, 8, 20));
     let before = (book(&ex, &market).await, trades(&ex, &market).await);
+    // a trade event the journal does not justify (here: a smaller fill, re-signed with the
+    // exchange's key) is caught
+    let mut forged = parse_trade(&before.1[0]);
+    forged.amount = 4;
+    forged.sats = 10;
+    let newer = Timestamp::from_secs(now() + 5);
+    let forged = forged.to_builder().custom_created_at(newer).finalize(&m.exchange_keys).unwrap();
+    let client = Client::default();
+    client.add_relay(m.relay.url()).await.unwrap();
+    client.connect().await;
+    client.send_event(&forged).await.unwrap();
+    client.shutdown().await;
+    let report = ehash_exchange::verify::verify(&ex.url(), &[]).await.unwrap();
+    assert!(!report.ok() && report.mismatches.iter().any(|m| m.contains("amount 4 sats 10")), "{report:#?}");
     ex.shutdown().await;
     let ex = Exchange::start(config).await.unwrap();
     assert_eq!((book(&ex, &market).await, trades(&ex, &market).await), before, "the journal replays to the same state");
