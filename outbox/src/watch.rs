@@ -69,16 +69,18 @@ pub fn watch(relays: Vec<String>, filters: Vec<Filter>, catch_up: Duration, canc
         let mut subs: Vec<SubscriptionId> = Vec::new();
         let mut full_fetch = true;
         'outer: loop {
-            // (re)subscribe to the current filters
-            for id in subs.drain(..) {
-                let _ = client.unsubscribe(&id).await;
-            }
+            // (re)subscribe to the current filters: the new subscriptions first, so nothing
+            // live is missed in between (duplicates are dropped)
+            let old: Vec<SubscriptionId> = std::mem::take(&mut subs);
             let current = frx.borrow_and_update().clone();
             for f in &current {
                 match client.subscribe(f.clone()).await {
                     Ok(out) => subs.push(out.value),
                     Err(e) => tracing::debug!(error = %e, "subscribe failed; the catch-up fetch covers it"),
                 }
+            }
+            for id in old {
+                let _ = client.unsubscribe(&id).await;
             }
             let since = if full_fetch { None } else { Some(Timestamp::now() - CATCH_UP_WINDOW) };
             full_fetch = false;

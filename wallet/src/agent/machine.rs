@@ -45,6 +45,23 @@ impl Agent {
 
     /// The terms the counterparty's lock must meet.
     async fn their_terms(&self, t: &TradeRecord) -> Result<LockTerms> {
+        self.their_terms_with(t, cdk_common::wallet::KeysetLoadPolicy::CacheThenNetwork).await
+    }
+
+    /// Verify the counterparty's lock; for the sats lock, a keyset unknown to the cached list is
+    /// looked up at the mint once before the lock is refused.
+    async fn verify_theirs(&self, t: &TradeRecord, token: &str) -> Result<std::result::Result<htlc::VerifiedLock, htlc::LockError>> {
+        let w = self.their_wallet(t).await?;
+        let terms = self.their_terms(t).await?;
+        let r = htlc::verify_lock(token, &terms, w.mint_connector().as_ref()).await;
+        if t.role == Side::Sell && matches!(r, Err(htlc::LockError::Keyset(_))) {
+            let terms = self.their_terms_with(t, cdk_common::wallet::KeysetLoadPolicy::Refresh).await?;
+            return Ok(htlc::verify_lock(token, &terms, w.mint_connector().as_ref()).await);
+        }
+        Ok(r)
+    }
+
+    async fn their_terms_with(&self, t: &TradeRecord, policy: cdk_common::wallet::KeysetLoadPolicy) -> Result<LockTerms> {
         let offer = self.inner.store.offer(&t.offer_d).await?.ok_or_else(|| Error::Database(format!("trade {} names an unknown offer", t.id)))?;
         let me = self.offer_keys(&offer.pubkey).await?;
         let them = ehash_protocol::market::lock_key(&nostr_sdk::prelude::PublicKey::parse(&t.terms.counterparty).map_err(|e| Error::Nostr(e.to_string()))?)
@@ -54,7 +71,7 @@ impl Agent {
             // the buyer's sats lock: any sat keyset of the trade's sat mint
             Side::Sell => {
                 let w = self.inner.wallet.wallet_at(&t.terms.sat_mint, "sat").await?;
-                let keysets = w.keysets(cdk_common::wallet::KeysetLoadPolicy::Refresh).await?;
+                let keysets = w.keysets(policy).await?;
                 LockTerms {
                     mint_url: MintUrl::from_str(&t.terms.sat_mint).map_err(|e| Error::InvalidToken(e.to_string()))?,
                     unit: CurrencyUnit::Sat,
@@ -103,26 +120,28 @@ impl Agent {
     /// the exchange why when `tell` is set.
     async fn fail(&self, t: &mut TradeRecord, why: String, tell: bool) -> Result<Next> {
         tracing::info!(trade = %t.id, reason = %why, "trade failed");
+        // queued before the step is saved: a crash in between sends it again (at least once)
+        if tell {
+            self.send(t, Body::Abort { reason: why.chars().take(ehash_protocol::events::settlement::MAX_ABORT_REASON).collect() }).await?;
+        }
         t.step = Step::Failed;
         t.note = Some(why.clone());
         t.pending = None;
         self.save(t).await?;
-        if tell {
-            self.send(t, Body::Abort { reason: why.chars().take(ehash_protocol::events::settlement::MAX_ABORT_REASON).collect() }).await?;
-        }
         Ok(Next::Continue)
     }
 
     /// Give up on the trade; my lock comes back after its locktime.
     async fn give_up(&self, t: &mut TradeRecord, why: String, tell: bool) -> Result<Next> {
         tracing::info!(trade = %t.id, reason = %why, "giving up; refunding after the locktime");
+        // queued before the step is saved: a crash in between sends it again (at least once)
+        if tell {
+            self.send(t, Body::Abort { reason: why.chars().take(ehash_protocol::events::settlement::MAX_ABORT_REASON).collect() }).await?;
+        }
         t.step = Step::AwaitRefund;
         t.note = Some(why.clone());
         t.pending = None;
         self.save(t).await?;
-        if tell {
-            self.send(t, Body::Abort { reason: why.chars().take(ehash_protocol::events::settlement::MAX_ABORT_REASON).collect() }).await?;
-        }
         Ok(Next::Continue)
     }
 
@@ -191,9 +210,7 @@ impl Agent {
         if now() + self.inner.config.lock_guard_secs >= t.terms.times.buyer_lock_by {
             return self.fail(t, "the seller's lock came too late for the buyer to lock before its deadline".into(), true).await;
         }
-        let terms = self.their_terms(t).await?;
-        let w = self.their_wallet(t).await?;
-        let lock = match htlc::verify_lock(&token, &terms, w.mint_connector().as_ref()).await {
+        let lock = match self.verify_theirs(t, &token).await? {
             Ok(l) => l,
             Err(e) if e.is_fault() => return self.fail(t, format!("the seller's lock is not acceptable: {e}"), true).await,
             Err(e) => {
@@ -230,12 +247,15 @@ impl Agent {
             Ok(proofs) => {
                 let locked = durable::finish(&w, &swap, proofs).await.map_err(|e| Error::Database(e.to_string()))?;
                 let token = Token::new(w.mint_url.clone(), locked.clone(), None, w.unit.clone()).to_string();
-                t.my_lock = Some(Lock { token: token.clone(), proofs: locked });
+                // the message is queued before the step is saved: after a crash in between the
+                // swap is repeated (same proofs, NUT-09) and the lock sent again; receivers keep
+                // the first copy
+                self.send(t, Body::Lock { token: token.clone() }).await?;
+                t.my_lock = Some(Lock { token, proofs: locked });
                 t.pending = None;
                 t.step = Step::Locked;
                 self.save(t).await?;
                 tracing::info!(trade = %t.id, role = %t.role, "locked");
-                self.send(t, Body::Lock { token }).await?;
                 Ok(Next::Continue)
             }
             Err(SwapError::Refused(why)) => self.lock_refused(t, &w, &swap, why).await,
@@ -265,9 +285,8 @@ impl Agent {
         if now() + self.inner.config.claim_guard_secs >= t.terms.times.sats_locktime {
             return self.give_up(t, "the buyer's lock came too late to claim safely before its locktime".into(), true).await;
         }
-        let terms = self.their_terms(t).await?;
         let w = self.their_wallet(t).await?;
-        let lock = match htlc::verify_lock(&token, &terms, w.mint_connector().as_ref()).await {
+        let lock = match self.verify_theirs(t, &token).await? {
             Ok(l) => l,
             Err(e) if e.is_fault() => return self.give_up(t, format!("the buyer's lock is not acceptable: {e}"), true).await,
             Err(e) => {
@@ -356,16 +375,16 @@ impl Agent {
         match durable::execute(&w, &swap).await {
             Ok(proofs) => {
                 durable::finish(&w, &swap, proofs).await.map_err(|e| Error::Database(e.to_string()))?;
-                t.pending = None;
-                t.step = Step::Settled;
-                t.note = None;
-                self.save(t).await?;
-                tracing::info!(trade = %t.id, role = %t.role, "settled");
                 if t.role == Side::Sell
                     && let Some(p) = t.preimage.clone()
                 {
                     self.send(t, Body::Preimage { preimage: p }).await?;
                 }
+                t.pending = None;
+                t.step = Step::Settled;
+                t.note = None;
+                self.save(t).await?;
+                tracing::info!(trade = %t.id, role = %t.role, "settled");
                 Ok(Next::Continue)
             }
             Err(e @ (SwapError::Refused(_) | SwapError::Conflict)) => match t.role {

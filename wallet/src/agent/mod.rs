@@ -34,6 +34,9 @@ use crate::{Error, MinerWallet, Result};
 use record::{OfferRecord, Step, Terms, TradeRecord};
 use store::Store;
 
+/// Offer keys watched ahead of use.
+const LOOKAHEAD: u32 = 16;
+
 /// Unix seconds now.
 pub(crate) fn now() -> u64 {
     Timestamp::now().as_secs()
@@ -142,6 +145,8 @@ struct Inner {
     relays: Vec<String>,
     keys: Mutex<HashMap<String, Keys>>,
     watcher: Mutex<Option<Watcher>>,
+    /// Offer-key indices below this are in the running subscription.
+    watched_until: Mutex<u32>,
     steps: Mutex<()>,
     _lock: std::fs::File,
 }
@@ -200,6 +205,7 @@ impl Agent {
                 relays,
                 keys: Mutex::new(HashMap::new()),
                 watcher: Mutex::new(None),
+                watched_until: Mutex::new(0),
                 steps: Mutex::new(()),
                 _lock: lock,
             }),
@@ -331,7 +337,10 @@ impl Agent {
         };
         self.inner.store.save_offer(&record).await?;
         self.inner.keys.lock().await.insert(record.pubkey.clone(), keys);
-        self.refresh_filters().await?;
+        // renew the subscription only when the keys watched ahead run low
+        if index.saturating_add(LOOKAHEAD / 4) >= *self.inner.watched_until.lock().await {
+            self.refresh_filters().await?;
+        }
         tracing::info!(offer = %record.d, side = %record.side, amount = record.amount, price = %price, "offer published");
         Ok(record)
     }
@@ -396,11 +405,13 @@ impl Agent {
         self.inner.store.trade(id).await
     }
 
-    /// Offer keys worth watching: offers not long expired, and offers with unfinished trades.
+    /// Offer keys worth watching: offers not long expired, offers with unfinished trades, and the
+    /// keys of the next [`LOOKAHEAD`] offers (so a new offer's first match and messages arrive on
+    /// the running subscription, not after renewing it).
     async fn watched_keys(&self) -> Result<Vec<PublicKey>> {
         let open: std::collections::HashSet<String> = self.inner.store.trades(true).await?.into_iter().map(|t| t.offer_d).collect();
         let horizon = now().saturating_sub(86_400);
-        Ok(self
+        let mut keys: Vec<PublicKey> = self
             .inner
             .store
             .offers()
@@ -408,14 +419,17 @@ impl Agent {
             .into_iter()
             .filter(|o| o.expiration > horizon || open.contains(&o.d))
             .filter_map(|o| PublicKey::parse(&o.pubkey).ok())
-            .collect())
+            .collect();
+        let next = self.inner.store.peek_key_index().await?;
+        for i in next..next.saturating_add(LOOKAHEAD) {
+            keys.push(keys::offer_keys(self.inner.wallet.seed(), i)?.public_key());
+        }
+        *self.inner.watched_until.lock().await = next.saturating_add(LOOKAHEAD);
+        Ok(keys)
     }
 
     async fn filters(&self) -> Result<Vec<Filter>> {
         let keys = self.watched_keys().await?;
-        if keys.is_empty() {
-            return Ok(vec![]);
-        }
         Ok(vec![
             Filter::new().kind(Kind::Custom(KIND_TRADE)).author(self.inner.exchange_key).pubkeys(keys.clone()),
             Filter::new().kind(Kind::Custom(KIND_SETTLEMENT)).pubkeys(keys),
@@ -606,7 +620,7 @@ impl Agent {
                 t.step = Step::Failed;
                 t.note = Some(format!("refused: {why}"));
                 self.inner.store.save_trade(&t).await?;
-                if trade.state == TradeState::Matched {
+                if matches!(trade.state, TradeState::Matched | TradeState::EhashLocked) {
                     self.send(&t, Body::Abort { reason: why }).await?;
                 }
                 Ok(())
@@ -649,7 +663,13 @@ impl Agent {
         if trade.amount < offer.min.min(remaining) {
             return Ok(Some(format!("{} ehash is less than the offer's minimum fill {}", trade.amount, offer.min)));
         }
-        if trade.state != TradeState::Matched {
+        // Relays keep only the newest version of a trade, so a buyer may first see it after the
+        // seller's lock was verified; anything later means its turn has passed.
+        let fresh = match role {
+            Side::Sell => trade.state == TradeState::Matched,
+            Side::Buy => matches!(trade.state, TradeState::Matched | TradeState::EhashLocked),
+        };
+        if !fresh {
             return Ok(Some(format!("the trade was already {} when this agent first saw it", trade.state)));
         }
         let times = trade.times;

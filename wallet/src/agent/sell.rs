@@ -86,7 +86,7 @@ impl Agent {
                     tracing::info!(%unit, amount, price = policy.sats_per_lot, offer = %o.d, "auto-sell offer");
                     placed.push(o);
                 }
-                Err(e) => tracing::info!(%unit, error = %e, "auto-sell: not offering this unit now"),
+                Err(e) => tracing::debug!(%unit, error = %e, "auto-sell: not offering this unit now"),
             }
         }
         Ok(placed)

@@ -58,6 +58,16 @@ impl Store {
         self.pool.clone()
     }
 
+    /// The offer-key index the next offer will take.
+    pub async fn peek_key_index(&self) -> Result<u32> {
+        let row = sqlx::query("SELECT v FROM agent_meta WHERE k = 'offer_key'").fetch_optional(&self.pool).await.map_err(db)?;
+        let next: i64 = match row {
+            Some(r) => r.try_get("v").map_err(db)?,
+            None => 0,
+        };
+        u32::try_from(next).map_err(|_| db("offer key index out of range"))
+    }
+
     /// Take the next offer-key index.
     pub async fn next_key_index(&self) -> Result<u32> {
         let mut tx = self.pool.begin().await.map_err(db)?;
