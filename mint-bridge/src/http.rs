@@ -54,10 +54,14 @@ fn cashu_error(status: StatusCode, code: u32, detail: String) -> Response {
     (status, axum::Json(json!({ "code": code, "detail": detail }))).into_response()
 }
 
+/// Serve a Cashu request with cdk, in its own task: a request runs to completion even if its
+/// client goes away (cdk's swap leaves its inputs PENDING until the next restart when its
+/// future is dropped half-way, which a client killed mid-request would otherwise cause).
 async fn forward(State(state): State<HttpState>, req: Request) -> Response {
-    match state.mint.router().oneshot(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
+    match tokio::spawn(state.mint.router().oneshot(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(never)) => match never {},
+        Err(e) => cashu_error(StatusCode::INTERNAL_SERVER_ERROR, 0, format!("the request failed: {e}")),
     }
 }
 

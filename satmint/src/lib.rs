@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::response::IntoResponse;
 use cdk::cdk_database::{self, MintDatabase, MintKeysDatabase};
 use cdk::mint::{Mint, MintBuilder, MintMeltLimits, UnitConfig};
 use cdk::nuts::{CurrencyUnit, PaymentMethod};
@@ -136,9 +137,21 @@ impl SatMint {
             .await?;
         let mint = Arc::new(builder.build_with_seed(keys, &seed).await?);
         mint.start().await?;
-        let router = cdk_axum::create_mint_router(mint.clone(), vec!["bolt11".to_string()])
+        let cdk_router = cdk_axum::create_mint_router(mint.clone(), vec!["bolt11".to_string()])
             .await
             .map_err(|e| Error::Database(format!("cdk-axum router: {e}")))?;
+        // each request in its own task, so it runs to completion even if its client goes away
+        // (cdk's swap leaves its inputs PENDING when its future is dropped half-way)
+        let router = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let r = cdk_router.clone();
+            async move {
+                match tokio::spawn(tower::ServiceExt::oneshot(r, req)).await {
+                    Ok(Ok(resp)) => resp,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }
+        });
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let server = tokio::spawn(async move {
