@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     pub state: Mutex<State>,
     pub updates: broadcast::Sender<String>,
     pub mints: crate::settle::Mints,
+    /// Pools whose epochs are traded (empty: any).
+    pub pools: Vec<PublicKey>,
 }
 
 /// A running exchange.
@@ -134,7 +136,13 @@ impl Exchange {
         }
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
         let keys = ehash_keyfile::load_or_create_nostr_keys(&config.data_dir, config.nostr_secret_key.as_deref())?;
+        let pools = config
+            .pools
+            .iter()
+            .map(|p| PublicKey::parse(p).map_err(|e| Error::Config(format!("pools: {p:?} is not a nostr public key ({e})"))))
+            .collect::<Result<Vec<_>>>()?;
         let store = Store::open(config.database_url.as_deref(), &config.data_dir).await?;
+        store.check_lot(config.lot).await?;
         let outbox = Outbox::open(store.pool()).await?;
         let info = ExchangeInfo {
             pubkey: keys.public_key().to_hex(),
@@ -143,6 +151,7 @@ impl Exchange {
             lock_secs: config.lock_secs,
             claim_secs: config.claim_secs,
             margin_secs: config.margin_secs,
+            max_clock_skew_secs: config.max_clock_skew_secs,
         };
         let (updates, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
@@ -154,6 +163,7 @@ impl Exchange {
             state: Mutex::new(State::default()),
             updates,
             mints: Default::default(),
+            pools,
         });
         inner.recover().await?;
         let cancel = CancellationToken::new();
@@ -210,9 +220,8 @@ impl Exchange {
 async fn run(inner: Arc<Inner>, cancel: CancellationToken) {
     let me = inner.keys.public_key();
     let mut pools = Filter::new().kind(Kind::Custom(KIND_EPOCH_ANNOUNCEMENT));
-    let pool_keys: Vec<PublicKey> = inner.config.pools.iter().filter_map(|p| PublicKey::parse(p).ok()).collect();
-    if !pool_keys.is_empty() {
-        pools = pools.authors(pool_keys);
+    if !inner.pools.is_empty() {
+        pools = pools.authors(inner.pools.clone());
     }
     let filters = vec![
         pools,
@@ -270,7 +279,7 @@ impl Inner {
         if ev.verify().is_err() {
             return Ok(());
         }
-        if !self.config.pools.is_empty() && !self.config.pools.iter().any(|p| p.eq_ignore_ascii_case(&ev.pubkey.to_hex())) {
+        if !self.pools.is_empty() && !self.pools.contains(&ev.pubkey) {
             return Ok(());
         }
         let a = match EpochAnnouncement::parse(ev) {

@@ -73,10 +73,30 @@ impl Store {
             "CREATE TABLE IF NOT EXISTS ex_journal (market TEXT NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (market, seq))",
             "CREATE TABLE IF NOT EXISTS ex_settlements (id TEXT PRIMARY KEY, market TEXT NOT NULL, done BOOLEAN NOT NULL, body TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS ex_epochs (market TEXT PRIMARY KEY, created_at BIGINT NOT NULL, event_json TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS ex_meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL)",
         ] {
             sqlx::query(ddl).execute(&pool).await.map_err(db)?;
         }
         Ok(Self { pool })
+    }
+
+    /// Record the lot on first use; refuse another one later (every booked price is per it).
+    pub async fn check_lot(&self, lot: u64) -> Result<()> {
+        let row = sqlx::query("SELECT v FROM ex_meta WHERE k = 'lot'").fetch_optional(&self.pool).await.map_err(db)?;
+        match row {
+            Some(r) => {
+                let stored: i64 = r.try_get(0).map_err(db)?;
+                if stored != i64_of(lot)? {
+                    return Err(Error::Config(format!(
+                        "this exchange's database books prices per lot of {stored}; start with lot = {stored} (--lot {stored}) or use a fresh data_dir / database_url for lot {lot}"
+                    )));
+                }
+            }
+            None => {
+                sqlx::query("INSERT INTO ex_meta (k, v) VALUES ('lot', $1)").bind(i64_of(lot)?).execute(&self.pool).await.map_err(db)?;
+            }
+        }
+        Ok(())
     }
 
     /// The pool (shared with the outbox).

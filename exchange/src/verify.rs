@@ -118,7 +118,7 @@ pub async fn verify(exchange_url: &str, relays: &[String]) -> Result<Report> {
                 booked.insert(id.to_owned());
             }
         }
-        for f in replay(market, info.lot, 600, journal, &mut report.mismatches) {
+        for f in replay(market, info.lot, info.max_clock_skew_secs, journal, &mut report.mismatches) {
             expected.insert(f.trade_id(), key_of_fill(&f));
         }
     }

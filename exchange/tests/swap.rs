@@ -293,6 +293,7 @@ impl Rogue {
     }
 
     /// Publish a sell offer (a new offer key each time) dated `created_at`.
+    #[allow(clippy::too_many_arguments)]
     async fn offer(&mut self, m: &Market, ex: &Exchange, market: &str, unit: &str, amount: u64, price: u64, created_at: u64) -> nostr_sdk::prelude::Event {
         self.offer_side(Side::Sell, m, ex, market, unit, amount, price, created_at).await
     }

@@ -196,6 +196,13 @@ pub struct ExchangeInfo {
     pub claim_secs: u64,
     /// Seconds between the two locktimes.
     pub margin_secs: u64,
+    /// Offers dated further than this from the exchange's clock are refused.
+    #[serde(default = "default_skew")]
+    pub max_clock_skew_secs: u64,
+}
+
+fn default_skew() -> u64 {
+    600
 }
 
 /// The Cashu lock key of a nostr key: `02 ‖ x-only key` (as NIP-61). BIP-340 signatures by the
