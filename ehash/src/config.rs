@@ -22,6 +22,12 @@ pub struct FileConfig {
     pub wallet: ehash_wallet::Config,
     /// `[up]`: the local market.
     pub up: UpConfig,
+    /// `[sat_mint]`: the development sat mint (fake Lightning).
+    pub sat_mint: ehash_satmint::Config,
+    /// `[trade]`: `ehash trade` (exchange, relays, sat mints, settlement limits).
+    pub trade: ehash_wallet::agent::TradeConfig,
+    /// `[exchange]`: the exchange (order books, matching, settlement watching).
+    pub exchange: ehash_exchange::Config,
 }
 
 /// `[up]`: settings of `ehash up` beyond the services it runs.
@@ -37,11 +43,34 @@ pub struct UpConfig {
     /// Devnet network difficulty exponent: a share meeting DIFF1/2^N is a block (-4: about a
     /// block a minute for the simulated miner).
     pub network_difficulty_exp: i32,
+    /// The local exchange's lot (ehash per lot); small, so the simulated miner earns a lot in
+    /// well under a minute. Keep it for the life of the data directory (the journal replays with
+    /// it).
+    pub lot: u64,
+    /// Run the simulated seller (the miner's wallet) and buyer that trade on the exchange.
+    pub simulate_trading: bool,
+    /// Seconds between the simulated traders' rounds: the seller offers every whole lot it has
+    /// not offered yet, the buyer bids on the best ask.
+    pub trade_secs: u64,
+    /// Sats per lot around which the simulated seller asks (±5 %).
+    pub base_price: u64,
+    /// Sats the simulated buyer deposits at the sat mint (again whenever it holds less than half).
+    pub buyer_sats: u64,
 }
 
 impl Default for UpConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from(".ehash/up"), status_secs: 2, mint_secs: 5, network_difficulty_exp: -4 }
+        Self {
+            data_dir: PathBuf::from(".ehash/up"),
+            status_secs: 2,
+            mint_secs: 5,
+            network_difficulty_exp: -4,
+            lot: 128,
+            simulate_trading: true,
+            trade_secs: 20,
+            base_price: 100,
+            buyer_sats: 100_000,
+        }
     }
 }
 
@@ -132,5 +161,7 @@ mod tests {
         let text = include_str!("../../ehash.example.toml");
         let c: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(c.mint_bridge.stratum_listen.port(), 3333);
+        assert_eq!((c.exchange.lot, c.exchange.listen.port()), (1024, 8090));
+        assert_eq!(c.up.lot, UpConfig::default().lot);
     }
 }

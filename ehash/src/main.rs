@@ -28,8 +28,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the local market: a relay, a pool mint-bridge on a devnet, and a simulated miner
-    /// earning ehash. Prints the URLs and a live status line; Ctrl-C stops it.
+    /// Run the local market: a relay, a pool mint-bridge on a devnet, a simulated miner earning
+    /// ehash, an exchange, a sat mint, and a simulated seller and buyer trading. Prints the URLs
+    /// and a live status line; Ctrl-C stops it.
     Up(UpArgs),
     /// Run the pool's mint-bridge (Cashu mint, Stratum V1 pool endpoint, nostr announcements),
     /// or operate a running one.
@@ -39,8 +40,20 @@ enum Command {
     /// Run the mining proxy (miners connect here; it earns ehash into your wallet), or show a
     /// running proxy's status.
     Proxy(ProxyCmd),
-    /// Your ehash wallet: balance, send, receive, history, restore, NIP-60 backup.
+    /// Your ehash wallet: balance, send, receive, history, restore, NIP-60 backup, sat deposits.
     Wallet(WalletCmd),
+    /// Trade ehash for sats on an exchange: list the book, offer, take, settle.
+    #[command(long_about = commands::trade::LONG_ABOUT)]
+    Trade(commands::trade::TradeCmd),
+    /// Run a development sat mint (Cashu, unit sat) whose FAKE Lightning pays every invoice.
+    #[command(long_about = "Run a development sat mint until Ctrl-C: a cdk Cashu mint in unit sat \
+        whose Lightning backend is fake, so every invoice is paid at once. Buyers deposit sats \
+        there (`ehash wallet deposit --sat-mint URL AMOUNT`) to buy ehash in a local market. \
+        Never use it for real money. Settings: [sat_mint].")]
+    SatMint(commands::sat_mint::SatMintArgs),
+    /// Run the exchange (order books, matching, settlement watching), or verify a running one.
+    #[command(long_about = commands::exchange::LONG_ABOUT)]
+    Exchange(commands::exchange::ExchangeCmd),
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +128,10 @@ struct WalletCmd {
     /// A relay for announcements and the NIP-60 backup (repeatable; default `[wallet].relays`).
     #[arg(long = "relay", global = true)]
     relays: Vec<String>,
+    /// A sat mint (repeatable; default `[trade].sat_mints`): `deposit` uses the first, `balance`
+    /// shows the sats at each.
+    #[arg(long = "sat-mint", global = true, value_name = "URL")]
+    sat_mints: Vec<String>,
     #[command(subcommand)]
     action: WalletAction,
 }
@@ -124,7 +141,7 @@ struct WalletCmd {
 pub enum WalletAction {
     /// Create the wallet and show its seed words once.
     Init,
-    /// Balance per epoch unit.
+    /// Balance per epoch unit, and sats at sat mints.
     Balance,
     /// Mint everything the pool credited to this wallet's quotes.
     Mint,
@@ -147,6 +164,20 @@ pub enum WalletAction {
         /// Secret key (hex) for a P2PK-locked token.
         #[arg(long)]
         p2pk_key: Option<String>,
+    },
+    /// Buy sats at a sat mint over Lightning (to buy ehash with `ehash trade`).
+    #[command(long_about = "Buy sats at a sat mint over Lightning, to buy ehash with `ehash trade`: \
+        asks the sat mint (--sat-mint URL) for a bolt11 invoice of AMOUNT sats, waits up to --wait \
+        seconds for it to be paid, then mints the sats into this wallet. If it is not paid in time, \
+        prints the invoice; pay it and collect the sats later with `ehash wallet deposit --sat-mint \
+        URL` (no AMOUNT), which first collects every paid deposit at that mint. A development \
+        `ehash sat-mint` pays its invoices itself.")]
+    Deposit {
+        /// Sats to deposit; leave it out to only collect earlier deposits paid since.
+        amount: Option<u64>,
+        /// Seconds to wait for the invoice to be paid.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        wait: u64,
     },
     /// Incoming and outgoing transactions.
     History,
@@ -348,7 +379,14 @@ async fn main() -> Result<()> {
             if !w.relays.is_empty() {
                 c.relays = w.relays;
             }
-            commands::wallet::run(c, w.action).await
+            let sat_mints = if w.sat_mints.is_empty() { file.trade.sat_mints.clone() } else { w.sat_mints };
+            commands::wallet::run(c, w.action, sat_mints).await
         }
+        Command::Trade(t) => commands::trade::run(file, t).await,
+        Command::SatMint(args) => commands::sat_mint::run(file, args).await,
+        Command::Exchange(commands::exchange::ExchangeCmd { action: Some(commands::exchange::ExchangeAction::Verify(args)), .. }) => {
+            commands::exchange::verify(file, args).await
+        }
+        Command::Exchange(commands::exchange::ExchangeCmd { action: None, run }) => commands::exchange::run(file, run).await,
     }
 }

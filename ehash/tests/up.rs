@@ -1,6 +1,8 @@
-//! `ehash up` as a user runs it: the simulated miner earns ehash into its wallet, a nostr client
-//! on the relay sees the mint, the epoch and its state change when a block is found, Ctrl-C stops
-//! it cleanly, and a restart keeps the data.
+//! `ehash up` as a user runs it: the simulated miner earns ehash into its wallet, the simulated
+//! seller (the miner's wallet) and buyer trade on the exchange until a swap is settled (and
+//! `ehash exchange verify` agrees with the exchange), a nostr client on the relay sees the mint,
+//! the epoch and its state change when a block is found, SIGTERM and Ctrl-C stop it cleanly, and a
+//! restart keeps the data.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -9,8 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use ehash_protocol::api::{MarketSummary, TradeView};
 use ehash_protocol::epoch::EpochState;
-use ehash_protocol::events::{EpochAnnouncement, KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT};
+use ehash_protocol::events::{EpochAnnouncement, KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT, TradeState};
 use nostr_sdk::prelude::*;
 
 fn free_addr() -> SocketAddr {
@@ -22,7 +25,32 @@ struct Up {
     lines: mpsc::Receiver<String>,
 }
 
-fn spawn_up(dir: &std::path::Path, relay: SocketAddr, http: SocketAddr, stratum: SocketAddr, proxy: (SocketAddr, SocketAddr)) -> Up {
+/// The ports of one `ehash up`.
+#[derive(Clone, Copy)]
+struct Ports {
+    relay: SocketAddr,
+    http: SocketAddr,
+    stratum: SocketAddr,
+    proxy: (SocketAddr, SocketAddr),
+    exchange: SocketAddr,
+    sat_mint: SocketAddr,
+}
+
+impl Ports {
+    fn free() -> Self {
+        Self {
+            relay: free_addr(),
+            http: free_addr(),
+            stratum: free_addr(),
+            proxy: (free_addr(), free_addr()),
+            exchange: free_addr(),
+            sat_mint: free_addr(),
+        }
+    }
+}
+
+fn spawn_up(dir: &std::path::Path, p: Ports) -> Up {
+    let Ports { relay, http, stratum, proxy, exchange, sat_mint } = p;
     let mut child = Command::new(env!("CARGO_BIN_EXE_ehash"))
         .args(["--log", "warn", "up", "--data-dir"])
         .arg(dir)
@@ -35,6 +63,10 @@ fn spawn_up(dir: &std::path::Path, relay: SocketAddr, http: SocketAddr, stratum:
         .env("EHASH_UP__NETWORK_DIFFICULTY_EXP", "-9")
         .env("EHASH_UP__STATUS_SECS", "1")
         .env("EHASH_UP__MINT_SECS", "1")
+        .env("EHASH_EXCHANGE__LISTEN", exchange.to_string())
+        .env("EHASH_SAT_MINT__LISTEN", sat_mint.to_string())
+        .env("EHASH_UP__LOT", "8")
+        .env("EHASH_UP__TRADE_SECS", "2")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -51,11 +83,12 @@ fn spawn_up(dir: &std::path::Path, relay: SocketAddr, http: SocketAddr, stratum:
     Up { child, lines }
 }
 
-/// The wallet balance and epoch number in a status line.
+/// The epoch number and the ehash credited so far (it only grows; the wallet's balance falls as
+/// the simulated seller sells) in a status line.
 fn parse_status(line: &str) -> Option<(u32, u64)> {
     let epoch = line.strip_prefix("epoch ")?.split_whitespace().next()?.parse().ok()?;
-    let wallet = line.split("| wallet ").nth(1)?.split_whitespace().next()?.parse().ok()?;
-    Some((epoch, wallet))
+    let credited = line.split("| credited ").nth(1)?.split_whitespace().next()?.parse().ok()?;
+    Some((epoch, credited))
 }
 
 fn wait_status(up: &Up, timeout: Duration, mut ok: impl FnMut(u32, u64) -> bool) -> (u32, u64) {
@@ -70,28 +103,84 @@ fn wait_status(up: &Up, timeout: Duration, mut ok: impl FnMut(u32, u64) -> bool)
     }
 }
 
-fn interrupt(mut up: Up) {
+/// Stop `ehash up` with `signal` (`INT`: Ctrl-C, `TERM`) and check that it exits cleanly.
+fn stop(mut up: Up, signal: &str) {
     let pid = up.child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = up.child.try_wait().unwrap() {
-            assert!(status.success(), "ehash up exits cleanly on Ctrl-C: {status}");
+            assert!(status.success(), "ehash up exits cleanly on SIG{signal}: {status}");
             return;
         }
-        assert!(Instant::now() < deadline, "ehash up did not stop on Ctrl-C");
+        assert!(Instant::now() < deadline, "ehash up did not stop on SIG{signal}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
+async fn get<T: serde::de::DeserializeOwned>(url: String) -> Option<T> {
+    let r = bitreq::get(url.as_str()).with_timeout(10).send_async().await.ok()?;
+    if r.status_code != 200 {
+        return None;
+    }
+    r.json().ok()
+}
+
+/// Wait until the exchange shows a settled trade in some market; returns it.
+async fn wait_settled(exchange: SocketAddr, timeout: Duration) -> TradeView {
+    let deadline = Instant::now() + timeout;
+    let mut seen = vec![];
+    loop {
+        let markets: Vec<MarketSummary> = get(format!("http://{exchange}/api/markets")).await.unwrap_or_default();
+        for m in &markets {
+            let trades: Vec<TradeView> = get(format!("http://{exchange}/api/markets/{}/trades", m.market)).await.unwrap_or_default();
+            if let Some(t) = trades.iter().find(|t| t.state == TradeState::Settled) {
+                return t.clone();
+            }
+            seen = trades.iter().map(|t| (t.id.clone(), t.state, t.reason.clone())).collect();
+        }
+        assert!(Instant::now() < deadline, "no settled trade on the exchange within {timeout:?}; markets {markets:#?}, trades {seen:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `ehash exchange verify` against the running exchange: it agrees with every published trade.
+/// A trade matched during the check may not be on the relay yet, so a failure is retried.
+fn verify_ok(exchange: SocketAddr) {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let out = Command::new(env!("CARGO_BIN_EXE_ehash"))
+            .args(["--log", "warn", "exchange", "verify", "--exchange", &format!("http://{exchange}")])
+            .env_remove("EHASH_CONFIG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            assert!(stdout.contains("OK: the published trades are exactly"), "{stdout}");
+            assert!(stdout.contains("mismatches  none"), "{stdout}");
+            return;
+        }
+        last = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    panic!("ehash exchange verify failed three times:\n{last}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_runs_a_miner_earning_ehash_visible_on_nostr() {
+async fn up_runs_a_miner_earning_ehash_visible_on_nostr_and_a_market_where_swaps_settle() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, http, stratum) = (free_addr(), free_addr(), free_addr());
-    let proxy = (free_addr(), free_addr());
-    let up = spawn_up(dir.path(), relay, http, stratum, proxy);
-    let (_, earned) = wait_status(&up, Duration::from_secs(120), |_, w| w > 0);
+    let ports = Ports::free();
+    let relay = ports.relay;
+    let up = spawn_up(dir.path(), ports);
+    let (_, earned) = wait_status(&up, Duration::from_secs(120), |_, c| c > 0);
     assert!(earned > 0);
+
+    // the simulated seller offers the miner's ehash, the simulated buyer takes it, and the swap
+    // settles across the pool mint and the sat mint
+    let t = wait_settled(ports.exchange, Duration::from_secs(240)).await;
+    assert!(t.amount > 0 && t.amount % 8 == 0, "whole lots of 8: {t:?}");
+    assert_eq!(t.sats, t.amount / 8 * t.price, "{t:?}");
+    verify_ok(ports.exchange);
 
     let client = Client::default();
     client.add_relay(format!("ws://{relay}")).await.unwrap();
@@ -113,13 +202,17 @@ async fn up_runs_a_miner_earning_ehash_visible_on_nostr() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     client.shutdown().await;
-    let (epoch, wallet) = wait_status(&up, Duration::from_secs(30), |e, _| e >= 2);
-    interrupt(up);
+    let (epoch, credited) = wait_status(&up, Duration::from_secs(30), |e, _| e >= 2);
+    stop(up, "TERM");
 
-    // the data directory survives: same epochs, the wallet keeps its ehash
-    let up = spawn_up(dir.path(), relay, http, stratum, proxy);
-    let (epoch2, wallet2) = wait_status(&up, Duration::from_secs(60), |_, _| true);
+    // the data directory survives: same epochs, the pool's credits to the miner's quotes, the
+    // exchange's trades
+    let up = spawn_up(dir.path(), ports);
+    let (epoch2, _) = wait_status(&up, Duration::from_secs(60), |_, _| true);
     assert!(epoch2 >= epoch, "epoch {epoch2} after restart, {epoch} before");
-    assert!(wallet2 >= wallet, "wallet {wallet2} after restart, {wallet} before");
-    interrupt(up);
+    let (_, credited2) = wait_status(&up, Duration::from_secs(60), |_, c| c >= credited);
+    assert!(credited2 >= credited);
+    let again = wait_settled(ports.exchange, Duration::from_secs(30)).await;
+    assert!(again.state == TradeState::Settled);
+    stop(up, "INT");
 }

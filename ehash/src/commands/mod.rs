@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
+pub mod exchange;
 pub mod mint_bridge;
 pub mod proxy;
 pub mod relay;
+pub mod sat_mint;
+pub mod trade;
 pub mod up;
 pub mod wallet;
 

@@ -1,15 +1,20 @@
 //! `ehash wallet`: the user's ehash.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
+use cdk::cdk_database::WalletDatabase;
+use cdk::mint_url::MintUrl;
+use cdk::nuts::{CurrencyUnit, State};
 use ehash_wallet::announced::AnnouncedKeysets;
-use ehash_wallet::{MinerWallet, seed};
+use ehash_wallet::{DepositOutcome, MinerWallet, seed};
 use nostr_sdk::prelude::Keys;
 
 use crate::WalletAction;
 
-async fn open(c: &ehash_wallet::Config) -> Result<MinerWallet> {
+/// Open the wallet in `c.dir` (it must exist).
+pub(crate) async fn open(c: &ehash_wallet::Config) -> Result<MinerWallet> {
     if !c.dir.join(seed::MNEMONIC_FILE).exists() {
         bail!("no wallet in {}; run `ehash wallet init` (or `ehash wallet restore --words …`)", c.dir.display());
     }
@@ -21,8 +26,29 @@ fn nostr_keys(c: &ehash_wallet::Config) -> Result<Keys> {
     Ok(ehash_keyfile::load_or_create_nostr_keys(&c.dir, c.nostr_secret_key.as_deref())?)
 }
 
-/// Run one wallet action.
-pub async fn run(c: ehash_wallet::Config, action: WalletAction) -> Result<()> {
+/// Sats this wallet holds at sat mints: every sat mint its database holds unspent sats at, and
+/// each of `sat_mints` (0 if none). Reads the database only (no network).
+async fn sat_balances(c: &ehash_wallet::Config, sat_mints: &[String]) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for m in sat_mints {
+        let url = MintUrl::from_str(m).with_context(|| format!("--sat-mint {m:?} is not a mint URL"))?;
+        out.insert(url.to_string(), 0u64);
+    }
+    let path = c.dir.join("wallet.sqlite");
+    let db = cdk_sqlite::WalletSqliteDatabase::new(&path).await.with_context(|| format!("opening {}", path.display()))?;
+    let proofs = db
+        .get_proofs(None, Some(CurrencyUnit::Sat), Some(vec![State::Unspent]), None)
+        .await
+        .with_context(|| format!("reading sat balances from {}", path.display()))?;
+    for p in proofs {
+        let n = out.entry(p.mint_url.to_string()).or_default();
+        *n = n.saturating_add(p.proof.amount.to_u64());
+    }
+    Ok(out)
+}
+
+/// Run one wallet action. `sat_mints`: `--sat-mint` flags, else `[trade].sat_mints`.
+pub async fn run(c: ehash_wallet::Config, action: WalletAction, sat_mints: Vec<String>) -> Result<()> {
     match action {
         WalletAction::Init => {
             let (m, created) = seed::load_or_create(&c.dir)?;
@@ -37,12 +63,48 @@ pub async fn run(c: ehash_wallet::Config, action: WalletAction) -> Result<()> {
         WalletAction::Balance => {
             let w = open(&c).await?;
             let b = w.balances().await?;
-            if b.is_empty() {
+            let sats = match sat_balances(&c, &sat_mints).await {
+                Ok(s) => s,
+                Err(e) => {
+                    println!("(sats at sat mints unknown: {e:#})");
+                    BTreeMap::new()
+                }
+            };
+            if b.is_empty() && sats.is_empty() {
                 println!("0 (no ehash yet)");
             }
             for (unit, n) in b {
                 println!("{n:>14} {unit}");
             }
+            for (mint, n) in sats {
+                println!("{n:>14} sat at {mint}");
+            }
+        }
+        WalletAction::Deposit { amount, wait } => {
+            let Some(sat_mint) = sat_mints.first() else {
+                bail!("name the sat mint to deposit at: --sat-mint URL (or set [trade].sat_mints)");
+            };
+            let w = open(&c).await?;
+            // invoices of earlier deposits that were paid since
+            let sat_wallet = w.wallet_at(sat_mint, "sat").await.with_context(|| format!("cannot use the sat mint {sat_mint}"))?;
+            match sat_wallet.mint_unissued_quotes().await {
+                Ok(n) if n.to_u64() > 0 => println!("received {} sat from earlier deposits at {sat_mint}", n.to_u64()),
+                Ok(_) if amount.is_none() => println!("no paid deposits to collect at {sat_mint}"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "checking earlier deposits"),
+            }
+            match amount {
+                Some(0) => bail!("AMOUNT must be at least 1 sat"),
+                Some(amount) => match w.deposit(sat_mint, amount, std::time::Duration::from_secs(wait)).await.with_context(|| format!("depositing at {sat_mint}"))? {
+                    DepositOutcome::Minted(n) => println!("received {n} sat at {sat_mint}"),
+                    DepositOutcome::Unpaid { invoice, quote } => {
+                        println!("not paid within {wait} s. Pay this Lightning invoice for {amount} sat (quote {quote}):\n\n{invoice}\n");
+                        println!("then collect the sats with `ehash wallet deposit --sat-mint {sat_mint}` (no AMOUNT)");
+                    }
+                },
+                None => {}
+            }
+            println!("balance {} sat at {sat_mint}", w.balance_at(sat_mint, "sat").await?);
         }
         WalletAction::Mint => {
             let w = open(&c).await?;
