@@ -2,12 +2,9 @@
 //! of every market, trades' settlement records, epoch announcements, and the nostr outbox (whose
 //! stored kind-38191 events are the trades' published state).
 
-use std::time::Duration;
-
 use ehash_protocol::api::JournalEntry;
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Row};
 
 use crate::{Error, Result};
 
@@ -48,25 +45,11 @@ pub struct Store {
 impl Store {
     /// Open (and create) the store: PostgreSQL at `url`, or `exchange.sqlite` in `dir`.
     pub async fn open(url: Option<&str>, dir: &std::path::Path) -> Result<Self> {
-        sqlx::any::install_default_drivers();
         let (url, sqlite) = match url {
             Some(u) => (u.to_owned(), false),
             None => (format!("sqlite://{}?mode=rwc", dir.join("exchange.sqlite").display()), true),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
+        let pool = ehash_outbox::connect(&url, if sqlite { 4 } else { 8 })
             .await
             .map_err(|e| Error::Database(format!("connecting to {}: {e}", if sqlite { url.as_str() } else { "the PostgreSQL database_url" })))?;
         for ddl in [

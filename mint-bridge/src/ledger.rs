@@ -8,11 +8,10 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use ehash_protocol::epoch::{CloseReason, EpochState};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
@@ -87,30 +86,14 @@ fn i64_of(v: u64, what: &str) -> Result<i64> {
 impl Ledger {
     /// Open (and migrate) the ledger.
     pub async fn open(db: &DatabaseConfig, data_dir: &Path) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let (url, max, sqlite) = match db {
+        let (url, max) = match db {
             DatabaseConfig::Sqlite => {
                 let path = data_dir.join("ledger.sqlite");
-                (format!("sqlite://{}?mode=rwc", path.display()), 4, true)
+                (format!("sqlite://{}?mode=rwc", path.display()), 4)
             }
-            DatabaseConfig::Postgres(url) => (url.clone(), 8, false),
+            DatabaseConfig::Postgres(url) => (url.clone(), 8),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
+        let pool = ehash_outbox::connect(&url, max).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
     }

@@ -19,10 +19,37 @@ pub mod watch;
 
 use std::time::Duration;
 
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+
 use nostr_sdk::prelude::*;
 use sqlx::{AnyPool, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// Open the database a service keeps its outbox (and its own tables) in: PostgreSQL for a
+/// `postgres://` URL, else SQLite (`sqlite://…?mode=rwc`) in WAL mode with `synchronous = FULL`
+/// (a committed write survives a power cut), a busy timeout and foreign keys on.
+pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+}
 
 /// Largest event JSON stored (RUSTSEC-2024-0363 concerns values over 4 GiB).
 pub const MAX_EVENT_JSON_BYTES: usize = 256 * 1024;

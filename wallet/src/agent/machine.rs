@@ -298,7 +298,12 @@ impl Agent {
         let sk = self.my_signing_key(t).await?;
         let inputs = htlc::claim_witness(&lock.proofs, &preimage, &sk)?;
         t.their_lock = Some(Lock { token, proofs: lock.proofs });
-        match durable::prepare_redeem(&w, self.inner.wallet.seed(), inputs).await {
+        self.start_claim(t, &w, inputs).await
+    }
+
+    /// Write down the claim swap of the counterparty's lock (then [`Self::finish_claim`] sends it).
+    async fn start_claim(&self, t: &mut TradeRecord, w: &Wallet, inputs: cdk::nuts::Proofs) -> Result<Next> {
+        match durable::prepare_redeem(w, self.inner.wallet.seed(), inputs).await {
             Ok(swap) => {
                 t.pending = Some(swap);
                 t.step = Step::Claiming;
@@ -354,19 +359,7 @@ impl Agent {
         let inputs = htlc::claim_witness(&theirs.proofs, &preimage, &sk)?;
         let w = self.their_wallet(t).await?;
         t.preimage = Some(preimage);
-        match durable::prepare_redeem(&w, self.inner.wallet.seed(), inputs).await {
-            Ok(swap) => {
-                t.pending = Some(swap);
-                t.step = Step::Claiming;
-                self.save(t).await?;
-                Ok(Next::Continue)
-            }
-            Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "preparing the claim; will retry");
-                self.save(t).await?;
-                Ok(Next::Wait)
-            }
-        }
+        self.start_claim(t, &w, inputs).await
     }
 
     async fn finish_claim(&self, t: &mut TradeRecord) -> Result<Next> {

@@ -2,10 +2,8 @@
 //! messages that arrived before their trade, the offer-key counter, and the nostr outbox.
 
 use std::path::Path;
-use std::time::Duration;
 
-use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Row};
 
 use super::record::{OfferRecord, TradeRecord};
 use crate::{Error, Result};
@@ -26,22 +24,8 @@ pub struct Store {
 impl Store {
     /// Open (and create) `agent.sqlite` in `dir`.
     pub async fn open(dir: &Path) -> Result<Self> {
-        sqlx::any::install_default_drivers();
         let url = format!("sqlite://{}?mode=rwc", dir.join("agent.sqlite").display());
-        let pool = AnyPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(db)?;
+        let pool = ehash_outbox::connect(&url, 2).await.map_err(db)?;
         for ddl in [
             "CREATE TABLE IF NOT EXISTS agent_offers (d TEXT PRIMARY KEY, pubkey TEXT NOT NULL UNIQUE, data TEXT NOT NULL, created_at BIGINT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS agent_trades (id TEXT PRIMARY KEY, offer_d TEXT NOT NULL, final BOOLEAN NOT NULL, data TEXT NOT NULL, updated_at BIGINT NOT NULL)",
