@@ -1,0 +1,104 @@
+//! `ehash trade list` and `ehash trade take` against a real exchange: a buyer takes a seller's
+//! resting offer from the command line and the swap settles; bad takes are refused with the
+//! reason and nothing is published.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ehash_exchange::{Config, Exchange};
+use ehash_protocol::market::Side;
+use ehash_testkit::market::Market;
+use ehash_wallet::agent::record::Step;
+use ehash_wallet::agent::{Agent, OfferRequest, TradeConfig};
+use ehash_wallet::{MinerWallet, seed};
+use tokio_util::sync::CancellationToken;
+
+fn trade(dir: &std::path::Path, m: &Market, ex: &Exchange, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ehash"))
+        .args(["--log", "warn", "trade", "--dir"])
+        .arg(dir)
+        .args(["--mint-url", m.pool.mint_url(), "--exchange", &ex.url(), "--relay", m.relay.url(), "--sat-mint", &m.sat_url])
+        .args(args)
+        .env_remove("EHASH_CONFIG")
+        .env("EHASH_TRADE__MIN_MARGIN_SECS", "5")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_takes_a_resting_offer_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), 0).await;
+    let ex = Exchange::start(Config {
+        data_dir: dir.path().join("exchange"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        relays: vec![m.relay.url().to_owned()],
+        nostr_secret_key: Some(m.exchange_keys.secret_key().to_secret_hex()),
+        lot: 4,
+        lock_secs: 20,
+        claim_secs: 20,
+        margin_secs: 10,
+        poll_secs: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // the seller: an agent in this process with a resting offer of 12 ehash at 7 sats per lot
+    let sdir = dir.path().join("seller");
+    std::fs::create_dir_all(&sdir).unwrap();
+    let sw = Arc::new(MinerWallet::open(&sdir.join("wallet.sqlite"), m.pool.mint_url(), [1; 64]).await.unwrap());
+    let unit = m.earn(&sw, 3).await;
+    let config = TradeConfig { relays: vec![m.relay.url().to_owned()], sat_mints: vec![m.sat_url.clone()], min_margin_secs: 5, ..Default::default() };
+    let seller = Agent::open_with(sw.clone(), &sdir, config, ex.info().clone()).await.unwrap();
+    let cancel = CancellationToken::new();
+    seller.run(cancel.clone());
+    let o = seller
+        .place_offer(OfferRequest { side: Side::Sell, unit: unit.clone(), amount: 12, min: None, sats_per_lot: 7, sat_mints: vec![], ttl_secs: Some(600) })
+        .await
+        .unwrap();
+    let address = format!("38190:{}:{}", o.pubkey, o.d);
+    // the buyer: a CLI wallet with 30 sats
+    let bdir = dir.path().join("buyer");
+    let (words, _) = seed::load_or_create(&bdir).unwrap();
+    {
+        let bw = MinerWallet::open(&bdir.join("wallet.sqlite"), m.pool.mint_url(), seed::seed_of(&words)).await.unwrap();
+        m.fund(&bw, 30).await;
+    }
+    let mut listed = String::new();
+    for _ in 0..40 {
+        let out = trade(&bdir, &m, &ex, &["list"]);
+        listed = String::from_utf8_lossy(&out.stdout).to_string();
+        if listed.contains(&o.pubkey) || listed.contains(&o.d) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(listed.contains(&unit) && listed.contains('7'), "{listed}");
+    // refused: more than the offer has, and not whole lots; nothing is published
+    let out = trade(&bdir, &m, &ex, &["take", &address, "--amount", "16"]);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = trade(&bdir, &m, &ex, &["take", &address, "--amount", "6"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lot"), "{}", String::from_utf8_lossy(&out.stderr));
+    // 8 ehash cost 14 sats; the command runs the buyer's agent until the trade settled
+    let out = trade(&bdir, &m, &ex, &["take", &address, "--amount", "8", "--ttl", "60"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let bw = MinerWallet::open(&bdir.join("wallet.sqlite"), m.pool.mint_url(), seed::seed_of(&words)).await.unwrap();
+    assert_eq!(bw.balance_at(m.pool.mint_url(), &unit).await.unwrap(), 8);
+    assert_eq!(bw.balance_at(&m.sat_url, "sat").await.unwrap(), 30 - 14);
+    for _ in 0..80 {
+        if seller.trades().await.unwrap().first().is_some_and(|t| t.step == Step::Settled) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(seller.trades().await.unwrap()[0].step, Step::Settled);
+    assert_eq!(sw.balance_at(&m.sat_url, "sat").await.unwrap(), 14);
+    let status = trade(&bdir, &m, &ex, &["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("settled"), "{}", String::from_utf8_lossy(&status.stdout));
+    cancel.cancel();
+    ex.shutdown().await;
+    m.shutdown().await;
+}
