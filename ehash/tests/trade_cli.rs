@@ -7,11 +7,11 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ehash_exchange::{Config, Exchange};
+use ehash_exchange::Exchange;
 use ehash_protocol::market::Side;
 use ehash_testkit::market::Market;
 use ehash_wallet::agent::record::Step;
-use ehash_wallet::agent::{Agent, OfferRequest, TradeConfig};
+use ehash_wallet::agent::{Agent, OfferRequest};
 use ehash_wallet::{MinerWallet, seed};
 use tokio_util::sync::CancellationToken;
 
@@ -31,26 +31,13 @@ fn trade(dir: &std::path::Path, m: &Market, ex: &Exchange, args: &[&str]) -> Out
 async fn a_buyer_takes_a_resting_offer_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), 0).await;
-    let ex = Exchange::start(Config {
-        data_dir: dir.path().join("exchange"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        relays: vec![m.relay.url().to_owned()],
-        nostr_secret_key: Some(m.exchange_keys.secret_key().to_secret_hex()),
-        lot: 4,
-        lock_secs: 20,
-        claim_secs: 20,
-        margin_secs: 10,
-        poll_secs: 1,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ex = Exchange::start(m.exchange_config(4, 20, 20, 10)).await.unwrap();
     // the seller: an agent in this process with a resting offer of 12 ehash at 7 sats per lot
     let sdir = dir.path().join("seller");
     std::fs::create_dir_all(&sdir).unwrap();
     let sw = Arc::new(MinerWallet::open(&sdir.join("wallet.sqlite"), m.pool.mint_url(), [1; 64]).await.unwrap());
     let unit = m.earn(&sw, 3).await;
-    let config = TradeConfig { relays: vec![m.relay.url().to_owned()], sat_mints: vec![m.sat_url.clone()], min_margin_secs: 5, ..Default::default() };
+    let config = m.trade_config();
     let seller = Agent::open_with(sw.clone(), &sdir, config, ex.info().clone()).await.unwrap();
     let cancel = CancellationToken::new();
     seller.run(cancel.clone());

@@ -10,11 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ehash_exchange::{Config, Exchange};
+use ehash_exchange::Exchange;
 use ehash_protocol::market::Side;
 use ehash_testkit::market::Market;
 use ehash_wallet::agent::record::Step;
-use ehash_wallet::agent::{Agent, OfferRequest, TradeConfig};
+use ehash_wallet::agent::{Agent, OfferRequest};
 use ehash_wallet::{MinerWallet, seed};
 use tokio_util::sync::CancellationToken;
 
@@ -61,20 +61,7 @@ async fn kill_dash_nine_of_the_buyers_agent_mid_swap_resumes_and_settles() {
 async fn killed_side_settles(killed: Side) {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), 100).await;
-    let ex = Exchange::start(Config {
-        data_dir: dir.path().join("exchange"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        relays: vec![m.relay.url().to_owned()],
-        nostr_secret_key: Some(m.exchange_keys.secret_key().to_secret_hex()),
-        lot: 4,
-        lock_secs: 30,
-        claim_secs: 30,
-        margin_secs: 10,
-        poll_secs: 1,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ex = Exchange::start(m.exchange_config(4, 30, 30, 10)).await.unwrap();
     // the CLI's wallet (seller: 8 ehash; buyer: 100 sats), and its offer published by the CLI
     let cdir = dir.path().join("cli");
     let (words, _) = seed::load_or_create(&cdir).unwrap();
@@ -90,7 +77,7 @@ async fn killed_side_settles(killed: Side) {
     let side = if killed == Side::Sell { "sell" } else { "buy" };
     let status = trade(&cdir, &m, &ex, &["offer", "--side", side, "--unit", &unit, "--amount", "8", "--price", "10", "--no-wait"]).status().unwrap();
     assert!(status.success());
-    let config = TradeConfig { relays: vec![m.relay.url().to_owned()], sat_mints: vec![m.sat_url.clone()], min_margin_secs: 5, ..Default::default() };
+    let config = m.trade_config();
     let agent = Agent::open_with(aw.clone(), &adir, config, ex.info().clone()).await.unwrap();
     let cancel = CancellationToken::new();
     agent.run(cancel.clone());

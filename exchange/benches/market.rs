@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 use cdk::nuts::Token;
 use ehash_exchange::book::Book;
 use ehash_exchange::store::Store;
-use ehash_exchange::{Config, Exchange};
+use ehash_exchange::Exchange;
 use ehash_protocol::api::{JournalEntry, JournalKind};
 use ehash_protocol::events::{Offer, OfferStatus};
 use ehash_protocol::market::{Price, Side};
 use ehash_testkit::market::Market;
 use ehash_wallet::MinerWallet;
 use ehash_wallet::agent::record::Step;
-use ehash_wallet::agent::{Agent, OfferRequest, TradeConfig};
+use ehash_wallet::agent::{Agent, OfferRequest};
 use ehash_wallet::{durable, htlc};
 use nostr_sdk::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -168,13 +168,7 @@ async fn latency(m: &Market, ex: &Exchange, market: &str, unit: &str) {
 async fn party(dir: &std::path::Path, m: &Market, ex: &Exchange, seed: u8) -> (Arc<MinerWallet>, Agent, CancellationToken) {
     std::fs::create_dir_all(dir).unwrap();
     let wallet = Arc::new(MinerWallet::open(&dir.join("wallet.sqlite"), m.pool.mint_url(), [seed; 64]).await.unwrap());
-    let config = TradeConfig {
-        exchange_url: ex.url(),
-        relays: vec![m.relay.url().to_owned()],
-        sat_mints: vec![m.sat_url.clone()],
-        min_margin_secs: 5,
-        ..Default::default()
-    };
+    let config = m.trade_config();
     let agent = Agent::open_with(wallet.clone(), dir, config, ex.info().clone()).await.unwrap();
     let cancel = CancellationToken::new();
     agent.run(cancel.clone());
@@ -258,20 +252,7 @@ async fn main() {
     matching().await;
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), 100).await;
-    let ex = Exchange::start(Config {
-        data_dir: dir.path().join("exchange"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        relays: vec![m.relay.url().to_owned()],
-        nostr_secret_key: Some(m.exchange_keys.secret_key().to_secret_hex()),
-        lot: LOT,
-        lock_secs: 15,
-        claim_secs: 15,
-        margin_secs: 10,
-        poll_secs: 1,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ex = Exchange::start(m.exchange_config(LOT, 15, 15, 10)).await.unwrap();
     let w = MinerWallet::open(&dir.path().join("probe.sqlite"), m.pool.mint_url(), [3; 64]).await.unwrap();
     let unit = m.earn(&w, 1).await;
     let market = loop {

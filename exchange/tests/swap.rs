@@ -20,26 +20,14 @@ use nostr_sdk::prelude::{Client, EventBuilder, FinalizeEvent, Keys, PublicKey, T
 use ehash_testkit::market::Market;
 use ehash_wallet::MinerWallet;
 use ehash_wallet::agent::record::Step;
-use ehash_wallet::agent::{Agent, OfferRequest, TradeConfig};
+use ehash_wallet::agent::{Agent, OfferRequest};
 use tokio_util::sync::CancellationToken;
 
 const SAT_FEE_PPK: u64 = 100;
 const LOT: u64 = 4;
 
-fn exchange_config(dir: &Path, m: &Market) -> Config {
-    Config {
-        data_dir: dir.join("exchange"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        relays: vec![m.relay.url().to_owned()],
-        nostr_secret_key: Some(m.exchange_keys.secret_key().to_secret_hex()),
-        lot: LOT,
-        lock_secs: 15,
-        claim_secs: 15,
-        margin_secs: 10,
-        grace_secs: 2,
-        poll_secs: 1,
-        ..Default::default()
-    }
+fn exchange_config(m: &Market) -> Config {
+    m.exchange_config(LOT, 15, 15, 10)
 }
 
 struct Party {
@@ -53,13 +41,7 @@ impl Party {
     async fn new(dir: &Path, m: &Market, ex: &Exchange, seed: u8) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let wallet = Arc::new(MinerWallet::open(&dir.join("wallet.sqlite"), m.pool.mint_url(), [seed; 64]).await.unwrap());
-        let config = TradeConfig {
-            exchange_url: ex.url(),
-            relays: vec![m.relay.url().to_owned()],
-            sat_mints: vec![m.sat_url.clone()],
-            min_margin_secs: 5,
-            ..Default::default()
-        };
+        let config = m.trade_config();
         let agent = Agent::open_with(wallet.clone(), dir, config, ex.info().clone()).await.unwrap();
         let mut p = Self { wallet, agent, cancel: CancellationToken::new(), task: None };
         p.start();
@@ -174,7 +156,7 @@ async fn the_same_on_postgresql() {
 async fn settle_and_restart(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let config = Config { database_url, ..exchange_config(dir.path(), &m) };
+    let config = Config { database_url, ..exchange_config(&m) };
     let ex = Exchange::start(config.clone()).await.unwrap();
     // a live view of the market, as the web UI gets it
     let tcp = tokio::net::TcpStream::connect(ex.local_addr()).await.unwrap();
@@ -425,7 +407,7 @@ async fn a_bad_lock_is_refused_by_the_buyer_and_blamed_by_the_exchange_and_the_b
     let _ = tracing_subscriber::fmt().with_env_filter("ehash_exchange=info,ehash_wallet=info").with_test_writer().try_init();
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
     let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
     let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
     let unit = m.earn(&rogue.wallet, 10).await;
@@ -479,7 +461,7 @@ async fn a_bad_lock_is_refused_by_the_buyer_and_blamed_by_the_exchange_and_the_b
 async fn replayed_and_conflicting_offer_versions_are_refused_and_the_first_booked_stands() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), 0).await;
-    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
     let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
     let unit = m.earn(&rogue.wallet, 2).await;
     let market = market_id(&ex, &unit).await;
@@ -547,7 +529,7 @@ async fn ex_handle(ex: &Exchange, ev: &nostr_sdk::prelude::Event) {
 async fn a_seller_who_vanishes_after_the_match_is_blamed_and_the_buyer_keeps_its_sats_and_its_place() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
     let mut seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
     let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
     let unit = m.earn(&seller.wallet, 2).await;
@@ -579,7 +561,7 @@ async fn a_seller_who_vanishes_after_the_match_is_blamed_and_the_buyer_keeps_its
 async fn a_buyer_who_vanishes_after_the_seller_locks_is_blamed_and_the_seller_is_refunded_after_the_locktime() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
     let seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
     let mut buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
     let unit = m.earn(&seller.wallet, 2).await;
@@ -610,7 +592,7 @@ async fn a_trade_settles_through_an_exchange_restart_an_agent_restart_and_a_sat_
     let _ = tracing_subscriber::fmt().with_env_filter("ehash_exchange=info,ehash_wallet=info").with_test_writer().try_init();
     let dir = tempfile::tempdir().unwrap();
     let mut m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let config = exchange_config(dir.path(), &m);
+    let config = exchange_config(&m);
     let ex = Exchange::start(config.clone()).await.unwrap();
     let mut seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
     let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
@@ -648,7 +630,7 @@ async fn a_trade_settles_through_an_exchange_restart_an_agent_restart_and_a_sat_
 async fn a_seller_who_claims_without_sending_the_preimage_still_pays_the_buyer() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
     let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
     let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
     let unit = m.earn(&rogue.wallet, 2).await;
@@ -678,7 +660,7 @@ async fn a_seller_who_claims_without_sending_the_preimage_still_pays_the_buyer()
 async fn a_buyer_lock_with_the_wrong_hash_is_refused_and_the_seller_reveals_nothing_and_is_refunded() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
     let seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
     let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
     let unit = m.earn(&seller.wallet, 2).await;
@@ -716,7 +698,7 @@ async fn a_buyer_lock_with_the_wrong_hash_is_refused_and_the_seller_reveals_noth
 async fn a_seller_who_vanishes_after_both_locks_leaves_both_refunded_after_their_locktimes() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
     let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
     let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
     let unit = m.earn(&rogue.wallet, 2).await;
@@ -758,7 +740,7 @@ async fn a_seller_who_vanishes_after_both_locks_leaves_both_refunded_after_their
 async fn a_buyer_away_while_the_seller_claims_claims_its_ehash_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(dir.path(), &m)).await.unwrap();
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
     let mut buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
     let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
     let unit = m.earn(&rogue.wallet, 2).await;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ehash_exchange::{Config as ExchangeConfig, Exchange};
+use ehash_exchange::Exchange;
 use ehash_protocol::market::Side;
 use ehash_proxy::{Config, Proxy};
 use ehash_testkit::market::{CREDIT, Market};
@@ -20,27 +20,8 @@ use tokio_util::sync::CancellationToken;
 async fn the_proxy_sells_what_it_mints_by_policy_and_the_sats_land_in_the_miners_wallet() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), 0).await;
-    let ex = Exchange::start(ExchangeConfig {
-        data_dir: dir.path().join("exchange"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        relays: vec![m.relay.url().to_owned()],
-        nostr_secret_key: Some(m.exchange_keys.secret_key().to_secret_hex()),
-        lot: 8,
-        lock_secs: 15,
-        claim_secs: 15,
-        margin_secs: 10,
-        poll_secs: 1,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let trade = TradeConfig {
-        exchange_url: ex.url(),
-        relays: vec![m.relay.url().to_owned()],
-        sat_mints: vec![m.sat_url.clone()],
-        min_margin_secs: 5,
-        ..Default::default()
-    };
+    let ex = Exchange::start(m.exchange_config(8, 15, 15, 10)).await.unwrap();
+    let trade = TradeConfig { exchange_url: ex.url(), ..m.trade_config() };
     let mut c = Config {
         data_dir: dir.path().join("proxy"),
         wallet_dir: dir.path().join("wallet"),

@@ -123,6 +123,36 @@ impl Market {
         }
     }
 
+    /// Settings of an exchange on this market: its keys (the relay accepts its trades), data
+    /// under the market's directory, `lot`, and settlement windows of `lock`, `claim` and
+    /// `margin` seconds with a 2-second grace; both mints polled every second.
+    pub fn exchange_config(&self, lot: u64, lock: u64, claim: u64, margin: u64) -> ehash_exchange::Config {
+        ehash_exchange::Config {
+            data_dir: self.dir.join("exchange"),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            relays: vec![self.relay.url().to_owned()],
+            nostr_secret_key: Some(self.exchange_keys.secret_key().to_secret_hex()),
+            lot,
+            lock_secs: lock,
+            claim_secs: claim,
+            margin_secs: margin,
+            grace_secs: 2,
+            poll_secs: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Settings of a trade agent on this market: its relay and sat mint, accepting locktime
+    /// margins from 5 seconds (tests use short windows).
+    pub fn trade_config(&self) -> ehash_wallet::agent::TradeConfig {
+        ehash_wallet::agent::TradeConfig {
+            relays: vec![self.relay.url().to_owned()],
+            sat_mints: vec![self.sat_url.clone()],
+            min_margin_secs: 5,
+            ..Default::default()
+        }
+    }
+
     /// Stop everything.
     pub async fn shutdown(mut self) {
         self.stop_sat_mint().await;

@@ -18,7 +18,7 @@ use ehash_protocol::epoch::EpochUnit;
 use ehash_protocol::market::{ExchangeInfo, Price, Side, whole_lots};
 use ehash_wallet::agent::record::{OfferRecord, Step, TradeRecord};
 use ehash_wallet::agent::store::Store;
-use ehash_wallet::agent::{Agent, OfferRequest, OfferState, TradeConfig};
+use ehash_wallet::agent::{Agent, OfferRequest, TradeConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FileConfig;
@@ -709,20 +709,6 @@ async fn store(dir: &Path) -> Result<Option<Store>> {
     Ok(Some(Store::open(dir).await?))
 }
 
-/// Offers with what is left of them (as the agent counts: every trade that did not fail takes
-/// its amount).
-async fn offer_states(store: &Store) -> Result<Vec<OfferState>> {
-    let now = now();
-    let mut out = vec![];
-    for offer in store.offers().await? {
-        let taken: u64 = store.trades_of(&offer.d).await?.iter().filter(|t| t.step != Step::Failed).map(|t| t.terms.amount).sum();
-        let remaining = offer.amount.saturating_sub(taken);
-        let open = !offer.canceled && offer.expiration > now && remaining > 0;
-        out.push(OfferState { offer, remaining, open });
-    }
-    Ok(out)
-}
-
 async fn status(s: &Settings, trade: Option<&str>) -> Result<()> {
     let dir = &s.wallet.dir;
     let Some(store) = store(dir).await? else {
@@ -745,7 +731,7 @@ async fn status(s: &Settings, trade: Option<&str>) -> Result<()> {
         let offer = store.offer(&t.offer_d).await?;
         return print_trade(t, offer.as_ref());
     }
-    let offers = offer_states(&store).await?;
+    let offers = store.offer_states().await?;
     if offers.is_empty() {
         println!("no offers");
     } else {

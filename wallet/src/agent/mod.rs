@@ -381,18 +381,11 @@ impl Agent {
 
     /// Every offer with what is left of it.
     pub async fn offers(&self) -> Result<Vec<OfferState>> {
-        let mut out = Vec::new();
-        for offer in self.inner.store.offers().await? {
-            let remaining = self.remaining(&offer).await?;
-            let open = !offer.canceled && offer.expiration > now() && remaining > 0;
-            out.push(OfferState { offer, remaining, open });
-        }
-        Ok(out)
+        self.inner.store.offer_states().await
     }
 
     async fn remaining(&self, offer: &OfferRecord) -> Result<u64> {
-        let taken: u64 = self.inner.store.trades_of(&offer.d).await?.iter().filter(|t| t.step != Step::Failed).map(|t| t.terms.amount).sum();
-        Ok(offer.amount.saturating_sub(taken))
+        self.inner.store.remaining(offer).await
     }
 
     /// Every trade, newest first.

@@ -69,6 +69,25 @@ impl Store {
         u32::try_from(next).map_err(|_| db("offer key index out of range"))
     }
 
+    /// Every offer with what is left of it: every trade that did not fail takes its amount; an
+    /// offer is open while not cancelled, expired or filled. Works while an agent runs.
+    pub async fn offer_states(&self) -> Result<Vec<super::OfferState>> {
+        let now = super::now();
+        let mut out = vec![];
+        for offer in self.offers().await? {
+            let remaining = self.remaining(&offer).await?;
+            let open = !offer.canceled && offer.expiration > now && remaining > 0;
+            out.push(super::OfferState { offer, remaining, open });
+        }
+        Ok(out)
+    }
+
+    /// What is left of an offer: every trade of it that did not fail takes its amount.
+    pub async fn remaining(&self, offer: &OfferRecord) -> Result<u64> {
+        let taken: u64 = self.trades_of(&offer.d).await?.iter().filter(|t| t.step != super::record::Step::Failed).map(|t| t.terms.amount).sum();
+        Ok(offer.amount.saturating_sub(taken))
+    }
+
     /// Save an offer (insert or replace).
     pub async fn save_offer(&self, o: &OfferRecord) -> Result<()> {
         let data = serde_json::to_string(o).map_err(db)?;
