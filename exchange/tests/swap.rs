@@ -361,6 +361,35 @@ impl Rogue {
     }
 }
 
+/// A buyer's agent whose 8-ehash bid at 10 was matched by a rogue seller's offer.
+struct RogueSale {
+    m: Market,
+    ex: Exchange,
+    buyer: Party,
+    rogue: Rogue,
+    unit: String,
+    market: String,
+    trade: Trade,
+}
+
+impl RogueSale {
+    async fn start(dir: &Path) -> Self {
+        let m = Market::start(dir, SAT_FEE_PPK).await;
+        let ex = Exchange::start(exchange_config(&m)).await.unwrap();
+        let buyer = Party::new(&dir.join("buyer"), &m, &ex, 2).await;
+        let mut rogue = Rogue::new(&dir.join("rogue"), &m).await;
+        let unit = m.earn(&rogue.wallet, 2).await;
+        m.fund(&buyer.wallet, 100).await;
+        let market = market_id(&ex, &unit).await;
+        buyer.offer(Side::Buy, &unit, 8, 10).await;
+        wait_book(&ex, &market, |b| b.bids.len() == 1).await;
+        rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
+        let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
+        let trade = parse_trade(&views[0]);
+        Self { m, ex, buyer, rogue, unit, market, trade }
+    }
+}
+
 /// What is wrong with a rogue seller's lock.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -629,18 +658,7 @@ async fn a_trade_settles_through_an_exchange_restart_an_agent_restart_and_a_sat_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_who_claims_without_sending_the_preimage_still_pays_the_buyer() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
-    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
-    let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
-    let unit = m.earn(&rogue.wallet, 2).await;
-    m.fund(&buyer.wallet, 100).await;
-    let market = market_id(&ex, &unit).await;
-    buyer.offer(Side::Buy, &unit, 8, 10).await;
-    wait_book(&ex, &market, |b| b.bids.len() == 1).await;
-    rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
-    let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
-    let trade = parse_trade(&views[0]);
+    let RogueSale { m, ex, buyer, rogue, unit, market, trade } = RogueSale::start(dir.path()).await;
     let preimage = rogue.lock(&ex, &trade).await;
     // the buyer locks; the rogue reads the buyer's lock from its message and claims it quietly
     wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
@@ -697,18 +715,7 @@ async fn a_buyer_lock_with_the_wrong_hash_is_refused_and_the_seller_reveals_noth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_who_vanishes_after_both_locks_leaves_both_refunded_after_their_locktimes() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
-    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
-    let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
-    let unit = m.earn(&rogue.wallet, 2).await;
-    m.fund(&buyer.wallet, 100).await;
-    let market = market_id(&ex, &unit).await;
-    buyer.offer(Side::Buy, &unit, 8, 10).await;
-    wait_book(&ex, &market, |b| b.bids.len() == 1).await;
-    rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
-    let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
-    let trade = parse_trade(&views[0]);
+    let RogueSale { m, ex, buyer, rogue, market, trade, .. } = RogueSale::start(dir.path()).await;
     // the seller locks, then is gone: the buyer's lock is never claimed
     let _preimage = rogue.lock(&ex, &trade).await;
     let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
@@ -739,18 +746,7 @@ async fn a_seller_who_vanishes_after_both_locks_leaves_both_refunded_after_their
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buyer_away_while_the_seller_claims_claims_its_ehash_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
-    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
-    let mut buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
-    let mut rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
-    let unit = m.earn(&rogue.wallet, 2).await;
-    m.fund(&buyer.wallet, 100).await;
-    let market = market_id(&ex, &unit).await;
-    buyer.offer(Side::Buy, &unit, 8, 10).await;
-    wait_book(&ex, &market, |b| b.bids.len() == 1).await;
-    rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
-    let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
-    let trade = parse_trade(&views[0]);
+    let RogueSale { m, ex, mut buyer, rogue, unit, market, trade } = RogueSale::start(dir.path()).await;
     let preimage = rogue.lock(&ex, &trade).await;
     wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
     // the buyer's agent is gone while the seller claims (and sends the preimage)
