@@ -3,7 +3,6 @@
 //! error when there is no exchange to verify.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -72,15 +71,7 @@ fn spawn(args: &[String]) -> Running {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = ehash_testkit::stdout_lines(&mut child);
     Running { child, lines }
 }
 

@@ -12,6 +12,10 @@
 pub mod market;
 pub mod postgres;
 
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::sync::mpsc;
+
 /// Whether missing external services must fail tests instead of skipping them.
 pub fn external_required() -> bool {
     std::env::var("EHASH_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
@@ -24,4 +28,19 @@ pub fn skip_or_fail<T>(why: &str) -> Option<T> {
     }
     eprintln!("SKIPPED: {why} (set EHASH_REQUIRE_EXTERNAL=1 to make this a failure)");
     None
+}
+
+/// The lines a child process (spawned with `stdout(Stdio::piped())`) prints, read by a thread.
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    lines
 }
