@@ -43,18 +43,7 @@ fn sum(v: &Value) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_of_the_proxy_loses_no_credit_and_no_proof() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = ehash_mint_bridge::Config {
-        data_dir: dir.path().join("pool"),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        stratum_listen: "127.0.0.1:0".parse().unwrap(),
-        pool_id: Some("k".into()),
-        unit_log2_hashes: 12,
-        ..Default::default()
-    };
-    c.stratum.initial_difficulty_exp = -18;
-    c.stratum.min_difficulty_exp = -18;
-    c.stratum.max_difficulty_exp = -18;
-    c.devnet.network_difficulty_exp = 60;
+    let c = ehash_mint_bridge::Config { pool_id: Some("k".into()), ..ehash_testkit::market::pool_config(&dir.path().join("pool")) };
     let bridge = MintBridge::start(c).await.unwrap();
     let (listen, status_addr) = (free(), free());
     let mut child = spawn_proxy(dir.path(), &bridge, listen, status_addr);

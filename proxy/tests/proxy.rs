@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const CREDIT: u64 = 4; // pool unit 2^12 hashes, share difficulty 2^-18
+use ehash_testkit::market::CREDIT;
 
 fn init() {
     let _ = tracing_subscriber::fmt()
@@ -25,21 +25,9 @@ fn init() {
         .try_init();
 }
 
+/// The test pool (fixed share difficulty 2^-18, [`CREDIT`] ehash a share) on given ports.
 fn bridge_config(dir: &Path, http: SocketAddr, stratum: SocketAddr) -> ehash_mint_bridge::Config {
-    let mut c = ehash_mint_bridge::Config {
-        data_dir: dir.to_path_buf(),
-        http_listen: http,
-        stratum_listen: stratum,
-        pool_id: Some("pool".into()),
-        unit_log2_hashes: 12,
-        ..Default::default()
-    };
-    c.stratum.initial_difficulty_exp = -18;
-    c.stratum.min_difficulty_exp = -18;
-    c.stratum.max_difficulty_exp = -18;
-    c.devnet.network_difficulty_exp = 60;
-    c.devnet.job_refresh_secs = 3600;
-    c
+    ehash_mint_bridge::Config { http_listen: http, stratum_listen: stratum, pool_id: Some("pool".into()), ..ehash_testkit::market::pool_config(dir) }
 }
 
 fn free() -> SocketAddr {
