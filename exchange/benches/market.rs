@@ -122,29 +122,9 @@ async fn latency(m: &Market, ex: &Exchange, market: &str, unit: &str) {
     let mut lat = vec![];
     let rounds = 200;
     for i in 0..rounds {
-        let mk = |side: Side, keys: &Keys| {
-            Offer {
-                id: format!("l{i}{}", side.as_str()),
-                side,
-                status: OfferStatus::Pending,
-                market: market.into(),
-                unit: unit.into(),
-                mint_url: m.pool.mint_url().into(),
-                pool: m.pool_keys.public_key(),
-                sat_mints: vec![m.sat_url.clone()],
-                amount: LOT,
-                min: LOT,
-                // far below the swap rounds' price: the bid of each pair returns to the book
-                // when its trade fails (nobody settles these), and must not cross them
-                price: Price::new(1, LOT).unwrap(),
-                exchange,
-                expiration: Timestamp::now().as_secs() + 600,
-                note: String::new(),
-            }
-            .to_builder()
-            .finalize(keys)
-            .unwrap()
-        };
+        // far below the swap rounds' price: the bid of each pair returns to the book when its
+        // trade fails (nobody settles these), and must not cross them
+        let mk = |side: Side, keys: &Keys| m.offer(format!("l{i}{}", side.as_str()), side, market, unit, LOT, 1, LOT, exchange).to_builder().finalize(keys).unwrap();
         let maker = mk(Side::Sell, &Keys::generate());
         client.send_event(&maker).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;

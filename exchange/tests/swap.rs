@@ -13,7 +13,7 @@ use cdk::nuts::Token;
 use ehash_exchange::{Config, Exchange};
 use ehash_protocol::api::{Book, TradeView};
 use ehash_protocol::events::settlement::{Body, Message};
-use ehash_protocol::events::{Offer, OfferStatus, Trade, TradeState};
+use ehash_protocol::events::{Offer, Trade, TradeState};
 use ehash_protocol::market::{Price, Side, lock_key};
 use ehash_wallet::{durable, htlc};
 use nostr_sdk::prelude::{Client, EventBuilder, FinalizeEvent, Keys, PublicKey, Timestamp};
@@ -282,22 +282,8 @@ impl Rogue {
 
     #[allow(clippy::too_many_arguments)]
     async fn offer_side(&mut self, side: Side, m: &Market, ex: &Exchange, market: &str, unit: &str, amount: u64, price: u64, created_at: u64) -> nostr_sdk::prelude::Event {
-        let offer = Offer {
-            id: format!("rogue{created_at}{amount}{price}{side}"),
-            side,
-            status: OfferStatus::Pending,
-            market: market.into(),
-            unit: unit.into(),
-            mint_url: m.pool.mint_url().into(),
-            pool: m.pool_keys.public_key(),
-            sat_mints: vec![m.sat_url.clone()],
-            amount,
-            min: LOT,
-            price: Price::new(price, LOT).unwrap(),
-            exchange: PublicKey::parse(&ex.info().pubkey).unwrap(),
-            expiration: now() + 600,
-            note: String::new(),
-        };
+        let exchange = PublicKey::parse(&ex.info().pubkey).unwrap();
+        let offer = m.offer(format!("rogue{created_at}{amount}{price}{side}"), side, market, unit, amount, price, LOT, exchange);
         let ev = offer.to_builder().custom_created_at(Timestamp::from_secs(created_at)).finalize(&self.keys).unwrap();
         self.client.send_event(&ev).await.unwrap();
         ev

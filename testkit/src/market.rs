@@ -8,7 +8,9 @@ use ehash_mint_bridge::MintBridge;
 use ehash_relay::Relay;
 use ehash_satmint::SatMint;
 use ehash_wallet::MinerWallet;
-use nostr_sdk::prelude::Keys;
+use ehash_protocol::events::{Offer, OfferStatus};
+use ehash_protocol::market::{Price, Side};
+use nostr_sdk::prelude::{Keys, PublicKey, Timestamp};
 
 /// Ehash earned per share at the fixed test difficulty (2^-18 with 2^12 hashes per unit).
 pub const CREDIT: u64 = 4;
@@ -150,6 +152,29 @@ impl Market {
             sat_mints: vec![self.sat_url.clone()],
             min_margin_secs: 5,
             ..Default::default()
+        }
+    }
+
+    /// An open offer on this market's pool and sat mint, to be signed by the caller: `amount`
+    /// ehash of `unit` (keyset `market`), at least one `lot`, at `sats_per_lot`, to `exchange`,
+    /// expiring in ten minutes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer(&self, id: String, side: Side, market: &str, unit: &str, amount: u64, sats_per_lot: u64, lot: u64, exchange: PublicKey) -> Offer {
+        Offer {
+            id,
+            side,
+            status: OfferStatus::Pending,
+            market: market.into(),
+            unit: unit.into(),
+            mint_url: self.pool.mint_url().into(),
+            pool: self.pool_keys.public_key(),
+            sat_mints: vec![self.sat_url.clone()],
+            amount,
+            min: lot,
+            price: Price::new(sats_per_lot, lot).expect("a positive price and lot"),
+            exchange,
+            expiration: Timestamp::now().as_secs() + 600,
+            note: String::new(),
         }
     }
 
