@@ -13,6 +13,9 @@
 //! | `GET /api/epochs` | the epoch announcements (signed kind-38180 events) |
 //! | `GET /api/refusals` | offers not booked, and why (newest last) |
 //! | `GET /api/ws` | WebSocket: `{"type":"book"\|"trade"\|"epoch","market":…,"data":…}` |
+//!
+//! Every route allows cross-origin calls from any origin (`Access-Control-Allow-Origin: *`,
+//! preflights answered; see `ehash-cors`): the web UI is served from another origin.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +48,7 @@ pub(crate) fn router(inner: Shared) -> Router {
         .route("/api/epochs", get(epochs))
         .route("/api/refusals", get(refusals))
         .route("/api/ws", get(ws))
+        .layer(axum::middleware::from_fn(ehash_cors::middleware))
         .with_state(inner)
 }
 

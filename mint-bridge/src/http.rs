@@ -8,6 +8,11 @@
 //! | `POST /v1/mint/quote/ehash` | NUT-04 quote; refused unless NUT-20 locked and in the active epoch's unit |
 //! | `POST /admin/epoch/close` | close the active epoch (bearer token from `admin.token`) |
 //! | everything else | cdk-axum: keys, keysets, swap, checkstate, restore, info, mint, batch mint, ws |
+//!
+//! Every route but the admin routes allows cross-origin calls from any origin (the web UI is
+//! served from another origin; see `ehash-cors`): preflights are answered here, and the
+//! `Access-Control-Allow-Origin: *` of cdk-axum's own layer is replaced, not repeated. The admin
+//! routes get no CORS headers, so a browser page cannot call them.
 
 use std::sync::Arc;
 
@@ -45,8 +50,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/v1/ehash/epochs", get(get_epochs))
         .route("/v1/mint/quote/ehash", post(post_quote))
-        .route("/admin/epoch/close", post(post_close_epoch))
         .fallback(forward)
+        .layer(axum::middleware::from_fn(ehash_cors::middleware))
+        // after the layer: no CORS
+        .route("/admin/epoch/close", post(post_close_epoch))
         .with_state(state)
 }
 

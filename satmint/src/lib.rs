@@ -5,6 +5,7 @@
 //! Buyers deposit sats with an ordinary NUT-04 bolt11 quote and swap and lock them like at any
 //! Cashu mint. Never use it for real money: it is the stand-in for whatever real sat mint a
 //! market's buyers use. Inputs can carry a fee (`input_fee_ppk`), so fee handling is exercised.
+//! Browsers may call it from any origin (the web UI; see `ehash-cors`).
 //!
 //! | key | default | meaning |
 //! |-----|---------|---------|
@@ -151,7 +152,10 @@ impl SatMint {
                     Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
                 }
             }
-        });
+        })
+        // the same CORS as the pool mint and the exchange (cdk-axum's own layer answers
+        // preflights too; this one also answers Private Network Access preflights)
+        .layer(axum::middleware::from_fn(ehash_cors::middleware));
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let server = tokio::spawn(async move {
