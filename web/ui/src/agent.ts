@@ -1,0 +1,811 @@
+// The browser's trade agent: the same protocol as the Rust agent (wallet/src/agent, protocol
+// §9–10). Offers are signed by a fresh key per offer derived from the wallet seed; trades the
+// exchange publishes for those keys are settled with cross-mint HTLC swaps, every step written to
+// IndexedDB before the network action it leads to; settlement messages go through an outbox
+// that is filled before the step that follows them is saved. A reloaded page resumes every
+// trade where it stopped, or refunds it after its locktime.
+import { finalizeEvent, verifyEvent } from 'nostr-tools/pure';
+import type { SubCloser } from 'nostr-tools/abstract-pool';
+import type { ExchangeInfo, MarketSummary } from './api';
+import * as cashu from './cashu';
+import * as store from './db';
+import * as nostr from './nostr';
+import * as wallet from './wallet';
+import { now, randomId } from './util';
+
+/** An offer made in this browser. */
+export interface OfferRecord extends nostr.OfferTerms {
+  index: number;
+  pubkey: string;
+  createdAt: number;
+  eventId: string;
+  /** Epoch keyset (from the verified announcement) the ehash side is in. */
+  keyset: { id: string; keys: Record<string, string>; fee: number };
+}
+
+export type Step = 'matched' | 'locking' | 'locked' | 'claiming' | 'await_refund' | 'refunding' | 'settled' | 'refunded' | 'failed';
+const FINAL: Step[] = ['settled', 'refunded', 'failed'];
+
+/** One trade's settlement as this browser sees it. */
+export interface TradeRecord {
+  id: string;
+  role: 'buy' | 'sell';
+  offerD: string;
+  counterparty: string;
+  exchange: string;
+  market: string;
+  unit: string;
+  mint: string;
+  satMint: string;
+  amount: number;
+  sats: number;
+  price: number;
+  lot: number;
+  sellerLockBy: number;
+  buyerLockBy: number;
+  ehashLocktime: number;
+  satsLocktime: number;
+  step: Step;
+  exchangeState: string;
+  preimage?: string;
+  preimageHint?: string;
+  hash?: string;
+  theirToken?: string;
+  theirLock?: cashu.StoredProof[];
+  theirAbort?: string;
+  myLock?: { token: string; proofs: cashu.StoredProof[] };
+  pending?: string;
+  note?: string;
+  lastPoll: number;
+  createdAt: number;
+  updatedAt: number;
+  log: { at: number; text: string }[];
+}
+
+interface OutboxItem {
+  id: string;
+  event: nostr.Event;
+  relays: string[];
+  delivered: boolean;
+  tries: number;
+  lastError?: string;
+}
+
+/** Agent settings (as TradeConfig in the Rust agent). */
+const CONFIG = { minMarginSecs: 20, maxLockSecs: 7200, claimGuardSecs: 10, lockGuardSecs: 2, graceSecs: 5, offerTtlSecs: 86_400, lookahead: 16 };
+
+type Listener = () => void;
+
+export class Agent {
+  private sub: SubCloser | null = null;
+  private subKeys = '';
+  private listeners = new Set<Listener>();
+  private stash = new Map<string, nostr.Event[]>();
+  private busy: Promise<void> = Promise.resolve();
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private keyCache = new Map<string, nostr.OfferKey>();
+
+  constructor(
+    readonly info: ExchangeInfo,
+    readonly relays: string[],
+  ) {}
+
+  onChange(f: Listener): () => void {
+    this.listeners.add(f);
+    return () => this.listeners.delete(f);
+  }
+  private changed() {
+    for (const f of this.listeners) f();
+  }
+
+  /** Start: resume, subscribe, and step every trade each second. */
+  async start(): Promise<void> {
+    await this.resubscribe();
+    this.timer = setInterval(() => void this.tick(), 1000);
+    void this.tick();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.sub?.close();
+  }
+
+  // ------------------------------------------------------------ offers
+
+  async offers(): Promise<OfferRecord[]> {
+    return (await store.all<OfferRecord>('offers')).sort((a, b) => b.createdAt - a.createdAt);
+  }
+
+  async trades(): Promise<TradeRecord[]> {
+    return (await store.all<TradeRecord>('trades')).sort((a, b) => b.createdAt - a.createdAt);
+  }
+
+  /** What is left of an offer: its latest version's amount less what traded since. */
+  async remaining(o: OfferRecord): Promise<number> {
+    const ts = (await this.trades()).filter((t) => t.offerD === o.d && t.createdAt >= o.createdAt && !(t.step === 'failed' && !t.myLock));
+    return Math.max(0, o.amount - ts.reduce((s, t) => s + t.amount, 0));
+  }
+
+  private async keyFor(pubkey: string): Promise<nostr.OfferKey> {
+    const k = this.keyCache.get(pubkey);
+    if (k) return k;
+    const o = (await this.offers()).find((x) => x.pubkey === pubkey);
+    if (!o) throw new Error(`no offer key ${pubkey}`);
+    const key = await wallet.offerKeyAt(o.index);
+    this.keyCache.set(pubkey, key);
+    return key;
+  }
+
+  /** Place a new offer. Validates everything a user can get wrong before anything is signed. */
+  async place(m: MarketSummary, keyset: OfferRecord['keyset'], req: { side: 'buy' | 'sell'; amount: number; price: number; min?: number; satMints: string[]; ttlSecs?: number }): Promise<OfferRecord> {
+    const lot = this.info.lot;
+    if (m.state !== 'active' && m.state !== 'closed' && m.state !== 'redeemable') throw new Error(`the market of epoch ${m.epoch} is ${m.state}; it does not trade`);
+    if (!Number.isSafeInteger(req.amount) || req.amount <= 0 || req.amount % lot !== 0) throw new Error(`the amount must be a whole number of lots of ${lot} ehash (e.g. ${lot}, ${2 * lot})`);
+    const min = req.min ?? lot;
+    if (!Number.isSafeInteger(min) || min <= 0 || min % lot !== 0 || min > req.amount) throw new Error(`the minimum fill must be whole lots of ${lot}, at most the amount`);
+    if (!Number.isSafeInteger(req.price) || req.price <= 0) throw new Error('the price must be a whole number of sats per lot, above 0');
+    const sats = (BigInt(req.amount) / BigInt(lot)) * BigInt(req.price);
+    if (sats > 2_100_000_000_000_000n) throw new Error('that offer is worth more than 21 million bitcoin');
+    if (req.satMints.length === 0) throw new Error('name at least one sat mint you accept');
+    if (req.side === 'buy') {
+      const lockFace = await this.satsNeeded(req.satMints[0], Number(sats));
+      const have = await wallet.balance(req.satMints[0], 'sat');
+      if (have < lockFace) throw new Error(`a bid of ${Number(sats)} sats needs about ${lockFace} sats at ${req.satMints[0]} (the lock plus fees); the wallet holds ${have}. Deposit sats first.`);
+    } else {
+      const have = await wallet.balance(m.mint_url, m.unit);
+      if (have < req.amount) throw new Error(`an ask of ${req.amount} ${m.unit} needs that much ehash plus fees; the wallet holds ${have}`);
+    }
+    const index = (await store.kvGet<number>('offer_index')) ?? 0;
+    const key = await wallet.offerKeyAt(index);
+    const created = now();
+    const rec: OfferRecord = {
+      d: randomId(12),
+      side: req.side,
+      status: 'pending',
+      market: m.market,
+      unit: m.unit,
+      mint: cashu.normalizeUrl(m.mint_url),
+      pool: m.pool,
+      satMints: req.satMints.map(cashu.normalizeUrl),
+      amount: req.amount,
+      min,
+      price: req.price,
+      lot,
+      exchange: this.info.pubkey,
+      expiration: created + (req.ttlSecs ?? CONFIG.offerTtlSecs),
+      index,
+      pubkey: key.pubkey,
+      createdAt: created,
+      eventId: '',
+      keyset,
+    };
+    const ev = finalizeEvent(nostr.offerTemplate(rec, created), key.sk);
+    rec.eventId = ev.id;
+    await store.write((b) => {
+      b.put('kv', { k: 'offer_index', v: index + 1 });
+      b.put('offers', rec);
+      b.put('outbox', { id: ev.id, event: ev, relays: this.relays, delivered: false, tries: 0 } satisfies OutboxItem);
+    });
+    await this.resubscribe();
+    await this.flush();
+    this.changed();
+    return rec;
+  }
+
+  /** Sats a bid of `sats` locks (the seller's redemption fee added) plus this swap's input fee, roughly. */
+  async satsNeeded(satMint: string, sats: number): Promise<number> {
+    const ks = await cashu.activeKeyset(satMint, 'sat');
+    return cashu.lockFace(sats, ks.keys, ks.fee) + Math.ceil((ks.fee * 8) / 1000);
+  }
+
+  /** Publish a new version of an offer (edit), or its cancellation. */
+  async revise(d: string, change: { price?: number; amount?: number; cancel?: boolean }): Promise<void> {
+    const o = await store.get<OfferRecord>('offers', d);
+    if (!o) throw new Error('unknown offer');
+    if (o.status === 'canceled') throw new Error('the offer is already cancelled');
+    const next: OfferRecord = { ...o };
+    if (change.cancel) next.status = 'canceled';
+    if (change.price !== undefined) {
+      if (!Number.isSafeInteger(change.price) || change.price <= 0) throw new Error('the price must be a whole number of sats per lot, above 0');
+      next.price = change.price;
+    }
+    if (change.amount !== undefined) {
+      if (!Number.isSafeInteger(change.amount) || change.amount <= 0 || change.amount % o.lot !== 0) throw new Error(`the amount must be whole lots of ${o.lot}`);
+      next.amount = change.amount;
+      next.min = Math.min(next.min, change.amount);
+    }
+    next.createdAt = Math.max(now(), o.createdAt + 1);
+    const key = await wallet.offerKeyAt(o.index);
+    const ev = finalizeEvent(nostr.offerTemplate(next, next.createdAt), key.sk);
+    next.eventId = ev.id;
+    await store.write((b) => {
+      b.put('offers', next);
+      b.put('outbox', { id: ev.id, event: ev, relays: this.relays, delivered: false, tries: 0 } satisfies OutboxItem);
+    });
+    await this.flush();
+    this.changed();
+  }
+
+  // ------------------------------------------------------------ relays
+
+  /** Subscribe to trades and messages for every offer key and the next ones. */
+  private async resubscribe(): Promise<void> {
+    const offers = await this.offers();
+    const next = (await store.kvGet<number>('offer_index')) ?? 0;
+    const keys = new Set(offers.map((o) => o.pubkey));
+    for (let i = next; i < next + CONFIG.lookahead; i++) keys.add((await wallet.offerKeyAt(i)).pubkey);
+    const list = [...keys].sort();
+    const sig = list.join(',');
+    if (sig === this.subKeys && this.sub) return;
+    this.subKeys = sig;
+    this.sub?.close();
+    const since = now() - 7 * 86_400;
+    const subs = [
+      nostr.pool.subscribeMany(this.relays, { kinds: [nostr.KIND_TRADE], authors: [this.info.pubkey], '#p': list }, { onevent: (e) => this.queue(() => this.onTrade(e)) }),
+      nostr.pool.subscribeMany(this.relays, { kinds: [nostr.KIND_SETTLEMENT], '#p': list, since }, { onevent: (e) => this.queue(() => this.onMessage(e)) }),
+    ];
+    this.sub = { close: () => subs.forEach((s) => s.close()) };
+  }
+
+  /** Run `f` after everything queued before it (one step at a time, as the Rust agent's lock). */
+  private queue(f: () => Promise<void>): Promise<void> {
+    this.busy = this.busy.then(f).catch((e) => console.warn('agent', e));
+    return this.busy;
+  }
+
+  private async onTrade(ev: nostr.Event): Promise<void> {
+    if (ev.pubkey !== this.info.pubkey || !verifyEvent(ev)) return;
+    let tr: nostr.TradeEvent;
+    try {
+      tr = nostr.parseTrade(ev);
+    } catch (e) {
+      console.warn('malformed trade', e);
+      return;
+    }
+    const offers = await this.offers();
+    const mine = offers.find((o) => o.pubkey === tr.seller) ?? offers.find((o) => o.pubkey === tr.buyer);
+    if (!mine) return;
+    const role: 'sell' | 'buy' = mine.pubkey === tr.seller ? 'sell' : 'buy';
+    const old = await store.get<TradeRecord>('trades', tr.id);
+    if (old) {
+      if (ev.created_at >= old.updatedAt || old.exchangeState !== tr.state) old.exchangeState = tr.state;
+      if (old.role === 'buy' && !old.preimage && tr.preimage) old.preimageHint = tr.preimage;
+      await this.save(old);
+      await this.step(old);
+      return;
+    }
+    const t: TradeRecord = {
+      id: tr.id,
+      role,
+      offerD: mine.d,
+      counterparty: role === 'sell' ? tr.buyer : tr.seller,
+      exchange: this.info.pubkey,
+      market: tr.market,
+      unit: tr.unit,
+      mint: cashu.normalizeUrl(tr.mint),
+      satMint: cashu.normalizeUrl(tr.satMint),
+      amount: tr.amount,
+      sats: tr.sats,
+      price: tr.price,
+      lot: tr.lot,
+      sellerLockBy: tr.sellerLockBy,
+      buyerLockBy: tr.buyerLockBy,
+      ehashLocktime: tr.ehashLocktime,
+      satsLocktime: tr.satsLocktime,
+      step: 'matched',
+      exchangeState: tr.state,
+      preimageHint: tr.preimage,
+      lastPoll: 0,
+      createdAt: ev.created_at,
+      updatedAt: now(),
+      log: [{ at: now(), text: `matched: ${role === 'buy' ? 'buy' : 'sell'} ${tr.amount} ehash for ${tr.sats} sats` }],
+    };
+    const problem = await this.checkTrade(mine, role, tr);
+    if (problem) {
+      t.step = 'failed';
+      t.note = `refused: ${problem}`;
+      await this.save(t);
+      if (tr.state === 'matched' || tr.state === 'ehash_locked') await this.send(t, { type: 'abort', reason: problem.slice(0, 300) });
+      return;
+    }
+    await this.save(t);
+    for (const m of this.stash.get(t.id) ?? []) await this.applyMessage(t, m);
+    this.stash.delete(t.id);
+    await this.save(t);
+    await this.step(t);
+  }
+
+  private async checkTrade(o: OfferRecord, role: 'buy' | 'sell', tr: nostr.TradeEvent): Promise<string | null> {
+    if (role !== o.side) return `the offer is a ${o.side} offer`;
+    if (tr.market !== o.market || tr.unit.toLowerCase() !== o.unit.toLowerCase() || cashu.normalizeUrl(tr.mint) !== o.mint) return 'the trade is in another market';
+    if (!o.satMints.includes(cashu.normalizeUrl(tr.satMint))) return `the offer does not accept the sat mint ${tr.satMint}`;
+    const rate = (p: number, lot: number) => BigInt(p) * BigInt(o.lot) * 1n - BigInt(o.price) * BigInt(lot);
+    const cmp = rate(tr.price, tr.lot);
+    if (role === 'sell' ? cmp < 0n : cmp > 0n) return `the price ${tr.price} is worse than the offer's ${o.price}`;
+    const remaining = await this.remaining(o);
+    if (tr.amount > remaining) return `${tr.amount} ehash is more than the ${remaining} left of the offer`;
+    if (tr.amount < Math.min(o.min, remaining)) return `${tr.amount} ehash is less than the offer's minimum fill ${o.min}`;
+    const fresh = role === 'sell' ? tr.state === 'matched' : tr.state === 'matched' || tr.state === 'ehash_locked';
+    if (!fresh) return `the trade was already ${tr.state} when this agent first saw it`;
+    const margin = tr.ehashLocktime - tr.satsLocktime;
+    if (margin < CONFIG.minMarginSecs) return `the locktimes leave a margin of ${margin} s; this agent needs ${CONFIG.minMarginSecs}`;
+    const mine = role === 'sell' ? tr.ehashLocktime : tr.satsLocktime;
+    if (mine - now() > CONFIG.maxLockSecs) return `my lock would stay locked until ${mine}, longer than this agent's ${CONFIG.maxLockSecs} s`;
+    return null;
+  }
+
+  private async onMessage(ev: nostr.Event): Promise<void> {
+    const to = nostr.tag(ev, 'p');
+    if (!to) return;
+    let key;
+    try {
+      key = await this.keyFor(to);
+    } catch {
+      return;
+    }
+    let m: nostr.Message;
+    try {
+      m = nostr.readMessage(ev, key);
+    } catch (e) {
+      console.warn('unreadable settlement message', e);
+      return;
+    }
+    const t = await store.get<TradeRecord>('trades', m.trade);
+    if (!t) {
+      this.stash.set(m.trade, [...(this.stash.get(m.trade) ?? []), ev]);
+      return;
+    }
+    if (await this.applyMessage(t, ev)) {
+      await this.save(t);
+      await this.step(t);
+    }
+  }
+
+  private async applyMessage(t: TradeRecord, ev: nostr.Event): Promise<boolean> {
+    if (ev.pubkey !== t.counterparty) return false;
+    const o = await store.get<OfferRecord>('offers', t.offerD);
+    if (!o) return false;
+    let m: nostr.Message;
+    try {
+      m = nostr.readMessage(ev, await this.keyFor(o.pubkey));
+    } catch {
+      return false;
+    }
+    if (m.trade !== t.id) return false;
+    if (m.type === 'lock' && !t.theirToken) {
+      t.theirToken = m.token;
+      this.log(t, 'received the counterparty’s lock');
+    } else if (m.type === 'preimage' && !t.preimage) {
+      t.preimageHint = m.preimage;
+      this.log(t, 'received the preimage');
+    } else if (m.type === 'abort' && !t.theirAbort) {
+      t.theirAbort = m.reason;
+      this.log(t, `the counterparty aborted: ${m.reason}`);
+    } else return false;
+    return true;
+  }
+
+  // ------------------------------------------------------------ outbox
+
+  private async send(t: TradeRecord, body: nostr.Body): Promise<void> {
+    const o = await store.get<OfferRecord>('offers', t.offerD);
+    if (!o) throw new Error(`trade ${t.id} names an unknown offer`);
+    const key = await this.keyFor(o.pubkey);
+    const m = { v: 1, trade: t.id, ...body } as nostr.Message;
+    const items = [t.counterparty, t.exchange].map((to) => {
+      const ev = nostr.messageEvent(m, key, to, t.ehashLocktime + 86_400);
+      return { id: ev.id, event: ev, relays: this.relays, delivered: false, tries: 0 } satisfies OutboxItem;
+    });
+    await store.write((b) => items.forEach((i) => b.put('outbox', i)));
+    void this.flush();
+  }
+
+  private flushing = false;
+  /** Deliver what the outbox holds; an event counts once a relay accepted it. */
+  async flush(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      for (const item of await store.all<OutboxItem>('outbox')) {
+        if (item.delivered) continue;
+        try {
+          await nostr.publish(item.relays, item.event);
+          await store.write((b) => b.put('outbox', { ...item, delivered: true }));
+        } catch (e) {
+          await store.write((b) => b.put('outbox', { ...item, tries: item.tries + 1, lastError: (e as Error).message }));
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** Undelivered events (shown to the user). */
+  async undelivered(): Promise<OutboxItem[]> {
+    return (await store.all<OutboxItem>('outbox')).filter((i) => !i.delivered);
+  }
+
+  // ------------------------------------------------------------ the state machine
+
+  private async tick(): Promise<void> {
+    await this.queue(async () => {
+      await this.flush();
+      await this.resubscribe();
+      for (const t of await this.trades()) if (!FINAL.includes(t.step)) await this.step(t);
+    });
+  }
+
+  private log(t: TradeRecord, text: string) {
+    t.log = [...(t.log ?? []), { at: now(), text }].slice(-30);
+  }
+
+  private async save(t: TradeRecord, also?: (b: store.Batch) => void): Promise<void> {
+    t.updatedAt = now();
+    await store.write((b) => {
+      b.put('trades', t);
+      also?.(b);
+    });
+    this.changed();
+  }
+
+  /** Move a trade as far as it can go now. */
+  async step(t: TradeRecord): Promise<void> {
+    for (let i = 0; i < 16; i++) {
+      if (FINAL.includes(t.step)) return;
+      let go = false;
+      try {
+        go = await this.transition(t);
+      } catch (e) {
+        if (e instanceof cashu.Unreachable) {
+          t.note = `waiting: ${e.message}`;
+          await this.save(t);
+          return;
+        }
+        throw e;
+      }
+      if (!go) return;
+    }
+  }
+
+  private async transition(t: TradeRecord): Promise<boolean> {
+    switch (t.step) {
+      case 'matched':
+        return t.role === 'sell' ? this.sellerLock(t) : this.buyerLock(t);
+      case 'locking':
+        return this.finishLock(t);
+      case 'locked':
+        return t.role === 'sell' ? this.sellerClaim(t) : this.buyerWait(t);
+      case 'claiming':
+        return this.finishClaim(t);
+      case 'await_refund':
+        return this.refund(t);
+      case 'refunding':
+        return this.finishRefund(t);
+      default:
+        return false;
+    }
+  }
+
+  private async fail(t: TradeRecord, why: string, tell: boolean): Promise<boolean> {
+    if (tell) await this.send(t, { type: 'abort', reason: why.slice(0, 300) });
+    t.step = 'failed';
+    t.note = why;
+    t.pending = undefined;
+    this.log(t, `failed: ${why}`);
+    await this.save(t);
+    return true;
+  }
+
+  private async giveUp(t: TradeRecord, why: string, tell: boolean): Promise<boolean> {
+    if (tell) await this.send(t, { type: 'abort', reason: why.slice(0, 300) });
+    t.step = 'await_refund';
+    t.note = why;
+    t.pending = undefined;
+    this.log(t, `giving up (${why}); my lock comes back after its locktime`);
+    await this.save(t);
+    return true;
+  }
+
+  private myLockKey(o: OfferRecord): string {
+    return nostr.lockKey(o.pubkey);
+  }
+
+  private async offerOf(t: TradeRecord): Promise<OfferRecord> {
+    const o = await store.get<OfferRecord>('offers', t.offerD);
+    if (!o) throw new Error(`trade ${t.id} names an unknown offer`);
+    return o;
+  }
+
+  /** The terms the counterparty's lock must meet. */
+  private async theirTerms(t: TradeRecord, refresh = false): Promise<cashu.LockTerms> {
+    const o = await this.offerOf(t);
+    if (t.role === 'sell') {
+      const sets = (await cashu.keysets(t.satMint, refresh)).filter((k) => k.unit === 'sat');
+      const keysets = new Map<string, { keys: Record<string, string>; fee: number }>();
+      for (const k of sets) keysets.set(k.id, { keys: await cashu.keysOf(t.satMint, k.id), fee: k.fee });
+      return { mint: t.satMint, unit: 'sat', keysets, hash: t.hash, locktime: t.satsLocktime, receiver: this.myLockKey(o), maker: nostr.lockKey(t.counterparty), amount: t.sats };
+    }
+    return {
+      mint: t.mint,
+      unit: t.unit,
+      keysets: new Map([[o.keyset.id, { keys: o.keyset.keys, fee: o.keyset.fee }]]),
+      locktime: t.ehashLocktime,
+      receiver: this.myLockKey(o),
+      maker: nostr.lockKey(t.counterparty),
+      amount: t.amount,
+    };
+  }
+
+  /** Build my lock: reserve inputs, HTLC outputs worth `net` plus the receiver's fee, change. */
+  private async prepareLock(t: TradeRecord, net: number, spec: cashu.LockSpec): Promise<cashu.Op> {
+    const [mint, unit] = t.role === 'sell' ? [t.mint, t.unit] : [t.satMint, 'sat'];
+    const o = await this.offerOf(t);
+    const ks = t.role === 'sell' ? { ...o.keyset, active: true, unit } : await cashu.activeKeyset(mint, unit);
+    if (t.role === 'sell') cashu.knowKeys(mint, ks.id, ks.keys);
+    const face = cashu.lockFace(net, ks.keys, ks.fee);
+    const { inputs, fee, total } = await cashu.select(mint, unit, face);
+    const lock = cashu.htlcOutputs(face, ks, spec);
+    const change = cashu.randomOutputs(total - fee - face, ks);
+    return cashu.newOp({ kind: 'swap', mint, unit, keysetId: ks.id, inputs, outputs: [...lock, ...change], give: lock.length, purpose: `lock for trade ${t.id}`, owner: `trade:${t.id}` });
+  }
+
+  private async sellerLock(t: TradeRecord): Promise<boolean> {
+    if (t.theirAbort) return this.fail(t, `the buyer aborted before anything was locked: ${t.theirAbort}`, false);
+    if (now() + CONFIG.lockGuardSecs >= t.sellerLockBy) return this.fail(t, "too late to lock before the seller's deadline", true);
+    const o = await this.offerOf(t);
+    const { preimage, hash } = cashu.newPreimage();
+    let op;
+    try {
+      op = await this.prepareLock(t, t.amount, { hash, receiver: nostr.lockKey(t.counterparty), maker: this.myLockKey(o), locktime: t.ehashLocktime });
+    } catch (e) {
+      if (e instanceof cashu.Refused) return this.fail(t, `cannot lock the ehash: ${e.message}`, true);
+      throw e;
+    }
+    t.preimage = preimage;
+    t.hash = hash;
+    t.pending = op.id;
+    t.step = 'locking';
+    this.log(t, 'locking the ehash');
+    await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
+    this.changed();
+    return true;
+  }
+
+  private async buyerLock(t: TradeRecord): Promise<boolean> {
+    if (t.theirAbort) return this.fail(t, `the seller aborted before anything was locked: ${t.theirAbort}`, false);
+    if (!t.theirToken) {
+      if (now() > t.sellerLockBy + CONFIG.graceSecs) return this.fail(t, 'the seller did not lock by its deadline', false);
+      return false;
+    }
+    if (now() + CONFIG.lockGuardSecs >= t.buyerLockBy) return this.fail(t, "the seller's lock came too late for the buyer to lock before its deadline", true);
+    let lock;
+    try {
+      lock = await cashu.verifyLock(t.theirToken, await this.theirTerms(t));
+    } catch (e) {
+      if (e instanceof cashu.LockError) return this.fail(t, `the seller's lock is not acceptable: ${e.message}`, true);
+      throw e;
+    }
+    this.log(t, 'verified the seller’s ehash lock');
+    const o = await this.offerOf(t);
+    t.hash = lock.hash;
+    t.theirLock = lock.proofs;
+    let op;
+    try {
+      op = await this.prepareLock(t, t.sats, { hash: lock.hash, receiver: nostr.lockKey(t.counterparty), maker: this.myLockKey(o), locktime: t.satsLocktime });
+    } catch (e) {
+      if (e instanceof cashu.Refused) return this.fail(t, `cannot lock the sats: ${e.message}`, true);
+      throw e;
+    }
+    t.pending = op.id;
+    t.step = 'locking';
+    this.log(t, 'locking the sats');
+    await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
+    this.changed();
+    return true;
+  }
+
+  private async pendingOp(t: TradeRecord): Promise<cashu.Op | undefined> {
+    return t.pending ? store.get<cashu.Op>('ops', t.pending) : undefined;
+  }
+
+  private async finishLock(t: TradeRecord): Promise<boolean> {
+    const op = await this.pendingOp(t);
+    if (!op) return this.fail(t, 'lost the lock swap', false);
+    let proofs;
+    try {
+      proofs = await cashu.execute(op);
+    } catch (e) {
+      if (e instanceof cashu.Refused) {
+        await store.write((b) => cashu.releaseOp(b, op));
+        wallet.changed();
+        return this.fail(t, `the mint refused the lock: ${e.conflict ? 'its inputs were spent elsewhere' : e.message}`, true);
+      }
+      throw e;
+    }
+    const token = cashu.encodeToken(op.mint, op.unit, proofs.slice(0, op.give));
+    // the message is queued before the step is saved (receivers keep the first copy)
+    await this.send(t, { type: 'lock', token });
+    let locked: cashu.StoredProof[] = [];
+    t.pending = undefined;
+    t.step = 'locked';
+    this.log(t, t.role === 'sell' ? 'ehash locked; waiting for the buyer’s sats lock' : 'sats locked; waiting for the seller to claim');
+    await store.write((b) => {
+      locked = cashu.finishOp(b, op, proofs);
+      t.myLock = { token, proofs: locked };
+      b.put('trades', { ...t, updatedAt: now() });
+    });
+    t.myLock = { token, proofs: locked };
+    wallet.changed();
+    this.changed();
+    return true;
+  }
+
+  private async sellerClaim(t: TradeRecord): Promise<boolean> {
+    if (t.theirAbort) return this.giveUp(t, `the buyer aborted: ${t.theirAbort}`, false);
+    if (!t.theirToken) {
+      if (now() > t.buyerLockBy + CONFIG.graceSecs) return this.giveUp(t, 'the buyer did not lock by its deadline', false);
+      return false;
+    }
+    if (now() + CONFIG.claimGuardSecs >= t.satsLocktime) return this.giveUp(t, "the buyer's lock came too late to claim safely before its locktime", true);
+    let lock;
+    try {
+      lock = await cashu.verifyLock(t.theirToken, await this.theirTerms(t));
+    } catch (e) {
+      if (e instanceof cashu.LockError && e.message.startsWith('keyset:')) {
+        try {
+          lock = await cashu.verifyLock(t.theirToken, await this.theirTerms(t, true));
+        } catch (e2) {
+          if (e2 instanceof cashu.LockError) return this.giveUp(t, `the buyer's lock is not acceptable: ${e2.message}`, true);
+          throw e2;
+        }
+      } else if (e instanceof cashu.LockError) return this.giveUp(t, `the buyer's lock is not acceptable: ${e.message}`, true);
+      else throw e;
+    }
+    const o = await this.offerOf(t);
+    const key = await this.keyFor(o.pubkey);
+    t.theirLock = lock.proofs;
+    this.log(t, 'verified the buyer’s sats lock; claiming it');
+    return this.startClaim(t, cashu.claimWitness(lock.proofs, t.preimage!, key.sk), t.satMint, 'sat');
+  }
+
+  private async startClaim(t: TradeRecord, inputs: cashu.StoredProof[], mint: string, unit: string): Promise<boolean> {
+    const o = await this.offerOf(t);
+    const ks = unit === 'sat' ? await cashu.activeKeyset(mint, unit) : { ...o.keyset };
+    if (unit !== 'sat') cashu.knowKeys(mint, ks.id, ks.keys);
+    const total = inputs.reduce((s, p) => s + p.amount, 0);
+    const fee = await cashu.inputFee(mint, inputs);
+    if (total <= fee) return this.fail(t, `the lock (${total}) does not cover the mint's fee (${fee})`, false);
+    const op = cashu.newOp({ kind: 'swap', mint, unit, keysetId: ks.id, inputs: inputs.map((p) => ({ ...p, state: undefined as never })), outputs: cashu.randomOutputs(total - fee, ks), give: 0, purpose: `claim for trade ${t.id}`, owner: `trade:${t.id}` });
+    t.pending = op.id;
+    t.step = 'claiming';
+    await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
+    this.changed();
+    return true;
+  }
+
+  private async buyerWait(t: TradeRecord): Promise<boolean> {
+    const hash = t.hash ?? '';
+    if (t.preimageHint) {
+      if (/^[0-9a-fA-F]{64}$/.test(t.preimageHint) && cashu.hashOf(t.preimageHint) === hash.toLowerCase()) return this.buyerClaim(t, t.preimageHint.toLowerCase());
+      t.preimageHint = undefined;
+    }
+    const n = now();
+    const past = n > t.satsLocktime + 1;
+    if (n < t.lastPoll + 2 && !past) return false;
+    t.lastPoll = n;
+    if (!t.myLock) return this.fail(t, 'lost my lock', false);
+    const s = await cashu.spendOf(t.satMint, t.myLock.proofs, hash);
+    if (s.kind === 'claimed') return this.buyerClaim(t, s.preimage);
+    if (s.kind === 'refunded') {
+      t.step = 'refunded';
+      await this.save(t);
+      return true;
+    }
+    if (past) return this.startRefund(t);
+    return false;
+  }
+
+  private async buyerClaim(t: TradeRecord, preimage: string): Promise<boolean> {
+    if (!t.theirLock) return this.fail(t, "lost the seller's lock", false);
+    const o = await this.offerOf(t);
+    const key = await this.keyFor(o.pubkey);
+    t.preimage = preimage;
+    this.log(t, 'the seller claimed the sats; claiming the ehash with the preimage');
+    return this.startClaim(t, cashu.claimWitness(t.theirLock, preimage, key.sk), t.mint, t.unit);
+  }
+
+  private async finishClaim(t: TradeRecord): Promise<boolean> {
+    const op = await this.pendingOp(t);
+    if (!op) return this.fail(t, 'lost the claim swap', false);
+    let proofs;
+    try {
+      proofs = await cashu.execute(op);
+    } catch (e) {
+      if (e instanceof cashu.Refused) {
+        await store.write((b) => b.del('ops', op.id));
+        t.pending = undefined;
+        if (t.role === 'sell') return this.giveUp(t, `could not claim the sats: ${e.message}`, false);
+        if (now() > t.ehashLocktime) return this.fail(t, `could not claim the ehash before its locktime: ${e.message}`, false);
+        t.step = 'locked';
+        t.note = `claim refused (${e.message}); retrying until the locktime`;
+        await this.save(t);
+        return false;
+      }
+      throw e;
+    }
+    if (t.role === 'sell' && t.preimage) await this.send(t, { type: 'preimage', preimage: t.preimage });
+    t.pending = undefined;
+    t.step = 'settled';
+    t.note = undefined;
+    this.log(t, t.role === 'sell' ? `settled: received ${proofs.reduce((s, p) => s + p.amount, 0)} sats` : `settled: received ${proofs.reduce((s, p) => s + p.amount, 0)} ehash`);
+    await store.write((b) => {
+      cashu.finishOp(b, op, proofs);
+      b.put('trades', { ...t, updatedAt: now() });
+    });
+    wallet.changed();
+    this.changed();
+    return true;
+  }
+
+  private async refund(t: TradeRecord): Promise<boolean> {
+    if (!t.myLock) return this.fail(t, t.note ?? 'nothing was locked', false);
+    const locktime = t.role === 'sell' ? t.ehashLocktime : t.satsLocktime;
+    if (now() <= locktime + 1) return false;
+    const [mint] = t.role === 'sell' ? [t.mint] : [t.satMint];
+    const s = await cashu.spendOf(mint, t.myLock.proofs, t.hash ?? '');
+    if (s.kind === 'unspent') return this.startRefund(t);
+    if (s.kind === 'refunded') {
+      t.step = 'refunded';
+      await this.save(t);
+      return true;
+    }
+    if (t.role === 'buy') return this.buyerClaim(t, s.preimage);
+    return this.fail(t, 'the buyer claimed the ehash lock after the seller gave up', false);
+  }
+
+  private async startRefund(t: TradeRecord): Promise<boolean> {
+    if (!t.myLock) return this.fail(t, 'nothing to refund', false);
+    const o = await this.offerOf(t);
+    const key = await this.keyFor(o.pubkey);
+    const [mint, unit] = t.role === 'sell' ? [t.mint, t.unit] : [t.satMint, 'sat'];
+    const inputs = cashu.refundWitness(t.myLock.proofs, key.sk).map((p) => ({ ...p, state: undefined as never }));
+    const ks = unit === 'sat' ? await cashu.activeKeyset(mint, unit) : { ...o.keyset };
+    const total = inputs.reduce((s, p) => s + p.amount, 0);
+    const fee = await cashu.inputFee(mint, inputs);
+    const op = cashu.newOp({ kind: 'swap', mint, unit, keysetId: ks.id, inputs, outputs: cashu.randomOutputs(total - fee, ks), give: 0, purpose: `refund for trade ${t.id}`, owner: `trade:${t.id}` });
+    t.pending = op.id;
+    t.step = 'refunding';
+    this.log(t, 'the locktime passed: taking my lock back');
+    await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
+    this.changed();
+    return true;
+  }
+
+  private async finishRefund(t: TradeRecord): Promise<boolean> {
+    const op = await this.pendingOp(t);
+    if (!op) return this.fail(t, 'lost the refund swap', false);
+    let proofs;
+    try {
+      proofs = await cashu.execute(op);
+    } catch (e) {
+      if (e instanceof cashu.Refused) {
+        await store.write((b) => b.del('ops', op.id));
+        t.step = 'await_refund';
+        t.pending = undefined;
+        await this.save(t);
+        return false;
+      }
+      throw e;
+    }
+    t.pending = undefined;
+    t.step = 'refunded';
+    this.log(t, `refunded: ${proofs.reduce((s, p) => s + p.amount, 0)} ${op.unit} back in the wallet`);
+    await store.write((b) => {
+      cashu.finishOp(b, op, proofs);
+      b.put('trades', { ...t, updatedAt: now() });
+    });
+    wallet.changed();
+    this.changed();
+    return true;
+  }
+}

@@ -1,0 +1,480 @@
+// Cashu in the browser (cashu-ts): proofs kept in IndexedDB, keysets, and durable operations.
+// An operation (a swap or a mint) is written with its inputs reserved and its outputs' secrets
+// and blinding factors before it is sent; sending it again is safe, and when the mint already
+// did it the outputs' signatures are fetched back with NUT-09 restore. HTLC locks (NUT-14) for
+// the market's swaps are built and checked here too (protocol §10).
+import { Amount, HttpResponseError, Mint, OutputData, getDecodedToken, getEncodedToken, getTokenMetadata, hasValidDleq, hashToCurve, type Proof } from '@cashu/cashu-ts';
+import { schnorr } from '@noble/curves/secp256k1.js';
+import * as store from './db';
+import { bytesToHex, hexToBytes, randomId, sha256Bytes, sha256Hex } from './util';
+
+/** A proof as stored (amount as a plain integer). */
+export interface StoredProof {
+  secret: string;
+  id: string;
+  amount: number;
+  C: string;
+  dleq?: { e: string; s: string; r?: string };
+  witness?: string;
+  mint: string;
+  unit: string;
+  state: 'unspent' | 'reserved';
+  op?: string;
+}
+
+/** An output whose signature we await: enough to unblind it (or restore it) later. */
+export interface StoredOutput {
+  amount: number;
+  id: string;
+  B_: string;
+  secret: string;
+  r: string;
+}
+
+/** A swap or mint written before it is sent. */
+export interface Op {
+  id: string;
+  kind: 'swap' | 'mint';
+  mint: string;
+  unit: string;
+  keysetId: string;
+  /** Inputs with their witnesses (swap). */
+  inputs: StoredProof[];
+  quote?: string;
+  outputs: StoredOutput[];
+  /** How many of the outputs (from the start) are handed to the caller instead of the wallet. */
+  give: number;
+  purpose: string;
+  created: number;
+  /** The owner, to resume it after a reload: `wallet` or `trade:<id>`. */
+  owner: string;
+}
+
+/** The mint answered and refused (and did not do it); `conflict` when the inputs were spent elsewhere. */
+export class Refused extends Error {
+  constructor(
+    msg: string,
+    readonly conflict = false,
+  ) {
+    super(msg);
+  }
+}
+
+/** The mint could not be reached or did not answer clearly: try again. */
+export class Unreachable extends Error {}
+
+// ---------------------------------------------------------------- keysets
+
+export interface KeysetInfo {
+  id: string;
+  unit: string;
+  active: boolean;
+  fee: number;
+  keys?: Record<string, string>;
+}
+
+const keysetCache = new Map<string, Promise<KeysetInfo[]>>();
+const keysCache = new Map<string, Promise<Record<string, string>>>();
+
+export function normalizeUrl(u: string): string {
+  return u.replace(/\/+$/, '');
+}
+
+export function mintOf(url: string): Mint {
+  return new Mint(normalizeUrl(url));
+}
+
+/** The mint's keysets (cached for the page; `refresh` asks again). */
+export async function keysets(mint: string, refresh = false): Promise<KeysetInfo[]> {
+  const k = normalizeUrl(mint);
+  if (refresh || !keysetCache.has(k)) {
+    const p = mintOf(k)
+      .getKeySets()
+      .then((r) => r.keysets.map((s) => ({ id: s.id, unit: s.unit, active: s.active, fee: s.input_fee_ppk ?? 0 })))
+      .catch((e) => {
+        keysetCache.delete(k);
+        throw new Unreachable(`the mint ${k} cannot be reached: ${(e as Error).message}`);
+      });
+    keysetCache.set(k, p);
+  }
+  return keysetCache.get(k)!;
+}
+
+/** Keys of a keyset (from the mint). */
+export async function keysOf(mint: string, id: string): Promise<Record<string, string>> {
+  const k = `${normalizeUrl(mint)} ${id}`;
+  if (!keysCache.has(k)) {
+    const p = mintOf(mint)
+      .getKeys(id)
+      .then((r) => {
+        const ks = r.keysets.find((s) => s.id === id);
+        if (!ks) throw new Error(`the mint has no keyset ${id}`);
+        return ks.keys as unknown as Record<string, string>;
+      })
+      .catch((e) => {
+        keysCache.delete(k);
+        throw new Unreachable(`keys of keyset ${id} at ${mint}: ${(e as Error).message}`);
+      });
+    keysCache.set(k, p);
+  }
+  return keysCache.get(k)!;
+}
+
+/** Use keys known from elsewhere (a verified epoch announcement). */
+export function knowKeys(mint: string, id: string, keys: Record<string, string>): void {
+  keysCache.set(`${normalizeUrl(mint)} ${id}`, Promise.resolve(keys));
+}
+
+/** The active keyset of `unit` at `mint`, with its keys. */
+export async function activeKeyset(mint: string, unit: string): Promise<KeysetInfo & { keys: Record<string, string> }> {
+  const all = await keysets(mint);
+  const ks = all.filter((k) => k.unit === unit && k.active).sort((a, b) => a.fee - b.fee)[0];
+  if (!ks) throw new Refused(`the mint ${mint} has no active keyset for unit ${unit}`);
+  return { ...ks, keys: await keysOf(mint, ks.id) };
+}
+
+/** NUT-02 input fee of spending `proofs`. */
+export async function inputFee(mint: string, proofs: { id: string }[]): Promise<number> {
+  if (proofs.length === 0) return 0;
+  const all = await keysets(mint);
+  let ppk = 0;
+  for (const p of proofs) {
+    let k = all.find((s) => s.id === p.id);
+    if (!k) k = (await keysets(mint, true)).find((s) => s.id === p.id);
+    if (!k) throw new Refused(`keyset ${p.id} is not known at ${mint}`);
+    ppk += k.fee;
+  }
+  return Math.ceil(ppk / 1000);
+}
+
+/** The amounts a value splits into (powers of two the keyset signs), smallest first. */
+export function split(value: number, keys: Record<string, string>): number[] {
+  const have = Object.keys(keys)
+    .map(Number)
+    .sort((a, b) => b - a);
+  const out: number[] = [];
+  let left = value;
+  for (const a of have) {
+    while (left >= a) {
+      out.push(a);
+      left -= a;
+    }
+  }
+  if (left !== 0) throw new Refused(`${value} cannot be made of this keyset's amounts`);
+  return out.reverse();
+}
+
+// ---------------------------------------------------------------- conversions
+
+export function toCashu(p: StoredProof): Proof {
+  const q: Proof = { id: p.id, amount: Amount.from(p.amount), secret: p.secret, C: p.C };
+  if (p.dleq) q.dleq = p.dleq;
+  if (p.witness) q.witness = p.witness;
+  return q;
+}
+
+export function fromCashu(p: Proof, mint: string, unit: string): StoredProof {
+  const s: StoredProof = { id: p.id, amount: Amount.from(p.amount).toNumber(), secret: p.secret, C: p.C, mint: normalizeUrl(mint), unit, state: 'unspent' };
+  if (p.dleq) s.dleq = { e: p.dleq.e, s: p.dleq.s, ...(p.dleq.r ? { r: p.dleq.r } : {}) };
+  return s;
+}
+
+function saveOutput(o: OutputData): StoredOutput {
+  return { amount: Amount.from(o.blindedMessage.amount).toNumber(), id: o.blindedMessage.id, B_: o.blindedMessage.B_, secret: bytesToHex(o.secret), r: o.blindingFactor.toString(16) };
+}
+
+function loadOutput(o: StoredOutput): OutputData {
+  return new OutputData({ amount: Amount.from(o.amount), id: o.id, B_: o.B_ }, BigInt(`0x${o.r}`), hexToBytes(o.secret));
+}
+
+/** Random outputs worth `value` in keyset `ks`. */
+export function randomOutputs(value: number, ks: { id: string; keys: Record<string, string> }): StoredOutput[] {
+  if (value === 0) return [];
+  return OutputData.createRandomData(value, { id: ks.id, keys: ks.keys as never }, split(value, ks.keys)).map(saveOutput);
+}
+
+/** NUT-07 Y of a secret. */
+export function yOf(secret: string): string {
+  return hashToCurve(new TextEncoder().encode(secret)).toHex(true);
+}
+
+/** Token string of proofs. */
+export function encodeToken(mint: string, unit: string, proofs: StoredProof[]): string {
+  return getEncodedToken({ mint: normalizeUrl(mint), unit, proofs: proofs.map((p) => ({ ...toCashu(p), witness: undefined })) });
+}
+
+/** Decode a token, resolving its keyset ids with the mint's list. */
+export async function decodeToken(token: string): Promise<{ mint: string; unit: string; proofs: StoredProof[] }> {
+  let meta;
+  try {
+    meta = getTokenMetadata(token.trim());
+  } catch (e) {
+    throw new Refused(`that is not a Cashu token (${(e as Error).message}); paste the whole cashuA…/cashuB… text`);
+  }
+  const mint = normalizeUrl(meta.mint);
+  const ids = (await keysets(mint)).map((k) => k.id);
+  const t = getDecodedToken(token.trim(), ids);
+  const unit = t.unit ?? 'sat';
+  return { mint, unit, proofs: t.proofs.map((p) => fromCashu(p, mint, unit)) };
+}
+
+// ---------------------------------------------------------------- wallet proofs
+
+export async function unspent(mint?: string, unit?: string): Promise<StoredProof[]> {
+  const all = await store.all<StoredProof>('proofs');
+  return all.filter((p) => p.state === 'unspent' && (!mint || p.mint === normalizeUrl(mint)) && (!unit || p.unit === unit) && !isHtlc(p.secret));
+}
+
+/** Proofs worth at least `target` plus the fee of spending them, largest first. */
+export async function select(mint: string, unit: string, target: number): Promise<{ inputs: StoredProof[]; fee: number; total: number }> {
+  const have = (await unspent(mint, unit)).sort((a, b) => b.amount - a.amount);
+  const balance = have.reduce((s, p) => s + p.amount, 0);
+  const inputs: StoredProof[] = [];
+  let total = 0;
+  for (const p of have) {
+    const fee = await inputFee(mint, inputs);
+    if (total >= target + fee && inputs.length > 0) break;
+    inputs.push(p);
+    total += p.amount;
+  }
+  const fee = await inputFee(mint, inputs);
+  if (total < target + fee) throw new Refused(`not enough ${unit} at ${mint}: have ${balance}, need ${target} plus ${fee} fee`);
+  return { inputs, fee, total };
+}
+
+/** Write an operation: its inputs from this wallet become reserved. */
+export async function saveOp(op: Op, also?: (b: store.Batch) => void): Promise<void> {
+  await store.write((b) => {
+    b.put('ops', op);
+    for (const p of op.inputs) {
+      if (p.state === 'unspent' || p.state === 'reserved') b.put('proofs', { ...p, witness: undefined, state: 'reserved', op: op.id });
+    }
+    also?.(b);
+  });
+}
+
+/** A new operation record. */
+export function newOp(o: Omit<Op, 'id' | 'created'>): Op {
+  return { ...o, id: randomId(), created: Math.floor(Date.now() / 1000) };
+}
+
+/** Send (or send again) an operation; returns every output's proof, in order. */
+export async function execute(op: Op): Promise<StoredProof[]> {
+  const mint = mintOf(op.mint);
+  const outputs = op.outputs.map(loadOutput);
+  const messages = outputs.map((o) => o.blindedMessage);
+  let signatures;
+  try {
+    const r =
+      op.kind === 'swap'
+        ? await mint.swap({ inputs: op.inputs.map(toCashu), outputs: messages })
+        : await mint.mintBolt11({ quote: op.quote ?? '', outputs: messages });
+    signatures = r.signatures;
+  } catch (e) {
+    if (!(e instanceof HttpResponseError)) throw new Unreachable(`${op.mint}: ${(e as Error).message}`);
+    // did the mint do it already (a retry after a lost answer)?
+    let restored;
+    try {
+      restored = await mint.restore({ outputs: messages });
+    } catch (r) {
+      throw new Unreachable(`${(e as Error).message}; and the mint could not be asked to restore: ${(r as Error).message}`);
+    }
+    if (restored.signatures.length === messages.length) {
+      const byB = new Map(restored.outputs.map((o, i) => [o.B_, restored.signatures[i]]));
+      signatures = messages.map((m) => byB.get(m.B_)!);
+      if (signatures.some((s) => !s)) throw new Unreachable('the mint restored other outputs than ours');
+    } else if (op.kind === 'swap') {
+      const states = await mint.check({ Ys: op.inputs.map((p) => yOf(p.secret)) }).catch(() => null);
+      const spent = states?.states.some((s) => s.state !== 'UNSPENT');
+      throw new Refused(`${(e as Error).message}`, spent === true);
+    } else {
+      throw new Refused((e as Error).message);
+    }
+  }
+  const keys = await keysOf(op.mint, op.keysetId);
+  return outputs.map((o, i) => fromCashu(o.toProof(signatures[i], { id: op.keysetId, keys: keys as never }), op.mint, op.unit));
+}
+
+/** After `execute`: the wallet keeps its outputs, the inputs are gone, the op is done. */
+export function finishOp(b: store.Batch, op: Op, proofs: StoredProof[]): StoredProof[] {
+  for (const p of op.inputs) b.del('proofs', p.secret);
+  for (const p of proofs.slice(op.give)) b.put('proofs', p);
+  b.del('ops', op.id);
+  return proofs.slice(0, op.give);
+}
+
+/** An operation the mint refused: its inputs come back. */
+export function releaseOp(b: store.Batch, op: Op): void {
+  for (const p of op.inputs) if (p.state) b.put('proofs', { ...p, witness: undefined, state: 'unspent', op: undefined });
+  b.del('ops', op.id);
+}
+
+// ---------------------------------------------------------------- HTLC (NUT-14)
+
+export function isHtlc(secret: string): boolean {
+  try {
+    const s = JSON.parse(secret);
+    return Array.isArray(s) && s[0] === 'HTLC';
+  } catch {
+    return false;
+  }
+}
+
+/** Lock conditions of a trade (protocol §10). */
+export interface LockSpec {
+  hash: string;
+  receiver: string;
+  maker: string;
+  locktime: number;
+}
+
+/** HTLC outputs worth `value`. */
+export function htlcOutputs(value: number, ks: { id: string; keys: Record<string, string> }, l: LockSpec): StoredOutput[] {
+  return OutputData.createP2PKData(
+    { pubkey: l.receiver, locktime: l.locktime, refundKeys: [l.maker], hashlock: l.hash, sigFlag: 'SIG_INPUTS', requiredSignatures: 1, requiredRefundSignatures: 1 },
+    value,
+    { id: ks.id, keys: ks.keys as never },
+    split(value, ks.keys),
+  ).map(saveOutput);
+}
+
+/** The face value of a lock whose receiver nets `net` after redeeming it (the fee of its own proofs added). */
+export function lockFace(net: number, keys: Record<string, string>, ppk: number): number {
+  let face = net;
+  for (let i = 0; i < 16; i++) {
+    const next = net + Math.ceil((split(face, keys).length * ppk) / 1000);
+    if (next === face) return face;
+    face = next;
+  }
+  throw new Refused("the lock's fee does not converge");
+}
+
+export function newPreimage(): { preimage: string; hash: string } {
+  const p = bytesToHex(crypto.getRandomValues(new Uint8Array(32)));
+  return { preimage: p, hash: sha256Hex(hexToBytes(p)) };
+}
+
+export function hashOf(preimage: string): string {
+  return sha256Hex(hexToBytes(preimage));
+}
+
+function signSecret(secret: string, sk: Uint8Array): string {
+  return bytesToHex(schnorr.sign(sha256Bytes(secret), sk));
+}
+
+/** Inputs that claim HTLC proofs with the preimage and the receiver's signature. */
+export function claimWitness(proofs: StoredProof[], preimage: string, sk: Uint8Array): StoredProof[] {
+  return proofs.map((p) => ({ ...p, dleq: undefined, witness: JSON.stringify({ preimage, signatures: [signSecret(p.secret, sk)] }) }));
+}
+
+/** Inputs that take HTLC proofs back after the locktime (empty preimage, the maker's signature). */
+export function refundWitness(proofs: StoredProof[], sk: Uint8Array): StoredProof[] {
+  return proofs.map((p) => ({ ...p, dleq: undefined, witness: JSON.stringify({ preimage: '', signatures: [signSecret(p.secret, sk)] }) }));
+}
+
+/** What a lock must be (the counterparty's, before anything is locked in return). */
+export interface LockTerms {
+  mint: string;
+  unit: string;
+  /** Allowed keysets with keys and fee. */
+  keysets: Map<string, { keys: Record<string, string>; fee: number }>;
+  hash?: string;
+  locktime: number;
+  receiver: string;
+  maker: string;
+  amount: number;
+}
+
+/** A lock that does not meet the terms, naming the field (as wallet::htlc::LockError). */
+export class LockError extends Error {}
+
+/** Check a lock token completely (protocol §10 "Verifying a lock"), including NUT-07 UNSPENT. */
+export async function verifyLock(token: string, t: LockTerms): Promise<{ proofs: StoredProof[]; hash: string }> {
+  let meta;
+  try {
+    meta = getTokenMetadata(token.trim());
+  } catch (e) {
+    throw new LockError(`token: ${(e as Error).message}`);
+  }
+  if (normalizeUrl(meta.mint) !== normalizeUrl(t.mint)) throw new LockError(`mint: the lock is at ${meta.mint}, the trade's mint is ${t.mint}`);
+  if ((meta.unit ?? 'sat') !== t.unit) throw new LockError(`unit: the lock is in ${meta.unit}, the trade is in ${t.unit}`);
+  let decoded;
+  try {
+    decoded = getDecodedToken(token.trim(), [...t.keysets.keys()]);
+  } catch (e) {
+    throw new LockError(`keyset: ${(e as Error).message}`);
+  }
+  const proofs = decoded.proofs.map((p) => fromCashu(p, t.mint, t.unit));
+  if (proofs.length === 0) throw new LockError('token: the token has no proofs');
+  const seen = new Set<string>();
+  let hash = t.hash;
+  let total = 0;
+  let ppk = 0;
+  for (const [i, p] of proofs.entries()) {
+    if (seen.has(p.secret)) throw new LockError('proofs: the token repeats a proof');
+    seen.add(p.secret);
+    const ks = t.keysets.get(p.id);
+    if (!ks) throw new LockError(`keyset: proof of keyset ${p.id} is not of the trade's market`);
+    let s: [string, { data: string; tags?: string[][] }];
+    try {
+      s = JSON.parse(p.secret);
+    } catch {
+      throw new LockError('secret: a proof is not a NUT-14 HTLC');
+    }
+    if (!Array.isArray(s) || s[0] !== 'HTLC') throw new LockError(`secret: a proof is not a NUT-14 HTLC (${Array.isArray(s) ? s[0] : 'plain'})`);
+    const data = s[1].data.toLowerCase();
+    if (hash && hash.toLowerCase() !== data) throw new LockError(`hash: the lock pays against ${data}, the trade's hash is ${hash}`);
+    hash = hash ?? data;
+    const tags = new Map((s[1].tags ?? []).map((x) => [x[0], x.slice(1)]));
+    const pubkeys = tags.get('pubkeys') ?? [];
+    if (pubkeys.length !== 1 || pubkeys[0].toLowerCase() !== t.receiver) throw new LockError(`pubkeys: the lock must be claimable by exactly the receiver's key ${t.receiver}; it names ${pubkeys.join(',')}`);
+    const refund = tags.get('refund') ?? [];
+    if (refund.length !== 1 || refund[0].toLowerCase() !== t.maker) throw new LockError(`refund: the lock must be refundable to exactly its maker's key ${t.maker}; it names ${refund.join(',')}`);
+    const lt = Number(tags.get('locktime')?.[0]);
+    if (lt !== t.locktime) throw new LockError(`locktime: the lock expires at ${tags.get('locktime')?.[0]}, the trade says ${t.locktime}`);
+    const nSigs = Number(tags.get('n_sigs')?.[0] ?? 1);
+    const nRefund = Number(tags.get('n_sigs_refund')?.[0] ?? 1);
+    if (nSigs !== 1 || nRefund !== 1) throw new LockError('conditions: each path must need exactly one signature');
+    if ((tags.get('sigflag')?.[0] ?? 'SIG_INPUTS') !== 'SIG_INPUTS') throw new LockError('conditions: the lock must be SIG_INPUTS');
+    if (!p.dleq) throw new LockError(`dleq: proof of ${p.amount} in keyset ${p.id}: no DLEQ proof`);
+    if (!hasValidDleq(decoded.proofs[i], { id: p.id, keys: ks.keys as never })) throw new LockError(`dleq: proof of ${p.amount} in keyset ${p.id}: invalid DLEQ proof`);
+    total += p.amount;
+    ppk += ks.fee;
+  }
+  const fee = Math.ceil(ppk / 1000);
+  if (total - fee < t.amount) throw new LockError(`amount: the lock is worth ${total - fee} after the mint's fee of ${fee}; the trade needs ${t.amount}`);
+  let states;
+  try {
+    states = await mintOf(t.mint).check({ Ys: proofs.map((p) => yOf(p.secret)) });
+  } catch (e) {
+    throw new Unreachable(`mint unreachable: ${(e as Error).message}`);
+  }
+  const bad = states.states.find((s) => s.state !== 'UNSPENT');
+  if (bad) throw new LockError(`state: a locked proof is ${bad.state} at the mint`);
+  return { proofs, hash: hash! };
+}
+
+export type Spend = { kind: 'unspent' } | { kind: 'claimed'; preimage: string } | { kind: 'refunded' };
+
+/** How my lock was spent, read from NUT-07 (a claim reveals the preimage in its witness). */
+export async function spendOf(mint: string, proofs: StoredProof[], hash: string): Promise<Spend> {
+  let states;
+  try {
+    states = await mintOf(mint).check({ Ys: proofs.map((p) => yOf(p.secret)) });
+  } catch (e) {
+    throw new Unreachable(`${mint}: ${(e as Error).message}`);
+  }
+  let refunded = false;
+  for (const s of states.states) {
+    if (s.state !== 'SPENT') continue;
+    let pre: string | undefined;
+    try {
+      pre = s.witness ? (JSON.parse(s.witness) as { preimage?: string }).preimage : undefined;
+    } catch {
+      pre = undefined;
+    }
+    if (pre && /^[0-9a-fA-F]{64}$/.test(pre) && hashOf(pre) === hash.toLowerCase()) return { kind: 'claimed', preimage: pre.toLowerCase() };
+    refunded = true;
+  }
+  return refunded ? { kind: 'refunded' } : { kind: 'unspent' };
+}

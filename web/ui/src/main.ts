@@ -1,0 +1,662 @@
+// The ehash exchange UI: markets, order book, depth, trades, candles, the epoch explorer, the
+// browser wallet and the trade agent. Hash routes: #/ (markets), #/market/<id>, #/trades,
+// #/wallet, #/epochs, #/identity.
+import { ExchangeApi, type Book, type ExchangeInfo, type MarketSummary, type TradeView } from './api';
+import { Agent, type OfferRecord, type TradeRecord } from './agent';
+import * as cashu from './cashu';
+import { candleChart, depthChart } from './charts';
+import * as store from './db';
+import * as nostr from './nostr';
+import { errText, fmt, fmtRelative, fmtTime, h, now, short } from './util';
+import * as wallet from './wallet';
+
+interface Config {
+  exchange: string;
+  sat_mints: string[];
+  relays: string[];
+}
+
+const app = {
+  cfg: { exchange: '', sat_mints: [], relays: [] } as Config,
+  api: null as unknown as ExchangeApi,
+  info: null as unknown as ExchangeInfo,
+  relays: [] as string[],
+  identity: null as unknown as nostr.Identity,
+  agent: null as unknown as Agent,
+  markets: [] as MarketSummary[],
+  epochs: new Map<string, nostr.EpochCheck>(),
+  satMints: [] as string[],
+  live: 'connecting',
+};
+
+const main = () => document.getElementById('main')!;
+/** The container of the view being shown; a view that finishes after the user moved on draws into a detached one. */
+let viewRoot: HTMLElement = document.createElement('div');
+
+// ---------------------------------------------------------------- notices
+
+function notice(text: string, kind: 'ok' | 'error' = 'ok') {
+  const box = document.getElementById('notices')!;
+  const n = h('div', { class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text, h('button', { class: 'close', 'aria-label': 'dismiss', onclick: () => n.remove() }, '×'));
+  box.append(n);
+  setTimeout(() => n.remove(), kind === 'ok' ? 6000 : 15000);
+}
+
+/** Run an action from a button: disables it, shows the error in plain words. */
+async function act(btn: HTMLButtonElement | null, f: () => Promise<void>): Promise<void> {
+  if (btn) btn.disabled = true;
+  // the error also shows next to the control that caused it
+  const place = btn?.closest('form, .card, li');
+  place?.querySelector(':scope > .form-error')?.remove();
+  try {
+    await f();
+  } catch (e) {
+    notice(errText(e), 'error');
+    place?.append(h('p', { class: 'form-error error', role: 'alert' }, errText(e)));
+  } finally {
+    if (btn) btn.disabled = false;
+  }
+}
+
+function field(label: string, input: HTMLElement, hint?: string): HTMLElement {
+  return h('label', { class: 'field' }, h('span', {}, label), input, hint ? h('small', { class: 'muted' }, hint) : null);
+}
+
+function intOf(input: HTMLInputElement, what: string): number {
+  const v = input.value.trim();
+  if (!/^\d+$/.test(v)) throw new Error(`${what}: enter a whole number`);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new Error(`${what}: too large`);
+  return n;
+}
+
+// ---------------------------------------------------------------- data
+
+async function loadMarkets() {
+  app.markets = await app.api.markets();
+}
+
+async function loadEpochs() {
+  const evs = await app.api.epochs();
+  for (const ev of evs) {
+    const pool = app.markets.find((m) => m.market === nostr.tag(ev, 'd'))?.pool;
+    const c = nostr.checkEpoch(ev, pool);
+    const old = app.epochs.get(c.keysetId);
+    if (!old || old.event.created_at <= ev.created_at) app.epochs.set(c.keysetId, c);
+  }
+}
+
+function satMintsKnown(book?: Book): string[] {
+  const s = new Set(app.satMints);
+  for (const e of [...(book?.asks ?? []), ...(book?.bids ?? [])]) for (const m of e.sat_mints) s.add(cashu.normalizeUrl(m));
+  return [...s];
+}
+
+/** The verified keyset of a market, or an error saying why it cannot be traded here. */
+function marketKeyset(m: MarketSummary): OfferRecord['keyset'] {
+  const e = app.epochs.get(m.market);
+  if (!e) throw new Error(`the epoch announcement of market ${short(m.market)} has not been seen; it cannot be traded safely`);
+  if (!e.ok) throw new Error(`the epoch announcement of market ${short(m.market)} does not check out (${e.checks.filter((c) => !c.ok).map((c) => c.name).join(', ')}); not trading it`);
+  return { id: e.keysetId, keys: e.keys, fee: e.fee };
+}
+
+// ---------------------------------------------------------------- routing
+
+let cleanup: (() => void)[] = [];
+let rerender: (() => void) | null = null;
+
+function route() {
+  for (const c of cleanup) c();
+  cleanup = [];
+  document.getElementById('notices')?.replaceChildren();
+  rerender = null;
+  const hash = location.hash.replace(/^#\/?/, '');
+  const [page, arg] = hash.split('/');
+  document.querySelectorAll('nav a').forEach((a) => a.setAttribute('aria-current', (a.getAttribute('href') ?? '') === `#/${page === 'market' ? '' : page}` ? 'page' : 'false'));
+  const root = h('div', { class: 'view' }, h('p', { class: 'muted' }, 'Loading…'));
+  viewRoot = root;
+  main().replaceChildren(root);
+  const views: Record<string, (r: HTMLElement) => Promise<void>> = {
+    '': marketsView,
+    market: (r) => marketView(r, arg ?? ''),
+    trades: tradesView,
+    wallet: walletView,
+    epochs: epochsView,
+    identity: identityView,
+  };
+  const v = views[page] ?? marketsView;
+  v(root).catch((e) => {
+    root.replaceChildren(h('p', { class: 'error', role: 'alert' }, errText(e)));
+  });
+}
+
+/** Keep a view's subscription until the user leaves it (at once, if they already did). */
+function keep(root: HTMLElement, unsubscribe: () => void) {
+  if (root === viewRoot) cleanup.push(unsubscribe);
+  else unsubscribe();
+}
+
+/** Redraw the current view on exchange pushes, at most every 500 ms. */
+let redrawTimer: ReturnType<typeof setTimeout> | null = null;
+function redrawSoon() {
+  if (redrawTimer) return;
+  redrawTimer = setTimeout(() => {
+    redrawTimer = null;
+    rerender?.();
+  }, 500);
+}
+
+// ---------------------------------------------------------------- markets
+
+async function marketsView(root: HTMLElement) {
+  await loadMarkets();
+  const draw = () => {
+    const rows = app.markets.map((m) =>
+      h(
+        'tr',
+        {},
+        h('td', {}, h('a', { href: `#/market/${m.market}`, 'data-testid': `market-${m.epoch}` }, `epoch ${m.epoch}`)),
+        h('td', {}, h('span', { class: `state ${m.state}` }, m.state)),
+        h('td', { class: 'num' }, fmt(m.bid)),
+        h('td', { class: 'num' }, fmt(m.ask)),
+        h('td', { class: 'num' }, fmt(m.last)),
+        h('td', { class: 'num' }, fmt(m.volume_24h)),
+        h('td', { class: 'num' }, fmt(m.issued)),
+        h('td', {}, m.state === 'redeemable' ? 'see epoch' : 'not yet known'),
+      ),
+    );
+    root.replaceChildren(
+      h('h1', {}, 'Markets'),
+      h('p', { class: 'muted' }, `Each pool epoch's ehash is its own market, priced in sats per lot of ${app.info.lot} ehash. Settlement is a cross-mint HTLC swap: the exchange never holds your money.`),
+      app.markets.length
+        ? h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ...['market', 'state', 'bid', 'ask', 'last', '24 h volume', 'issued', 'payout'].map((c) => h('th', {}, c)))), h('tbody', {}, ...rows)))
+        : h('p', {}, 'No epoch has been announced yet.'),
+    );
+  };
+  draw();
+  if (root === viewRoot) rerender = () => void loadMarkets().then(draw);
+}
+
+// ---------------------------------------------------------------- one market
+
+async function marketView(root: HTMLElement, id: string) {
+  await loadMarkets();
+  await loadEpochs();
+  const m = app.markets.find((x) => x.market === id);
+  if (!m) throw new Error(`no market ${id} at this exchange`);
+  const sections = {
+    summary: h('section', { class: 'summary' }),
+    depth: h('section', {}),
+    book: h('section', {}),
+    trades: h('section', {}),
+    candles: h('section', {}),
+    order: h('section', { class: 'card' }),
+    mine: h('section', {}),
+  };
+  let interval = 60;
+  root.replaceChildren(
+    h('p', {}, h('a', { href: '#/' }, '← markets')),
+    h('h1', {}, `Epoch ${m.epoch} `, h('small', { class: 'muted' }, m.unit)),
+    sections.summary,
+    h('div', { class: 'grid' }, h('div', {}, h('h2', {}, 'Depth'), sections.depth, h('h2', {}, 'Price'), sections.candles), h('div', {}, sections.order, sections.mine)),
+    h('div', { class: 'grid' }, h('div', {}, h('h2', {}, 'Order book'), sections.book), h('div', {}, h('h2', {}, 'Recent trades'), sections.trades)),
+  );
+  const orderForm = async (prefill?: { side: 'buy' | 'sell'; price: number; amount: number; satMints: string[] }) => {
+    const side = h('select', { 'aria-label': 'side', 'data-testid': 'order-side' }, h('option', { value: 'buy' }, 'buy ehash'), h('option', { value: 'sell' }, 'sell ehash')) as HTMLSelectElement;
+    const amount = h('input', { inputmode: 'numeric', value: String(prefill?.amount ?? app.info.lot), 'data-testid': 'order-amount' }) as HTMLInputElement;
+    const price = h('input', { inputmode: 'numeric', value: String(prefill?.price ?? m.ask ?? m.last ?? 100), 'data-testid': 'order-price' }) as HTMLInputElement;
+    const book = await app.api.book(m.market).catch(() => undefined);
+    const mints = prefill?.satMints?.length ? prefill.satMints : satMintsKnown(book);
+    const satMint = h('select', { 'aria-label': 'sat mint', 'data-testid': 'order-satmint' }, ...mints.map((u) => h('option', { value: u }, u))) as HTMLSelectElement;
+    if (prefill) side.value = prefill.side;
+    const cost = h('p', { class: 'muted', 'aria-live': 'polite' });
+    const update = () => {
+      const a = Number(amount.value);
+      const p = Number(price.value);
+      cost.textContent = Number.isSafeInteger(a) && Number.isSafeInteger(p) && a % app.info.lot === 0 ? `${fmt(a)} ehash = ${fmt((a / app.info.lot) * p)} sats` : `amount: whole lots of ${app.info.lot}`;
+    };
+    amount.oninput = update;
+    price.oninput = update;
+    update();
+    const submit = h('button', { class: 'primary', type: 'submit', 'data-testid': 'order-submit' }, prefill ? (prefill.side === 'buy' ? 'Buy' : 'Sell') : 'Place offer') as HTMLButtonElement;
+    const form = h(
+      'form',
+      {
+        onsubmit: (e: Event) => {
+          e.preventDefault();
+          void act(submit, async () => {
+            const o = await app.agent.place(m, marketKeyset(m), { side: side.value as 'buy' | 'sell', amount: intOf(amount, 'amount'), price: intOf(price, 'price'), satMints: [satMint.value] });
+            notice(`offer ${o.side} ${fmt(o.amount)} ehash at ${o.price} sat/lot published; matching trades settle automatically while this page is open`);
+            await drawOrder();
+          });
+        },
+      },
+      h('h2', {}, prefill ? 'Take offer' : 'Place an offer'),
+      field('side', side),
+      field('amount (ehash)', amount, `whole lots of ${app.info.lot}`),
+      field('price (sats per lot)', price),
+      field('sat mint', satMint, 'where the sats side settles'),
+      cost,
+      h('div', { class: 'row' }, submit, prefill ? h('button', { type: 'button', onclick: () => void drawOrder() }, 'Cancel') : null),
+    );
+    sections.order.replaceChildren(form);
+    if (prefill) amount.focus();
+  };
+  const drawOrder = () => orderForm();
+  const take = (e: { side: string; price: number; remaining: number; min: number; sat_mints: string[] }) =>
+    void orderForm({ side: e.side === 'sell' ? 'buy' : 'sell', price: e.price, amount: e.remaining, satMints: e.sat_mints.map(cashu.normalizeUrl) });
+
+  const draw = async () => {
+    await loadMarkets();
+    const mm = app.markets.find((x) => x.market === id) ?? m;
+    const ep = app.epochs.get(id);
+    sections.summary.replaceChildren(
+      h(
+        'dl',
+        { class: 'kv' },
+        h('dt', {}, 'state'),
+        h('dd', {}, h('span', { class: `state ${mm.state}` }, mm.state)),
+        h('dt', {}, 'bid / ask'),
+        h('dd', { 'data-testid': 'bidask' }, `${fmt(mm.bid)} / ${fmt(mm.ask)} sat per lot`),
+        h('dt', {}, 'last'),
+        h('dd', {}, fmt(mm.last)),
+        h('dt', {}, '24 h volume'),
+        h('dd', {}, `${fmt(mm.volume_24h)} ehash`),
+        h('dt', {}, 'payout rate'),
+        h('dd', {}, mm.state === 'redeemable' ? 'announced by the pool' : 'not yet known (the epoch has not matured)'),
+        h('dt', {}, 'announcement'),
+        h('dd', {}, ep ? h('a', { href: '#/epochs', class: ep.ok ? 'ok' : 'bad' }, ep.ok ? 'signature and keys check out ✓' : 'does NOT check out ✗') : 'not seen'),
+        h('dt', {}, 'mint'),
+        h('dd', {}, mm.mint_url),
+      ),
+    );
+    const [book, trades, candles] = await Promise.all([app.api.book(id), app.api.trades(id, 30), app.api.candles(id, interval)]);
+    sections.depth.replaceChildren(depthChart(book));
+    const sel = h('select', { 'aria-label': 'candle interval', onchange: (e: Event) => ((interval = Number((e.target as HTMLSelectElement).value)), void draw()) }, ...[60, 300, 3600, 86400].map((s) => h('option', { value: s, selected: s === interval }, s < 3600 ? `${s / 60} min` : s === 3600 ? '1 h' : '1 day')));
+    sections.candles.replaceChildren(sel, candleChart(candles));
+    const mine = new Set((await app.agent.offers()).map((o) => o.pubkey));
+    const row = (e: Book['asks'][number]) =>
+      h(
+        'tr',
+        { class: e.side },
+        h('td', { class: 'num' }, fmt(e.price)),
+        h('td', { class: 'num' }, fmt(e.remaining)),
+        h('td', { class: 'num' }, fmt((e.remaining / book.lot) * e.price)),
+        h('td', {}, mine.has(e.pubkey) ? h('span', { class: 'muted' }, 'yours') : h('button', { class: 'small', 'data-testid': `take-${e.side}`, onclick: () => take(e) }, e.side === 'sell' ? 'Buy' : 'Sell')),
+      );
+    const head = h('thead', {}, h('tr', {}, h('th', {}, 'price'), h('th', {}, 'ehash'), h('th', {}, 'sats'), h('th', {}, '')));
+    sections.book.replaceChildren(
+      h('div', { class: 'scroll' }, h('table', { 'data-testid': 'asks' }, h('caption', {}, 'asks (sell ehash)'), head.cloneNode(true), h('tbody', {}, ...[...book.asks].reverse().map(row)))),
+      h('div', { class: 'scroll' }, h('table', { 'data-testid': 'bids' }, h('caption', {}, 'bids (buy ehash)'), head, h('tbody', {}, ...book.bids.map(row)))),
+    );
+    sections.trades.replaceChildren(tradeTable(trades));
+    await drawMine();
+  };
+  const drawMine = async () => {
+    const offers = (await openOffers()).filter((o) => o.market === id);
+    sections.mine.replaceChildren(h('h2', {}, 'Your open offers'), offers.length ? await offerList(offers) : h('p', { class: 'muted' }, 'none'));
+  };
+  await drawOrder();
+  await draw();
+  if (root === viewRoot) rerender = () => void draw().catch((e) => console.warn(e));
+  keep(root, app.agent.onChange(() => redrawSoon()));
+}
+
+function tradeTable(trades: TradeView[]): HTMLElement {
+  if (!trades.length) return h('p', { class: 'muted' }, 'no trades yet');
+  return h(
+    'div',
+    { class: 'scroll' },
+    h(
+      'table',
+      { 'data-testid': 'trades' },
+      h('thead', {}, h('tr', {}, ...['time', 'price', 'ehash', 'sats', 'state'].map((c) => h('th', {}, c)))),
+      h(
+        'tbody',
+        {},
+        ...trades.map((t) =>
+          h('tr', { class: t.maker_side === 'sell' ? 'buy' : 'sell' }, h('td', {}, new Date(t.matched_at * 1000).toLocaleTimeString()), h('td', { class: 'num' }, fmt(t.price)), h('td', { class: 'num' }, fmt(t.amount)), h('td', { class: 'num' }, fmt(t.sats)), h('td', {}, h('span', { class: `state ${t.state}`, title: t.reason ?? '' }, t.state.replace('_', ' ')))),
+        ),
+      ),
+    ),
+  );
+}
+
+/** Offers still open: not cancelled, not expired, something left. */
+async function openOffers(): Promise<OfferRecord[]> {
+  const out = [];
+  for (const o of await app.agent.offers()) if (o.status === 'pending' && o.expiration > now() && (await app.agent.remaining(o)) > 0) out.push(o);
+  return out;
+}
+
+async function offerList(offers: OfferRecord[]): Promise<HTMLElement> {
+  const items = await Promise.all(
+    offers.map(async (o) => {
+      const left = await app.agent.remaining(o);
+      const price = h('input', { inputmode: 'numeric', value: String(o.price), 'aria-label': 'new price', class: 'narrow' }) as HTMLInputElement;
+      const edit = h('button', { class: 'small', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => (await app.agent.revise(o.d, { price: intOf(price, 'price') }), notice('new version published (it queues again)'))) }, 'Update price') as HTMLButtonElement;
+      const cancel = h('button', { class: 'small danger', 'data-testid': 'cancel-offer', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => (await app.agent.revise(o.d, { cancel: true }), notice('offer cancelled'))) }, 'Cancel') as HTMLButtonElement;
+      return h('li', {}, h('strong', {}, `${o.side} ${fmt(left)} of ${fmt(o.amount)} ehash`), ` at ${o.price} sat/lot, expires ${fmtRelative(o.expiration)} `, h('span', { class: 'row' }, price, edit, cancel));
+    }),
+  );
+  return h('ul', { class: 'offers' }, ...items);
+}
+
+// ---------------------------------------------------------------- my trades
+
+const STEPS: [string, string][] = [
+  ['matched', 'matched'],
+  ['ehash_locked', 'ehash locked'],
+  ['sats_locked', 'sats locked'],
+  ['sats_claimed', 'sats claimed'],
+  ['settled', 'settled'],
+];
+
+function progress(t: TradeRecord): HTMLElement {
+  // what this browser knows happened, whatever the exchange's latest state says
+  const mine = !!t.myLock;
+  const theirs = !!t.theirLock || !!t.theirToken;
+  const done = [
+    true,
+    t.role === 'sell' ? mine : theirs,
+    t.role === 'sell' ? theirs && t.step !== 'await_refund' && t.step !== 'refunded' : mine,
+    t.step === 'settled' || (t.role === 'buy' && !!t.preimage) || (t.role === 'sell' && t.step === 'claiming'),
+    t.step === 'settled',
+  ];
+  const end = t.step === 'failed' || t.step === 'refunded' || t.step === 'await_refund' || t.step === 'refunding';
+  return h(
+    'ol',
+    { class: 'steps' },
+    ...STEPS.map(([, label], i) => (end && i === STEPS.length - 1 ? null : h('li', { class: done[i] ? 'done' : '' }, label))),
+    end ? h('li', { class: t.step === 'failed' ? 'bad' : 'warn' }, t.step === 'failed' ? 'failed' : t.step === 'refunded' ? 'refunded' : 'refund pending') : null,
+  );
+}
+
+async function tradesView(root: HTMLElement) {
+  const draw = async () => {
+    const trades = await app.agent.trades();
+    const offers = await openOffers();
+    const undelivered = await app.agent.undelivered();
+    root.replaceChildren(
+      h('h1', {}, 'Your trades'),
+      undelivered.length ? h('p', { class: 'warn' }, `${undelivered.length} event(s) not yet accepted by a relay; retrying (${undelivered[0].lastError ?? 'sending'})`) : '',
+      trades.length
+        ? h(
+            'ul',
+            { class: 'trades' },
+            ...trades.map((t) => {
+              const deadline =
+                t.step === 'await_refund' || t.step === 'refunding'
+                  ? `refund ${fmtRelative(t.role === 'sell' ? t.ehashLocktime : t.satsLocktime)}`
+                  : t.step === 'matched'
+                    ? `${t.role === 'sell' ? 'lock' : 'seller locks'} by ${fmtRelative(t.sellerLockBy)}`
+                    : '';
+              return h(
+                'li',
+                { class: `trade ${t.step}`, 'data-testid': `trade-${t.step}`, 'data-trade': t.id },
+                h('div', { class: 'row' }, h('strong', {}, `${t.role === 'buy' ? 'Buy' : 'Sell'} ${fmt(t.amount)} ehash for ${fmt(t.sats)} sats`), h('span', { class: `state ${t.step}`, 'data-testid': 'trade-step' }, t.step.replace('_', ' ')), h('span', { class: 'muted' }, deadline)),
+                progress(t),
+                t.note ? h('p', { class: t.step === 'failed' ? 'error' : 'muted' }, t.note) : null,
+                h('details', {}, h('summary', {}, `trade ${short(t.id)}, epoch unit ${t.unit}`), h('ul', { class: 'log' }, ...t.log.map((l) => h('li', {}, `${new Date(l.at * 1000).toLocaleTimeString()} ${l.text}`)))),
+              );
+            }),
+          )
+        : h('p', { class: 'muted' }, 'No trades yet. Take an offer in a market.'),
+      h('h2', {}, 'Open offers'),
+      offers.length ? await offerList(offers) : h('p', { class: 'muted' }, 'none'),
+    );
+  };
+  await draw();
+  if (root === viewRoot) rerender = () => void draw();
+  keep(root, app.agent.onChange(() => redrawSoon()));
+}
+
+// ---------------------------------------------------------------- wallet
+
+async function walletView(root: HTMLElement) {
+  const bal = h('section', {});
+  const hist = h('section', {});
+  const drawBal = async () => {
+    const bs = await wallet.balances();
+    bal.replaceChildren(
+      h('h2', {}, 'Balances'),
+      bs.length
+        ? h('table', { 'data-testid': 'balances' }, h('thead', {}, h('tr', {}, h('th', {}, 'unit'), h('th', {}, 'amount'), h('th', {}, 'in trades'), h('th', {}, 'mint'))), h('tbody', {}, ...bs.map((b) => h('tr', { 'data-unit': b.unit }, h('td', {}, b.unit), h('td', { class: 'num', 'data-testid': `balance-${b.unit === 'sat' ? 'sat' : 'ehash'}` }, fmt(b.amount)), h('td', { class: 'num' }, fmt(b.reserved)), h('td', { class: 'muted' }, b.mint)))))
+        : h('p', { class: 'muted', 'data-testid': 'balances-empty' }, 'The wallet is empty. Deposit sats below.'),
+      h('p', { class: 'muted' }, `NIP-60 backup: ${wallet.backupState()}`),
+    );
+    const items = await wallet.history();
+    hist.replaceChildren(
+      h('h2', {}, 'History'),
+      items.length
+        ? h('ul', { class: 'history' }, ...items.slice(0, 30).map((i) => h('li', {}, `${fmtTime(i.at)} ${i.kind} ${fmt(i.amount)} ${i.unit} — ${i.state}${i.note ? `: ${i.note}` : ''}`, i.token ? h('details', {}, h('summary', {}, 'token'), h('textarea', { readonly: true, rows: 3 }, i.token)) : null)))
+        : h('p', { class: 'muted' }, 'nothing yet'),
+    );
+  };
+  // deposit
+  const depMint = h('select', { 'aria-label': 'sat mint', 'data-testid': 'deposit-mint' }, ...satMintsKnown().map((u) => h('option', { value: u }, u))) as HTMLSelectElement;
+  const depAmount = h('input', { inputmode: 'numeric', value: '1000', 'data-testid': 'deposit-amount' }) as HTMLInputElement;
+  const invoice = h('div', { 'aria-live': 'polite' });
+  const depBtn = h('button', { class: 'primary', type: 'submit', 'data-testid': 'deposit-submit' }, 'Get invoice') as HTMLButtonElement;
+  const depForm = h(
+    'form',
+    {
+      class: 'card',
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        void act(depBtn, async () => {
+          if (!depMint.value) throw new Error('no sat mint is known: the exchange page names none; ask the operator for one');
+          const item = await wallet.deposit(depMint.value, intOf(depAmount, 'amount'));
+          invoice.replaceChildren(h('p', {}, 'Pay this Lightning invoice; the sats arrive in the wallet once it is paid:'), h('textarea', { readonly: true, rows: 3, 'data-testid': 'invoice' }, item.request ?? ''));
+        });
+      },
+    },
+    h('h2', {}, 'Receive sats by Lightning'),
+    field('sat mint', depMint),
+    field('amount (sats)', depAmount),
+    depBtn,
+    invoice,
+  );
+  // receive a token
+  const tokenIn = h('textarea', { rows: 3, placeholder: 'cashuB…', 'aria-label': 'token', 'data-testid': 'receive-token' }) as HTMLTextAreaElement;
+  const recBtn = h('button', { type: 'submit', 'data-testid': 'receive-submit' }, 'Receive') as HTMLButtonElement;
+  const recForm = h(
+    'form',
+    {
+      class: 'card',
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        void act(recBtn, async () => {
+          if (!tokenIn.value.trim()) throw new Error('paste a Cashu token first');
+          const r = await wallet.receive(tokenIn.value);
+          tokenIn.value = '';
+          notice(`received ${fmt(r.amount)} ${r.unit} from ${r.mint}`);
+        });
+      },
+    },
+    h('h2', {}, 'Receive a token'),
+    tokenIn,
+    recBtn,
+  );
+  // send a token
+  const sendWhich = h('select', { 'aria-label': 'balance to send from', 'data-testid': 'send-from' }) as HTMLSelectElement;
+  const fillSend = async () => sendWhich.replaceChildren(...(await wallet.balances()).map((b) => h('option', { value: `${b.mint} ${b.unit}` }, `${b.unit} at ${b.mint} (${fmt(b.amount)})`)));
+  const sendAmount = h('input', { inputmode: 'numeric', value: '1', 'data-testid': 'send-amount' }) as HTMLInputElement;
+  const sendOut = h('div', {});
+  const sendBtn = h('button', { type: 'submit', 'data-testid': 'send-submit' }, 'Create token') as HTMLButtonElement;
+  const sendForm = h(
+    'form',
+    {
+      class: 'card',
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        void act(sendBtn, async () => {
+          if (!sendWhich.value) throw new Error('the wallet holds nothing to send');
+          const [mint, unit] = sendWhich.value.split(' ');
+          const t = await wallet.send(mint, unit, intOf(sendAmount, 'amount'));
+          sendOut.replaceChildren(h('p', {}, 'Give this token to the receiver (it is money: anyone holding it can claim it):'), h('textarea', { readonly: true, rows: 4, 'data-testid': 'sent-token' }, t));
+        });
+      },
+    },
+    h('h2', {}, 'Send a token'),
+    field('from', sendWhich),
+    field('amount', sendAmount),
+    sendBtn,
+    sendOut,
+  );
+  // backup
+  const restoreBtn = h('button', { type: 'button', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => notice(`restored ${fmt(await wallet.restoreFromRelays())} from the relays' NIP-60 backup`)) }, 'Restore from relays (NIP-60)') as HTMLButtonElement;
+  const backupBtn = h('button', { type: 'button', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => (await wallet.backup(), notice(wallet.backupState()))) }, 'Back up now') as HTMLButtonElement;
+  const wordsBox = h('div', {});
+  const showWords = h('button', { type: 'button', onclick: async () => wordsBox.replaceChildren(h('p', { class: 'warn' }, 'Anyone with these words can find your offers and trades. Write them down; never share them.'), h('code', { class: 'words' }, await wallet.words())) }, 'Show recovery words');
+  root.replaceChildren(h('h1', {}, 'Wallet'), bal, h('div', { class: 'grid' }, depForm, recForm, sendForm), h('section', { class: 'card' }, h('h2', {}, 'Backup'), h('div', { class: 'row' }, backupBtn, restoreBtn, showWords), wordsBox), hist);
+  await drawBal();
+  await fillSend();
+  if (root === viewRoot) rerender = () => void drawBal().then(fillSend);
+  keep(root, wallet.onChange(() => redrawSoon()));
+}
+
+// ---------------------------------------------------------------- epochs
+
+async function epochsView(root: HTMLElement) {
+  await loadMarkets();
+  await loadEpochs();
+  const fromRelays: nostr.Event[] = await new Promise((ok) => {
+    const got: nostr.Event[] = [];
+    const pools = [...new Set(app.markets.map((m) => m.pool))];
+    if (!pools.length || !app.relays.length) return ok(got);
+    const sub = nostr.pool.subscribeMany(app.relays, { kinds: [nostr.KIND_EPOCH, nostr.KIND_MINT], authors: pools }, {
+      onevent: (e) => got.push(e),
+      oneose: () => (sub.close(), ok(got)),
+      maxWait: 4000,
+    });
+  });
+  for (const ev of fromRelays.filter((e) => e.kind === nostr.KIND_EPOCH)) {
+    const pool = app.markets.find((m) => m.market === nostr.tag(ev, 'd'))?.pool;
+    const c = nostr.checkEpoch(ev, pool);
+    const old = app.epochs.get(c.keysetId);
+    if (!old || old.event.created_at < ev.created_at) app.epochs.set(c.keysetId, c);
+  }
+  const mints = fromRelays.filter((e) => e.kind === nostr.KIND_MINT);
+  const list = [...app.epochs.values()].sort((a, b) => b.epoch - a.epoch);
+  root.replaceChildren(
+    h('h1', {}, 'Epoch explorer'),
+    h('p', { class: 'muted' }, 'Every epoch is announced by the pool as a signed nostr event (kind 38180) carrying its keyset. This page checks each signature, that the pool the market names signed it, and that the keyset id derives from the keys (NUT-02), so ehash can be verified without trusting the exchange.'),
+    ...list.map((e) =>
+      h(
+        'article',
+        { class: `card epoch ${e.ok ? 'ok' : 'bad'}`, 'data-testid': `epoch-${e.epoch}` },
+        h('h2', {}, `Epoch ${e.epoch} `, h('span', { class: `state ${e.state}` }, e.state), ' ', h('span', { class: e.ok ? 'ok' : 'bad', 'data-testid': 'epoch-verdict' }, e.ok ? '✓ verified' : '✗ does not verify')),
+        h(
+          'dl',
+          { class: 'kv' },
+          h('dt', {}, 'keyset'),
+          h('dd', {}, h('code', {}, e.keysetId)),
+          h('dt', {}, 'unit'),
+          h('dd', {}, e.unit),
+          h('dt', {}, 'pool key'),
+          h('dd', {}, h('code', {}, nostr.npub(e.event.pubkey))),
+          h('dt', {}, 'mint'),
+          h('dd', {}, e.mint),
+          h('dt', {}, 'opened'),
+          h('dd', {}, fmtTime(e.start)),
+          e.end ? h('dt', {}, 'closed') : null,
+          e.end ? h('dd', {}, `${fmtTime(e.end)} (${e.reason ?? ''}${e.block ? ` ${short(e.block)}` : ''})`) : null,
+          e.issued !== undefined ? h('dt', {}, 'issued') : null,
+          e.issued !== undefined ? h('dd', {}, `${fmt(e.issued)} ehash over ${fmt(e.shares)} shares`) : null,
+          h('dt', {}, 'input fee'),
+          h('dd', {}, `${e.fee} ppk`),
+        ),
+        h('ul', { class: 'checks' }, ...e.checks.map((c) => h('li', { class: c.ok ? 'ok' : 'bad' }, `${c.ok ? '✓' : '✗'} ${c.name}: ${c.detail}`))),
+      ),
+    ),
+    h('h2', {}, 'Mint announcements (NIP-87)'),
+    mints.length ? h('ul', {}, ...mints.map((e) => h('li', {}, `${nostr.tag(e, 'u')} by ${short(e.pubkey)}: `, nostrVerified(e)))) : h('p', { class: 'muted' }, 'none seen on the relays'),
+  );
+}
+
+function nostrVerified(e: nostr.Event): HTMLElement {
+  const c = nostr.checkEpoch({ ...e, kind: e.kind }, undefined);
+  const sig = c.checks.find((x) => x.name === 'signature');
+  return h('span', { class: sig?.ok ? 'ok' : 'bad' }, sig?.ok ? 'signature ✓' : 'signature ✗');
+}
+
+// ---------------------------------------------------------------- identity
+
+async function identityView(root: HTMLElement) {
+  const id = app.identity;
+  const nsecBox = h('div', {});
+  const importIn = h('input', { type: 'password', placeholder: 'nsec1…', 'aria-label': 'nsec to import', autocomplete: 'off' }) as HTMLInputElement;
+  const importBtn = h('button', { type: 'submit' }, 'Import') as HTMLButtonElement;
+  root.replaceChildren(
+    h('h1', {}, 'Identity'),
+    h('p', {}, 'Your nostr identity signs the wallet backup (NIP-60). Offers and trades use a fresh key per offer, derived from the wallet seed, so they are not linked to this identity.'),
+    h('dl', { class: 'kv' }, h('dt', {}, 'public key'), h('dd', {}, h('code', { 'data-testid': 'npub' }, nostr.npub(id.pubkey))), h('dt', {}, 'signer'), h('dd', {}, id.kind === 'nip07' ? 'browser extension (NIP-07)' : 'a key kept in this browser')),
+    h(
+      'div',
+      { class: 'row' },
+      id.kind === 'local' ? h('button', { type: 'button', onclick: () => nsecBox.replaceChildren(h('p', { class: 'warn' }, 'This secret key controls your identity; keep it private.'), h('code', { 'data-testid': 'nsec' }, id.nsec ?? '')) }, 'Export nsec') : null,
+      window.nostr && id.kind !== 'nip07' ? h('button', { type: 'button', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => (await nostr.useExtension(), location.reload())) }, 'Use browser extension (NIP-07)') : null,
+      !window.nostr ? h('span', { class: 'muted' }, 'no NIP-07 extension detected') : null,
+    ),
+    nsecBox,
+    h(
+      'form',
+      {
+        class: 'card',
+        onsubmit: (e: Event) => {
+          e.preventDefault();
+          void act(importBtn, async () => {
+            await nostr.importNsec(importIn.value);
+            location.reload();
+          });
+        },
+      },
+      h('h2', {}, 'Import an nsec'),
+      importIn,
+      importBtn,
+    ),
+  );
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  const r = await fetch('/config.json').catch(() => null);
+  if (r?.ok) app.cfg = { ...app.cfg, ...(await r.json()) };
+  const q = new URLSearchParams(location.search);
+  if (q.get('exchange')) app.cfg.exchange = q.get('exchange')!;
+  if (!app.cfg.exchange) throw new Error('no exchange configured: open this page from `ehash web --exchange URL` or add ?exchange=URL');
+  app.api = new ExchangeApi(app.cfg.exchange.replace(/\/+$/, ''));
+  app.info = await app.api.info();
+  app.relays = app.cfg.relays.length ? app.cfg.relays : app.info.relays;
+  app.satMints = app.cfg.sat_mints.map(cashu.normalizeUrl);
+  app.identity = await nostr.loadIdentity();
+  nostr.pool.automaticallyAuth = () => app.identity.sign;
+  wallet.configureBackup(app.identity, app.relays);
+  wallet.onBackupStatus(() => redrawSoon());
+  await loadMarkets();
+  await loadEpochs().catch(() => undefined);
+  app.agent = new Agent(app.info, app.relays);
+  await app.agent.start();
+  await wallet.resume();
+  document.getElementById('who')!.textContent = short(nostr.npub(app.identity.pubkey).slice(5));
+  const status = document.getElementById('live')!;
+  app.api.watch((m) => {
+    status.textContent = m.type === 'resync' ? 'reconnecting…' : 'live';
+    status.className = m.type === 'resync' ? 'warn' : 'ok';
+    if (m.type === 'epoch') void loadEpochs();
+    redrawSoon();
+  });
+  status.textContent = 'live';
+  status.className = 'ok';
+  window.addEventListener('hashchange', route);
+  route();
+}
+
+start().catch((e) => {
+  main().replaceChildren(h('h1', {}, 'Cannot start'), h('p', { class: 'error', role: 'alert' }, errText(e)));
+});
+
+// for tests and debugging in the console
+(window as unknown as { ehash: unknown }).ehash = { app, store, wallet };

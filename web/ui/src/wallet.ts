@@ -1,0 +1,371 @@
+// The browser wallet: balances per mint and unit, sats in by Lightning (a mint quote) or by
+// pasting a token, tokens out, every operation durable (see cashu.ts), the wallet seed that
+// derives offer keys, and the NIP-60 backup of the proofs to the relays.
+import { HDKey } from '@scure/bip32';
+import { generateMnemonic, mnemonicToSeedSync, validateMnemonic } from '@scure/bip39';
+import { wordlist } from '@scure/bip39/wordlists/english.js';
+import { hasValidDleq } from '@cashu/cashu-ts';
+import * as cashu from './cashu';
+import * as store from './db';
+import * as nostr from './nostr';
+import { now, randomId, sha256Hex, sleep } from './util';
+
+/** What changed, for the views to redraw. */
+const listeners = new Set<() => void>();
+export function onChange(f: () => void): () => void {
+  listeners.add(f);
+  return () => listeners.delete(f);
+}
+export function changed(): void {
+  for (const f of listeners) f();
+  scheduleBackup();
+}
+
+// ---------------------------------------------------------------- seed and offer keys
+
+/** The wallet's recovery words (made on first use). */
+export async function words(): Promise<string> {
+  let w = await store.kvGet<string>('seed_words');
+  if (!w) {
+    w = generateMnemonic(wordlist, 128);
+    await store.kvSet('seed_words', w);
+  }
+  return w;
+}
+
+let seedCache: Uint8Array | null = null;
+async function seed(): Promise<Uint8Array> {
+  if (!seedCache) seedCache = mnemonicToSeedSync(await words());
+  return seedCache;
+}
+
+/** Replace the recovery words (restore). Refused while trades or operations are unfinished. */
+export async function setWords(w: string): Promise<void> {
+  const clean = w.trim().toLowerCase().split(/\s+/).join(' ');
+  if (!validateMnemonic(clean, wordlist)) throw new Error('those are not valid BIP-39 recovery words (12 or 24 English words with a valid checksum)');
+  const ops = await store.all('ops');
+  if (ops.length) throw new Error('finish the pending wallet operations first');
+  await store.kvSet('seed_words', clean);
+  seedCache = null;
+}
+
+/** Offer key number `i`: BIP-32 `m/129373'/11'/i'` of the wallet seed (as the Rust agent). */
+export async function offerKeyAt(i: number): Promise<nostr.OfferKey> {
+  const k = HDKey.fromMasterSeed(await seed()).derive(`m/129373'/11'/${i}'`);
+  if (!k.privateKey) throw new Error('offer key derivation failed');
+  return nostr.offerKey(k.privateKey);
+}
+
+// ---------------------------------------------------------------- balances
+
+export interface Balance {
+  mint: string;
+  unit: string;
+  amount: number;
+  reserved: number;
+}
+
+export async function balances(): Promise<Balance[]> {
+  const all = await store.all<cashu.StoredProof>('proofs');
+  const m = new Map<string, Balance>();
+  for (const p of all) {
+    if (cashu.isHtlc(p.secret)) continue;
+    const k = `${p.mint} ${p.unit}`;
+    const b = m.get(k) ?? { mint: p.mint, unit: p.unit, amount: 0, reserved: 0 };
+    if (p.state === 'unspent') b.amount += p.amount;
+    else b.reserved += p.amount;
+    m.set(k, b);
+  }
+  return [...m.values()].sort((a, b) => (a.unit === 'sat' ? -1 : b.unit === 'sat' ? 1 : a.unit.localeCompare(b.unit)));
+}
+
+export async function balance(mint: string, unit: string): Promise<number> {
+  return (await cashu.unspent(mint, unit)).reduce((s, p) => s + p.amount, 0);
+}
+
+// ---------------------------------------------------------------- history
+
+export interface HistoryItem {
+  id: string;
+  at: number;
+  kind: 'deposit' | 'receive' | 'send' | 'trade';
+  mint: string;
+  unit: string;
+  amount: number;
+  state: string;
+  quote?: string;
+  request?: string;
+  token?: string;
+  op?: string;
+  note?: string;
+}
+
+export async function history(): Promise<HistoryItem[]> {
+  return (await store.all<HistoryItem>('history')).sort((a, b) => b.at - a.at);
+}
+
+// ---------------------------------------------------------------- operations owned by the wallet
+
+/** Run a wallet-owned operation to its end; the history item `hid` follows it. */
+async function runOp(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
+  try {
+    const proofs = await cashu.execute(op);
+    let given: cashu.StoredProof[] = [];
+    const h = await store.get<HistoryItem>('history', hid);
+    await store.write((b) => {
+      given = cashu.finishOp(b, op, proofs);
+      if (h) b.put('history', { ...h, state: 'done', op: undefined, token: h.kind === 'send' ? cashu.encodeToken(op.mint, op.unit, given) : h.token });
+    });
+    changed();
+    return given;
+  } catch (e) {
+    if (e instanceof cashu.Refused) {
+      const h = await store.get<HistoryItem>('history', hid);
+      if (op.kind === 'mint' && /not paid|unpaid|pending/i.test(e.message)) throw e;
+      await store.write((b) => {
+        cashu.releaseOp(b, op);
+        if (h) b.put('history', { ...h, state: 'failed', note: e.message, op: undefined });
+      });
+      changed();
+    }
+    throw e;
+  }
+}
+
+/** Finish what a reload interrupted. */
+export async function resume(): Promise<void> {
+  const ops = (await store.all<cashu.Op>('ops')).filter((o) => o.owner.startsWith('wallet:'));
+  for (const op of ops) {
+    try {
+      await runOp(op, op.owner.slice('wallet:'.length));
+    } catch (e) {
+      console.warn('resuming a wallet operation', e);
+    }
+  }
+  for (const h of await history()) {
+    if (h.kind === 'deposit' && h.state === 'unpaid' && h.quote && now() - h.at < 3600) void waitDeposit(h);
+  }
+}
+
+// ---------------------------------------------------------------- sats in by Lightning
+
+/** Ask the sat mint for an invoice of `amount` sats. */
+export async function deposit(mint: string, amount: number): Promise<HistoryItem> {
+  if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error('the amount must be a whole number of sats above 0');
+  let q;
+  try {
+    q = await cashu.mintOf(mint).createMintQuoteBolt11({ amount, unit: 'sat' } as never);
+  } catch (e) {
+    throw new Error(`the sat mint ${mint} refused the invoice: ${(e as Error).message}`);
+  }
+  const h: HistoryItem = { id: randomId(), at: now(), kind: 'deposit', mint: cashu.normalizeUrl(mint), unit: 'sat', amount, state: 'unpaid', quote: q.quote, request: q.request };
+  await store.write((b) => b.put('history', h));
+  changed();
+  void waitDeposit(h);
+  return h;
+}
+
+const waiting = new Set<string>();
+/** Poll the quote until paid, then mint (durably). */
+async function waitDeposit(h: HistoryItem): Promise<void> {
+  if (waiting.has(h.id)) return;
+  waiting.add(h.id);
+  try {
+    for (let i = 0; i < 1800; i++) {
+      let q;
+      try {
+        q = await cashu.mintOf(h.mint).checkMintQuoteBolt11(h.quote!);
+      } catch {
+        await sleep(2000);
+        continue;
+      }
+      if (q.state === 'ISSUED') return;
+      if (q.state === 'PAID') break;
+      await sleep(1000);
+    }
+    const ks = await cashu.activeKeyset(h.mint, 'sat');
+    const op = cashu.newOp({ kind: 'mint', mint: h.mint, unit: 'sat', keysetId: ks.id, inputs: [], quote: h.quote, outputs: cashu.randomOutputs(h.amount, ks), give: 0, purpose: 'deposit', owner: `wallet:${h.id}` });
+    await cashu.saveOp(op, (b) => b.put('history', { ...h, state: 'minting', op: op.id }));
+    await runOp(op, h.id);
+  } catch (e) {
+    console.warn('deposit', e);
+  } finally {
+    waiting.delete(h.id);
+  }
+}
+
+// ---------------------------------------------------------------- tokens
+
+/** Receive a pasted token: every proof's DLEQ (when present) checked, swapped into new proofs. */
+export async function receive(token: string): Promise<{ mint: string; unit: string; amount: number }> {
+  const t = await cashu.decodeToken(token);
+  if (t.proofs.length === 0) throw new Error('the token holds no proofs');
+  const ks = await cashu.activeKeyset(t.mint, t.unit).catch(async () => {
+    // an epoch's keyset may be inactive (the epoch closed): receive into the proofs' own keyset
+    const id = t.proofs[0].id;
+    return { id, unit: t.unit, active: false, fee: 0, keys: await cashu.keysOf(t.mint, id) };
+  });
+  for (const p of t.proofs) {
+    if (!p.dleq) continue;
+    const keys = await cashu.keysOf(t.mint, p.id);
+    if (!hasValidDleq(cashu.toCashu(p), { id: p.id, keys: keys as never })) throw new Error(`the token's proof of ${p.amount} has an invalid DLEQ proof: it was not signed by ${t.mint}`);
+  }
+  const known = new Set((await store.all<cashu.StoredProof>('proofs')).map((p) => p.secret));
+  if (t.proofs.some((p) => known.has(p.secret))) throw new Error('this token is already in the wallet');
+  const total = t.proofs.reduce((s, p) => s + p.amount, 0);
+  const fee = await cashu.inputFee(t.mint, t.proofs);
+  if (total <= fee) throw new Error(`the token (${total} ${t.unit}) does not cover the mint's fee of ${fee}`);
+  const inputs = t.proofs.map((p) => ({ ...p, state: undefined as never }));
+  const h: HistoryItem = { id: randomId(), at: now(), kind: 'receive', mint: t.mint, unit: t.unit, amount: total - fee, state: 'receiving' };
+  const op = cashu.newOp({ kind: 'swap', mint: t.mint, unit: t.unit, keysetId: ks.id, inputs, outputs: cashu.randomOutputs(total - fee, ks), give: 0, purpose: 'receive', owner: `wallet:${h.id}` });
+  h.op = op.id;
+  await cashu.saveOp(op, (b) => b.put('history', h));
+  try {
+    await runOp(op, h.id);
+  } catch (e) {
+    if (e instanceof cashu.Refused) throw new Error(`the mint refused the token: ${e.message}${e.conflict ? ' (it was already spent)' : ''}`);
+    throw new Error(`${(e as Error).message}; the wallet will try again`);
+  }
+  return { mint: t.mint, unit: t.unit, amount: total - fee };
+}
+
+/** Make a token of exactly `amount` (the receiver pays its own redemption fee). */
+export async function send(mint: string, unit: string, amount: number): Promise<string> {
+  if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error('the amount must be a whole number above 0');
+  const { inputs, fee, total } = await cashu.select(mint, unit, amount);
+  const ks = await cashu.activeKeyset(mint, unit);
+  const out = cashu.randomOutputs(amount, ks);
+  const change = cashu.randomOutputs(total - fee - amount, ks);
+  const h: HistoryItem = { id: randomId(), at: now(), kind: 'send', mint: cashu.normalizeUrl(mint), unit, amount, state: 'sending' };
+  const op = cashu.newOp({ kind: 'swap', mint: cashu.normalizeUrl(mint), unit, keysetId: ks.id, inputs, outputs: [...out, ...change], give: out.length, purpose: 'send', owner: `wallet:${h.id}` });
+  h.op = op.id;
+  await cashu.saveOp(op, (b) => b.put('history', h));
+  const given = await runOp(op, h.id);
+  return cashu.encodeToken(mint, unit, given);
+}
+
+// ---------------------------------------------------------------- NIP-60 backup
+
+let identity: nostr.Identity | null = null;
+let backupRelays: string[] = [];
+let backupTimer: ReturnType<typeof setTimeout> | null = null;
+let backupStatus = 'not backed up yet';
+const statusListeners = new Set<(s: string) => void>();
+
+export function backupState(): string {
+  return backupStatus;
+}
+export function onBackupStatus(f: (s: string) => void): void {
+  statusListeners.add(f);
+}
+function setStatus(s: string) {
+  backupStatus = s;
+  for (const f of statusListeners) f(s);
+}
+
+/** Back up to these relays as this identity from now on. */
+export function configureBackup(id: nostr.Identity, relays: string[]): void {
+  identity = id;
+  backupRelays = relays;
+  scheduleBackup();
+}
+
+function scheduleBackup() {
+  if (!identity || backupRelays.length === 0) return;
+  if (backupTimer) clearTimeout(backupTimer);
+  backupTimer = setTimeout(() => {
+    backupTimer = null;
+    backup().catch((e) => {
+      setStatus(`backup failed: ${(e as Error).message}; retrying`);
+      setTimeout(scheduleBackup, 10_000);
+    });
+  }, 1500);
+}
+
+interface BackupEntry {
+  digest: string;
+  eventId: string;
+}
+
+/** Publish the wallet (17375) and one token event (7375) per mint and unit whose proofs changed. */
+export async function backup(): Promise<void> {
+  const id = identity;
+  if (!id) return;
+  const state = (await store.kvGet<Record<string, BackupEntry>>('nip60')) ?? {};
+  const all = (await store.all<cashu.StoredProof>('proofs')).filter((p) => !cashu.isHtlc(p.secret));
+  const groups = new Map<string, cashu.StoredProof[]>();
+  for (const p of all) groups.set(`${p.mint} ${p.unit}`, [...(groups.get(`${p.mint} ${p.unit}`) ?? []), p]);
+  for (const k of Object.keys(state)) if (k !== 'wallet' && !groups.has(k)) groups.set(k, []);
+  const mints = [...new Set(all.map((p) => p.mint))];
+  const walletContent = JSON.stringify([['privkey', sha256Hex(`${await words()} ehash/nip60/p2pk`)], ...mints.map((m) => ['mint', m])]);
+  const wd = sha256Hex(walletContent);
+  if (state.wallet?.digest !== wd) {
+    const ev = await id.sign({ kind: nostr.KIND_NIP60_WALLET, created_at: now(), tags: [], content: await id.encryptToSelf(walletContent) });
+    await nostr.publish(backupRelays, ev, id.sign);
+    state.wallet = { digest: wd, eventId: ev.id };
+  }
+  let n = 0;
+  for (const [k, proofs] of groups) {
+    const d = sha256Hex(proofs.map((p) => p.secret).sort().join(','));
+    if (state[k]?.digest === d) continue;
+    const [mint, unit] = k.split(' ');
+    const old = state[k]?.eventId;
+    const content = JSON.stringify({ mint, unit, proofs: proofs.map((p) => ({ id: p.id, amount: p.amount, secret: p.secret, C: p.C, ...(p.dleq ? { dleq: p.dleq } : {}) })), del: old ? [old] : [] });
+    const ev = await id.sign({ kind: nostr.KIND_NIP60_TOKEN, created_at: now(), tags: [], content: await id.encryptToSelf(content) });
+    await nostr.publish(backupRelays, ev, id.sign);
+    if (old) {
+      const del = await id.sign({ kind: 5, created_at: now(), tags: [['e', old], ['k', String(nostr.KIND_NIP60_TOKEN)]], content: 'replaced by a newer NIP-60 token event' });
+      await nostr.publish(backupRelays, del, id.sign).catch(() => undefined);
+    }
+    state[k] = { digest: d, eventId: ev.id };
+    n++;
+    await store.kvSet('nip60', state);
+  }
+  await store.kvSet('nip60', state);
+  setStatus(`backed up to ${backupRelays.length} relay(s) at ${new Date().toLocaleTimeString()}${n ? ` (${n} updated)` : ''}`);
+}
+
+/** Restore proofs from the relays' NIP-60 token events; keeps only those the mints call unspent. */
+export async function restoreFromRelays(): Promise<number> {
+  const id = identity;
+  if (!id) throw new Error('no identity');
+  const events = await new Promise<nostr.Event[]>((ok) => {
+    const got: nostr.Event[] = [];
+    const sub = nostr.pool.subscribeMany(backupRelays, { kinds: [nostr.KIND_NIP60_TOKEN], authors: [id.pubkey] }, {
+      onevent: (e) => got.push(e),
+      oneose: () => {
+        sub.close();
+        ok(got);
+      },
+      onauth: id.sign,
+      maxWait: 8000,
+    });
+  });
+  const deleted = new Set<string>();
+  const contents: { mint: string; unit: string; proofs: { id: string; amount: number; secret: string; C: string; dleq?: cashu.StoredProof['dleq'] }[]; del?: string[] }[] = [];
+  for (const e of events) {
+    try {
+      const c = JSON.parse(await id.decryptFromSelf(e.content));
+      for (const d of c.del ?? []) deleted.add(d);
+      contents.push({ ...c, _id: e.id });
+    } catch {
+      /* not ours to read */
+    }
+  }
+  const known = new Set((await store.all<cashu.StoredProof>('proofs')).map((p) => p.secret));
+  let added = 0;
+  for (const c of contents as (typeof contents[number] & { _id: string })[]) {
+    if (deleted.has(c._id)) continue;
+    const fresh = c.proofs.filter((p) => !known.has(p.secret));
+    if (!fresh.length) continue;
+    const states = await cashu.mintOf(c.mint).check({ Ys: fresh.map((p) => cashu.yOf(p.secret)) });
+    const keep = fresh.filter((_, i) => states.states[i]?.state === 'UNSPENT');
+    await store.write((b) => {
+      for (const p of keep) b.put('proofs', { ...p, mint: cashu.normalizeUrl(c.mint), unit: c.unit, state: 'unspent' });
+    });
+    for (const p of keep) known.add(p.secret);
+    added += keep.reduce((s, p) => s + p.amount, 0);
+  }
+  changed();
+  return added;
+}

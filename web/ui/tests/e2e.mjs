@@ -1,0 +1,265 @@
+// End-to-end browser tests in headless Chromium (playwright-core) against a running `ehash up`.
+// Run by ehash/tests/web.rs, which starts the market and passes:
+//   WEB_URL     the page (`ehash web` inside `ehash up`)
+//   CHROMIUM    the browser binary (Debian's /usr/bin/chromium)
+//   PROFILE     a user-data directory kept between scenarios (the wallet lives in its IndexedDB)
+//   SHOTS       where screenshots go
+//   SCENARIO    `buy`: load the market, receive sats, take an ehash offer of the simulated
+//               seller (a Rust agent), watch the swap settle, see both balances change;
+//               `refund`: sell into a resting bid whose buyer never locks; the browser's ehash
+//               lock comes back after its locktime.
+//   LOT         the exchange's lot
+// Prints `ok <scenario>` and exits 0 on success; any failure exits 1 with the reason.
+import { chromium } from 'playwright-core';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const WEB = env('WEB_URL');
+const SHOTS = env('SHOTS');
+const SCENARIO = env('SCENARIO');
+const LOT = Number(env('LOT'));
+mkdirSync(SHOTS, { recursive: true });
+
+const ctx = await chromium.launchPersistentContext(env('PROFILE'), {
+  executablePath: env('CHROMIUM'),
+  headless: true,
+  viewport: { width: 1280, height: 900 },
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const page = ctx.pages()[0] ?? (await ctx.newPage());
+const errors = [];
+page.on('pageerror', (e) => errors.push(String(e)));
+page.on('console', (m) => {
+  if (process.env.E2E_CONSOLE || m.type() === 'error') console.error(`[page ${m.type()}] ${m.text()}`);
+});
+let shot = 0;
+const snap = async (name) => page.screenshot({ path: join(SHOTS, `${SCENARIO}-${String(++shot).padStart(2, '0')}-${name}.png`), fullPage: true });
+const step = (s) => console.error(`[${SCENARIO}] ${s}`);
+
+async function balances() {
+  await page.goto(`${WEB}/#/epochs`);
+  await page.goto(`${WEB}/#/wallet`);
+  await page.waitForSelector('[data-testid=balances], [data-testid=balances-empty]');
+  const num = async (sel) => {
+    const t = await page.locator(sel).first().textContent({ timeout: 1000 }).catch(() => null);
+    return t === null ? 0 : Number(t.replace(/\D/g, ''));
+  };
+  return { sat: await num('[data-testid=balance-sat]'), ehash: await num('[data-testid=balance-ehash]') };
+}
+
+/** Open the first market with an ask (`side` = 'ask') or a bid (`side` = 'bid') on its book. */
+async function marketWith(side, market) {
+  if (market) {
+    await page.goto(`${WEB}/#/market/${market}`);
+    await page.waitForSelector('[data-testid=asks]');
+    return;
+  }
+  const col = side === 'ask' ? 3 : 2;
+  const t0 = Date.now();
+  while (Date.now() - t0 < 60_000) {
+    await page.goto(`${WEB}/#/`);
+    await page.waitForSelector('a[data-testid^=market-]', { timeout: 30_000 });
+    const rows = page.locator('tbody tr');
+    for (let i = 0; i < (await rows.count()); i++) {
+      const cell = (await rows.nth(i).locator('td').nth(col).textContent()) ?? '';
+      if (/\d/.test(cell)) {
+        await rows.nth(i).locator('a').click();
+        await page.waitForSelector('[data-testid=asks]');
+        return;
+      }
+    }
+    await page.waitForTimeout(1000);
+  }
+  throw new Error(`no market has a resting ${side} within 60 s`);
+}
+
+/** Wait until the newest trade reaches one of `states` (the trades page lists newest first). */
+async function waitTrade(states, timeoutMs) {
+  await page.goto(`${WEB}/#/trades`);
+  const t0 = Date.now();
+  let last = '';
+  while (Date.now() - t0 < timeoutMs) {
+    const step = ((await page.locator('li.trade').first().getAttribute('data-testid', { timeout: 1000 }).catch(() => null)) ?? '').replace('trade-', '');
+    if (states.includes(step)) return step;
+    if (step !== last) {
+      console.error(`[${SCENARIO}] trade step: ${step}`);
+      last = step;
+      await snap(`trade-${step}`);
+    }
+    await page.waitForTimeout(1000);
+  }
+  await snap('trade-timeout');
+  throw new Error(`the trade did not reach ${states.join('/')} within ${timeoutMs / 1000} s (last step: ${last})`);
+}
+
+try {
+  await page.goto(WEB);
+  if (SCENARIO === 'buy') {
+    step('markets load');
+    await page.waitForSelector('a[data-testid^=market-]', { timeout: 30_000 });
+    await snap('markets');
+
+    step('phone width: the markets table stays usable');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await snap('markets-phone');
+    await page.setViewportSize({ width: 1280, height: 900 });
+
+    step('a bad deposit amount is refused with a clear error');
+    await page.goto(`${WEB}/#/wallet`);
+    await page.fill('[data-testid=deposit-amount]', 'ten');
+    await page.click('[data-testid=deposit-submit]');
+    await page.getByRole('alert').filter({ hasText: 'amount: enter a whole number' }).first().waitFor({ timeout: 5000 });
+    step('a bad token is refused with a clear error');
+    await page.fill('[data-testid=receive-token]', 'cashuBnotatoken');
+    await page.click('[data-testid=receive-submit]');
+    await page.getByRole('alert').filter({ hasText: /token/i }).first().waitFor({ timeout: 5000 });
+
+    step('receive sats by Lightning (the local sat mint fakes payment)');
+    await page.fill('[data-testid=deposit-amount]', '1000');
+    await page.click('[data-testid=deposit-submit]');
+    await page.waitForSelector('[data-testid=invoice]');
+    await page.waitForFunction(() => Number((document.querySelector('[data-testid=balance-sat]')?.textContent ?? '0').replace(/\D/g, '')) >= 1000, null, { timeout: 30_000 });
+    await snap('wallet-funded');
+    const before = await balances();
+    if (before.sat !== 1000) throw new Error(`expected 1000 sats after the deposit, the wallet shows ${before.sat}`);
+
+    step('the epoch explorer verifies the announcements');
+    await page.goto(`${WEB}/#/epochs`);
+    await page.waitForSelector('[data-testid=epoch-verdict]');
+    const verdicts = await page.locator('[data-testid=epoch-verdict]').allTextContents();
+    if (!verdicts.length || verdicts.some((v) => !v.includes('verified'))) throw new Error(`epoch announcements do not verify: ${verdicts.join(', ')}`);
+    await snap('epochs');
+
+    step('take the simulated seller’s ask for one lot');
+    await marketWith('ask');
+    await page.waitForSelector('[data-testid=take-sell]', { timeout: 60_000 });
+    await snap('market');
+    await page.locator('[data-testid=take-sell]').last().click();
+    const bought = decodeURIComponent(new URL(page.url()).hash.split('/')[2]);
+    await page.fill('[data-testid=order-amount]', String(LOT * 1000 + 1));
+    await page.click('[data-testid=order-submit]');
+    await page.getByRole('alert').filter({ hasText: /whole number of lots|needs about/ }).first().waitFor({ timeout: 5000 });
+    await page.fill('[data-testid=order-amount]', String(LOT));
+    await page.click('[data-testid=order-submit]');
+    await page.getByText('published').first().waitFor({ timeout: 15_000 });
+
+    step('watch the swap settle');
+    const end = await waitTrade(['settled', 'failed', 'refunded'], 120_000);
+    await snap('trade-end');
+    if (end !== 'settled') throw new Error(`the trade ended ${end}: ${await page.locator('.trade .error').first().textContent().catch(() => '')}`);
+    const after = await balances();
+    await snap('wallet-after');
+    step(`balances: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
+    if (after.ehash < LOT) throw new Error(`expected at least ${LOT} ehash after buying, the wallet shows ${after.ehash}`);
+    if (!(after.sat < before.sat)) throw new Error(`the sats did not go down (${before.sat} -> ${after.sat})`);
+
+    step('send a token of 50 sats, then receive it back');
+    await page.goto(`${WEB}/#/wallet`);
+    await page.waitForSelector('[data-testid=send-from] option', { state: 'attached' });
+    await page.selectOption('[data-testid=send-from]', { index: 0 });
+    await page.fill('[data-testid=send-amount]', String(after.sat + 1));
+    await page.click('[data-testid=send-submit]');
+    await page.getByRole('alert').filter({ hasText: /not enough sat/ }).first().waitFor({ timeout: 5000 });
+    await page.fill('[data-testid=send-amount]', '50');
+    await page.click('[data-testid=send-submit]');
+    const token = (await page.locator('[data-testid=sent-token]').inputValue({ timeout: 15_000 })).trim();
+    if (!token.startsWith('cashuB')) throw new Error(`the sent token is ${token.slice(0, 20)}`);
+    const sent = await balances();
+    if (sent.sat > after.sat - 50) throw new Error(`sending 50 sats left ${sent.sat} (had ${after.sat})`);
+    await page.fill('[data-testid=receive-token]', token);
+    await page.click('[data-testid=receive-submit]');
+    await page.getByText(/received \d+ sat/).first().waitFor({ timeout: 15_000 });
+    await page.fill('[data-testid=receive-token]', token);
+    await page.click('[data-testid=receive-submit]');
+    await page.getByRole('alert').filter({ hasText: /already|spent/ }).first().waitFor({ timeout: 15_000 });
+    const back = await balances();
+    if (back.sat <= sent.sat || back.sat > after.sat) throw new Error(`receiving the token back: ${sent.sat} -> ${back.sat} (had ${after.sat})`);
+
+    step('place, edit and cancel an ask; the book follows');
+    await marketWith('ask', bought);
+    await page.selectOption('[data-testid=order-side]', 'sell');
+    await page.fill('[data-testid=order-amount]', String(LOT));
+    await page.fill('[data-testid=order-price]', '9999');
+    await page.click('[data-testid=order-submit]');
+    await page.getByText('published').first().waitFor({ timeout: 15_000 });
+    await page.locator('[data-testid=asks] td', { hasText: /^9\D?999$/ }).first().waitFor({ timeout: 15_000 });
+    await page.locator('.offers input').first().fill('9998');
+    await page.getByRole('button', { name: 'Update price' }).first().click();
+    await page.locator('[data-testid=asks] td', { hasText: /^9\D?998$/ }).first().waitFor({ timeout: 15_000 });
+    if (await page.locator('[data-testid=asks] td', { hasText: /^9\D?999$/ }).count()) throw new Error('the old version of the edited ask is still on the book');
+    await snap('own-ask');
+    await page.click('[data-testid=cancel-offer]');
+    await page.waitForFunction(() => ![...document.querySelectorAll('[data-testid=asks] td')].some((td) => (td.textContent ?? '').replace(/\D/g, '') === '9998'), null, { timeout: 15_000 });
+
+    step('identity: export the nsec; a bad import is refused');
+    await page.goto(`${WEB}/#/identity`);
+    await page.getByRole('button', { name: 'Export nsec' }).click();
+    const nsec = (await page.locator('[data-testid=nsec]').textContent()) ?? '';
+    if (!nsec.startsWith('nsec1')) throw new Error(`exported ${nsec}`);
+    writeFileSync(`${env('PROFILE')}.nsec`, nsec);
+    await page.fill('input[aria-label="nsec to import"]', 'npub1notasecret');
+    await page.getByRole('button', { name: 'Import' }).click();
+    await page.getByRole('alert').filter({ hasText: /nsec/ }).first().waitFor({ timeout: 5000 });
+
+    step('the wallet is backed up to the relay (NIP-60)');
+    await page.goto(`${WEB}/#/wallet`);
+    await page.getByRole('button', { name: 'Back up now' }).click();
+    await page.getByText(/NIP-60 backup: backed up to 1 relay/).waitFor({ timeout: 20_000 });
+    writeFileSync(`${env('PROFILE')}.balances`, JSON.stringify(await balances()));
+  } else if (SCENARIO === 'restore') {
+    step('a fresh browser with the same nsec restores the balance from the relay');
+    const nsec = readFileSync(`${env('BACKUP_OF')}.nsec`, 'utf8');
+    const want = JSON.parse(readFileSync(`${env('BACKUP_OF')}.balances`, 'utf8'));
+    await page.goto(`${WEB}/#/identity`);
+    await page.fill('input[aria-label="nsec to import"]', nsec);
+    await page.getByRole('button', { name: 'Import' }).click();
+    await page.waitForSelector('[data-testid=npub]');
+    await page.goto(`${WEB}/#/wallet`);
+    await page.waitForSelector('[data-testid=balances-empty]');
+    await page.getByRole('button', { name: 'Restore from relays (NIP-60)' }).click();
+    await page.getByText(/restored \d/).first().waitFor({ timeout: 20_000 });
+    const got = await balances();
+    await snap('restored');
+    if (got.sat !== want.sat || got.ehash !== want.ehash) throw new Error(`restored ${JSON.stringify(got)}, the backed-up wallet held ${JSON.stringify(want)}`);
+  } else if (SCENARIO === 'refund') {
+    const before = await balances();
+    step(`holding ${JSON.stringify(before)}`);
+    if (before.ehash < LOT) throw new Error(`the browser needs ${LOT} ehash from the buy scenario, it has ${before.ehash}`);
+    step('sell one lot into the resting bid (its buyer never locks)');
+    await marketWith('bid');
+    await page.waitForSelector('[data-testid=take-buy]', { timeout: 60_000 });
+    await page.locator('[data-testid=take-buy]').first().click();
+    await page.fill('[data-testid=order-amount]', String(LOT));
+    await page.click('[data-testid=order-submit]');
+    await page.getByText('published').first().waitFor({ timeout: 15_000 });
+    step('the ehash is locked, then comes back after the locktime');
+    const locked = await waitTrade(['await_refund', 'refunding', 'refunded', 'failed', 'settled'], 90_000);
+    step(`trade is ${locked}`);
+    const mid = await balances();
+    if (!(mid.ehash < before.ehash) && locked !== 'refunded') throw new Error(`the ehash lock did not leave the balance (${before.ehash} -> ${mid.ehash})`);
+    const end = await waitTrade(['refunded', 'failed', 'settled'], 240_000);
+    await snap('refund-end');
+    if (end !== 'refunded') throw new Error(`the trade ended ${end}, not refunded`);
+    const after = await balances();
+    step(`balances: ${JSON.stringify(before)} -> ${JSON.stringify(mid)} -> ${JSON.stringify(after)}`);
+    // the lock and the refund each cost at most the pool mint's input fees
+    if (after.ehash < before.ehash - 2 || after.ehash > before.ehash) throw new Error(`after the refund the wallet holds ${after.ehash} ehash, it held ${before.ehash}`);
+    await snap('wallet-refunded');
+  } else {
+    throw new Error(`unknown SCENARIO ${SCENARIO}`);
+  }
+  if (errors.length) throw new Error(`uncaught page errors: ${errors.join('; ')}`);
+  console.log(`ok ${SCENARIO}`);
+  await ctx.close();
+  process.exit(0);
+} catch (e) {
+  await snap('failure').catch(() => undefined);
+  console.error(`FAIL ${SCENARIO}: ${e?.stack ?? e}`);
+  await ctx.close().catch(() => undefined);
+  process.exit(1);
+}
