@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub trade: ehash_wallet::agent::TradeConfig,
     /// `[exchange]`: the exchange (order books, matching, settlement watching).
     pub exchange: ehash_exchange::Config,
+    /// `[web]`: the web UI (`ehash web`; `ehash up` uses its `listen`).
+    pub web: ehash_web::Config,
 }
 
 /// `[up]`: settings of `ehash up` beyond the services it runs.
@@ -49,8 +51,11 @@ pub struct UpConfig {
     pub lot: u64,
     /// Run the simulated seller (the miner's wallet) and buyer that trade on the exchange.
     pub simulate_trading: bool,
+    /// Run the simulated buyer (with `simulate_trading`); off, the simulated seller's asks wait
+    /// for buyers in the browser.
+    pub simulate_buyer: bool,
     /// Seconds between the simulated traders' rounds: the seller offers every whole lot it has
-    /// not offered yet, the buyer bids on the best ask.
+    /// not offered yet, the buyer bids for one lot of the best ask.
     pub trade_secs: u64,
     /// Sats per lot around which the simulated seller asks (±5 %).
     pub base_price: u64,
@@ -67,6 +72,7 @@ impl Default for UpConfig {
             network_difficulty_exp: -4,
             lot: 128,
             simulate_trading: true,
+            simulate_buyer: true,
             trade_secs: 20,
             base_price: 100,
             buyer_sats: 100_000,
@@ -163,5 +169,6 @@ mod tests {
         assert_eq!(c.mint_bridge.stratum_listen.port(), 3333);
         assert_eq!((c.exchange.lot, c.exchange.listen.port()), (1024, 8090));
         assert_eq!(c.up.lot, UpConfig::default().lot);
+        assert_eq!(c.web, ehash_web::Config::default());
     }
 }

@@ -54,6 +54,9 @@ enum Command {
     /// Run the exchange (order books, matching, settlement watching), or verify a running one.
     #[command(long_about = commands::exchange::LONG_ABOUT)]
     Exchange(commands::exchange::ExchangeCmd),
+    /// Serve the web UI: the page for trading in a browser, pointed at an exchange.
+    #[command(long_about = commands::web::LONG_ABOUT)]
+    Web(commands::web::WebArgs),
 }
 
 #[derive(Debug, Args)]
@@ -388,5 +391,6 @@ async fn main() -> Result<()> {
             commands::exchange::verify(file, args).await
         }
         Command::Exchange(commands::exchange::ExchangeCmd { action: None, run }) => commands::exchange::run(file, run).await,
+        Command::Web(args) => commands::web::run(file, args).await,
     }
 }

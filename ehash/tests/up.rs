@@ -1,8 +1,10 @@
-//! `ehash up` as a user runs it: the simulated miner earns ehash into its wallet, the simulated
-//! seller (the miner's wallet) and buyer trade on the exchange until a swap is settled (and
-//! `ehash exchange verify` agrees with the exchange), a nostr client on the relay sees the mint,
-//! the epoch and its state change when a block is found, SIGTERM and Ctrl-C stop it cleanly, and a
-//! restart keeps the data.
+//! `ehash up` as a user runs it: it prints the web UI's URL, whose /config.json points the page
+//! at the local exchange, sat mint and relay; the simulated miner earns ehash into its wallet, the
+//! simulated seller (the miner's wallet) and buyer trade on the exchange until a swap is settled
+//! (and `ehash exchange verify` agrees with the exchange), a nostr client on the relay sees the
+//! mint, the epoch and its state change when a block is found, SIGTERM and Ctrl-C stop it cleanly,
+//! and a restart keeps the data. With `[up].simulate_buyer = false` the seller's asks rest in the
+//! book for people trading in the browser.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -33,6 +35,7 @@ struct Ports {
     proxy: (SocketAddr, SocketAddr),
     exchange: SocketAddr,
     sat_mint: SocketAddr,
+    web: SocketAddr,
 }
 
 impl Ports {
@@ -44,12 +47,20 @@ impl Ports {
             proxy: (free_addr(), free_addr()),
             exchange: free_addr(),
             sat_mint: free_addr(),
+            web: free_addr(),
         }
     }
 }
 
+/// The two tests each run a CPU miner: one at a time, so neither starves the other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn spawn_up(dir: &std::path::Path, p: Ports) -> Up {
-    let Ports { relay, http, stratum, proxy, exchange, sat_mint } = p;
+    spawn_up_with(dir, p, &[])
+}
+
+fn spawn_up_with(dir: &std::path::Path, p: Ports, env: &[(&str, &str)]) -> Up {
+    let Ports { relay, http, stratum, proxy, exchange, sat_mint, web } = p;
     let mut child = Command::new(env!("CARGO_BIN_EXE_ehash"))
         .args(["--log", "warn", "up", "--data-dir"])
         .arg(dir)
@@ -66,12 +77,45 @@ fn spawn_up(dir: &std::path::Path, p: Ports) -> Up {
         .env("EHASH_SAT_MINT__LISTEN", sat_mint.to_string())
         .env("EHASH_UP__LOT", "8")
         .env("EHASH_UP__TRADE_SECS", "2")
+        .env("EHASH_WEB__LISTEN", web.to_string())
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let lines = ehash_testkit::stdout_lines(&mut child);
     Up { child, lines }
+}
+
+/// Read the lines `ehash up` prints until one starts with `prefix`; returns the rest of it.
+fn wait_line(up: &Up, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = up.lines.recv_timeout(left).unwrap_or_else(|_| panic!("a line starting {prefix:?}"));
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.to_owned();
+        }
+    }
+}
+
+/// The web UI line names the page's URL, and the page's /config.json the local market.
+async fn check_web(up: &Up, p: Ports) {
+    let line = wait_line(up, "  web      ");
+    let url = format!("http://{}", p.web);
+    assert!(line.starts_with(&format!("{url}   (open this in a browser")), "{line}");
+    let config: serde_json::Value = get(format!("{url}/config.json")).await.expect("the web UI serves /config.json");
+    assert_eq!(
+        config,
+        serde_json::json!({
+            "exchange": format!("http://{}", p.exchange),
+            "sat_mints": [format!("http://{}", p.sat_mint)],
+            "relays": [format!("ws://{}", p.relay)],
+        })
+    );
+    let page = bitreq::get(url.as_str()).with_timeout(10).send_async().await.unwrap();
+    assert_eq!(page.status_code, 200);
+    assert!(page.headers.get("content-type").is_some_and(|t| t.starts_with("text/html")), "{:?}", page.headers);
 }
 
 /// The epoch number and the ehash credited so far (it only grows; the wallet's balance falls as
@@ -159,17 +203,19 @@ fn verify_ok(exchange: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_a_miner_earning_ehash_visible_on_nostr_and_a_market_where_swaps_settle() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
     let relay = ports.relay;
     let up = spawn_up(dir.path(), ports);
+    check_web(&up, ports).await;
     let (_, earned) = wait_status(&up, Duration::from_secs(120), |_, c| c > 0);
     assert!(earned > 0);
 
     // the simulated seller offers the miner's ehash, the simulated buyer takes it, and the swap
     // settles across the pool mint and the sat mint
     let t = wait_settled(ports.exchange, Duration::from_secs(240)).await;
-    assert!(t.amount > 0 && t.amount % 8 == 0, "whole lots of 8: {t:?}");
+    assert_eq!(t.amount, 8, "the simulated buyer bids for one lot of 8 a round: {t:?}");
     assert_eq!(t.sats, t.amount / 8 * t.price, "{t:?}");
     verify_ok(ports.exchange);
 
@@ -205,5 +251,35 @@ async fn up_runs_a_miner_earning_ehash_visible_on_nostr_and_a_market_where_swaps
     assert!(credited2 >= credited);
     let again = wait_settled(ports.exchange, Duration::from_secs(30)).await;
     assert!(again.state == TradeState::Settled);
+    stop(up, "INT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_simulated_buyer_the_sellers_asks_rest_in_the_book() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let up = spawn_up_with(dir.path(), ports, &[("EHASH_UP__SIMULATE_BUYER", "false")]);
+    check_web(&up, ports).await;
+    let line = wait_line(&up, "           simulated buyer");
+    assert!(line.contains("is off"), "{line}");
+
+    // the simulated seller asks ...
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let market = loop {
+        let markets: Vec<MarketSummary> = get(format!("http://{}/api/markets", ports.exchange)).await.unwrap_or_default();
+        if let Some(m) = markets.iter().find(|m| m.ask.is_some()) {
+            break m.market.clone();
+        }
+        assert!(Instant::now() < deadline, "no ask within 3 minutes: {markets:#?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    // ... and nobody buys: after a few rounds (2 s each) the ask still rests, no trade was made
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let m: Vec<MarketSummary> = get(format!("http://{}/api/markets", ports.exchange)).await.unwrap();
+    assert!(m.iter().any(|m| m.market == market && m.ask.is_some()), "{m:#?}");
+    let trades: Vec<TradeView> = get(format!("http://{}/api/markets/{market}/trades", ports.exchange)).await.unwrap();
+    assert!(trades.is_empty(), "{trades:#?}");
+    assert!(!dir.path().join("buyer").exists(), "no simulated buyer's wallet");
     stop(up, "INT");
 }

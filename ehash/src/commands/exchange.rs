@@ -171,7 +171,7 @@ pub async fn run(file: FileConfig, a: ExchangeArgs) -> Result<()> {
 }
 
 /// The URL of the exchange a local `[exchange].listen` serves.
-fn local_url(listen: SocketAddr) -> String {
+pub(crate) fn local_url(listen: SocketAddr) -> String {
     let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
     match listen {
         SocketAddr::V6(_) if !listen.ip().is_unspecified() => format!("http://[{host}]:{}", listen.port()),

@@ -8,6 +8,7 @@ pub mod sat_mint;
 pub mod trade;
 pub mod up;
 pub mod wallet;
+pub mod web;
 
 /// Wait for Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

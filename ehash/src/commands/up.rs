@@ -1,7 +1,8 @@
 //! `ehash up`: the local market in one process — a relay, the pool's mint-bridge on a devnet
 //! tuned for a CPU miner, a mining proxy earning into its own wallet, a simulated miner mining
-//! through the proxy, a sat mint (fake Lightning), the exchange, and a simulated seller (the
-//! miner's wallet) and buyer trading on it, so a newcomer watches offers match and swaps settle.
+//! through the proxy, a sat mint (fake Lightning), the exchange, the web UI pointed at them, and
+//! a simulated seller (the miner's wallet) and buyer trading on it, so a newcomer watches offers
+//! match and swaps settle, and can trade in a browser.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
@@ -100,6 +101,16 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
         )
     })?;
 
+    let exchange_url = super::exchange::local_url(exchange.local_addr());
+    let mut wc = file.web.clone();
+    wc.exchange_url = exchange_url.clone();
+    wc.sat_mints = vec![sat_mint.url().to_owned()];
+    wc.relays = vec![relay.url().to_owned()];
+    let web_listen = wc.listen;
+    let web = ehash_web::Web::start(wc)
+        .await
+        .with_context(|| format!("starting the web UI on {web_listen} ([web].listen or EHASH_WEB__LISTEN sets its port)"))?;
+
     let cancel = CancellationToken::new();
     let miner = Miner::start(
         MinerConfig { pool: proxy.local_addr(), username: "sim1".into(), agent: "ehash-sim-miner/0.1".into(), version_rolling: true },
@@ -108,13 +119,14 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
 
     let wallet_dir = root.join("wallet");
     println!("ehash local market");
+    println!("  web      {}   (open this in a browser to trade)", web.url());
     println!("  relay    {}", relay.url());
     println!("  mint     {}   (Cashu HTTP API; epochs at /v1/ehash/epochs)", bridge.mint_url());
     println!("  pool     stratum+tcp://{}   (username: <quote-id>.<worker>)", bridge.stratum_addr());
     println!("  proxy    stratum+tcp://{}   (point your miners here; status: http://{}/status)", proxy.local_addr(), proxy.status_addr());
     println!("  pool key {}", pool_keys.public_key().to_hex());
     println!("  wallet   {}   (ehash wallet --dir {} balance)", wallet_dir.display(), wallet_dir.display());
-    println!("  exchange {}   (ehash trade --exchange {} list; API /api/markets)", exchange.url(), exchange.url());
+    println!("  exchange {exchange_url}   (ehash trade --exchange {exchange_url} list; API /api/markets)");
     println!("           key {}, lot {} ehash, prices in sats per lot", exchange.info().pubkey, exchange.info().lot);
     println!("  sat mint {}   (FAKE Lightning: every invoice is paid; ehash wallet deposit --sat-mint {} AMOUNT)", sat_mint.url(), sat_mint.url());
     let stats = Arc::new(SimStats::default());
@@ -124,16 +136,20 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
             file.up.trade_secs.max(1),
             wallet_dir.display()
         );
-        println!(
-            "           simulated buyer: {} deposits sats at the sat mint and bids on the best ask",
-            root.join("buyer").display()
-        );
+        if file.up.simulate_buyer {
+            println!(
+                "           simulated buyer: {} deposits sats at the sat mint and bids for one lot of the best ask each round",
+                root.join("buyer").display()
+            );
+        } else {
+            println!("           simulated buyer is off ([up].simulate_buyer): buy in the browser");
+        }
         let setup = SimSetup {
             root: root.clone(),
             mint_url: bridge.mint_url().to_owned(),
             sat_mint: sat_mint.url().to_owned(),
             relay: relay.url().to_owned(),
-            exchange_url: exchange.url(),
+            exchange_url: exchange_url.clone(),
             exchange: exchange.info().clone(),
             up: file.up.clone(),
         };
@@ -151,7 +167,7 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = status.tick() => {
-                let line = status_line(&bridge, &proxy, &exchange.url(), sim.is_some().then_some(&*stats)).await;
+                let line = status_line(&bridge, &proxy, &exchange_url, sim.is_some().then_some(&*stats)).await;
                 out.status(&line);
             }
         }
@@ -163,6 +179,7 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
         let _ = sim.await;
     }
     miner.join().await;
+    web.shutdown().await;
     proxy.shutdown();
     exchange.shutdown().await;
     sat_mint.shutdown().await;
@@ -294,11 +311,12 @@ impl Trader {
     }
 }
 
-/// The simulated market: the seller (the miner's wallet) and the buyer (its own wallet).
+/// The simulated market: the seller (the miner's wallet) and the buyer (its own wallet; `None`
+/// when `[up].simulate_buyer` is off).
 struct Sim {
     setup: SimSetup,
     seller: Trader,
-    buyer: Trader,
+    buyer: Option<Trader>,
     stats: Arc<SimStats>,
     out: Out,
     /// Trade ids already reported as matched, and as over.
@@ -317,7 +335,10 @@ fn ask_price(base: u64, n: u64) -> u64 {
 
 async fn simulate(setup: SimSetup, stats: Arc<SimStats>, out: Out, cancel: CancellationToken) {
     let seller = Trader::open(&setup.root.join("wallet"), &setup).await;
-    let buyer = Trader::open(&setup.root.join("buyer"), &setup).await;
+    let buyer = match setup.up.simulate_buyer {
+        true => Some(Trader::open(&setup.root.join("buyer"), &setup).await).transpose(),
+        false => Ok(None),
+    };
     let (seller, buyer) = match (seller, buyer) {
         (Ok(s), Ok(b)) => (s, b),
         (Err(e), _) | (_, Err(e)) => {
@@ -334,8 +355,7 @@ async fn simulate(setup: SimSetup, stats: Arc<SimStats>, out: Out, cancel: Cance
             sim.over.insert(t.id.clone());
         }
     }
-    let mut seller_task = sim.seller.agent.run(cancel.child_token());
-    let mut buyer_task = sim.buyer.agent.run(cancel.child_token());
+    let mut tasks: Vec<_> = sim.traders().into_iter().map(|(_, t)| t.agent.run(cancel.child_token())).collect();
     let round_every = Duration::from_secs(sim.setup.up.trade_secs.max(1));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -348,13 +368,13 @@ async fn simulate(setup: SimSetup, stats: Arc<SimStats>, out: Out, cancel: Cance
             _ = tick.tick() => {}
         }
         // an agent stops only when told to, or when it cannot start: start it again
-        for (who, task, agent) in [("seller", &mut seller_task, &sim.seller.agent), ("buyer", &mut buyer_task, &sim.buyer.agent)] {
+        for ((who, trader), task) in sim.traders().into_iter().zip(tasks.iter_mut()) {
             if task.is_finished() {
                 restarts += 1;
                 if restarts.is_power_of_two() {
                     tracing::warn!(restarts, "the simulated {who}'s trade agent stopped (see above); restarting it");
                 }
-                *task = agent.run(cancel.child_token());
+                *task = trader.agent.run(cancel.child_token());
             }
         }
         sim.report().await;
@@ -363,8 +383,9 @@ async fn simulate(setup: SimSetup, stats: Arc<SimStats>, out: Out, cancel: Cance
             next_round = tokio::time::Instant::now() + round_every;
         }
     }
-    let _ = seller_task.await;
-    let _ = buyer_task.await;
+    for task in tasks {
+        let _ = task.await;
+    }
 }
 
 impl Sim {
@@ -380,9 +401,16 @@ impl Sim {
         self.warned.remove(what);
     }
 
+    /// The simulated traders that run.
+    fn traders(&self) -> Vec<(&'static str, &Trader)> {
+        let mut v = vec![("seller", &self.seller)];
+        v.extend(self.buyer.as_ref().map(|b| ("buyer", b)));
+        v
+    }
+
     async fn all_trades(&self) -> Vec<(&'static str, Vec<TradeRecord>)> {
         let mut out = vec![];
-        for (who, t) in [("seller", &self.seller), ("buyer", &self.buyer)] {
+        for (who, t) in self.traders() {
             match t.agent.trades().await {
                 Ok(v) => out.push((who, v)),
                 Err(e) => tracing::warn!(error = %e, "reading the simulated {who}'s trades"),
@@ -393,7 +421,8 @@ impl Sim {
 
     /// Print trades as they are matched and as they end; count them for the status line.
     async fn report(&mut self) {
-        // a trade between the two simulated traders appears in both agents
+        // a trade between the two simulated traders appears in both agents (a trade with someone
+        // trading in the browser, in one)
         let mut by_id: HashMap<String, Vec<TradeRecord>> = HashMap::new();
         for (_, trades) in self.all_trades().await {
             for t in trades {
@@ -439,7 +468,7 @@ impl Sim {
         self.stats.failed.store(failed, Ordering::Relaxed);
     }
 
-    /// One round: the seller offers what it has not offered yet, the buyer bids on the best asks.
+    /// One round: the seller offers what it has not offered yet, the buyer bids for one lot.
     async fn round(&mut self) {
         let markets = match get_json::<Vec<MarketSummary>>(&self.setup.exchange_url, "/api/markets").await {
             Ok(m) => m,
@@ -453,9 +482,11 @@ impl Sim {
             Ok(()) => self.ok("the simulated seller could not offer"),
             Err(e) => self.warn("the simulated seller could not offer", &e),
         }
-        match self.buy(&markets).await {
-            Ok(()) => self.ok("the simulated buyer could not bid"),
-            Err(e) => self.warn("the simulated buyer could not bid", &e),
+        if self.buyer.is_some() {
+            match self.buy(&markets).await {
+                Ok(()) => self.ok("the simulated buyer could not bid"),
+                Err(e) => self.warn("the simulated buyer could not bid", &e),
+            }
         }
     }
 
@@ -471,19 +502,23 @@ impl Sim {
         Ok(())
     }
 
+    /// Bid for one lot of the best ask of the first market where the buyer has no open bid and
+    /// one lot can fill: the simulated buyer takes one lot a round, so asks stay in the book for
+    /// people trading in the browser.
     async fn buy(&mut self, markets: &[MarketSummary]) -> Result<()> {
+        let Some(buyer) = &self.buyer else { return Ok(()) };
         let lot = self.setup.exchange.lot;
         let sat_mint = self.setup.sat_mint.clone();
-        let mut sats = self.buyer.wallet.balance_at(&sat_mint, "sat").await.context("reading the buyer's sats")?;
+        let mut sats = buyer.wallet.balance_at(&sat_mint, "sat").await.context("reading the buyer's sats")?;
         let target = self.setup.up.buyer_sats;
         if sats < target / 2 {
-            match self.buyer.wallet.deposit(&sat_mint, target - sats, Duration::from_secs(30)).await.context("depositing sats")? {
+            match buyer.wallet.deposit(&sat_mint, target - sats, Duration::from_secs(30)).await.context("depositing sats")? {
                 DepositOutcome::Minted(n) => self.out.event(&format!("simulated buyer deposited {n} sat at {sat_mint}")),
                 DepositOutcome::Unpaid { .. } => anyhow::bail!("the sat mint at {sat_mint} did not pay its own invoice"),
             }
-            sats = self.buyer.wallet.balance_at(&sat_mint, "sat").await?;
+            sats = buyer.wallet.balance_at(&sat_mint, "sat").await?;
         }
-        let offers = self.buyer.agent.offers().await?;
+        let offers = buyer.agent.offers().await?;
         let mine: HashSet<&str> = offers.iter().map(|o| o.offer.pubkey.as_str()).collect();
         for m in markets.iter().filter(|m| m.ask.is_some()) {
             // one bid per market at a time
@@ -496,13 +531,8 @@ impl Sim {
                 continue;
             };
             let price = ask.price.max(1);
-            let affordable = (sats / price).saturating_mul(lot);
-            let amount = ask.remaining.min(affordable);
-            let amount = amount - amount % lot.max(1);
-            if amount == 0 || amount < ask.min.min(ask.remaining) {
-                continue;
-            }
-            self.buyer
+            let Some(amount) = one_lot_bid(lot, sats, price, ask.remaining, ask.min) else { continue };
+            buyer
                 .agent
                 .place_offer(OfferRequest {
                     side: Side::Buy,
@@ -516,10 +546,17 @@ impl Sim {
                 .await
                 .with_context(|| format!("bidding for {amount} {}", m.unit))?;
             self.out.event(&format!("simulated buyer bids {amount} {} at {price} sat per lot", m.unit));
-            sats = sats.saturating_sub(amount / lot.max(1) * price);
+            return Ok(());
         }
         Ok(())
     }
+}
+
+/// The simulated buyer's bid against an ask of `remaining` ehash with minimum fill `min` at
+/// `price` sats per lot: one lot, if the buyer has the sats and the ask accepts a fill of one lot
+/// (its minimum, or what is left of it when that is less, is at most a lot).
+fn one_lot_bid(lot: u64, sats: u64, price: u64, remaining: u64, min: u64) -> Option<u64> {
+    (lot > 0 && sats >= price && remaining >= lot && lot >= min.min(remaining)).then_some(lot)
 }
 
 fn same_url(a: &str, b: &str) -> bool {
@@ -537,5 +574,14 @@ mod tests {
         assert!(prices.iter().collect::<HashSet<_>>().len() >= 5, "{prices:?}");
         assert_eq!(prices, (0..22).map(|n| ask_price(100, n)).collect::<Vec<_>>());
         assert_eq!(ask_price(1, 0), 1);
+    }
+
+    #[test]
+    fn the_buyer_bids_for_one_lot_when_it_can_fill() {
+        assert_eq!(one_lot_bid(8, 1000, 100, 64, 8), Some(8));
+        assert_eq!(one_lot_bid(8, 99, 100, 64, 8), None, "cannot pay");
+        assert_eq!(one_lot_bid(8, 1000, 100, 64, 16), None, "the ask's minimum fill is two lots");
+        assert_eq!(one_lot_bid(8, 1000, 100, 0, 8), None);
+        assert_eq!(one_lot_bid(0, 1000, 100, 64, 0), None);
     }
 }
