@@ -47,6 +47,8 @@ export interface TradeRecord {
   satsLocktime: number;
   step: Step;
   exchangeState: string;
+  /** `created_at` of the trade event version `exchangeState` came from. */
+  exchangeAt: number;
   preimage?: string;
   preimageHint?: string;
   hash?: string;
@@ -103,6 +105,11 @@ export class Agent {
     await this.resubscribe();
     this.timer = setInterval(() => void this.tick(), 1000);
     void this.tick();
+  }
+
+  /** Whether a trade is under way (the page should stay open until it settles or refunds). */
+  async busyTrades(): Promise<number> {
+    return (await this.trades()).filter((t) => !FINAL.includes(t.step)).length;
   }
 
   stop(): void {
@@ -268,7 +275,10 @@ export class Agent {
     const role: 'sell' | 'buy' = mine.pubkey === tr.seller ? 'sell' : 'buy';
     const old = await store.get<TradeRecord>('trades', tr.id);
     if (old) {
-      if (ev.created_at >= old.updatedAt || old.exchangeState !== tr.state) old.exchangeState = tr.state;
+      if (ev.created_at >= (old.exchangeAt ?? 0)) {
+        old.exchangeState = tr.state;
+        old.exchangeAt = ev.created_at;
+      }
       if (old.role === 'buy' && !old.preimage && tr.preimage) old.preimageHint = tr.preimage;
       await this.save(old);
       await this.step(old);
@@ -294,6 +304,7 @@ export class Agent {
       satsLocktime: tr.satsLocktime,
       step: 'matched',
       exchangeState: tr.state,
+      exchangeAt: ev.created_at,
       preimageHint: tr.preimage,
       lastPoll: 0,
       createdAt: ev.created_at,

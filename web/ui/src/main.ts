@@ -379,6 +379,7 @@ async function tradesView(root: HTMLElement) {
     const undelivered = await app.agent.undelivered();
     root.replaceChildren(
       h('h1', {}, 'Your trades'),
+      h('p', { class: 'muted' }, 'Your trades settle in this page: keep it open until they finish. If it closes, each trade resumes where it stopped when you open it again, and a lock the other side never claimed comes back to you after its locktime.'),
       undelivered.length ? h('p', { class: 'warn' }, `${undelivered.length} event(s) not yet accepted by a relay; retrying (${undelivered[0].lastError ?? 'sending'})`) : '',
       trades.length
         ? h(
@@ -650,6 +651,15 @@ async function start() {
   });
   status.textContent = 'live';
   status.className = 'ok';
+  // the swap agent runs in this page: warn before closing it mid-trade (it resumes, or refunds
+  // after the locktime, when the page is opened again)
+  let underway = 0;
+  const countBusy = () => void app.agent.busyTrades().then((n) => (underway = n));
+  app.agent.onChange(countBusy);
+  countBusy();
+  window.addEventListener('beforeunload', (e) => {
+    if (underway > 0) e.preventDefault();
+  });
   window.addEventListener('hashchange', route);
   route();
 }
