@@ -11,6 +11,9 @@
 //   LOT         the exchange's lot
 // Prints `ok <scenario>` and exits 0 on success; any failure exits 1 with the reason.
 import { chromium } from 'playwright-core';
+import { finalizeEvent, getPublicKey } from 'nostr-tools/pure';
+import * as nip19 from 'nostr-tools/nip19';
+import * as nip44 from 'nostr-tools/nip44';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -104,8 +107,15 @@ try {
     await page.waitForSelector('a[data-testid^=market-]', { timeout: 30_000 });
     await snap('markets');
 
-    step('phone width: the markets table stays usable');
+    step('phone width: no page scrolls sideways');
     await page.setViewportSize({ width: 390, height: 844 });
+    for (const route of ['#/', '#/wallet', '#/epochs', '#/trades', '#/identity']) {
+      await page.goto(`${WEB}/${route}`);
+      await page.waitForTimeout(500);
+      const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      if (over > 1) throw new Error(`${route} is ${over} px wider than a 390 px phone screen`);
+    }
+    await page.goto(`${WEB}/#/`);
     await snap('markets-phone');
     await page.setViewportSize({ width: 1280, height: 900 });
 
@@ -139,7 +149,15 @@ try {
     await marketWith('ask');
     await page.waitForSelector('[data-testid=take-sell]', { timeout: 60_000 });
     await snap('market');
-    await page.locator('[data-testid=take-sell]').last().click();
+    step('keyboard only: Tab reaches a Buy button, Enter opens the take form');
+    let reached = false;
+    for (let i = 0; i < 120 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => document.activeElement?.getAttribute('data-testid') === 'take-sell');
+    }
+    if (!reached) throw new Error('Tab never reached a Buy button of the order book');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('text=Take offer');
     const bought = decodeURIComponent(new URL(page.url()).hash.split('/')[2]);
     await page.fill('[data-testid=order-amount]', String(LOT * 1000 + 1));
     await page.click('[data-testid=order-submit]');
@@ -212,13 +230,34 @@ try {
     await page.getByText(/NIP-60 backup: backed up to 1 relay/).waitFor({ timeout: 20_000 });
     writeFileSync(`${env('PROFILE')}.balances`, JSON.stringify(await balances()));
   } else if (SCENARIO === 'restore') {
-    step('a fresh browser with the same nsec restores the balance from the relay');
+    step('a fresh browser with the same key restores the balance from the relay');
     const nsec = readFileSync(`${env('BACKUP_OF')}.nsec`, 'utf8');
     const want = JSON.parse(readFileSync(`${env('BACKUP_OF')}.balances`, 'utf8'));
+    const sk = nip19.decode(nsec).data;
+    const npub = nip19.npubEncode(getPublicKey(sk));
+    step('import the nsec');
     await page.goto(`${WEB}/#/identity`);
     await page.fill('input[aria-label="nsec to import"]', nsec);
     await page.getByRole('button', { name: 'Import' }).click();
-    await page.waitForSelector('[data-testid=npub]');
+    await page.locator('[data-testid=npub]', { hasText: npub }).waitFor({ timeout: 15_000 });
+    step('switch to a NIP-07 extension holding the same key');
+    await page.exposeFunction('__e2eSign', (t) => finalizeEvent(t, sk));
+    await page.exposeFunction('__e2eNip44', (op, pk, text) => {
+      const ck = nip44.v2.utils.getConversationKey(sk, pk);
+      return op === 'encrypt' ? nip44.v2.encrypt(text, ck) : nip44.v2.decrypt(text, ck);
+    });
+    await page.addInitScript((pk) => {
+      window.nostr = {
+        getPublicKey: async () => pk,
+        signEvent: (t) => window.__e2eSign(t),
+        nip44: { encrypt: (p, t) => window.__e2eNip44('encrypt', p, t), decrypt: (p, t) => window.__e2eNip44('decrypt', p, t) },
+      };
+    }, getPublicKey(sk));
+    await page.reload();
+    await page.goto(`${WEB}/#/identity`);
+    await page.getByRole('button', { name: 'Use browser extension (NIP-07)' }).click();
+    await page.getByText('browser extension (NIP-07)').waitFor({ timeout: 15_000 });
+    await page.locator('[data-testid=npub]', { hasText: npub }).waitFor({ timeout: 15_000 });
     await page.goto(`${WEB}/#/wallet`);
     await page.waitForSelector('[data-testid=balances-empty]');
     await page.getByRole('button', { name: 'Restore from relays (NIP-60)' }).click();
