@@ -83,6 +83,22 @@ fn scenario(ui: &Path, chromium: &Path, name: &str, web: SocketAddr, profile: &P
     assert!(out.status.success() && stdout.contains(&format!("ok {name}")), "browser scenario {name} failed (screenshots in {}):\n{stdout}\n{stderr}", shots.display());
 }
 
+/// The page's pure money code in node (`web/ui/tests/unit.mjs`): the strict NUT-14 secret reader
+/// the buyer relies on before locking sats, lock face values, amount splits.
+#[test]
+fn the_page_reads_htlc_secrets_as_strictly_as_a_mint() {
+    let ui = match tools() {
+        Ok((_, ui)) => ui,
+        Err(why) => {
+            ehash_testkit::skip_or_fail::<()>(&why);
+            return;
+        }
+    };
+    let out = Command::new("node").arg("tests/unit.mjs").current_dir(&ui).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("ok unit"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn a_browser_buys_ehash_from_a_rust_agent_and_gets_a_refund_when_its_buyer_vanishes() {
     let (chromium, ui) = match tools() {

@@ -74,7 +74,7 @@ interface OutboxItem {
 }
 
 /** Agent settings (as TradeConfig in the Rust agent). */
-const CONFIG = { minMarginSecs: 20, maxLockSecs: 7200, claimGuardSecs: 10, lockGuardSecs: 2, graceSecs: 5, offerTtlSecs: 86_400, lookahead: 16 };
+const CONFIG = { minMarginSecs: 30, maxLockSecs: 7200, claimGuardSecs: 10, lockGuardSecs: 2, graceSecs: 5, offerTtlSecs: 86_400, lookahead: 16 };
 
 type Listener = () => void;
 
@@ -315,8 +315,9 @@ export class Agent {
     if (problem) {
       t.step = 'failed';
       t.note = `refused: ${problem}`;
-      await this.save(t);
+      // the abort is queued before the refusal is saved
       if (tr.state === 'matched' || tr.state === 'ehash_locked') await this.send(t, { type: 'abort', reason: problem.slice(0, 300) });
+      await this.save(t);
       return;
     }
     await this.save(t);
@@ -438,12 +439,19 @@ export class Agent {
 
   // ------------------------------------------------------------ the state machine
 
+  private ticking = false;
   private async tick(): Promise<void> {
-    await this.queue(async () => {
-      await this.flush();
-      await this.resubscribe();
-      for (const t of await this.trades()) if (!FINAL.includes(t.step)) await this.step(t);
-    });
+    void this.flush();
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      await this.queue(async () => {
+        await this.resubscribe();
+        for (const t of await this.trades()) if (!FINAL.includes(t.step)) await this.step(t);
+      });
+    } finally {
+      this.ticking = false;
+    }
   }
 
   private log(t: TradeRecord, text: string) {
@@ -497,23 +505,26 @@ export class Agent {
     }
   }
 
-  private async fail(t: TradeRecord, why: string, tell: boolean): Promise<boolean> {
+  /** End the trade (nothing of mine locked, or nothing left to do); `also` joins the same write. */
+  private async fail(t: TradeRecord, why: string, tell: boolean, also?: (b: store.Batch) => void): Promise<boolean> {
+    // queued before the step is saved: a reload in between sends it again (at least once)
     if (tell) await this.send(t, { type: 'abort', reason: why.slice(0, 300) });
     t.step = 'failed';
     t.note = why;
     t.pending = undefined;
     this.log(t, `failed: ${why}`);
-    await this.save(t);
+    await this.save(t, also);
     return true;
   }
 
-  private async giveUp(t: TradeRecord, why: string, tell: boolean): Promise<boolean> {
+  /** Stop; my lock comes back after its locktime. */
+  private async giveUp(t: TradeRecord, why: string, tell: boolean, also?: (b: store.Batch) => void): Promise<boolean> {
     if (tell) await this.send(t, { type: 'abort', reason: why.slice(0, 300) });
     t.step = 'await_refund';
     t.note = why;
     t.pending = undefined;
     this.log(t, `giving up (${why}); my lock comes back after its locktime`);
-    await this.save(t);
+    await this.save(t, also);
     return true;
   }
 
@@ -565,19 +576,21 @@ export class Agent {
     if (now() + CONFIG.lockGuardSecs >= t.sellerLockBy) return this.fail(t, "too late to lock before the seller's deadline", true);
     const o = await this.offerOf(t);
     const { preimage, hash } = cashu.newPreimage();
-    let op;
     try {
-      op = await this.prepareLock(t, t.amount, { hash, receiver: nostr.lockKey(t.counterparty), maker: this.myLockKey(o), locktime: t.ehashLocktime });
+      await cashu.exclusive(async () => {
+        const op = await this.prepareLock(t, t.amount, { hash, receiver: nostr.lockKey(t.counterparty), maker: this.myLockKey(o), locktime: t.ehashLocktime });
+        // the preimage is written with the lock, before the lock is sent
+        t.preimage = preimage;
+        t.hash = hash;
+        t.pending = op.id;
+        t.step = 'locking';
+        this.log(t, 'locking the ehash');
+        await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
+      });
     } catch (e) {
       if (e instanceof cashu.Refused) return this.fail(t, `cannot lock the ehash: ${e.message}`, true);
       throw e;
     }
-    t.preimage = preimage;
-    t.hash = hash;
-    t.pending = op.id;
-    t.step = 'locking';
-    this.log(t, 'locking the ehash');
-    await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
     this.changed();
     return true;
   }
@@ -600,17 +613,18 @@ export class Agent {
     const o = await this.offerOf(t);
     t.hash = lock.hash;
     t.theirLock = lock.proofs;
-    let op;
     try {
-      op = await this.prepareLock(t, t.sats, { hash: lock.hash, receiver: nostr.lockKey(t.counterparty), maker: this.myLockKey(o), locktime: t.satsLocktime });
+      await cashu.exclusive(async () => {
+        const op = await this.prepareLock(t, t.sats, { hash: lock.hash, receiver: nostr.lockKey(t.counterparty), maker: this.myLockKey(o), locktime: t.satsLocktime });
+        t.pending = op.id;
+        t.step = 'locking';
+        this.log(t, 'locking the sats');
+        await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
+      });
     } catch (e) {
       if (e instanceof cashu.Refused) return this.fail(t, `cannot lock the sats: ${e.message}`, true);
       throw e;
     }
-    t.pending = op.id;
-    t.step = 'locking';
-    this.log(t, 'locking the sats');
-    await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
     this.changed();
     return true;
   }
@@ -627,7 +641,7 @@ export class Agent {
       proofs = await cashu.execute(op);
     } catch (e) {
       if (e instanceof cashu.Refused) {
-        await store.write((b) => cashu.releaseOp(b, op));
+        await store.write((b) => cashu.releaseOp(b, op, e.spent));
         wallet.changed();
         return this.fail(t, `the mint refused the lock: ${e.conflict ? 'its inputs were spent elsewhere' : e.message}`, true);
       }
@@ -685,7 +699,10 @@ export class Agent {
     if (unit !== 'sat') cashu.knowKeys(mint, ks.id, ks.keys);
     const total = inputs.reduce((s, p) => s + p.amount, 0);
     const fee = await cashu.inputFee(mint, inputs);
-    if (total <= fee) return this.fail(t, `the lock (${total}) does not cover the mint's fee (${fee})`, false);
+    if (total <= fee) {
+      const why = `the lock (${total}) does not cover the mint's fee (${fee})`;
+      return t.role === 'sell' ? this.giveUp(t, why, true) : this.fail(t, why, false);
+    }
     const op = cashu.newOp({ kind: 'swap', mint, unit, keysetId: ks.id, inputs: inputs.map((p) => ({ ...p, state: undefined as never })), outputs: cashu.randomOutputs(total - fee, ks), give: 0, purpose: `claim for trade ${t.id}`, owner: `trade:${t.id}` });
     t.pending = op.id;
     t.step = 'claiming';
@@ -728,18 +745,23 @@ export class Agent {
   private async finishClaim(t: TradeRecord): Promise<boolean> {
     const op = await this.pendingOp(t);
     if (!op) return this.fail(t, 'lost the claim swap', false);
+    const drop = (b: store.Batch) => b.del('ops', op.id);
+    // the seller never claims after T2 − guard (§10): an unsent claim is dropped then
+    if (t.role === 'sell' && now() + CONFIG.claimGuardSecs >= t.satsLocktime) {
+      const states = await cashu.checkStates(op.mint, op.inputs);
+      if (states.every((x) => x.state === 'UNSPENT')) return this.giveUp(t, 'too late to claim the sats safely before their locktime', true, drop);
+    }
     let proofs;
     try {
       proofs = await cashu.execute(op);
     } catch (e) {
       if (e instanceof cashu.Refused) {
-        await store.write((b) => b.del('ops', op.id));
         t.pending = undefined;
-        if (t.role === 'sell') return this.giveUp(t, `could not claim the sats: ${e.message}`, false);
-        if (now() > t.ehashLocktime) return this.fail(t, `could not claim the ehash before its locktime: ${e.message}`, false);
+        if (t.role === 'sell') return this.giveUp(t, `could not claim the sats: ${e.message}`, false, drop);
+        if (now() > t.ehashLocktime) return this.fail(t, `could not claim the ehash before its locktime: ${e.message}`, false, drop);
         t.step = 'locked';
         t.note = `claim refused (${e.message}); retrying until the locktime`;
-        await this.save(t);
+        await this.save(t, drop);
         return false;
       }
       throw e;
@@ -800,10 +822,10 @@ export class Agent {
       proofs = await cashu.execute(op);
     } catch (e) {
       if (e instanceof cashu.Refused) {
-        await store.write((b) => b.del('ops', op.id));
+        // spent already? (claimed by the other side at the last moment, or refunded)
         t.step = 'await_refund';
         t.pending = undefined;
-        await this.save(t);
+        await this.save(t, (b) => b.del('ops', op.id));
         return false;
       }
       throw e;

@@ -3,7 +3,7 @@
 // and blinding factors before it is sent; sending it again is safe, and when the mint already
 // did it the outputs' signatures are fetched back with NUT-09 restore. HTLC locks (NUT-14) for
 // the market's swaps are built and checked here too (protocol §10).
-import { Amount, HttpResponseError, Mint, OutputData, getDecodedToken, getEncodedToken, getTokenMetadata, hasValidDleq, hashToCurve, type Proof } from '@cashu/cashu-ts';
+import { Amount, HttpResponseError, Mint, MintOperationError, OutputData, getDecodedToken, getEncodedToken, getTokenMetadata, hasValidDleq, hashToCurve, type Proof } from '@cashu/cashu-ts';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import * as store from './db';
 import { bytesToHex, hexToBytes, randomId, sha256Bytes, sha256Hex } from './util';
@@ -55,6 +55,8 @@ export class Refused extends Error {
   constructor(
     msg: string,
     readonly conflict = false,
+    /** Secrets of inputs the mint reports spent (they leave the wallet when the op is released). */
+    readonly spent: string[] = [],
   ) {
     super(msg);
   }
@@ -225,6 +227,17 @@ export async function unspent(mint?: string, unit?: string): Promise<StoredProof
   return all.filter((p) => p.state === 'unspent' && (!mint || p.mint === normalizeUrl(mint)) && (!unit || p.unit === unit) && !isHtlc(p.secret));
 }
 
+let selecting: Promise<unknown> = Promise.resolve();
+/**
+ * Run `f` alone among the callers that pick wallet proofs: from choosing inputs to writing the
+ * operation that reserves them, so two operations never take the same proofs.
+ */
+export function exclusive<T>(f: () => Promise<T>): Promise<T> {
+  const run = selecting.then(f, f);
+  selecting = run.catch(() => undefined);
+  return run;
+}
+
 /** Proofs worth at least `target` plus the fee of spending them, largest first. */
 export async function select(mint: string, unit: string, target: number): Promise<{ inputs: StoredProof[]; fee: number; total: number }> {
   const have = (await unspent(mint, unit)).sort((a, b) => b.amount - a.amount);
@@ -258,11 +271,40 @@ export function newOp(o: Omit<Op, 'id' | 'created'>): Op {
   return { ...o, id: randomId(), created: Math.floor(Date.now() / 1000) };
 }
 
-/** Send (or send again) an operation; returns every output's proof, in order. */
+/** NUT-00 error codes (cdk) that mean "this was done already". */
+const ALREADY_SPENT = 11001;
+const PENDING = 11002;
+const ALREADY_SIGNED = 11003;
+
+/**
+ * Send (or send again) an operation; returns every output's proof, in order. As
+ * `wallet::durable::execute_at`: after an error the inputs' states tell whether the mint did it
+ * (then NUT-09 restore returns the signatures), did not (a 4xx answer is a refusal, anything else
+ * is retried), or is still doing it (retried).
+ */
 export async function execute(op: Op): Promise<StoredProof[]> {
   const mint = mintOf(op.mint);
   const outputs = op.outputs.map(loadOutput);
   const messages = outputs.map((o) => o.blindedMessage);
+  const restore = async (why: string) => {
+    let r;
+    try {
+      r = await mint.restore({ outputs: messages });
+    } catch (e) {
+      throw new Unreachable(`${why}; restoring the outputs: ${(e as Error).message}`);
+    }
+    const byB = new Map(r.outputs.map((o, i) => [o.B_, r.signatures[i]]));
+    const sigs = messages.map((m) => byB.get(m.B_));
+    if (sigs.every((x) => x)) return sigs as NonNullable<(typeof sigs)[number]>[];
+    return null;
+  };
+  const inputStates = async (why: string) => {
+    try {
+      return (await checkStates(op.mint, op.inputs)).map((x) => x.state);
+    } catch (c) {
+      throw new Unreachable(`${why}; and the mint could not be asked about the inputs: ${(c as Error).message}`);
+    }
+  };
   let signatures;
   try {
     const r =
@@ -271,28 +313,38 @@ export async function execute(op: Op): Promise<StoredProof[]> {
         : await mint.mintBolt11({ quote: op.quote ?? '', outputs: messages });
     signatures = r.signatures;
   } catch (e) {
-    if (!(e instanceof HttpResponseError)) throw new Unreachable(`${op.mint}: ${(e as Error).message}`);
-    // did the mint do it already (a retry after a lost answer)?
-    let restored;
-    try {
-      restored = await mint.restore({ outputs: messages });
-    } catch (r) {
-      throw new Unreachable(`${(e as Error).message}; and the mint could not be asked to restore: ${(r as Error).message}`);
-    }
-    if (restored.signatures.length === messages.length) {
-      const byB = new Map(restored.outputs.map((o, i) => [o.B_, restored.signatures[i]]));
-      signatures = messages.map((m) => byB.get(m.B_)!);
-      if (signatures.some((s) => !s)) throw new Unreachable('the mint restored other outputs than ours');
-    } else if (op.kind === 'swap') {
-      const states = await mint.check({ Ys: op.inputs.map((p) => yOf(p.secret)) }).catch(() => null);
-      const spent = states?.states.some((s) => s.state !== 'UNSPENT');
-      throw new Refused(`${(e as Error).message}`, spent === true);
+    const why = `${op.mint}: ${(e as Error).message}`;
+    if (!(e instanceof HttpResponseError)) throw new Unreachable(why);
+    const code = e instanceof MintOperationError ? e.code : undefined;
+    const answered = e.status >= 400 && e.status < 500 && code !== PENDING;
+    if (op.kind === 'mint') {
+      signatures = await restore(why);
+      if (!signatures) throw answered ? new Refused(why) : new Unreachable(why);
     } else {
-      throw new Refused((e as Error).message);
+      if (code === ALREADY_SPENT || code === ALREADY_SIGNED) signatures = await restore(why);
+      if (!signatures) {
+        const states = await inputStates(why);
+        if (states.every((x) => x === 'UNSPENT')) throw answered ? new Refused(why) : new Unreachable(why);
+        if (states.some((x) => x === 'PENDING')) throw new Unreachable(`${why}; an input is pending at the mint`);
+        signatures = await restore(why);
+        if (!signatures) {
+          const spent = op.inputs.filter((_, i) => states[i] === 'SPENT').map((p) => p.secret);
+          throw new Refused(`${why}; its inputs were spent elsewhere`, true, spent);
+        }
+      }
     }
   }
+  if (signatures.length !== outputs.length) throw new Unreachable(`the mint returned ${signatures.length} signatures for ${outputs.length} outputs`);
   const keys = await keysOf(op.mint, op.keysetId);
   return outputs.map((o, i) => fromCashu(o.toProof(signatures[i], { id: op.keysetId, keys: keys as never }), op.mint, op.unit));
+}
+
+/** NUT-07 states of `proofs`, checked to answer exactly for them. */
+export async function checkStates(mint: string, proofs: { secret: string }[]): Promise<{ state: string; witness: string | null }[]> {
+  const ys = proofs.map((p) => yOf(p.secret));
+  const r = await mintOf(mint).check({ Ys: ys });
+  if (r.states.length !== ys.length || r.states.some((x, i) => x.Y !== ys[i])) throw new Unreachable(`${mint} answered NUT-07 for other proofs`);
+  return r.states;
 }
 
 /** After `execute`: the wallet keeps its outputs, the inputs are gone, the op is done. */
@@ -303,9 +355,12 @@ export function finishOp(b: store.Batch, op: Op, proofs: StoredProof[]): StoredP
   return proofs.slice(0, op.give);
 }
 
-/** An operation the mint refused: its inputs come back. */
-export function releaseOp(b: store.Batch, op: Op): void {
-  for (const p of op.inputs) if (p.state) b.put('proofs', { ...p, witness: undefined, state: 'unspent', op: undefined });
+/** An operation the mint refused: its inputs come back, but for those spent elsewhere. */
+export function releaseOp(b: store.Batch, op: Op, spent: string[] = []): void {
+  for (const p of op.inputs) {
+    if (spent.includes(p.secret)) b.del('proofs', p.secret);
+    else if (p.state) b.put('proofs', { ...p, witness: undefined, state: 'unspent', op: undefined });
+  }
   b.del('ops', op.id);
 }
 
@@ -388,6 +443,42 @@ export interface LockTerms {
 /** A lock that does not meet the terms, naming the field (as wallet::htlc::LockError). */
 export class LockError extends Error {}
 
+const SECRET_TAGS = new Set(['sigflag', 'n_sigs', 'locktime', 'refund', 'pubkeys', 'n_sigs_refund']);
+
+/**
+ * Parse a NUT-14 secret exactly as strictly as a mint reads it: `["HTLC", {nonce, data, tags}]`
+ * and nothing else, no key twice (a mint reads a secret it cannot parse as a plain, unlocked
+ * one, and takes the first copy of a repeated tag, so a lenient reader could be shown other
+ * conditions than the mint enforces).
+ */
+export function parseHtlc(secret: string): { data: string; tags: Map<string, string[]> } {
+  const bad = (why: string) => new LockError(`secret: ${why}`);
+  let s: unknown;
+  try {
+    s = JSON.parse(secret);
+  } catch {
+    throw bad('a proof is not a NUT-14 HTLC (not JSON)');
+  }
+  if (JSON.stringify(s) !== secret) throw bad('not in canonical form (a repeated key or extra spacing)');
+  if (!Array.isArray(s) || s.length !== 2 || s[0] !== 'HTLC') throw bad(`a proof is not a NUT-14 HTLC (${Array.isArray(s) ? String(s[0]) : 'plain'})`);
+  const body = s[1] as Record<string, unknown>;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the secret has no body');
+  for (const k of Object.keys(body)) if (!['nonce', 'data', 'tags'].includes(k)) throw bad(`unknown field ${k}`);
+  if (typeof body.nonce !== 'string' || body.nonce.length === 0) throw bad('the nonce must be a string');
+  if (typeof body.data !== 'string' || !/^[0-9a-fA-F]{64}$/.test(body.data)) throw bad('data must be a 32-byte hash in hex');
+  const tags = new Map<string, string[]>();
+  const raw = body.tags ?? [];
+  if (!Array.isArray(raw)) throw bad('tags must be an array');
+  for (const t of raw) {
+    if (!Array.isArray(t) || t.length === 0 || t.some((x) => typeof x !== 'string')) throw bad('each tag must be an array of strings');
+    const [k, ...v] = t as string[];
+    if (tags.has(k)) throw bad(`the tag ${k} appears twice`);
+    if (!SECRET_TAGS.has(k)) throw bad(`unknown tag ${k}`);
+    tags.set(k, v);
+  }
+  return { data: body.data.toLowerCase(), tags };
+}
+
 /** Check a lock token completely (protocol §10 "Verifying a lock"), including NUT-07 UNSPENT. */
 export async function verifyLock(token: string, t: LockTerms): Promise<{ proofs: StoredProof[]; hash: string }> {
   let meta;
@@ -415,17 +506,9 @@ export async function verifyLock(token: string, t: LockTerms): Promise<{ proofs:
     seen.add(p.secret);
     const ks = t.keysets.get(p.id);
     if (!ks) throw new LockError(`keyset: proof of keyset ${p.id} is not of the trade's market`);
-    let s: [string, { data: string; tags?: string[][] }];
-    try {
-      s = JSON.parse(p.secret);
-    } catch {
-      throw new LockError('secret: a proof is not a NUT-14 HTLC');
-    }
-    if (!Array.isArray(s) || s[0] !== 'HTLC') throw new LockError(`secret: a proof is not a NUT-14 HTLC (${Array.isArray(s) ? s[0] : 'plain'})`);
-    const data = s[1].data.toLowerCase();
+    const { data, tags } = parseHtlc(p.secret);
     if (hash && hash.toLowerCase() !== data) throw new LockError(`hash: the lock pays against ${data}, the trade's hash is ${hash}`);
     hash = hash ?? data;
-    const tags = new Map((s[1].tags ?? []).map((x) => [x[0], x.slice(1)]));
     const pubkeys = tags.get('pubkeys') ?? [];
     if (pubkeys.length !== 1 || pubkeys[0].toLowerCase() !== t.receiver) throw new LockError(`pubkeys: the lock must be claimable by exactly the receiver's key ${t.receiver}; it names ${pubkeys.join(',')}`);
     const refund = tags.get('refund') ?? [];
@@ -437,7 +520,13 @@ export async function verifyLock(token: string, t: LockTerms): Promise<{ proofs:
     if (nSigs !== 1 || nRefund !== 1) throw new LockError('conditions: each path must need exactly one signature');
     if ((tags.get('sigflag')?.[0] ?? 'SIG_INPUTS') !== 'SIG_INPUTS') throw new LockError('conditions: the lock must be SIG_INPUTS');
     if (!p.dleq) throw new LockError(`dleq: proof of ${p.amount} in keyset ${p.id}: no DLEQ proof`);
-    if (!hasValidDleq(decoded.proofs[i], { id: p.id, keys: ks.keys as never })) throw new LockError(`dleq: proof of ${p.amount} in keyset ${p.id}: invalid DLEQ proof`);
+    let dleqOk = false;
+    try {
+      dleqOk = hasValidDleq(decoded.proofs[i], { id: p.id, keys: ks.keys as never });
+    } catch (e) {
+      throw new LockError(`dleq: proof of ${p.amount} in keyset ${p.id}: ${(e as Error).message}`);
+    }
+    if (!dleqOk) throw new LockError(`dleq: proof of ${p.amount} in keyset ${p.id}: invalid DLEQ proof`);
     total += p.amount;
     ppk += ks.fee;
   }
@@ -445,11 +534,11 @@ export async function verifyLock(token: string, t: LockTerms): Promise<{ proofs:
   if (total - fee < t.amount) throw new LockError(`amount: the lock is worth ${total - fee} after the mint's fee of ${fee}; the trade needs ${t.amount}`);
   let states;
   try {
-    states = await mintOf(t.mint).check({ Ys: proofs.map((p) => yOf(p.secret)) });
+    states = await checkStates(t.mint, proofs);
   } catch (e) {
     throw new Unreachable(`mint unreachable: ${(e as Error).message}`);
   }
-  const bad = states.states.find((s) => s.state !== 'UNSPENT');
+  const bad = states.find((s) => s.state !== 'UNSPENT');
   if (bad) throw new LockError(`state: a locked proof is ${bad.state} at the mint`);
   return { proofs, hash: hash! };
 }
@@ -460,12 +549,12 @@ export type Spend = { kind: 'unspent' } | { kind: 'claimed'; preimage: string } 
 export async function spendOf(mint: string, proofs: StoredProof[], hash: string): Promise<Spend> {
   let states;
   try {
-    states = await mintOf(mint).check({ Ys: proofs.map((p) => yOf(p.secret)) });
+    states = await checkStates(mint, proofs);
   } catch (e) {
     throw new Unreachable(`${mint}: ${(e as Error).message}`);
   }
   let refunded = false;
-  for (const s of states.states) {
+  for (const s of states) {
     if (s.state !== 'SPENT') continue;
     let pre: string | undefined;
     try {

@@ -622,7 +622,31 @@ async function identityView(root: HTMLElement) {
 
 // ---------------------------------------------------------------- start
 
+/** One tab runs the wallet and the trade agent (Web Locks); another tab of the same browser says so. */
+async function claimTab(): Promise<void> {
+  if (!navigator.locks) {
+    // not a secure context (Web Locks need https or localhost): a lease in localStorage instead
+    const me = Math.random().toString(36).slice(2);
+    const held = JSON.parse(localStorage.getItem('ehash-tab') ?? 'null') as { id: string; t: number } | null;
+    if (held && Date.now() - held.t < 6000) throw new Error('ehash is already open in another tab of this browser, and its wallet and trades run there. Use that tab, or close it and reload this one.');
+    const beat = () => localStorage.setItem('ehash-tab', JSON.stringify({ id: me, t: Date.now() }));
+    beat();
+    setInterval(beat, 2000);
+    window.addEventListener('pagehide', () => localStorage.removeItem('ehash-tab'));
+    return;
+  }
+  const got = await new Promise<boolean>((ok) => {
+    void navigator.locks.request('ehash-wallet', { ifAvailable: true }, (lock) => {
+      ok(lock !== null);
+      // held for the life of the page
+      return lock ? new Promise<void>(() => undefined) : undefined;
+    });
+  });
+  if (!got) throw new Error('ehash is already open in another tab of this browser, and its wallet and trades run there. Use that tab, or close it and reload this one.');
+}
+
 async function start() {
+  await claimTab();
   const r = await fetch('/config.json').catch(() => null);
   if (r?.ok) app.cfg = { ...app.cfg, ...(await r.json()) };
   const q = new URLSearchParams(location.search);

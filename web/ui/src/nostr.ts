@@ -109,10 +109,14 @@ export function npub(pubkey: string): string {
 /** Publish to `relays`; resolves when at least one accepted it, else rejects naming each refusal. */
 export async function publish(relays: string[], ev: Event, auth?: (e: EventTemplate) => Promise<VerifiedEvent>): Promise<void> {
   if (relays.length === 0) throw new Error('no relays to publish to (the exchange names none in /api/info)');
-  const results = await Promise.allSettled(pool.publish(relays, ev, { onauth: auth, maxWait: 8000 }));
-  if (results.some((r) => r.status === 'fulfilled')) return;
-  const why = results.map((r, i) => `${relays[i]}: ${r.status === 'rejected' ? String(r.reason?.message ?? r.reason) : ''}`).join('; ');
-  throw new Error(`no relay accepted the event: ${why}`);
+  const attempts = pool.publish(relays, ev, { onauth: auth, maxWait: 8000 });
+  // done at the first relay that accepts it (the others keep trying in the background)
+  try {
+    await Promise.any(attempts);
+  } catch (e) {
+    const why = (e as AggregateError).errors?.map((r, i) => `${relays[i]}: ${String((r as Error)?.message ?? r)}`).join('; ');
+    throw new Error(`no relay accepted the event: ${why}`);
+  }
 }
 
 // ---------------------------------------------------------------- keys for offers
@@ -227,7 +231,7 @@ export function parseTrade(ev: Event): TradeEvent {
   const seller = role('seller');
   const buyer = role('buyer');
   if (!seller || !buyer) throw new Error('trade event: missing seller or buyer');
-  return {
+  const t = {
     id: tag(ev, 'd') ?? '',
     market: tag(ev, 'market') ?? '',
     unit: tag(ev, 'unit') ?? '',
@@ -237,7 +241,7 @@ export function parseTrade(ev: Event): TradeEvent {
     sats: num(tag(ev, 'sats'), 'sats'),
     price: num(price?.[1], 'price'),
     lot: num(price?.[2], 'lot'),
-    state: (tag(ev, 'state') ?? 'matched') as TradeState,
+    state: (tag(ev, 'state') ?? '') as TradeState,
     seller,
     buyer,
     makerAddress: addr('maker') ?? '',
@@ -252,7 +256,16 @@ export function parseTrade(ev: Event): TradeEvent {
     blame: tag(ev, 'blame'),
     createdAt: ev.created_at,
   };
+  // what the Rust reader (protocol::events::Trade::parse) checks as well
+  if (!/^[0-9a-f]{32}$/.test(t.id)) throw new Error('trade event: d is not a trade id');
+  if (!TRADE_STATES.includes(t.state)) throw new Error(`trade event: state ${t.state} is unknown`);
+  if (t.lot <= 0 || t.amount <= 0 || t.amount % t.lot !== 0) throw new Error('trade event: amount is not whole lots');
+  if (BigInt(t.amount / t.lot) * BigInt(t.price) !== BigInt(t.sats)) throw new Error(`trade event: ${t.sats} sats is not ${t.amount} ehash at ${t.price} per ${t.lot}`);
+  if (!(t.sellerLockBy <= t.buyerLockBy && t.buyerLockBy < t.satsLocktime && t.satsLocktime < t.ehashLocktime)) throw new Error('trade event: deadlines and locktimes out of order');
+  return t;
 }
+
+const TRADE_STATES: TradeState[] = ['matched', 'ehash_locked', 'sats_locked', 'sats_claimed', 'settled', 'failed', 'refunded'];
 
 // ---------------------------------------------------------------- settlement messages (4190)
 

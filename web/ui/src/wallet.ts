@@ -2,7 +2,7 @@
 // pasting a token, tokens out, every operation durable (see cashu.ts), the wallet seed that
 // derives offer keys, and the NIP-60 backup of the proofs to the relays.
 import { HDKey } from '@scure/bip32';
-import { generateMnemonic, mnemonicToSeedSync, validateMnemonic } from '@scure/bip39';
+import { generateMnemonic, mnemonicToSeedSync } from '@scure/bip39';
 import { wordlist } from '@scure/bip39/wordlists/english.js';
 import { hasValidDleq } from '@cashu/cashu-ts';
 import * as cashu from './cashu';
@@ -37,16 +37,6 @@ let seedCache: Uint8Array | null = null;
 async function seed(): Promise<Uint8Array> {
   if (!seedCache) seedCache = mnemonicToSeedSync(await words());
   return seedCache;
-}
-
-/** Replace the recovery words (restore). Refused while trades or operations are unfinished. */
-export async function setWords(w: string): Promise<void> {
-  const clean = w.trim().toLowerCase().split(/\s+/).join(' ');
-  if (!validateMnemonic(clean, wordlist)) throw new Error('those are not valid BIP-39 recovery words (12 or 24 English words with a valid checksum)');
-  const ops = await store.all('ops');
-  if (ops.length) throw new Error('finish the pending wallet operations first');
-  await store.kvSet('seed_words', clean);
-  seedCache = null;
 }
 
 /** Offer key number `i`: BIP-32 `m/129373'/11'/i'` of the wallet seed (as the Rust agent). */
@@ -121,9 +111,8 @@ async function runOp(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
   } catch (e) {
     if (e instanceof cashu.Refused) {
       const h = await store.get<HistoryItem>('history', hid);
-      if (op.kind === 'mint' && /not paid|unpaid|pending/i.test(e.message)) throw e;
       await store.write((b) => {
-        cashu.releaseOp(b, op);
+        cashu.releaseOp(b, op, e.spent);
         if (h) b.put('history', { ...h, state: 'failed', note: e.message, op: undefined });
       });
       changed();
@@ -142,8 +131,9 @@ export async function resume(): Promise<void> {
       console.warn('resuming a wallet operation', e);
     }
   }
+  // every deposit not yet minted: the quote's state at the mint says what to do
   for (const h of await history()) {
-    if (h.kind === 'deposit' && h.state === 'unpaid' && h.quote && now() - h.at < 3600) void waitDeposit(h);
+    if (h.kind === 'deposit' && (h.state === 'unpaid' || h.state === 'minting') && !h.op && h.quote && now() - h.at < 7 * 86_400) void waitDeposit(h);
   }
 }
 
@@ -171,7 +161,8 @@ async function waitDeposit(h: HistoryItem): Promise<void> {
   if (waiting.has(h.id)) return;
   waiting.add(h.id);
   try {
-    for (let i = 0; i < 1800; i++) {
+    let paid = false;
+    for (let i = 0; i < 1800 && !paid; i++) {
       let q;
       try {
         q = await cashu.mintOf(h.mint).checkMintQuoteBolt11(h.quote!);
@@ -179,10 +170,16 @@ async function waitDeposit(h: HistoryItem): Promise<void> {
         await sleep(2000);
         continue;
       }
-      if (q.state === 'ISSUED') return;
-      if (q.state === 'PAID') break;
-      await sleep(1000);
+      if (q.state === 'ISSUED') {
+        // issued without an operation of ours: not ours to mint again
+        await store.write((b) => b.put('history', { ...h, state: 'failed', note: 'the mint says this invoice was already minted' }));
+        return;
+      }
+      paid = q.state === 'PAID';
+      if (!paid) await sleep(1000);
     }
+    // still unpaid: it stays `unpaid` and is looked at again on the next visit
+    if (!paid) return;
     const ks = await cashu.activeKeyset(h.mint, 'sat');
     const op = cashu.newOp({ kind: 'mint', mint: h.mint, unit: 'sat', keysetId: ks.id, inputs: [], quote: h.quote, outputs: cashu.randomOutputs(h.amount, ks), give: 0, purpose: 'deposit', owner: `wallet:${h.id}` });
     await cashu.saveOp(op, (b) => b.put('history', { ...h, state: 'minting', op: op.id }));
@@ -232,14 +229,17 @@ export async function receive(token: string): Promise<{ mint: string; unit: stri
 /** Make a token of exactly `amount` (the receiver pays its own redemption fee). */
 export async function send(mint: string, unit: string, amount: number): Promise<string> {
   if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error('the amount must be a whole number above 0');
-  const { inputs, fee, total } = await cashu.select(mint, unit, amount);
-  const ks = await cashu.activeKeyset(mint, unit);
-  const out = cashu.randomOutputs(amount, ks);
-  const change = cashu.randomOutputs(total - fee - amount, ks);
-  const h: HistoryItem = { id: randomId(), at: now(), kind: 'send', mint: cashu.normalizeUrl(mint), unit, amount, state: 'sending' };
-  const op = cashu.newOp({ kind: 'swap', mint: cashu.normalizeUrl(mint), unit, keysetId: ks.id, inputs, outputs: [...out, ...change], give: out.length, purpose: 'send', owner: `wallet:${h.id}` });
-  h.op = op.id;
-  await cashu.saveOp(op, (b) => b.put('history', h));
+  const { op, h } = await cashu.exclusive(async () => {
+    const { inputs, fee, total } = await cashu.select(mint, unit, amount);
+    const ks = await cashu.activeKeyset(mint, unit);
+    const out = cashu.randomOutputs(amount, ks);
+    const change = cashu.randomOutputs(total - fee - amount, ks);
+    const h: HistoryItem = { id: randomId(), at: now(), kind: 'send', mint: cashu.normalizeUrl(mint), unit, amount, state: 'sending' };
+    const op = cashu.newOp({ kind: 'swap', mint: cashu.normalizeUrl(mint), unit, keysetId: ks.id, inputs, outputs: [...out, ...change], give: out.length, purpose: 'send', owner: `wallet:${h.id}` });
+    h.op = op.id;
+    await cashu.saveOp(op, (b) => b.put('history', h));
+    return { op, h };
+  });
   const given = await runOp(op, h.id);
   return cashu.encodeToken(mint, unit, given);
 }

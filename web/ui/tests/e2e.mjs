@@ -107,6 +107,12 @@ try {
     await page.waitForSelector('a[data-testid^=market-]', { timeout: 30_000 });
     await snap('markets');
 
+    step('a second tab of the same browser says the wallet runs in the first');
+    const tab2 = await ctx.newPage();
+    await tab2.goto(WEB);
+    await tab2.getByText('already open in another tab').waitFor({ timeout: 10_000 });
+    await tab2.close();
+
     step('phone width: no page scrolls sideways');
     await page.setViewportSize({ width: 390, height: 844 });
     for (const route of ['#/', '#/wallet', '#/epochs', '#/trades', '#/identity']) {
