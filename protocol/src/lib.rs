@@ -17,6 +17,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
+pub mod audit;
 pub mod epoch;
 pub mod error;
 pub mod events;
