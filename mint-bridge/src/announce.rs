@@ -30,6 +30,7 @@ pub struct Announcer {
     mint_url: String,
     network: String,
     metadata: serde_json::Value,
+    unit_log2: u32,
 }
 
 impl std::fmt::Debug for Announcer {
@@ -39,9 +40,10 @@ impl std::fmt::Debug for Announcer {
 }
 
 impl Announcer {
-    /// An announcer signing with `keys`.
-    pub fn new(keys: Keys, outbox: Outbox, mint_url: String, network: String, metadata: serde_json::Value) -> Self {
-        Self { keys, outbox, mint_url, network, metadata }
+    /// An announcer signing with `keys`; epochs are announced with the pool's unit size
+    /// (`2^unit_log2` hashes per ehash).
+    pub fn new(keys: Keys, outbox: Outbox, mint_url: String, network: String, metadata: serde_json::Value, unit_log2: u32) -> Self {
+        Self { keys, outbox, mint_url, network, metadata, unit_log2 }
     }
 
     /// The pool's nostr public key.
@@ -101,6 +103,8 @@ impl Announcer {
             shares: epoch.shares,
             reason: epoch.close_reason,
             block_hash: epoch.block_hash.clone(),
+            log_root: epoch.log_root.clone(),
+            unit_log2: Some(self.unit_log2),
             mint_address: Some(self.mint_address(&mint_pubkey)),
         };
         let address = format!("{KIND_EPOCH_ANNOUNCEMENT}:{}:{id}", self.keys.public_key().to_hex());

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -49,6 +49,9 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/v1/ehash/epochs", get(get_epochs))
+        .route("/v1/ehash/epochs/{epoch}/log", get(get_log))
+        .route("/v1/ehash/epochs/{epoch}/proof/{share}", get(get_proof))
+        .route("/v1/ehash/epochs/{epoch}/liabilities", get(get_liabilities))
         .route("/v1/mint/quote/ehash", post(post_quote))
         .fallback(forward)
         .layer(axum::middleware::from_fn(ehash_cors::middleware))
@@ -102,6 +105,91 @@ async fn get_epochs(State(state): State<HttpState>) -> Response {
         "unit_log2_hashes": state.epochs.unit_size().log2(),
         "current": current,
         "epochs": epochs,
+    }))
+    .into_response()
+}
+
+fn not_found(what: String) -> Response {
+    (StatusCode::NOT_FOUND, axum::Json(json!({ "error": what }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": e.to_string() }))).into_response()
+}
+
+async fn epoch_record(state: &HttpState, epoch: u32) -> Result<crate::ledger::EpochRecord, Response> {
+    state
+        .epochs
+        .all()
+        .await
+        .into_iter()
+        .find(|e| e.epoch == epoch)
+        .ok_or_else(|| not_found(format!("no epoch {epoch} at this pool (GET /v1/ehash/epochs lists them)")))
+}
+
+/// The epoch's share log (protocol §12), in log order, with the root committed at close.
+async fn get_log(State(state): State<HttpState>, Path(epoch): Path<u32>) -> Response {
+    let e = match epoch_record(&state, epoch).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match state.epochs.ledger().epoch_log(epoch).await {
+        Ok(shares) => axum::Json(json!({
+            "epoch": e.epoch,
+            "unit": e.unit,
+            "state": e.state,
+            "unit_log2_hashes": state.epochs.unit_size().log2(),
+            "root": e.log_root,
+            "issued": e.issued,
+            "shares": shares,
+        }))
+        .into_response(),
+        Err(err) => internal(err),
+    }
+}
+
+/// The inclusion proof of one share (by share id: its block hash) in the epoch's log.
+async fn get_proof(State(state): State<HttpState>, Path((epoch, share)): Path<(u32, String)>) -> Response {
+    let e = match epoch_record(&state, epoch).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let log = match state.epochs.ledger().epoch_log(epoch).await {
+        Ok(l) => l,
+        Err(err) => return internal(err),
+    };
+    let Some(index) = log.iter().enumerate().position(|(i, s)| s.id(i).is_ok_and(|id| id.eq_ignore_ascii_case(&share))) else {
+        return not_found(format!("share {share} is not in epoch {epoch}'s log"));
+    };
+    match ehash_protocol::audit::prove(&log, index) {
+        Ok(Some(p)) => axum::Json(json!({ "epoch": e.epoch, "root": e.log_root, "proof": p })).into_response(),
+        Ok(None) => not_found(format!("share {share} is not in epoch {epoch}'s log")),
+        Err(err) => internal(err),
+    }
+}
+
+/// What the mint has signed and taken back in the epoch's keyset (cdk's totals): the ecash
+/// outstanding can never exceed the credited total.
+async fn get_liabilities(State(state): State<HttpState>, Path(epoch): Path<u32>) -> Response {
+    let e = match epoch_record(&state, epoch).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let mint = state.mint.mint();
+    let Some(id) = mint.keysets().keysets.into_iter().find(|k| k.unit == CurrencyUnit::custom(&e.unit)).map(|k| k.id) else {
+        return not_found(format!("epoch {epoch} has no keyset at this mint"));
+    };
+    let (issued, redeemed) = match (mint.total_issued().await, mint.total_redeemed().await) {
+        (Ok(i), Ok(r)) => (i.get(&id).map_or(0, |a| u64::from(*a)), r.get(&id).map_or(0, |a| u64::from(*a))),
+        (Err(err), _) | (_, Err(err)) => return internal(err),
+    };
+    axum::Json(json!({
+        "epoch": e.epoch,
+        "keyset_id": id.to_string(),
+        "signed": issued,
+        "redeemed": redeemed,
+        "outstanding": issued.saturating_sub(redeemed),
+        "credited": e.issued,
     }))
     .into_response()
 }

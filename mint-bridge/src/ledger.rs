@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
+use ehash_protocol::audit::{self, LogShare};
 use ehash_protocol::epoch::{CloseReason, EpochState};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -37,6 +38,8 @@ pub struct EpochRecord {
     pub issued: Option<u64>,
     /// Shares credited (set when closed).
     pub shares: Option<u64>,
+    /// Root of the closed epoch's share log (protocol §12), hex; fixed at close.
+    pub log_root: Option<String>,
 }
 
 /// One accepted share.
@@ -101,7 +104,7 @@ impl Ledger {
     /// Every epoch, oldest first.
     pub async fn epochs(&self) -> Result<Vec<EpochRecord>> {
         let rows = sqlx::query(
-            "SELECT epoch, unit, state, started_at, ended_at, close_reason, block_hash, issued, shares \
+            "SELECT epoch, unit, state, started_at, ended_at, close_reason, block_hash, issued, shares, log_root \
              FROM ehash_epochs ORDER BY epoch",
         )
         .fetch_all(&self.pool)
@@ -128,6 +131,7 @@ impl Ledger {
             block_hash: None,
             issued: None,
             shares: None,
+            log_root: None,
         })
     }
 
@@ -148,8 +152,18 @@ impl Ledger {
             .await?;
         let issued = totals.try_get::<i64, _>("issued")?;
         let shares = totals.try_get::<i64, _>("shares")?;
+        let rows = sqlx::query("SELECT header, difficulty_exp, amount FROM ehash_shares WHERE epoch = $1")
+            .bind(i64::from(epoch))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut log = rows.iter().map(log_share_from_row).collect::<Result<Vec<_>>>()?;
+        audit::sort_log(&mut log);
+        let root = audit::root(&log).map_err(|e| Error::Inconsistent(format!("epoch {epoch} share log: {e}")))?;
+        if i64::try_from(root.sum).ok() != Some(issued) {
+            return Err(Error::Inconsistent(format!("epoch {epoch}: the share log sums to {}, the ledger to {issued}", root.sum)));
+        }
         let updated = sqlx::query(
-            "UPDATE ehash_epochs SET state = $1, ended_at = $2, close_reason = $3, block_hash = $4, issued = $5, shares = $6 \
+            "UPDATE ehash_epochs SET state = $1, ended_at = $2, close_reason = $3, block_hash = $4, issued = $5, shares = $6, log_root = $9 \
              WHERE epoch = $7 AND state = $8",
         )
         .bind(EpochState::Closed.as_str())
@@ -160,6 +174,7 @@ impl Ledger {
         .bind(shares)
         .bind(i64::from(epoch))
         .bind(EpochState::Active.as_str())
+        .bind(hex::encode(root.hash))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() != 1 {
@@ -181,6 +196,17 @@ impl Ledger {
                 .ok_or_else(|| Error::Inconsistent(format!("epoch {n} vanished")))
         };
         Ok((find(epoch)?, find(epoch + 1)?))
+    }
+
+    /// The share log of `epoch` in log order (protocol §12).
+    pub async fn epoch_log(&self, epoch: u32) -> Result<Vec<LogShare>> {
+        let rows = sqlx::query("SELECT header, difficulty_exp, amount FROM ehash_shares WHERE epoch = $1")
+            .bind(i64::from(epoch))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut log = rows.iter().map(log_share_from_row).collect::<Result<Vec<_>>>()?;
+        audit::sort_log(&mut log);
+        Ok(log)
     }
 
     /// Record an accepted share. Returns `false` if the same share (same header) was recorded
@@ -277,6 +303,16 @@ fn epoch_from_row(r: &AnyRow) -> Result<EpochRecord> {
         block_hash: r.try_get("block_hash")?,
         issued: opt_u64_col(r, "issued")?,
         shares: opt_u64_col(r, "shares")?,
+        log_root: r.try_get("log_root")?,
+    })
+}
+
+fn log_share_from_row(r: &AnyRow) -> Result<LogShare> {
+    let exp: i64 = r.try_get("difficulty_exp")?;
+    Ok(LogShare {
+        header: r.try_get("header")?,
+        difficulty_exp: i32::try_from(exp).map_err(|_| Error::Inconsistent("difficulty out of range in ledger".into()))?,
+        amount: u64_col(r, "amount")?,
     })
 }
 

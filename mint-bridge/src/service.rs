@@ -99,7 +99,7 @@ impl MintBridge {
         let outbox = ehash_outbox::Outbox::open(ledger.pool())
             .await
             .map_err(|e| Error::Inconsistent(format!("announcement outbox: {e}")))?;
-        let announcer = Announcer::new(keys.clone(), outbox, mint_url.clone(), config.network.clone(), metadata);
+        let announcer = Announcer::new(keys.clone(), outbox, mint_url.clone(), config.network.clone(), metadata, unit_size.log2());
         let epochs = Arc::new(Epochs::new(ledger.clone(), mint.clone(), pool_id, unit_size, announcer.clone(), all.clone()));
 
         let recovered = epochs.recover_uncredited().await?;

@@ -7,6 +7,7 @@
 //!          ["epoch","7"],["s","active|closed|redeemable|expired"],["start","<unix>"],
 //!          ["end","<unix>"],["issued","<ehash units>"],["shares","<count>"],
 //!          ["reason","block|operator"],["block","<block hash hex>"],
+//!          ["log","<share log root hex>"],["unit_size","<log2 hashes per unit>"],
 //!          ["a","38172:<pool pubkey>:<mint pubkey>"],["alt","…"]]}
 //! ```
 //!
@@ -46,6 +47,10 @@ pub struct EpochAnnouncement {
     pub reason: Option<CloseReason>,
     /// The block that closed it (display hex).
     pub block_hash: Option<String>,
+    /// Root of the closed epoch's share log (protocol §12), hex.
+    pub log_root: Option<String>,
+    /// log2 of the expected hashes in one ehash unit (a share's credit follows from it).
+    pub unit_log2: Option<u32>,
     /// Address of the mint's NIP-87 announcement, `38172:<pool pubkey>:<mint pubkey>`.
     pub mint_address: Option<String>,
 }
@@ -75,6 +80,12 @@ impl EpochAnnouncement {
         }
         if let Some(block) = &self.block_hash {
             b = b.tag(Tag::custom("block", [block.clone()]));
+        }
+        if let Some(root) = &self.log_root {
+            b = b.tag(Tag::custom("log", [root.clone()]));
+        }
+        if let Some(u) = self.unit_log2 {
+            b = b.tag(Tag::custom("unit_size", [u.to_string()]));
         }
         if let Some(a) = &self.mint_address {
             b = b.tag(Tag::custom("a", [a.clone()]));
@@ -141,6 +152,15 @@ impl EpochAnnouncement {
                 return Err(SchemaError::new("reason", format!("missing tag (required when {state})")));
             }
         }
+        let log_root = tag_value(event, "log").map(str::to_owned);
+        if let Some(r) = &log_root
+            && (r.len() != 64 || !r.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(SchemaError::new("log", "must be a 32-byte share log root in hex"));
+        }
+        let unit_log2 = optional_u64(event, "unit_size")?
+            .map(|u| u32::try_from(u).ok().filter(|u| *u <= 224).ok_or_else(|| SchemaError::new("unit_size", "out of range (at most 224)")))
+            .transpose()?;
         let mint_address = tag_value(event, "a").map(str::to_owned);
         if let Some(a) = &mint_address {
             let ok = a
@@ -150,7 +170,7 @@ impl EpochAnnouncement {
                 return Err(SchemaError::new("a", format!("{a:?} is not a 38172:<pubkey>:<d> address")));
             }
         }
-        Ok(Self { keyset, mint_url, epoch, state, start, end, issued, shares, reason, block_hash, mint_address })
+        Ok(Self { keyset, mint_url, epoch, state, start, end, issued, shares, reason, block_hash, log_root, unit_log2, mint_address })
     }
 }
 
@@ -190,6 +210,8 @@ mod tests {
             shares: Some(256),
             reason: Some(CloseReason::Block),
             block_hash: Some("00".repeat(32)),
+            log_root: Some("ab".repeat(32)),
+            unit_log2: Some(32),
             mint_address: Some(format!("38172:{}:{}", "aa".repeat(32), "02".repeat(33))),
         }
     }
