@@ -57,6 +57,9 @@ enum Command {
     /// Serve the web UI: the page for trading in a browser, pointed at an exchange.
     #[command(long_about = commands::web::LONG_ABOUT)]
     Web(commands::web::WebArgs),
+    /// Recompute a closed epoch's books (share log, issued total, liabilities) from public data.
+    #[command(long_about = commands::audit::LONG_ABOUT)]
+    Audit(commands::audit::AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -392,5 +395,6 @@ async fn main() -> Result<()> {
         }
         Command::Exchange(commands::exchange::ExchangeCmd { action: None, run }) => commands::exchange::run(file, run).await,
         Command::Web(args) => commands::web::run(file, args).await,
+        Command::Audit(args) => commands::audit::run(file, args).await,
     }
 }

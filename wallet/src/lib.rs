@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod announced;
+pub mod audit;
 pub mod durable;
 pub mod htlc;
 pub mod nip60;

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod exchange;
 pub mod mint_bridge;
 pub mod proxy;
