@@ -69,6 +69,17 @@ impl AuditLog {
         Ok(())
     }
 
+    /// The logged shares of `unit`: (share id, expected credit).
+    pub async fn shares_of(&self, unit: &str) -> Result<Vec<(String, u64)>, sqlx::Error> {
+        let rows = sqlx::query("SELECT share_id, expected FROM accepted_shares WHERE unit = ?").bind(unit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let e: i64 = r.try_get("expected")?;
+                Ok((r.try_get("share_id")?, u64::try_from(e).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     /// Expected credit per quote.
     pub async fn totals(&self) -> Result<Vec<QuoteTotal>, sqlx::Error> {
         let rows = sqlx::query("SELECT quote_id, unit, SUM(expected) AS expected, COUNT(*) AS shares FROM accepted_shares GROUP BY quote_id, unit")

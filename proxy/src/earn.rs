@@ -36,6 +36,12 @@ pub struct Earnings {
     pub shortfall: u64,
     /// Shares in the audit log.
     pub logged_shares: u64,
+    /// Logged shares found, with the right amount, in the share logs of closed epochs
+    /// (protocol §12).
+    pub included_shares: u64,
+    /// Logged shares of closed epochs missing from the pool's share log or logged with another
+    /// amount, and closed epochs whose served log is not the one the pool committed to.
+    pub excluded_shares: u64,
     /// The last error of the earning loop, if any.
     pub last_error: Option<String>,
     /// Ehash in the wallet at the last successful NIP-60 backup.
@@ -60,6 +66,8 @@ pub struct Earner {
     worker: String,
     backup: Option<Backup>,
     state: Mutex<Earnings>,
+    /// Closed epochs whose share log was checked, with (included, excluded) shares.
+    checked: Mutex<BTreeMap<u32, (u64, u64)>>,
     /// One mint-and-audit round at a time (cdk refuses concurrent updates of a quote).
     round: Mutex<()>,
 }
@@ -73,7 +81,7 @@ impl std::fmt::Debug for Earner {
 impl Earner {
     /// An earner minting into `wallet` and auditing with `audit`.
     pub fn new(wallet: Arc<MinerWallet>, audit: AuditLog, worker: String, backup: Option<Backup>) -> Self {
-        Self { wallet, audit, worker, backup, state: Mutex::new(Earnings::default()), round: Mutex::new(()) }
+        Self { wallet, audit, worker, backup, state: Mutex::new(Earnings::default()), checked: Mutex::new(BTreeMap::new()), round: Mutex::new(()) }
     }
 
     /// The username for a quote.
@@ -133,9 +141,12 @@ impl Earner {
                 }
             }
         }
+        let (included, excluded) = self.check_inclusion().await?;
         let wallet = self.wallet.balances().await.map_err(|e| e.to_string())?;
         {
             let mut s = self.state.lock().await;
+            s.included_shares = included;
+            s.excluded_shares = excluded;
             s.credited = credited;
             s.wallet = wallet.clone();
             s.shortfall = shortfall;
@@ -147,6 +158,40 @@ impl Earner {
             self.state.lock().await.backed_up = Some(wallet.values().sum());
         }
         Ok(())
+    }
+
+    /// Look up every logged share of each newly closed epoch in the pool's share log: it must be
+    /// there with the amount it earned, and the log must be the one the pool committed to.
+    /// Returns (included, excluded) over all closed epochs checked so far.
+    async fn check_inclusion(&self) -> Result<(u64, u64), String> {
+        let mint = self.wallet.mint_url();
+        let epochs = ehash_wallet::pool_epochs(&mint).await.map_err(|e| e.to_string())?;
+        let mut checked = self.checked.lock().await;
+        for e in &epochs.epochs {
+            if e.state == "active" || checked.contains_key(&e.epoch) {
+                continue;
+            }
+            let mine = self.audit.shares_of(&e.unit).await.map_err(|err| err.to_string())?;
+            if mine.is_empty() {
+                checked.insert(e.epoch, (0, 0));
+                continue;
+            }
+            let log = ehash_wallet::audit::served_log(&mint, e.epoch).await.map_err(|err| err.to_string())?;
+            let c = ehash_wallet::audit::inclusion(&log, &mine);
+            let mut excluded = (c.missing.len() + c.wrong.len()) as u64;
+            if !c.committed {
+                tracing::warn!(epoch = e.epoch, "the pool's share log is not the one it committed to when the epoch closed");
+                excluded = excluded.max(1);
+            }
+            for id in &c.missing {
+                tracing::warn!(epoch = e.epoch, share = %id, "a share the pool accepted is missing from its share log");
+            }
+            for (id, got, want) in &c.wrong {
+                tracing::warn!(epoch = e.epoch, share = %id, logged = got, earned = want, "a share is in the pool's share log with the wrong amount");
+            }
+            checked.insert(e.epoch, (c.included, excluded));
+        }
+        Ok(checked.values().fold((0, 0), |(i, x), (a, b)| (i + a, x + b)))
     }
 
     async fn note_error(&self, e: Option<String>) {

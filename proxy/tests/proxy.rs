@@ -137,6 +137,12 @@ async fn miners_earn_through_the_proxy_into_their_own_wallet() {
     assert_eq!(st.earnings.wallet.get("hash_pool_1"), Some(&(6 * CREDIT)));
     assert_eq!(st.earnings.credited.get("hash_pool_1"), Some(&(6 * CREDIT)));
     assert_eq!((st.earnings.shortfall, st.earnings.logged_shares), (0, 6));
+    assert_eq!((st.earnings.included_shares, st.earnings.excluded_shares), (0, 0), "nothing to look up while the epoch is open");
+    // once the epoch closes, every accepted share is in the pool's committed share log
+    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    proxy.mint_now().await.unwrap();
+    let st = proxy.status().await;
+    assert_eq!((st.earnings.included_shares, st.earnings.excluded_shares), (6, 0));
     // status over HTTP
     let body = bitreq::get(format!("http://{}/status", proxy.status_addr())).send_async().await.unwrap();
     let v: Value = serde_json::from_str(body.as_str().unwrap()).unwrap();
@@ -259,6 +265,11 @@ async fn a_pool_that_credits_less_than_it_accepted_is_reported() {
     proxy.mint_now().await.unwrap();
     let st = proxy.status().await;
     assert_eq!((st.earnings.shortfall, st.earnings.logged_shares), (CREDIT, 2));
+    // and once the epoch closes, the share it never credited is missing from its share log
+    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    proxy.mint_now().await.unwrap();
+    let st = proxy.status().await;
+    assert_eq!((st.earnings.included_shares, st.earnings.excluded_shares), (1, 1));
     proxy.shutdown();
     bridge.shutdown().await;
 }
