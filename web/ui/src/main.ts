@@ -565,6 +565,8 @@ async function epochsView(root: HTMLElement) {
           e.end ? h('dd', {}, `${fmtTime(e.end)} (${e.reason ?? ''}${e.block ? ` ${short(e.block)}` : ''})`) : null,
           e.issued !== undefined ? h('dt', {}, 'issued') : null,
           e.issued !== undefined ? h('dd', {}, `${fmt(e.issued)} ehash over ${fmt(e.shares)} shares`) : null,
+          e.logRoot ? h('dt', {}, 'share log') : null,
+          e.logRoot ? h('dd', {}, h('code', {}, e.logRoot), h('small', { class: 'muted' }, ` (check it: ehash audit ${e.epoch})`)) : null,
           h('dt', {}, 'input fee'),
           h('dd', {}, `${e.fee} ppk`),
         ),

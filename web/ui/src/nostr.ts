@@ -317,6 +317,8 @@ export interface EpochCheck {
   shares?: number;
   reason?: string;
   block?: string;
+  /** Root of the closed epoch's share log (protocol §12). */
+  logRoot?: string;
   mint: string;
   keys: Record<string, string>;
   fee: number;
@@ -362,6 +364,7 @@ export function checkEpoch(ev: Event, pool: string | undefined): EpochCheck {
     shares: n('shares'),
     reason: tag(ev, 'reason'),
     block: tag(ev, 'block'),
+    logRoot: tag(ev, 'log'),
     mint: tag(ev, 'u') ?? '',
     keys: content.keys ?? {},
     fee: content.input_fee_ppk ?? 0,
