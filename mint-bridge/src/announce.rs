@@ -105,6 +105,9 @@ impl Announcer {
             block_hash: epoch.block_hash.clone(),
             log_root: epoch.log_root.clone(),
             unit_log2: Some(self.unit_log2),
+            height: epoch.block_height,
+            payout: epoch.payout,
+            expires: epoch.expires_at,
             mint_address: Some(self.mint_address(&mint_pubkey)),
         };
         let address = format!("{KIND_EPOCH_ANNOUNCEMENT}:{}:{id}", self.keys.public_key().to_hex());

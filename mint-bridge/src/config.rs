@@ -13,6 +13,7 @@
 //! | `database` | `sqlite` | `sqlite` or `{ postgres = "postgres://…" }` |
 //! | `stratum.*` | see [`StratumConfig`] (`ehash_stratum::Config`) | vardiff, extranonce, connection caps |
 //! | `devnet.*` | see [`DevnetConfig`] | synthetic job source |
+//! | `payout.*` | see [`PayoutConfig`] | pool fee, maturity, redemption window |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ pub struct Config {
     pub stratum: StratumConfig,
     /// The devnet job source.
     pub devnet: DevnetConfig,
+    /// What an epoch closed on a found block pays, and when (protocol §2).
+    pub payout: PayoutConfig,
 }
 
 impl Default for Config {
@@ -70,7 +73,32 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             stratum: StratumConfig::default(),
             devnet: DevnetConfig::default(),
+            payout: PayoutConfig::default(),
         }
+    }
+}
+
+/// The payout of an epoch closed on a found block (protocol §2, "Payout").
+///
+/// | key | default | meaning |
+/// |-----|---------|---------|
+/// | `pool_fee_ppm` | `20000` | the pool's fee, parts per million of the block reward (floored) |
+/// | `maturity_blocks` | `100` | blocks on top of the found block before its epoch is redeemable (coinbase maturity) |
+/// | `redeem_window_secs` | `2592000` | seconds an epoch stays redeemable before it expires (30 days) |
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PayoutConfig {
+    /// The pool's fee in parts per million of the block reward.
+    pub pool_fee_ppm: u32,
+    /// Confirmations on top of the found block before the epoch becomes redeemable.
+    pub maturity_blocks: u32,
+    /// Seconds from redeemable to expired.
+    pub redeem_window_secs: u64,
+}
+
+impl Default for PayoutConfig {
+    fn default() -> Self {
+        Self { pool_fee_ppm: 20_000, maturity_blocks: 100, redeem_window_secs: 30 * 86_400 }
     }
 }
 

@@ -12,13 +12,14 @@ use bitcoin::block::Header;
 use cdk::cdk_payment::{PaymentIdentifier, WaitPaymentResponse};
 use cdk::nuts::{CurrencyUnit, PaymentMethod};
 use cdk_common::QuoteId;
-use ehash_protocol::epoch::{CloseReason, EpochState, EpochUnit, PoolId};
+use ehash_protocol::epoch::{CloseReason, EpochState, EpochUnit, PoolId, epoch_payout};
 use ehash_protocol::work::{DifficultyExp, UnitSize};
 use tokio::sync::{RwLock, watch};
 
 use crate::announce::Announcer;
 use crate::error::{Error, Result};
-use crate::ledger::{EpochRecord, Ledger, ShareRecord};
+use crate::config::PayoutConfig;
+use crate::ledger::{ClosingBlock, EpochRecord, Ledger, ShareRecord};
 use crate::mint::MintHandle;
 use crate::mint::processor::EHASH_METHOD;
 
@@ -113,6 +114,7 @@ pub struct Epochs {
     pool_id: PoolId,
     unit_size: UnitSize,
     announcer: Announcer,
+    payout: PayoutConfig,
     book: RwLock<Book>,
     changes: watch::Sender<u64>,
 }
@@ -144,10 +146,23 @@ pub async fn load_or_open(ledger: &Ledger, pool_id: &PoolId) -> Result<Vec<Epoch
 
 impl Epochs {
     /// Assemble the epoch book (see [`load_or_open`]).
-    pub fn new(ledger: Ledger, mint: Arc<MintHandle>, pool_id: PoolId, unit_size: UnitSize, announcer: Announcer, epochs: Vec<EpochRecord>) -> Self {
+    pub fn new(
+        ledger: Ledger,
+        mint: Arc<MintHandle>,
+        pool_id: PoolId,
+        unit_size: UnitSize,
+        announcer: Announcer,
+        payout: PayoutConfig,
+        epochs: Vec<EpochRecord>,
+    ) -> Self {
         let current = epochs.last().map(|e| u64::from(e.epoch)).unwrap_or(0);
         let (changes, _) = watch::channel(current);
-        Self { ledger, mint, pool_id, unit_size, announcer, book: RwLock::new(Book { epochs, min_height: 0 }), changes }
+        Self { ledger, mint, pool_id, unit_size, announcer, payout, book: RwLock::new(Book { epochs, min_height: 0 }), changes }
+    }
+
+    /// The payout settings in force.
+    pub fn payout_config(&self) -> &PayoutConfig {
+        &self.payout
     }
 
     /// The unit size in force.
@@ -289,23 +304,28 @@ impl Epochs {
     /// Close the active epoch and open the next. `block` is the height and header of the found
     /// block when `reason` is [`CloseReason::Block`]; a second block at the same height is
     /// ignored. Returns the closed epoch, or `None` if nothing was closed.
-    pub async fn close(&self, reason: CloseReason, block: Option<(u32, &Header)>) -> Result<Option<EpochRecord>> {
+    pub async fn close(&self, reason: CloseReason, block: Option<(u32, &Header, u64)>) -> Result<Option<EpochRecord>> {
         let mut book = self.book.write().await;
-        if let Some((height, _)) = block
+        if let Some((height, _, _)) = block
             && height < book.min_height {
                 return Ok(None);
             }
         let current = book.current()?.clone();
         let next_unit = EpochUnit::new(self.pool_id.clone(), current.epoch + 1).unit();
-        let block_hash = block.map(|(_, h)| h.block_hash().to_string());
+        let closing = block.map(|(height, header, reward)| ClosingBlock {
+            hash: header.block_hash().to_string(),
+            height,
+            reward,
+            payout: epoch_payout(reward, self.payout.pool_fee_ppm),
+        });
         let (closed, next) = self
             .ledger
-            .close_epoch(current.epoch, reason, block_hash.as_deref(), cdk::util::unix_time(), &next_unit)
+            .close_epoch(current.epoch, reason, closing.as_ref(), cdk::util::unix_time(), &next_unit)
             .await?;
         book.epochs.pop();
         book.epochs.push(closed.clone());
         book.epochs.push(next.clone());
-        if let Some((height, _)) = block {
+        if let Some((height, _, _)) = block {
             book.min_height = height + 1;
         }
         self.mint.rebuild(&book.epochs).await?;
@@ -325,5 +345,50 @@ impl Epochs {
             }
         }
         Ok(Some(closed))
+    }
+
+    /// Move closed epochs along their payout lifecycle (protocol §2): an epoch closed on a block
+    /// becomes redeemable once `tip` is `maturity_blocks` past that block, and expires
+    /// `redeem_window_secs` later. Each change is written, then announced. Returns the epochs
+    /// that changed.
+    pub async fn advance(&self, tip: u32, now: u64) -> Result<Vec<EpochRecord>> {
+        let mut book = self.book.write().await;
+        let mut changed = vec![];
+        for e in book.epochs.iter_mut() {
+            let matured = e.state == EpochState::Closed
+                && e.close_reason == Some(CloseReason::Block)
+                && e.block_height.is_some_and(|h| tip >= h.saturating_add(self.payout.maturity_blocks));
+            let ended = e.state == EpochState::Redeemable && e.expires_at.is_some_and(|x| now >= x);
+            let next = if matured {
+                // (the ledger stores 63-bit times: a window "forever" ends at the last of them)
+                let expires = now.saturating_add(self.payout.redeem_window_secs).min(i64::MAX as u64);
+                let done = self.ledger.mark_redeemable(e.epoch, now, expires).await?;
+                if done {
+                    e.state = EpochState::Redeemable;
+                    e.redeemable_at = Some(now);
+                    e.expires_at = Some(expires);
+                }
+                done
+            } else if ended {
+                let done = self.ledger.mark_expired(e.epoch).await?;
+                if done {
+                    e.state = EpochState::Expired;
+                }
+                done
+            } else {
+                false
+            };
+            if next {
+                tracing::info!(epoch = e.epoch, state = e.state.as_str(), payout = e.payout.unwrap_or(0), "epoch lifecycle");
+                changed.push(e.clone());
+            }
+        }
+        drop(book);
+        for e in &changed {
+            if let Err(err) = self.announcer.announce_epoch(&self.mint, e).await {
+                tracing::warn!(epoch = e.epoch, error = %err, "could not queue the epoch announcement; it is retried at start");
+            }
+        }
+        Ok(changed)
     }
 }

@@ -96,6 +96,11 @@ async fn get_epochs(State(state): State<HttpState>) -> Response {
                 "block_hash": e.block_hash,
                 "issued": e.issued,
                 "shares": e.shares,
+                "block_height": e.block_height,
+                "reward": e.reward,
+                "payout": e.payout,
+                "redeemable_at": e.redeemable_at,
+                "expires_at": e.expires_at,
             })
         })
         .collect();

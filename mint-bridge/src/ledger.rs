@@ -40,6 +40,29 @@ pub struct EpochRecord {
     pub shares: Option<u64>,
     /// Root of the closed epoch's share log (protocol §12), hex; fixed at close.
     pub log_root: Option<String>,
+    /// Height of the block that closed it.
+    pub block_height: Option<u32>,
+    /// That block's reward (sats).
+    pub reward: Option<u64>,
+    /// What the epoch pays out in total after the pool's fee (sats).
+    pub payout: Option<u64>,
+    /// When it became redeemable.
+    pub redeemable_at: Option<u64>,
+    /// When it expires (once redeemable).
+    pub expires_at: Option<u64>,
+}
+
+/// The found block an epoch closes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosingBlock {
+    /// Block hash (display hex).
+    pub hash: String,
+    /// Height.
+    pub height: u32,
+    /// Coinbase outputs total (sats).
+    pub reward: u64,
+    /// The epoch's payout after the pool's fee.
+    pub payout: u64,
 }
 
 /// One accepted share.
@@ -104,8 +127,8 @@ impl Ledger {
     /// Every epoch, oldest first.
     pub async fn epochs(&self) -> Result<Vec<EpochRecord>> {
         let rows = sqlx::query(
-            "SELECT epoch, unit, state, started_at, ended_at, close_reason, block_hash, issued, shares, log_root \
-             FROM ehash_epochs ORDER BY epoch",
+            "SELECT epoch, unit, state, started_at, ended_at, close_reason, block_hash, issued, shares, log_root, \
+             block_height, reward, payout, redeemable_at, expires_at FROM ehash_epochs ORDER BY epoch",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -132,6 +155,11 @@ impl Ledger {
             issued: None,
             shares: None,
             log_root: None,
+            block_height: None,
+            reward: None,
+            payout: None,
+            redeemable_at: None,
+            expires_at: None,
         })
     }
 
@@ -141,7 +169,7 @@ impl Ledger {
         &self,
         epoch: u32,
         reason: CloseReason,
-        block_hash: Option<&str>,
+        block: Option<&ClosingBlock>,
         now: u64,
         next_unit: &str,
     ) -> Result<(EpochRecord, EpochRecord)> {
@@ -163,18 +191,21 @@ impl Ledger {
             return Err(Error::Inconsistent(format!("epoch {epoch}: the share log sums to {}, the ledger to {issued}", root.sum)));
         }
         let updated = sqlx::query(
-            "UPDATE ehash_epochs SET state = $1, ended_at = $2, close_reason = $3, block_hash = $4, issued = $5, shares = $6, log_root = $9 \
-             WHERE epoch = $7 AND state = $8",
+            "UPDATE ehash_epochs SET state = $1, ended_at = $2, close_reason = $3, block_hash = $4, issued = $5, shares = $6, log_root = $9, \
+             block_height = $10, reward = $11, payout = $12 WHERE epoch = $7 AND state = $8",
         )
         .bind(EpochState::Closed.as_str())
         .bind(i64_of(now, "time")?)
         .bind(reason.as_str())
-        .bind(block_hash)
+        .bind(block.map(|b| b.hash.as_str()))
         .bind(issued)
         .bind(shares)
         .bind(i64::from(epoch))
         .bind(EpochState::Active.as_str())
         .bind(hex::encode(root.hash))
+        .bind(block.map(|b| i64::from(b.height)))
+        .bind(block.map(|b| i64_of(b.reward, "reward")).transpose()?)
+        .bind(block.map(|b| i64_of(b.payout, "payout")).transpose()?)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() != 1 {
@@ -196,6 +227,30 @@ impl Ledger {
                 .ok_or_else(|| Error::Inconsistent(format!("epoch {n} vanished")))
         };
         Ok((find(epoch)?, find(epoch + 1)?))
+    }
+
+    /// A closed epoch's block matured: it is redeemable from `now` until `expires_at`.
+    pub async fn mark_redeemable(&self, epoch: u32, now: u64, expires_at: u64) -> Result<bool> {
+        let r = sqlx::query("UPDATE ehash_epochs SET state = $1, redeemable_at = $2, expires_at = $3 WHERE epoch = $4 AND state = $5")
+            .bind(EpochState::Redeemable.as_str())
+            .bind(i64_of(now, "time")?)
+            .bind(i64_of(expires_at, "time")?)
+            .bind(i64::from(epoch))
+            .bind(EpochState::Closed.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// A redeemable epoch's window ended.
+    pub async fn mark_expired(&self, epoch: u32) -> Result<bool> {
+        let r = sqlx::query("UPDATE ehash_epochs SET state = $1 WHERE epoch = $2 AND state = $3")
+            .bind(EpochState::Expired.as_str())
+            .bind(i64::from(epoch))
+            .bind(EpochState::Redeemable.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// The share log of `epoch` in log order (protocol §12).
@@ -304,6 +359,13 @@ fn epoch_from_row(r: &AnyRow) -> Result<EpochRecord> {
         issued: opt_u64_col(r, "issued")?,
         shares: opt_u64_col(r, "shares")?,
         log_root: r.try_get("log_root")?,
+        block_height: opt_u64_col(r, "block_height")?
+            .map(|h| u32::try_from(h).map_err(|_| Error::Inconsistent("block height out of range".into())))
+            .transpose()?,
+        reward: opt_u64_col(r, "reward")?,
+        payout: opt_u64_col(r, "payout")?,
+        redeemable_at: opt_u64_col(r, "redeemable_at")?,
+        expires_at: opt_u64_col(r, "expires_at")?,
     })
 }
 

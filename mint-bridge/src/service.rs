@@ -23,6 +23,8 @@ use crate::pool::devnet::DevnetJobSource;
 use crate::pool::{EXTRANONCE1_SIZE, PoolBackend};
 use ehash_stratum::{Difficulty, Server, StatsSnapshot};
 
+/// How often the payout lifecycle is looked at besides every new chain tip.
+const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often shares whose mint credit failed are retried.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -100,7 +102,7 @@ impl MintBridge {
             .await
             .map_err(|e| Error::Inconsistent(format!("announcement outbox: {e}")))?;
         let announcer = Announcer::new(keys.clone(), outbox, mint_url.clone(), config.network.clone(), metadata, unit_size.log2());
-        let epochs = Arc::new(Epochs::new(ledger.clone(), mint.clone(), pool_id, unit_size, announcer.clone(), all.clone()));
+        let epochs = Arc::new(Epochs::new(ledger.clone(), mint.clone(), pool_id, unit_size, announcer.clone(), config.payout.clone(), all.clone()));
 
         let recovered = epochs.recover_uncredited().await?;
         if recovered > 0 {
@@ -118,6 +120,22 @@ impl MintBridge {
             .map_err(|e| Error::Config(format!("pool key is not a valid x-only key: {e}")))?;
         let source = DevnetJobSource::start(config.devnet.clone(), xonly, EXTRANONCE1_SIZE + config.stratum.extranonce2_size, cancel.clone())?;
         let templates = ehash_stratum::JobSource::templates(source.as_ref());
+        // the payout lifecycle follows the chain tip (each template builds on it) and the clock
+        let (life, mut tips, life_cancel) = (epochs.clone(), templates.clone(), cancel.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LIFECYCLE_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = life_cancel.cancelled() => break,
+                    _ = tick.tick() => {}
+                    r = tips.changed() => if r.is_err() { break },
+                }
+                let tip = tips.borrow().height.saturating_sub(1);
+                if let Err(e) = life.advance(tip, cdk::util::unix_time()).await {
+                    tracing::warn!(error = %e, "advancing the epochs' payout lifecycle");
+                }
+            }
+        }));
         let backend = Arc::new(PoolBackend::new(epochs.clone(), source));
         let difficulty = Difficulty::from_config(&config.stratum, unit_size.min_difficulty()).map_err(stratum_error)?;
         let pool = Server::start(config.stratum_listen, config.stratum.clone(), difficulty, backend, templates, cancel.clone())

@@ -158,3 +158,60 @@ async fn the_operator_closes_an_epoch_with_the_admin_token() {
     assert_eq!(list["epochs"].as_array().unwrap().len(), 2);
     bridge.shutdown().await;
 }
+
+/// The payout lifecycle (protocol §2): an epoch closed on a found block fixes its payout (the
+/// coinbase less the pool's fee), becomes redeemable once the block has `maturity_blocks` on top
+/// of it, and expires after the redemption window; each step is announced. An epoch the operator
+/// closed has no block and never becomes redeemable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_closed_on_a_block_matures_then_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |c| {
+        c.devnet.network_difficulty_exp = DIFF_EXP; // every share is a block
+        c.devnet.block_reward_sat = 1_000_000;
+        c.payout.pool_fee_ppm = 25_000;
+        c.payout.maturity_blocks = 2;
+        c.payout.redeem_window_secs = 3;
+    })
+    .await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    // epoch 1 closes on the first block; epochs 2 and 3 on the next two, which mature it
+    let mut job: Option<(ehash_sim_miner::Sv1Client, ehash_sim_miner::work::Job)> = None;
+    for n in 1..=3u32 {
+        let unit = current_unit(&bridge).await;
+        let user = format!("{}.rig", w.create_quote(&unit).await.unwrap());
+        let (mut c, j) = match job.take() {
+            None => miner(&bridge, &user).await,
+            Some((mut c, old)) => {
+                assert_eq!(c.authorize(&user).await.unwrap()["result"], Value::Bool(true));
+                let j = c.wait_new_job(&old.id, Duration::from_secs(10)).await.unwrap_or(old);
+                let j = c.jobs.last().cloned().unwrap_or(j);
+                (c, j)
+            }
+        };
+        submit_valid(&mut c, &user, &j, u64::from(n)).await;
+        wait_until("the epoch closes on the block", Duration::from_secs(10), || async { bridge.epochs().current().await.unwrap().epoch == n + 1 }).await;
+        job = Some((c, j));
+    }
+    let e1 = bridge.epochs().all().await.remove(0);
+    assert_eq!((e1.close_reason, e1.reward, e1.payout), (Some(CloseReason::Block), Some(1_000_000), Some(975_000)));
+    // the block at height h has two on top once epoch 3 closed: epoch 1 is redeemable
+    wait_until("epoch 1 redeemable", Duration::from_secs(10), || async { bridge.epochs().all().await[0].state == EpochState::Redeemable }).await;
+    let epochs: Value = bitreq::get(format!("{}/v1/ehash/epochs", bridge.mint_url())).send_async().await.unwrap().json().unwrap();
+    let e = &epochs["epochs"][0];
+    assert_eq!((e["state"].as_str(), e["payout"].as_u64(), e["reward"].as_u64()), (Some("redeemable"), Some(975_000), Some(1_000_000)));
+    let expires = e["expires_at"].as_u64().unwrap();
+    assert_eq!(expires, e["redeemable_at"].as_u64().unwrap() + 3);
+    // epoch 2 has one block on top of it: still closed
+    assert_eq!(bridge.epochs().all().await[1].state, EpochState::Closed);
+    // and the window ends
+    wait_until("epoch 1 expired", Duration::from_secs(10), || async { bridge.epochs().all().await[0].state == EpochState::Expired }).await;
+    // an operator-closed epoch never matures
+    bridge.epochs().close(CloseReason::Operator, None).await.unwrap();
+    let last = bridge.epochs().all().await.len();
+    for _ in 0..3 {
+        bridge.epochs().advance(u32::MAX, cdk::util::unix_time() + 1_000_000).await.unwrap();
+    }
+    let op = &bridge.epochs().all().await[last - 2];
+    assert_eq!((op.close_reason, op.state, op.payout), (Some(CloseReason::Operator), EpochState::Closed, None));
+}

@@ -2,7 +2,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use ehash_mint_bridge::config::DatabaseConfig;
-use ehash_mint_bridge::ledger::{Ledger, ShareRecord};
+use ehash_mint_bridge::ledger::{ClosingBlock, Ledger, ShareRecord};
 use ehash_protocol::epoch::{CloseReason, EpochState};
 
 fn share(id: &str, epoch: u32, quote: &str, amount: u64, is_block: bool) -> ShareRecord {
@@ -41,8 +41,19 @@ async fn conformance(ledger: Ledger) {
     let pending = ledger.uncredited_shares(10).await.unwrap();
     assert_eq!(pending.iter().map(|s| s.share_id.as_str()).collect::<Vec<_>>(), vec!["c"]);
 
-    let (closed, next) = ledger.close_epoch(1, CloseReason::Block, Some(&"ab".repeat(32)), 200, "hash_x_2").await.unwrap();
+    let block = ClosingBlock { hash: "ab".repeat(32), height: 840, reward: 312_500_000, payout: 306_250_000 };
+    let (closed, next) = ledger.close_epoch(1, CloseReason::Block, Some(&block), 200, "hash_x_2").await.unwrap();
     assert_eq!((closed.state, closed.issued, closed.shares, closed.ended_at), (EpochState::Closed, Some(16), Some(3), Some(200)));
+    assert_eq!((closed.block_height, closed.reward, closed.payout), (Some(840), Some(312_500_000), Some(306_250_000)));
+    let log = ledger.epoch_log(1).await.unwrap();
+    assert_eq!(closed.log_root, Some(hex::encode(ehash_protocol::audit::root(&log).unwrap().hash)), "the commitment is the root of the log");
+    // the payout lifecycle: closed → redeemable → expired, each step once
+    assert!(ledger.mark_redeemable(1, 300, 400).await.unwrap());
+    assert!(!ledger.mark_redeemable(1, 301, 401).await.unwrap());
+    assert!(!ledger.mark_expired(2).await.unwrap(), "an active epoch does not expire");
+    assert!(ledger.mark_expired(1).await.unwrap());
+    let e = ledger.epochs().await.unwrap().remove(0);
+    assert_eq!((e.state, e.redeemable_at, e.expires_at), (EpochState::Expired, Some(300), Some(400)));
     assert_eq!((next.epoch, next.unit.as_str(), next.state), (2, "hash_x_2", EpochState::Active));
     // closing an epoch that is not active fails and changes nothing
     assert!(ledger.close_epoch(1, CloseReason::Operator, None, 300, "hash_x_3").await.is_err());

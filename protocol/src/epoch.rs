@@ -181,9 +181,47 @@ impl fmt::Display for EpochUnit {
     }
 }
 
+/// Parts per million.
+pub const PPM: u64 = 1_000_000;
+
+/// What an epoch closed on a block pays out in total: the block reward less the pool's fee of
+/// `fee_ppm` parts per million, the fee floored (rounding in the miners' favour).
+pub fn epoch_payout(reward: u64, fee_ppm: u32) -> u64 {
+    let fee = (u128::from(reward) * u128::from(fee_ppm) / u128::from(PPM)) as u64;
+    reward.saturating_sub(fee)
+}
+
+/// Sats paid for redeeming `amount` ehash of an epoch that issued `issued` and pays `payout`:
+/// `floor(amount × payout / issued)`, in 128 bits. Flooring every redemption means the total paid
+/// can never exceed the payout; what the floors leave, and whatever is not redeemed before the
+/// epoch expires, stays with the pool.
+pub fn redeem_sats(amount: u64, payout: u64, issued: u64) -> u64 {
+    if issued == 0 {
+        return 0;
+    }
+    (u128::from(amount) * u128::from(payout) / u128::from(issued)).min(u128::from(u64::MAX)) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payouts_are_exact_integers_that_never_pay_more_than_the_block() {
+        assert_eq!(epoch_payout(312_500_000, 20_000), 306_250_000);
+        assert_eq!(epoch_payout(999, 20_000), 980, "a fee of 19.98 sats is floored to 19");
+        assert_eq!(epoch_payout(u64::MAX, 0), u64::MAX);
+        assert_eq!(epoch_payout(100, 1_000_000), 0);
+        // three holders of 1/3 each: the floors leave 1 sat with the pool
+        let (payout, issued) = (100, 3);
+        assert_eq!(redeem_sats(1, payout, issued), 33);
+        assert_eq!(3 * redeem_sats(1, payout, issued), 99);
+        assert_eq!(redeem_sats(3, payout, issued), 100);
+        // no overflow at the extremes
+        assert_eq!(redeem_sats(u64::MAX, u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(redeem_sats(5, 10, 0), 0);
+        assert_eq!(redeem_sats(1, 1, 2), 0, "dust redeems for nothing");
+    }
 
     #[test]
     fn unit_names_round_trip() {

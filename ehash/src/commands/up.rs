@@ -29,6 +29,10 @@ use crate::UpArgs;
 use crate::config::{FileConfig, UpConfig};
 
 /// One ehash = 2^20 hashes in the local market.
+/// Blocks on top of a found block before its epoch is redeemable in the local market.
+const UP_MATURITY_BLOCKS: u32 = 3;
+/// Seconds a local epoch stays redeemable.
+const UP_REDEEM_WINDOW_SECS: u64 = 3600;
 const UP_UNIT_LOG2: u32 = 20;
 /// Shares start at one ehash (2^-12 difficulty = 2^20 hashes); vardiff adjusts.
 const UP_MIN_DIFFICULTY_EXP: i32 = -12;
@@ -69,6 +73,10 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     mb.stratum.retarget_secs = 20;
     mb.devnet.network_difficulty_exp = file.up.network_difficulty_exp;
     mb.devnet.job_refresh_secs = 30;
+    // epochs mature after a few devnet blocks and stay redeemable for an hour, so the whole
+    // lifecycle shows in one session
+    mb.payout.maturity_blocks = UP_MATURITY_BLOCKS;
+    mb.payout.redeem_window_secs = UP_REDEEM_WINDOW_SECS;
     let bridge = MintBridge::start(mb).await.context("starting the mint-bridge")?;
 
     let mut pc = file.proxy.clone();

@@ -111,11 +111,19 @@ impl Backend for PoolBackend {
     }
 
     async fn block_found(&self, work: &Work<'_>) {
-        match self.epochs.close(CloseReason::Block, Some((work.template.height, &work.header))).await {
+        let cb = coinbase(&work.template.job, work.extranonce1, work.extranonce2);
+        // the block's reward: what its coinbase pays out
+        let reward = match bitcoin::consensus::encode::deserialize::<bitcoin::Transaction>(&cb) {
+            Ok(tx) => tx.output.iter().map(|o| o.value.to_sat()).sum(),
+            Err(e) => {
+                tracing::error!(error = %e, "the found block's coinbase does not parse; its epoch pays nothing");
+                0
+            }
+        };
+        match self.epochs.close(CloseReason::Block, Some((work.template.height, &work.header, reward))).await {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "closing the epoch on a found block failed"),
         }
-        let cb = coinbase(&work.template.job, work.extranonce1, work.extranonce2);
         if let Err(e) = self.source.submit_block(work.template, &work.header, &cb).await {
             tracing::warn!(error = %e, "block submission");
         }
