@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use axum::Router;
 use ehash_protocol::api::{self, Candle, MarketSummary, TradeView};
+use ehash_protocol::epoch::{EpochState, redeem_sats};
 use ehash_protocol::events::TradeState;
 use serde::Deserialize;
 
@@ -82,6 +83,12 @@ async fn markets(AxState(s): AxState<Shared>) -> Json<Vec<MarketSummary>> {
                 epoch: e.announcement.epoch,
                 state: e.announcement.state,
                 issued: e.announcement.issued,
+                payout: e.announcement.payout,
+                fair_price: match (e.announcement.state, e.announcement.payout, e.announcement.issued) {
+                    (EpochState::Redeemable, Some(payout), Some(issued)) => Some(redeem_sats(s.config.lot, payout, issued)),
+                    _ => None,
+                },
+                expires: e.announcement.expires,
                 bid,
                 ask,
                 last: trades.last().map(|l| l.trade.price.sats_per_lot),

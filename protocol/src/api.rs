@@ -22,6 +22,13 @@ pub struct MarketSummary {
     pub state: EpochState,
     /// Ehash issued in the epoch, once announced.
     pub issued: Option<u64>,
+    /// What the epoch pays out in total (sats), once closed on a block.
+    pub payout: Option<u64>,
+    /// Sats one lot redeems for while the epoch is redeemable (`floor(lot × payout / issued)`):
+    /// the market's fair price.
+    pub fair_price: Option<u64>,
+    /// When a redeemable epoch expires (unix seconds).
+    pub expires: Option<u64>,
     /// Best bid (sats per lot).
     pub bid: Option<u64>,
     /// Best ask (sats per lot).

@@ -8,6 +8,7 @@
 //!          ["end","<unix>"],["issued","<ehash units>"],["shares","<count>"],
 //!          ["reason","block|operator"],["block","<block hash hex>"],
 //!          ["log","<share log root hex>"],["unit_size","<log2 hashes per unit>"],
+//!          ["height","<block height>"],["payout","<sats>"],["expires","<unix>"],
 //!          ["a","38172:<pool pubkey>:<mint pubkey>"],["alt","…"]]}
 //! ```
 //!
@@ -51,6 +52,13 @@ pub struct EpochAnnouncement {
     pub log_root: Option<String>,
     /// log2 of the expected hashes in one ehash unit (a share's credit follows from it).
     pub unit_log2: Option<u32>,
+    /// Height of the block that closed it.
+    pub height: Option<u32>,
+    /// What the epoch pays out in total after the pool's fee (sats); each ehash redeems for
+    /// `payout / issued` sats, floored per redemption.
+    pub payout: Option<u64>,
+    /// When a redeemable epoch expires (unix seconds).
+    pub expires: Option<u64>,
     /// Address of the mint's NIP-87 announcement, `38172:<pool pubkey>:<mint pubkey>`.
     pub mint_address: Option<String>,
 }
@@ -86,6 +94,15 @@ impl EpochAnnouncement {
         }
         if let Some(u) = self.unit_log2 {
             b = b.tag(Tag::custom("unit_size", [u.to_string()]));
+        }
+        if let Some(h) = self.height {
+            b = b.tag(Tag::custom("height", [h.to_string()]));
+        }
+        if let Some(p) = self.payout {
+            b = b.tag(Tag::custom("payout", [p.to_string()]));
+        }
+        if let Some(x) = self.expires {
+            b = b.tag(Tag::custom("expires", [x.to_string()]));
         }
         if let Some(a) = &self.mint_address {
             b = b.tag(Tag::custom("a", [a.clone()]));
@@ -161,6 +178,19 @@ impl EpochAnnouncement {
         let unit_log2 = optional_u64(event, "unit_size")?
             .map(|u| u32::try_from(u).ok().filter(|u| *u <= 224).ok_or_else(|| SchemaError::new("unit_size", "out of range (at most 224)")))
             .transpose()?;
+        let height = optional_u64(event, "height")?
+            .map(|h| u32::try_from(h).map_err(|_| SchemaError::new("height", "out of range")))
+            .transpose()?;
+        let payout = optional_u64(event, "payout")?;
+        let expires = optional_u64(event, "expires")?;
+        if matches!(state, EpochState::Redeemable | EpochState::Expired) {
+            if payout.is_none() {
+                return Err(SchemaError::new("payout", format!("missing tag (required when {state})")));
+            }
+            if expires.is_none() {
+                return Err(SchemaError::new("expires", format!("missing tag (required when {state})")));
+            }
+        }
         let mint_address = tag_value(event, "a").map(str::to_owned);
         if let Some(a) = &mint_address {
             let ok = a
@@ -170,7 +200,7 @@ impl EpochAnnouncement {
                 return Err(SchemaError::new("a", format!("{a:?} is not a 38172:<pubkey>:<d> address")));
             }
         }
-        Ok(Self { keyset, mint_url, epoch, state, start, end, issued, shares, reason, block_hash, log_root, unit_log2, mint_address })
+        Ok(Self { keyset, mint_url, epoch, state, start, end, issued, shares, reason, block_hash, log_root, unit_log2, height, payout, expires, mint_address })
     }
 }
 
@@ -212,6 +242,9 @@ mod tests {
             block_hash: Some("00".repeat(32)),
             log_root: Some("ab".repeat(32)),
             unit_log2: Some(32),
+            height: Some(840_000),
+            payout: Some(306_250_000),
+            expires: None,
             mint_address: Some(format!("38172:{}:{}", "aa".repeat(32), "02".repeat(33))),
         }
     }

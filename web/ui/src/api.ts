@@ -19,6 +19,12 @@ export interface MarketSummary {
   epoch: number;
   state: string;
   issued: number | null;
+  /** What the epoch pays out in total (sats), once closed on a block. */
+  payout?: number | null;
+  /** Sats one lot redeems for while the epoch is redeemable. */
+  fair_price?: number | null;
+  /** When a redeemable epoch expires. */
+  expires?: number | null;
   bid: number | null;
   ask: number | null;
   last: number | null;

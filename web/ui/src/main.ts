@@ -162,7 +162,7 @@ async function marketsView(root: HTMLElement) {
         h('td', { class: 'num' }, fmt(m.last)),
         h('td', { class: 'num' }, fmt(m.volume_24h)),
         h('td', { class: 'num' }, fmt(m.issued)),
-        h('td', {}, m.state === 'redeemable' ? 'see epoch' : 'not yet known'),
+        h('td', { 'data-testid': `payout-${m.epoch}` }, payoutText(m)),
       ),
     );
     root.replaceChildren(
@@ -175,6 +175,14 @@ async function marketsView(root: HTMLElement) {
   };
   draw();
   if (root === viewRoot) rerender = () => void loadMarkets().then(draw);
+}
+
+/** What a market's epoch pays: the fair price per lot once redeemable. */
+function payoutText(m: MarketSummary): string {
+  if (m.fair_price !== null && m.fair_price !== undefined) return `${fmt(m.fair_price)} sat per lot (redeemable until ${fmtTime(m.expires ?? undefined)})`;
+  if (m.state === 'expired') return 'expired: no longer redeemable';
+  if (m.payout) return `${fmt(m.payout)} sats for ${fmt(m.issued)} ehash once the block matures`;
+  return m.state === 'active' ? 'not yet known (the epoch is open)' : 'none (closed without a block)';
 }
 
 // ---------------------------------------------------------------- one market
@@ -262,8 +270,8 @@ async function marketView(root: HTMLElement, id: string) {
         h('dd', {}, fmt(mm.last)),
         h('dt', {}, '24 h volume'),
         h('dd', {}, `${fmt(mm.volume_24h)} ehash`),
-        h('dt', {}, 'payout rate'),
-        h('dd', {}, mm.state === 'redeemable' ? 'announced by the pool' : 'not yet known (the epoch has not matured)'),
+        h('dt', {}, 'payout'),
+        h('dd', {}, payoutText(mm)),
         h('dt', {}, 'announcement'),
         h('dd', {}, ep ? h('a', { href: '#/epochs', class: ep.ok ? 'ok' : 'bad' }, ep.ok ? 'signature and keys check out ✓' : 'does NOT check out ✗') : 'not seen'),
         h('dt', {}, 'mint'),
