@@ -171,6 +171,22 @@ pub enum WalletAction {
         #[arg(long)]
         p2pk_key: Option<String>,
     },
+    /// Redeem a redeemable epoch's ehash for sats at the pool's own mint, at the payout rate.
+    #[command(long_about = "Redeem a redeemable epoch's ehash for sat ecash at the pool's own mint, \
+        at the epoch's payout rate: floor(amount × payout / issued) sats (`ehash wallet balance` and \
+        GET /v1/ehash/epochs show each epoch's state and payout). The exchange is atomic at the \
+        mint: the ehash is melted only if the sats are credited to this wallet's quote, which is \
+        then minted; an interrupted redemption is finished by the next one. Epochs that are still \
+        open or closed (block not matured), expired, and amounts worth less than one sat are \
+        refused, and nothing is spent.")]
+    Redeem {
+        /// The epoch unit, e.g. hash_3f9a1c2e_7.
+        #[arg(long)]
+        unit: String,
+        /// Ehash to redeem (default: all of the unit).
+        #[arg(long)]
+        amount: Option<u64>,
+    },
     /// Buy sats at a sat mint over Lightning (to buy ehash with `ehash trade`).
     #[command(long_about = "Buy sats at a sat mint over Lightning, to buy ehash with `ehash trade`: \
         asks the sat mint (--sat-mint URL) for a bolt11 invoice of AMOUNT sats, waits up to --wait \

@@ -19,8 +19,8 @@ use ehash_outbox::Outbox;
 use crate::ledger::EpochRecord;
 use crate::mint::MintHandle;
 
-/// NUTs the pool mint supports (NUT-05 melting is not offered for ehash).
-pub const SUPPORTED_NUTS: [u16; 14] = [0, 1, 2, 3, 4, 6, 7, 9, 10, 11, 12, 14, 17, 20];
+/// NUTs the pool mint supports (NUT-05 melting only for redemption, method `ehash-redeem`).
+pub const SUPPORTED_NUTS: [u16; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 17, 20];
 
 /// Builds, signs and queues announcements.
 #[derive(Clone)]

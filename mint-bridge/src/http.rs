@@ -53,6 +53,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/ehash/epochs/{epoch}/proof/{share}", get(get_proof))
         .route("/v1/ehash/epochs/{epoch}/liabilities", get(get_liabilities))
         .route("/v1/mint/quote/ehash", post(post_quote))
+        .route("/v1/melt/quote/ehash-redeem", post(post_redeem_quote))
         .fallback(forward)
         .layer(axum::middleware::from_fn(ehash_cors::middleware))
         // after the layer: no CORS
@@ -236,6 +237,42 @@ async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
             };
             return cashu_error(StatusCode::BAD_REQUEST, 11013, detail);
         }
+    forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// Redemption melt quotes: say plainly why an epoch does not redeem (cdk reports every
+/// processor refusal as "unsupported unit"), then hand the request to cdk, whose processor
+/// checks the same rules again when the melt happens.
+async fn post_redeem_quote(State(state): State<HttpState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, MAX_QUOTE_BODY).await {
+        Ok(b) => b,
+        Err(_) => return cashu_error(StatusCode::PAYLOAD_TOO_LARGE, 10000, format!("request body larger than {MAX_QUOTE_BODY} bytes")),
+    };
+    let parsed: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return cashu_error(StatusCode::BAD_REQUEST, 10000, format!("malformed JSON: {e}")),
+    };
+    let unit = parsed.get("unit").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    let all = state.epochs.all().await;
+    let Some(e) = all.iter().find(|e| e.unit == unit) else {
+        return cashu_error(StatusCode::BAD_REQUEST, 11013, format!("unit {unit:?} is not an ehash unit of this pool; redeem in the unit of a redeemable epoch"));
+    };
+    let why = match (e.state, e.payout) {
+        (EpochState::Redeemable, Some(_)) => None,
+        (EpochState::Expired, _) => Some(format!("epoch {} expired at {}: its ehash no longer redeems", e.epoch, e.expires_at.unwrap_or(0))),
+        (_, Some(_)) => Some(format!("epoch {} is {}: its block has not matured yet", e.epoch, e.state)),
+        (_, None) => Some(format!("epoch {} is {} and pays nothing (it did not close on a block)", e.epoch, e.state)),
+    };
+    if let Some(detail) = why {
+        return cashu_error(StatusCode::BAD_REQUEST, 11013, detail);
+    }
+    if let (Some(a), Some(payout), Some(issued)) = (parsed.get("ehash_amount").and_then(Value::as_u64), e.payout, e.issued)
+        && ehash_protocol::epoch::redeem_sats(a, payout, issued) == 0
+    {
+        let min = issued.div_ceil(payout.max(1));
+        return cashu_error(StatusCode::BAD_REQUEST, 11013, format!("{a} ehash of epoch {} is dust: it redeems for 0 sats; redeem at least {min}", e.epoch));
+    }
     forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
 }
 

@@ -96,7 +96,7 @@ impl MintBridge {
         let mint_url = config.mint_url(http_addr);
 
         let identity = MintIdentity { name: config.mint_name.clone(), description: config.mint_description.clone(), url: mint_url.clone() };
-        let mint = Arc::new(MintHandle::start(store, seed, identity, &all).await?);
+        let mint = Arc::new(MintHandle::start(store, seed, identity, &all, ledger.clone()).await?);
         let metadata = serde_json::json!({ "name": config.mint_name, "about": config.mint_description });
         let outbox = ehash_outbox::Outbox::open(ledger.pool())
             .await

@@ -181,6 +181,9 @@ impl fmt::Display for EpochUnit {
     }
 }
 
+/// The Cashu custom payment method of redemptions (NUT-04 in `sat`, NUT-05 in epoch units).
+pub const REDEEM_METHOD: &str = "ehash-redeem";
+
 /// Parts per million.
 pub const PPM: u64 = 1_000_000;
 

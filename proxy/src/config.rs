@@ -14,6 +14,7 @@
 //! | `backup_relays` | `[]` | relays for the wallet's NIP-60 backup after each mint (retried while down) |
 //! | `nostr_secret_key` | `wallet_dir/nostr.key` | the key the backup is encrypted to |
 //! | `stratum.*` | see `ehash_stratum::Config` | the miners' side: vardiff, limits |
+//! | `auto_redeem` | false | redeem every redeemable epoch's ehash for sats at the pool's mint each round |
 //! | `auto_sell.*` | off | sell minted ehash by policy (`ehash_wallet::agent::sell::SellPolicy`): `sats_per_lot` (0: off), `keep`, `interval_secs`, `ttl_secs` |
 //! | `trade.*` | see `ehash_wallet::agent::TradeConfig` | the exchange and sat mints auto-sell trades on |
 
@@ -50,6 +51,8 @@ pub struct Config {
     pub nostr_secret_key: Option<String>,
     /// The miners' side.
     pub stratum: ehash_stratum::Config,
+    /// Redeem each redeemable epoch's ehash for sats at the pool's mint every round.
+    pub auto_redeem: bool,
     /// Selling minted ehash by policy (off while `sats_per_lot` is 0).
     pub auto_sell: ehash_wallet::agent::sell::SellPolicy,
     /// Where auto-sell trades.
@@ -71,6 +74,7 @@ impl Default for Config {
             backup_relays: vec![],
             nostr_secret_key: None,
             stratum: ehash_stratum::Config { initial_difficulty_exp: 0, min_difficulty_exp: -32, ..Default::default() },
+            auto_redeem: false,
             auto_sell: Default::default(),
             trade: Default::default(),
         }

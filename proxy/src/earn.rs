@@ -46,6 +46,8 @@ pub struct Earnings {
     pub last_error: Option<String>,
     /// Ehash in the wallet at the last successful NIP-60 backup.
     pub backed_up: Option<u64>,
+    /// Sats received by automatic redemption (`auto_redeem`) since the proxy started.
+    pub redeemed_sats: u64,
 }
 
 /// Where the wallet is backed up (NIP-60).
@@ -68,6 +70,8 @@ pub struct Earner {
     state: Mutex<Earnings>,
     /// Closed epochs whose share log was checked, with (included, excluded) shares.
     checked: Mutex<BTreeMap<u32, (u64, u64)>>,
+    /// Redeem redeemable epochs' ehash each round.
+    auto_redeem: bool,
     /// One mint-and-audit round at a time (cdk refuses concurrent updates of a quote).
     round: Mutex<()>,
 }
@@ -81,7 +85,13 @@ impl std::fmt::Debug for Earner {
 impl Earner {
     /// An earner minting into `wallet` and auditing with `audit`.
     pub fn new(wallet: Arc<MinerWallet>, audit: AuditLog, worker: String, backup: Option<Backup>) -> Self {
-        Self { wallet, audit, worker, backup, state: Mutex::new(Earnings::default()), checked: Mutex::new(BTreeMap::new()), round: Mutex::new(()) }
+        Self { wallet, audit, worker, backup, state: Mutex::new(Earnings::default()), checked: Mutex::new(BTreeMap::new()), auto_redeem: false, round: Mutex::new(()) }
+    }
+
+    /// Redeem every redeemable epoch's ehash for sats each round.
+    pub fn redeeming(mut self, on: bool) -> Self {
+        self.auto_redeem = on;
+        self
     }
 
     /// The username for a quote.
@@ -142,10 +152,12 @@ impl Earner {
             }
         }
         let (included, excluded) = self.check_inclusion().await?;
+        let redeemed = if self.auto_redeem { self.redeem_matured().await? } else { 0 };
         let wallet = self.wallet.balances().await.map_err(|e| e.to_string())?;
         {
             let mut s = self.state.lock().await;
             s.included_shares = included;
+            s.redeemed_sats = s.redeemed_sats.saturating_add(redeemed);
             s.excluded_shares = excluded;
             s.credited = credited;
             s.wallet = wallet.clone();
@@ -158,6 +170,27 @@ impl Earner {
             self.state.lock().await.backed_up = Some(wallet.values().sum());
         }
         Ok(())
+    }
+
+    /// Redeem the ehash of every redeemable epoch the wallet holds; returns the sats received.
+    async fn redeem_matured(&self) -> Result<u64, String> {
+        let epochs = ehash_wallet::pool_epochs(&self.wallet.mint_url()).await.map_err(|e| e.to_string())?;
+        let balances = self.wallet.balances().await.map_err(|e| e.to_string())?;
+        let mut total = 0u64;
+        for e in epochs.epochs.iter().filter(|e| e.state == "redeemable") {
+            if balances.get(&e.unit).copied().unwrap_or(0) == 0 {
+                continue;
+            }
+            match self.wallet.redeem(&e.unit, None).await {
+                Ok(sats) => {
+                    tracing::info!(epoch = e.epoch, unit = %e.unit, sats, "redeemed the epoch's ehash");
+                    total = total.saturating_add(sats);
+                }
+                // dust stays (it is worth nothing); anything else is retried next round
+                Err(err) => tracing::warn!(epoch = e.epoch, error = %err, "could not redeem"),
+            }
+        }
+        Ok(total)
     }
 
     /// Look up every logged share of each newly closed epoch in the pool's share log: it must be

@@ -138,7 +138,7 @@ impl Proxy {
                 .map_err(|e| Error::Start(e.to_string()))?;
             Some(Backup { keys, relays: config.backup_relays.clone(), dir: config.wallet_dir.clone() })
         };
-        let earner = Arc::new(Earner::new(wallet.clone(), audit, config.worker.clone(), backup));
+        let earner = Arc::new(Earner::new(wallet.clone(), audit, config.worker.clone(), backup).redeeming(config.auto_redeem));
         let cancel = CancellationToken::new();
         if config.auto_sell.sats_per_lot > 0 {
             spawn_auto_sell(wallet, &config, cancel.clone());

@@ -373,3 +373,37 @@ async fn version_rolling_miners_that_send_bits_xor_the_job_version_are_served() 
     proxy.shutdown();
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auto_redeem_a_matured_epochs_ehash_becomes_sats() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), free(), free())).await.unwrap();
+    let proxy = Proxy::start(Config { auto_redeem: true, ..proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url()) }).await.unwrap();
+    let (mut a, job) = miner(&proxy, "rig1").await;
+    for i in 0..2 {
+        assert_eq!(submit(&mut a, "rig1", &job, i).await["result"], true);
+    }
+    proxy.mint_now().await.unwrap();
+    assert_eq!(proxy.status().await.earnings.redeemed_sats, 0, "nothing redeems while the epoch is open");
+    // the epoch closes on a block of 10 000 sats, which matures
+    let header = bitcoin::block::Header {
+        version: bitcoin::block::Version::from_consensus(0x2000_0000),
+        prev_blockhash: bitcoin::hashes::Hash::all_zeros(),
+        merkle_root: bitcoin::hashes::Hash::all_zeros(),
+        time: 1_700_000_000,
+        bits: bitcoin::CompactTarget::from_consensus(0x207f_ffff),
+        nonce: 0,
+    };
+    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Block, Some((7, &header, 10_000))).await.unwrap();
+    let maturity = bridge.epochs().payout_config().maturity_blocks;
+    bridge.epochs().advance(7 + maturity, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).await.unwrap();
+    proxy.mint_now().await.unwrap();
+    let payout = ehash_protocol::epoch::epoch_payout(10_000, bridge.epochs().payout_config().pool_fee_ppm);
+    let want = ehash_protocol::epoch::redeem_sats(2 * CREDIT, payout, 2 * CREDIT);
+    let st = proxy.status().await;
+    assert_eq!(st.earnings.redeemed_sats, want);
+    assert_eq!(st.earnings.wallet.get("hash_pool_1").copied().unwrap_or(0), 0, "all of the epoch's ehash was redeemed");
+    proxy.shutdown();
+    bridge.shutdown().await;
+}

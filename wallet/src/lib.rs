@@ -34,6 +34,7 @@ use tokio::sync::Mutex;
 
 /// The ehash payment method name.
 pub const EHASH_METHOD: &str = "ehash";
+pub use ehash_protocol::epoch::REDEEM_METHOD;
 
 /// Wallet errors.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,12 @@ pub struct PoolEpoch {
     pub issued: Option<u64>,
     /// Share count once closed.
     pub shares: Option<u64>,
+    /// What the epoch pays out in total (sats), once closed on a block.
+    #[serde(default)]
+    pub payout: Option<u64>,
+    /// When a redeemable epoch expires.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
 }
 
 /// The pool's epoch list.
@@ -289,6 +296,68 @@ impl MinerWallet {
                 w.batch_mint(&ids, SplitTarget::default(), None, None).await?
             };
             total = total.saturating_add(proofs.iter().map(|p| p.amount.to_u64()).sum());
+        }
+        Ok(total)
+    }
+
+    /// Redeem `amount` (default: all) of `unit`'s ehash for sat ecash at the pool's own mint
+    /// (protocol §2, "Redemption"): a sat quote of method `ehash-redeem`, a melt of the ehash
+    /// that pays it (atomic at the mint: the ehash is spent only if the sats are credited), then
+    /// the sats are minted. Returns the sats now in the wallet from it. A redemption interrupted
+    /// after its melt is finished by the next call (its sat quote is minted).
+    pub async fn redeem(&self, unit: &str, amount: Option<u64>) -> Result<u64> {
+        let mut got = self.mint_redeemed().await?;
+        let epochs = pool_epochs(&self.mint_url.to_string()).await?;
+        let e = epochs
+            .epochs
+            .iter()
+            .find(|e| e.unit.eq_ignore_ascii_case(unit))
+            .ok_or_else(|| Error::InvalidToken(format!("{unit} is not an epoch unit of this pool (`ehash wallet balance` lists yours)")))?;
+        let (Some(payout), Some(issued)) = (e.payout, e.issued) else {
+            return Err(Error::Nostr(format!("epoch {} is {} and pays nothing yet: only redeemable epochs redeem", e.epoch, e.state)));
+        };
+        if e.state != "redeemable" {
+            let why = if e.state == "expired" { "its redemption window ended".to_owned() } else { format!("it is {} (its block has not matured)", e.state) };
+            return Err(Error::Nostr(format!("epoch {} cannot be redeemed now: {why}", e.epoch)));
+        }
+        let w = self.wallet(unit).await?;
+        let have = w.total_balance().await?.to_u64();
+        let amount = amount.unwrap_or(have);
+        if amount == 0 || amount > have {
+            return Err(Error::Insufficient { unit: unit.to_owned(), have, need: amount.max(1) });
+        }
+        let sats = ehash_protocol::epoch::redeem_sats(amount, payout, issued);
+        if sats == 0 {
+            return Err(Error::InvalidToken(format!(
+                "{amount} ehash of epoch {} is dust (it redeems for 0 sats); redeem at least {}",
+                e.epoch,
+                issued.div_ceil(payout.max(1))
+            )));
+        }
+        let sat = self.wallet_at(&self.mint_url.to_string(), "sat").await?;
+        let q = sat.mint_quote(PaymentMethod::Custom(REDEEM_METHOD.into()), Some(sats.into()), None, None).await?;
+        let mq = w
+            .melt_quote(PaymentMethod::Custom(REDEEM_METHOD.into()), q.request.clone(), None, Some(serde_json::json!({ "ehash_amount": amount }).to_string()))
+            .await?;
+        let done = w.prepare_melt(&mq.id, std::collections::HashMap::new()).await?.confirm().await?;
+        if done.state() != cdk::nuts::MeltQuoteState::Paid {
+            return Err(Error::Pool { url: self.mint_url.to_string(), reason: format!("the redemption melt ended {}", done.state()) });
+        }
+        got = got.saturating_add(self.mint_redeemed().await?);
+        Ok(got)
+    }
+
+    /// Mint every paid, unminted redemption quote (sat, `ehash-redeem`); returns the sats.
+    async fn mint_redeemed(&self) -> Result<u64> {
+        let quotes = self.store.get_mint_quotes().await.map_err(|e| Error::Database(e.to_string()))?;
+        let mut total = 0u64;
+        for q in quotes.into_iter().filter(|q| q.mint_url == self.mint_url && q.payment_method == PaymentMethod::Custom(REDEEM_METHOD.into())) {
+            let sat = self.wallet_at(&self.mint_url.to_string(), "sat").await?;
+            let st = sat.check_mint_quote_status(&q.id).await?;
+            if st.amount_paid.to_u64() > st.amount_issued.to_u64() {
+                let proofs = sat.mint(&q.id, SplitTarget::default(), None).await?;
+                total = total.saturating_add(proofs.iter().map(|p| p.amount.to_u64()).sum());
+            }
         }
         Ok(total)
     }

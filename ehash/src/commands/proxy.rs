@@ -76,6 +76,10 @@ pub async fn status(file: FileConfig, a: ProxyStatusArgs) -> Result<()> {
     for (unit, n) in e["wallet"].as_object().into_iter().flatten() {
         println!("wallet     {n} {unit}");
     }
+    let redeemed = e["redeemed_sats"].as_u64().unwrap_or(0);
+    if redeemed > 0 {
+        println!("REDEEMED   {redeemed} sat from matured epochs (auto_redeem)");
+    }
     let excluded = e["excluded_shares"].as_u64().unwrap_or(0);
     if excluded > 0 {
         println!("AUDIT      {excluded} accepted share(s) missing from, or miscredited in, the pool's share logs of closed epochs (see the log)");

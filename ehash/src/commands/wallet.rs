@@ -117,6 +117,12 @@ pub async fn run(c: ehash_wallet::Config, action: WalletAction, sat_mints: Vec<S
                 .transpose()?;
             println!("{}", w.send(&unit, amount, lock).await?);
         }
+        WalletAction::Redeem { unit, amount } => {
+            let w = open(&c).await?;
+            let sats = w.redeem(&unit, amount).await.with_context(|| format!("redeeming {unit}"))?;
+            let have = w.balance_at(&c.mint_url, "sat").await?;
+            println!("redeemed for {sats} sat; this wallet holds {have} sat at {} (the pool's mint)", c.mint_url);
+        }
         WalletAction::Receive { token, p2pk_key } => {
             let w = open(&c).await?;
             let keys = p2pk_key

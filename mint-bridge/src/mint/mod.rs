@@ -9,6 +9,7 @@
 //! current mint's cdk-axum router.
 
 pub mod processor;
+pub mod redeem;
 
 use std::sync::{Arc, RwLock};
 
@@ -22,6 +23,9 @@ use tokio::sync::Mutex;
 use crate::error::Result;
 use crate::ledger::EpochRecord;
 use processor::{EHASH_METHOD, EhashProcessor};
+use redeem::{MintCell, REDEEM_METHOD, RedeemProcessor, SatRedeemProcessor};
+
+use crate::ledger::Ledger;
 
 /// The mint database type: both the mint store and the keyset store.
 pub trait MintStore: MintDatabase<cdk_database::Error> + MintKeysDatabase<Err = cdk_database::Error> + Send + Sync {}
@@ -62,6 +66,10 @@ pub struct MintHandle {
     /// a new `Mint` recovers unfinished sagas when it starts, so it must never start while the
     /// old one is still in the middle of a swap or mint whose saga it would roll back.
     gate: Arc<tokio::sync::RwLock<()>>,
+    /// Epoch states for the redemption processors.
+    ledger: Ledger,
+    /// Redemptions being credited (shared by every mint instance).
+    in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for MintHandle {
@@ -72,8 +80,9 @@ impl std::fmt::Debug for MintHandle {
 
 impl MintHandle {
     /// Build and start the mint for `epochs`.
-    pub async fn start(store: Arc<dyn MintStore>, seed: [u8; 64], identity: MintIdentity, epochs: &[EpochRecord]) -> Result<Self> {
-        let current = build(&store, &seed, &identity, epochs).await?;
+    pub async fn start(store: Arc<dyn MintStore>, seed: [u8; 64], identity: MintIdentity, epochs: &[EpochRecord], ledger: Ledger) -> Result<Self> {
+        let in_flight = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let current = build(&store, &seed, &identity, epochs, &ledger, &in_flight).await?;
         Ok(Self {
             store,
             seed,
@@ -81,6 +90,8 @@ impl MintHandle {
             current: RwLock::new(Arc::new(current)),
             rebuild_lock: Mutex::new(()),
             gate: Arc::new(tokio::sync::RwLock::new(())),
+            ledger,
+            in_flight,
         })
     }
 
@@ -112,7 +123,7 @@ impl MintHandle {
         let _guard = self.rebuild_lock.lock().await;
         // wait for the requests in flight, and hold new ones, until the new mint serves
         let _quiet = self.gate.clone().write_owned().await;
-        let next = Arc::new(build(&self.store, &self.seed, &self.identity, epochs).await?);
+        let next = Arc::new(build(&self.store, &self.seed, &self.identity, epochs, &self.ledger, &self.in_flight).await?);
         let old = {
             let mut w = match self.current.write() {
                 Ok(g) => g,
@@ -134,7 +145,15 @@ impl MintHandle {
     }
 }
 
-async fn build(store: &Arc<dyn MintStore>, seed: &[u8; 64], identity: &MintIdentity, epochs: &[EpochRecord]) -> Result<Current> {
+async fn build(
+    store: &Arc<dyn MintStore>,
+    seed: &[u8; 64],
+    identity: &MintIdentity,
+    epochs: &[EpochRecord],
+    ledger: &Ledger,
+    in_flight: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+) -> Result<Current> {
+    let cell: MintCell = Arc::new(std::sync::OnceLock::new());
     let db: Arc<dyn MintDatabase<cdk_database::Error> + Send + Sync> = store.clone();
     let keys: Arc<dyn MintKeysDatabase<Err = cdk_database::Error> + Send + Sync> = store.clone();
     let mut builder = MintBuilder::new(db)
@@ -151,22 +170,46 @@ async fn build(store: &Arc<dyn MintStore>, seed: &[u8; 64], identity: &MintIdent
                 unit.clone(),
                 PaymentMethod::Custom(EHASH_METHOD.to_string()),
                 MintMeltLimits::new(1, MAX_MINT_AMOUNT),
-                Arc::new(EhashProcessor::new(unit, e.epoch, e.state == EpochState::Active)),
+                Arc::new(EhashProcessor::new(unit.clone(), e.epoch, e.state == EpochState::Active)),
+            )
+            .await?;
+        // redemption: melting this epoch's ehash pays a sat quote (only once redeemable)
+        builder
+            .add_payment_processor(
+                unit.clone(),
+                PaymentMethod::Custom(REDEEM_METHOD.to_string()),
+                MintMeltLimits::new(1, MAX_MINT_AMOUNT),
+                Arc::new(RedeemProcessor::new(unit, e.epoch, ledger.clone(), cell.clone(), in_flight.clone())),
             )
             .await?;
     }
+    // the sats redemptions pay, in the pool's own mint
+    builder.configure_unit(CurrencyUnit::Sat, UnitConfig { amounts: keyset_amounts(), input_fee_ppk: 0 })?;
+    builder
+        .add_payment_processor(
+            CurrencyUnit::Sat,
+            PaymentMethod::Custom(REDEEM_METHOD.to_string()),
+            MintMeltLimits::new(1, MAX_MINT_AMOUNT),
+            Arc::new(SatRedeemProcessor),
+        )
+        .await?;
     let mut info = builder.current_mint_info();
-    // ehash is never melted; the custom method registers NUT-05 entries we do not serve.
-    info.nuts.nut05.methods.retain(|m| m.method != PaymentMethod::Custom(EHASH_METHOD.to_string()));
+    // Served: NUT-04 `ehash` in the epoch units and `ehash-redeem` in sat; NUT-05
+    // `ehash-redeem` in the epoch units. Each custom processor also registers the other
+    // direction, which is not served.
+    let redeem = PaymentMethod::Custom(REDEEM_METHOD.to_string());
+    info.nuts.nut04.methods.retain(|m| m.method != redeem || m.unit == CurrencyUnit::Sat);
+    info.nuts.nut05.methods.retain(|m| m.method == redeem && m.unit != CurrencyUnit::Sat);
     info.nuts.nut05.disabled = info.nuts.nut05.methods.is_empty();
     let mint = builder.build_with_seed(keys, seed).await?;
     // cdk keeps the mint info stored at first start; units added since must be written back.
     let stored = mint.mint_info().await?;
     info.pubkey = stored.pubkey;
     mint.set_mint_info(info).await?;
-    mint.start().await?;
     let mint = Arc::new(mint);
-    let router = cdk_axum::create_mint_router(mint.clone(), vec![EHASH_METHOD.to_string()])
+    let _ = cell.set(Arc::downgrade(&mint));
+    mint.start().await?;
+    let router = cdk_axum::create_mint_router(mint.clone(), vec![EHASH_METHOD.to_string(), REDEEM_METHOD.to_string()])
         .await
         .map_err(|e| crate::error::Error::Config(format!("cdk-axum router: {e}")))?;
     Ok(Current { mint, router })
