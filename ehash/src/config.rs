@@ -22,7 +22,7 @@ pub struct FileConfig {
     pub wallet: ehash_wallet::Config,
     /// `[up]`: the local market.
     pub up: UpConfig,
-    /// `[sat_mint]`: the development sat mint (fake Lightning).
+    /// `[sat_mint]`: the sat mint (fake Lightning, or LND).
     pub sat_mint: ehash_satmint::Config,
     /// `[trade]`: `ehash trade` (exchange, relays, sat mints, settlement limits).
     pub trade: ehash_wallet::agent::TradeConfig,

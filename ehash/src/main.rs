@@ -45,11 +45,12 @@ enum Command {
     /// Trade ehash for sats on an exchange: list the book, offer, take, settle.
     #[command(long_about = commands::trade::LONG_ABOUT)]
     Trade(commands::trade::TradeCmd),
-    /// Run a development sat mint (Cashu, unit sat) whose FAKE Lightning pays every invoice.
-    #[command(long_about = "Run a development sat mint until Ctrl-C: a cdk Cashu mint in unit sat \
-        whose Lightning backend is fake, so every invoice is paid at once. Buyers deposit sats \
-        there (`ehash wallet deposit --sat-mint URL AMOUNT`) to buy ehash in a local market. \
-        Never use it for real money. Settings: [sat_mint].")]
+    /// Run a sat mint (Cashu, unit sat): fake Lightning for development, or an LND node.
+    #[command(long_about = "Run a sat mint until Ctrl-C: a cdk Cashu mint in unit sat. By default \
+        its Lightning backend is fake, so every invoice is paid at once: buyers deposit sats there \
+        (`ehash wallet deposit --sat-mint URL AMOUNT`) to buy ehash in a local market; never use \
+        it for real money. For real sats set [sat_mint.lightning.lnd] (address, cert_file, \
+        macaroon_file): LND is the supported Lightning backend. Settings: [sat_mint].")]
     SatMint(commands::sat_mint::SatMintArgs),
     /// Run the exchange (order books, matching, settlement watching), or verify a running one.
     #[command(long_about = commands::exchange::LONG_ABOUT)]

@@ -1,11 +1,16 @@
 //! # ehash-satmint
 //!
-//! A sat mint for local markets and tests: a cdk Cashu mint in unit `sat` served over HTTP by
-//! cdk-axum, whose Lightning backend is `cdk-fake-wallet`, so **every invoice is paid at once**.
+//! A sat mint: a cdk Cashu mint in unit `sat` served over HTTP by cdk-axum, with deposits and
+//! withdrawals over Lightning (NUT-04/05 bolt11). Its Lightning backend is chosen in
+//! configuration (`lightning`):
+//!
+//! - `"fake"` (the default, for local markets and tests): `cdk-fake-wallet`, so **every
+//!   invoice is paid at once**; never for real money;
+//! - `{ lnd = { address, cert_file, macaroon_file } }`: an LND node over gRPC (`cdk-lnd`).
+//!
 //! Buyers deposit sats with an ordinary NUT-04 bolt11 quote and swap and lock them like at any
-//! Cashu mint. Never use it for real money: it is the stand-in for whatever real sat mint a
-//! market's buyers use. Inputs can carry a fee (`input_fee_ppk`), so fee handling is exercised.
-//! Browsers may call it from any origin (the web UI; see `ehash-cors`).
+//! Cashu mint. Inputs can carry a fee (`input_fee_ppk`), so fee handling is exercised. Browsers
+//! may call it from any origin (the web UI; see `ehash-cors`).
 //!
 //! | key | default | meaning |
 //! |-----|---------|---------|
@@ -14,6 +19,7 @@
 //! | `public_url` | `http://<listen>` | the URL wallets use |
 //! | `input_fee_ppk` | `0` | NUT-02 input fee, parts per thousand per input |
 //! | `max_deposit` | `100000000` | largest single bolt11 quote, sats |
+//! | `lightning` | `"fake"` | the Lightning backend: `"fake"` or `{ lnd = { address, cert_file, macaroon_file } }` |
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -44,6 +50,26 @@ pub struct Config {
     pub input_fee_ppk: u64,
     /// Largest bolt11 quote.
     pub max_deposit: u64,
+    /// The Lightning backend.
+    pub lightning: Lightning,
+}
+
+/// A sat mint's Lightning backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Lightning {
+    /// Development only: every invoice is paid at once, every payment succeeds.
+    #[default]
+    Fake,
+    /// An LND node over gRPC.
+    Lnd {
+        /// gRPC address, e.g. `https://127.0.0.1:10009`.
+        address: String,
+        /// LND's TLS certificate (`tls.cert`).
+        cert_file: PathBuf,
+        /// A macaroon allowing invoices and payments (e.g. `admin.macaroon`).
+        macaroon_file: PathBuf,
+    },
 }
 
 impl Default for Config {
@@ -54,6 +80,7 @@ impl Default for Config {
             public_url: None,
             input_fee_ppk: 0,
             max_deposit: 100_000_000,
+            lightning: Lightning::Fake,
         }
     }
 }
@@ -79,6 +106,14 @@ pub enum Error {
     /// cdk.
     #[error("sat mint: {0}")]
     Mint(#[from] cdk::Error),
+    /// The Lightning backend could not be set up.
+    #[error("sat mint Lightning backend ({backend}): {reason} (check sat_mint.lightning)")]
+    Lightning {
+        /// Which backend.
+        backend: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// Binding the port.
     #[error("sat mint listen {addr}: {source} (choose another sat_mint.listen)")]
     Listen {
@@ -117,24 +152,33 @@ impl SatMint {
         let url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
 
         let db: Arc<dyn MintDatabase<cdk_database::Error> + Send + Sync> = store.clone();
+        let kv: cdk_common::database::DynKVStore = store.clone();
         let keys: Arc<dyn MintKeysDatabase<Err = cdk_database::Error> + Send + Sync> = store;
-        let mut builder = MintBuilder::new(db)
-            .with_name("ehash local sat mint (fake Lightning)".to_string())
-            .with_description("Development sat mint: every Lightning invoice is paid. Not for real money.".to_string())
-            .with_urls(vec![url.clone()]);
+        let fee_reserve = FeeReserve { min_fee_reserve: 1.into(), percent_fee_reserve: 0.01 };
+        let (name, description, processor): (&str, &str, Arc<dyn cdk::cdk_payment::MintPayment<Err = cdk::cdk_payment::Error> + Send + Sync>) =
+            match &config.lightning {
+                Lightning::Fake => (
+                    "ehash local sat mint (fake Lightning)",
+                    "Development sat mint: every Lightning invoice is paid. Not for real money.",
+                    Arc::new(cdk_fake_wallet::FakeWallet::new(fee_reserve, HashMap::default(), HashSet::default(), 0, CurrencyUnit::Sat)),
+                ),
+                Lightning::Lnd { address, cert_file, macaroon_file } => (
+                    "ehash sat mint",
+                    "Sats over Lightning (LND).",
+                    Arc::new(
+                        cdk_lnd::Lnd::new(address.clone(), cert_file.clone(), macaroon_file.clone(), fee_reserve, kv)
+                            .await
+                            .map_err(|e| Error::Lightning { backend: "lnd", reason: e.to_string() })?,
+                    ),
+                ),
+            };
+        let mut builder = MintBuilder::new(db).with_name(name.to_string()).with_description(description.to_string()).with_urls(vec![url.clone()]);
         builder.configure_unit(
             CurrencyUnit::Sat,
             UnitConfig { amounts: (0..40).map(|i| 1u64 << i).collect(), input_fee_ppk: config.input_fee_ppk },
         )?;
-        let fake = cdk_fake_wallet::FakeWallet::new(
-            FeeReserve { min_fee_reserve: 1.into(), percent_fee_reserve: 0.01 },
-            HashMap::default(),
-            HashSet::default(),
-            0,
-            CurrencyUnit::Sat,
-        );
         builder
-            .add_payment_processor(CurrencyUnit::Sat, PaymentMethod::BOLT11, MintMeltLimits::new(1, config.max_deposit), Arc::new(fake))
+            .add_payment_processor(CurrencyUnit::Sat, PaymentMethod::BOLT11, MintMeltLimits::new(1, config.max_deposit), processor)
             .await?;
         let mint = Arc::new(builder.build_with_seed(keys, &seed).await?);
         mint.start().await?;
@@ -164,7 +208,10 @@ impl SatMint {
                 tracing::error!(error = %e, "sat mint HTTP server stopped");
             }
         });
-        tracing::warn!(%url, "sat mint with FAKE Lightning: every invoice is paid; for local use only");
+        match config.lightning {
+            Lightning::Fake => tracing::warn!(%url, "sat mint with FAKE Lightning: every invoice is paid; for local use only"),
+            Lightning::Lnd { .. } => tracing::info!(%url, "sat mint with LND"),
+        }
         Ok(Self { url, addr, mint, cancel, server })
     }
 
