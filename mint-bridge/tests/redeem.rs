@@ -101,3 +101,59 @@ async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else
     let v: Value = r.json().unwrap();
     assert!(v["detail"].as_str().unwrap().contains("expired"), "{v}");
 }
+
+/// Dust and the wrong epoch: with 4 ehash paying 3 sats, one ehash redeems for nothing and is
+/// refused (by the wallet and by the mint, naming the minimum); ehash of another epoch cannot
+/// pay a redemption melt quoted in this epoch's unit; neither spends anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dust_and_another_epochs_ehash_are_refused_and_spend_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |c| {
+        c.devnet.network_difficulty_exp = DIFF_EXP;
+        c.devnet.block_reward_sat = 3;
+        c.payout.pool_fee_ppm = 0;
+        c.payout.maturity_blocks = 1;
+    })
+    .await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let unit1 = current_unit(&bridge).await;
+    let q1 = w.create_quote(&unit1).await.unwrap();
+    let user1 = format!("{q1}.rig");
+    let (mut c, job) = miner(&bridge, &user1).await;
+    submit_valid(&mut c, &user1, &job, 1).await;
+    wait_until("epoch 1 closes", Duration::from_secs(10), || async { bridge.epochs().all().await.len() == 2 }).await;
+    w.mint_credited(&unit1, &q1).await.unwrap();
+    let unit2 = current_unit(&bridge).await;
+    let q2 = w.create_quote(&unit2).await.unwrap();
+    let user2 = format!("{q2}.rig");
+    assert_eq!(c.authorize(&user2).await.unwrap()["result"], Value::Bool(true));
+    let job2 = c.jobs.last().cloned().unwrap();
+    submit_valid(&mut c, &user2, &job2, 2).await;
+    wait_until("epoch 1 redeemable", Duration::from_secs(10), || async { bridge.epochs().all().await[0].state == EpochState::Redeemable }).await;
+    w.mint_credited(&unit2, &q2).await.unwrap();
+
+    // dust, at the wallet and at the mint
+    let err = w.redeem(&unit1, Some(1)).await.unwrap_err().to_string();
+    assert!(err.contains("dust") && err.contains("at least 2"), "{err}");
+    let sat = w.wallet_at(bridge.mint_url(), "sat").await.unwrap();
+    let method = PaymentMethod::Custom(REDEEM_METHOD.into());
+    let q = sat.mint_quote(method.clone(), Some(1.into()), None, None).await.unwrap();
+    let body = format!("{{\"method\":\"{REDEEM_METHOD}\",\"request\":\"{}\",\"unit\":\"{unit1}\",\"ehash_amount\":1}}", q.request);
+    let r = bitreq::post(format!("{}/v1/melt/quote/{REDEEM_METHOD}", bridge.mint_url())).with_header("content-type", "application/json").with_body(body).send_async().await.unwrap();
+    let v: Value = r.json().unwrap();
+    assert!(v["detail"].as_str().unwrap_or("").contains("dust"), "{v}");
+
+    // epoch 2's ehash cannot pay a melt quoted in epoch 1's unit
+    let e1 = w.wallet(&unit1).await.unwrap();
+    let mq = e1.melt_quote(method.clone(), q.request.clone(), None, Some("{\"ehash_amount\":2}".into())).await.unwrap();
+    let other = w.wallet(&unit2).await.unwrap().get_unspent_proofs().await.unwrap();
+    let client = HttpClient::new(bridge.mint_url().parse().unwrap(), None);
+    let err = client.post_melt(&method, MeltRequest::new(mq.id, other.clone(), None)).await.unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("unit"), "{err}");
+    let states = w.wallet(&unit2).await.unwrap().check_proofs_spent(other).await.unwrap();
+    assert!(states.iter().all(|s| s.state == cdk::nuts::State::Unspent), "the refused melt spent nothing");
+    assert_eq!(sat.check_mint_quote_status(&q.id).await.unwrap().amount_paid.to_u64(), 0);
+
+    // two ehash redeem for one sat
+    assert_eq!(w.redeem(&unit1, Some(2)).await.unwrap(), 1);
+}
