@@ -205,17 +205,22 @@ async fn get_liabilities(State(state): State<HttpState>, Path(epoch): Path<u32>)
     .into_response()
 }
 
+/// A quote request's body, read (bounded) and parsed, kept to be forwarded to cdk unchanged.
+async fn json_body(req: Request) -> Result<(axum::http::request::Parts, axum::body::Bytes, Value), Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, MAX_QUOTE_BODY)
+        .await
+        .map_err(|_| cashu_error(StatusCode::PAYLOAD_TOO_LARGE, 10000, format!("request body larger than {MAX_QUOTE_BODY} bytes")))?;
+    let parsed = serde_json::from_slice(&bytes).map_err(|e| cashu_error(StatusCode::BAD_REQUEST, 10000, format!("malformed JSON: {e}")))?;
+    Ok((parts, bytes, parsed))
+}
+
 /// Refuse unlocked quotes and quotes in a closed epoch's unit with clear errors, then hand the
 /// request to cdk (whose payment processor enforces the same rules).
 async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, MAX_QUOTE_BODY).await {
+    let (parts, bytes, parsed) = match json_body(req).await {
         Ok(b) => b,
-        Err(_) => return cashu_error(StatusCode::PAYLOAD_TOO_LARGE, 10000, format!("request body larger than {MAX_QUOTE_BODY} bytes")),
-    };
-    let parsed: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => return cashu_error(StatusCode::BAD_REQUEST, 10000, format!("malformed JSON: {e}")),
+        Err(r) => return r,
     };
     if parsed.get("pubkey").is_none_or(Value::is_null) {
         return cashu_error(
@@ -244,14 +249,9 @@ async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
 /// processor refusal as "unsupported unit"), then hand the request to cdk, whose processor
 /// checks the same rules again when the melt happens.
 async fn post_redeem_quote(State(state): State<HttpState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, MAX_QUOTE_BODY).await {
+    let (parts, bytes, parsed) = match json_body(req).await {
         Ok(b) => b,
-        Err(_) => return cashu_error(StatusCode::PAYLOAD_TOO_LARGE, 10000, format!("request body larger than {MAX_QUOTE_BODY} bytes")),
-    };
-    let parsed: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => return cashu_error(StatusCode::BAD_REQUEST, 10000, format!("malformed JSON: {e}")),
+        Err(r) => return r,
     };
     let unit = parsed.get("unit").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
     let all = state.epochs.all().await;

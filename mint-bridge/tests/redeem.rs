@@ -14,19 +14,19 @@ use common::*;
 use ehash_protocol::epoch::{EpochState, REDEEM_METHOD, redeem_sats};
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let bridge = start(dir.path(), |c| {
+/// A pool where every share is a block paying `reward` sats: one share earns [`CREDIT`] ehash
+/// in epoch 1 (closing it), one in epoch 2 (maturing epoch 1 with `maturity_blocks` = 1), both
+/// minted into the wallet. Returns the pool, the wallet, the miner and the two units.
+async fn two_epochs(dir: &std::path::Path, reward: u64) -> (ehash_mint_bridge::MintBridge, ehash_wallet::MinerWallet, String, String) {
+    let bridge = start(dir, |c| {
         c.devnet.network_difficulty_exp = DIFF_EXP; // every share is a block
-        c.devnet.block_reward_sat = 1_000;
+        c.devnet.block_reward_sat = reward;
         c.payout.pool_fee_ppm = 0;
         c.payout.maturity_blocks = 1;
         c.payout.redeem_window_secs = 3600;
     })
     .await;
-    let w = wallet(dir.path(), &bridge, 1).await;
-    // epoch 1: two shares (the first is a block and closes it; so one share per epoch here)
+    let w = wallet(dir, &bridge, 1).await;
     let unit1 = current_unit(&bridge).await;
     let q1 = w.create_quote(&unit1).await.unwrap();
     let user1 = format!("{q1}.rig");
@@ -34,22 +34,28 @@ async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else
     submit_valid(&mut c, &user1, &job, 1).await;
     wait_until("epoch 1 closes", Duration::from_secs(10), || async { bridge.epochs().all().await.len() == 2 }).await;
     assert_eq!(w.mint_credited(&unit1, &q1).await.unwrap(), CREDIT);
-    let e1 = bridge.epochs().all().await.remove(0);
-    let (payout, issued) = (e1.payout.unwrap(), e1.issued.unwrap());
-    assert_eq!((payout, issued), (1_000, CREDIT));
-
-    // not matured yet: refused, nothing spent
     let err = w.redeem(&unit1, None).await.unwrap_err().to_string();
     assert!(err.contains("cannot be redeemed now") && err.contains("not matured"), "{err}");
-    assert_eq!(w.balance_at(bridge.mint_url(), &unit1).await.unwrap(), CREDIT);
-
-    // a block on top matures it
     let unit2 = current_unit(&bridge).await;
-    let user2 = format!("{}.rig", w.create_quote(&unit2).await.unwrap());
+    let q2 = w.create_quote(&unit2).await.unwrap();
+    let user2 = format!("{q2}.rig");
     assert_eq!(c.authorize(&user2).await.unwrap()["result"], Value::Bool(true));
     let job2 = c.jobs.last().cloned().unwrap();
     submit_valid(&mut c, &user2, &job2, 2).await;
     wait_until("epoch 1 redeemable", Duration::from_secs(10), || async { bridge.epochs().all().await[0].state == EpochState::Redeemable }).await;
+    assert_eq!(w.mint_credited(&unit2, &q2).await.unwrap(), CREDIT);
+    (bridge, w, unit1, unit2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // (two_epochs checks that epoch 1 is refused before its block matures, spending nothing)
+    let (bridge, w, unit1, _) = two_epochs(dir.path(), 1_000).await;
+    let e1 = bridge.epochs().all().await.remove(0);
+    let (payout, issued) = (e1.payout.unwrap(), e1.issued.unwrap());
+    assert_eq!((payout, issued), (1_000, CREDIT));
+    assert_eq!(w.balance_at(bridge.mint_url(), &unit1).await.unwrap(), CREDIT);
 
     // redeem one ehash: floor(1 × 1000 / 4) = 250 sats, in the pool's sat keyset
     let got = w.redeem(&unit1, Some(1)).await.unwrap();
@@ -108,29 +114,7 @@ async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dust_and_another_epochs_ehash_are_refused_and_spend_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let bridge = start(dir.path(), |c| {
-        c.devnet.network_difficulty_exp = DIFF_EXP;
-        c.devnet.block_reward_sat = 3;
-        c.payout.pool_fee_ppm = 0;
-        c.payout.maturity_blocks = 1;
-    })
-    .await;
-    let w = wallet(dir.path(), &bridge, 1).await;
-    let unit1 = current_unit(&bridge).await;
-    let q1 = w.create_quote(&unit1).await.unwrap();
-    let user1 = format!("{q1}.rig");
-    let (mut c, job) = miner(&bridge, &user1).await;
-    submit_valid(&mut c, &user1, &job, 1).await;
-    wait_until("epoch 1 closes", Duration::from_secs(10), || async { bridge.epochs().all().await.len() == 2 }).await;
-    w.mint_credited(&unit1, &q1).await.unwrap();
-    let unit2 = current_unit(&bridge).await;
-    let q2 = w.create_quote(&unit2).await.unwrap();
-    let user2 = format!("{q2}.rig");
-    assert_eq!(c.authorize(&user2).await.unwrap()["result"], Value::Bool(true));
-    let job2 = c.jobs.last().cloned().unwrap();
-    submit_valid(&mut c, &user2, &job2, 2).await;
-    wait_until("epoch 1 redeemable", Duration::from_secs(10), || async { bridge.epochs().all().await[0].state == EpochState::Redeemable }).await;
-    w.mint_credited(&unit2, &q2).await.unwrap();
+    let (bridge, w, unit1, unit2) = two_epochs(dir.path(), 3).await;
 
     // dust, at the wallet and at the mint
     let err = w.redeem(&unit1, Some(1)).await.unwrap_err().to_string();
