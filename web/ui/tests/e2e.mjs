@@ -81,13 +81,26 @@ async function marketWith(side, market) {
   throw new Error(`no market has a resting ${side} within 60 s`);
 }
 
-/** Wait until the newest trade reaches one of `states` (the trades page lists newest first). */
-async function waitTrade(states, timeoutMs) {
+/** How many trades the trades page lists. */
+async function tradeCount() {
+  await page.goto(`${WEB}/#/epochs`);
+  await page.goto(`${WEB}/#/trades`);
+  await page.waitForSelector('h1');
+  return page.locator('li.trade').count();
+}
+
+/**
+ * Wait until the newest trade reaches one of `states` (the trades page lists newest first),
+ * once at least `count` trades are listed (so an older trade is never taken for the new one).
+ */
+async function waitTrade(states, timeoutMs, count = 1) {
   await page.goto(`${WEB}/#/trades`);
   const t0 = Date.now();
   let last = '';
   while (Date.now() - t0 < timeoutMs) {
-    const step = ((await page.locator('li.trade').first().getAttribute('data-testid', { timeout: 1000 }).catch(() => null)) ?? '').replace('trade-', '');
+    const listed = await page.locator('li.trade').count();
+    const newest = listed >= count ? await page.locator('li.trade').first().getAttribute('data-testid', { timeout: 1000 }).catch(() => null) : null;
+    const step = (newest ?? '').replace('trade-', '');
     if (states.includes(step)) return step;
     if (step !== last) {
       console.error(`[${SCENARIO}] trade step: ${step}`);
@@ -275,6 +288,7 @@ try {
     const before = await balances();
     step(`holding ${JSON.stringify(before)}`);
     if (before.ehash < LOT) throw new Error(`the browser needs ${LOT} ehash from the buy scenario, it has ${before.ehash}`);
+    const before_trades = await tradeCount();
     step('sell one lot into the resting bid (its buyer never locks)');
     await marketWith('bid');
     await page.waitForSelector('[data-testid=take-buy]', { timeout: 60_000 });
@@ -283,11 +297,11 @@ try {
     await page.click('[data-testid=order-submit]');
     await page.getByText('published').first().waitFor({ timeout: 15_000 });
     step('the ehash is locked, then comes back after the locktime');
-    const locked = await waitTrade(['await_refund', 'refunding', 'refunded', 'failed', 'settled'], 90_000);
+    const locked = await waitTrade(['locked', 'await_refund', 'refunding', 'refunded', 'failed', 'settled'], 90_000, before_trades + 1);
     step(`trade is ${locked}`);
     const mid = await balances();
     if (!(mid.ehash < before.ehash) && locked !== 'refunded') throw new Error(`the ehash lock did not leave the balance (${before.ehash} -> ${mid.ehash})`);
-    const end = await waitTrade(['refunded', 'failed', 'settled'], 240_000);
+    const end = await waitTrade(['refunded', 'failed', 'settled'], 240_000, before_trades + 1);
     await snap('refund-end');
     if (end !== 'refunded') throw new Error(`the trade ended ${end}, not refunded`);
     const after = await balances();
