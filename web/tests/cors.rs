@@ -57,12 +57,15 @@ async fn get_ok(addr: SocketAddr, path: &str) -> Reply {
     r
 }
 
-/// The Cashu routes the page uses on any mint; returns the first keyset id.
+/// The Cashu routes the page uses on any mint; returns an epoch keyset id (else the first).
 async fn cashu_routes(addr: SocketAddr) -> String {
     get_ok(addr, "/v1/info").await;
     get_ok(addr, "/v1/keys").await;
     let keysets = get_ok(addr, "/v1/keysets").await.json();
-    let id = keysets["keysets"][0]["id"].as_str().unwrap().to_owned();
+    // an epoch's keyset when the mint has one (the pool mint also has a sat keyset for redemptions)
+    let all = keysets["keysets"].as_array().unwrap();
+    let pick = all.iter().find(|k| k["unit"].as_str().is_some_and(|u| u.starts_with("hash_"))).unwrap_or(&all[0]);
+    let id = pick["id"].as_str().unwrap().to_owned();
     get_ok(addr, &format!("/v1/keys/{id}")).await;
     // Y = the secp256k1 generator: a point no proof of this mint has, so UNSPENT
     let y = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
