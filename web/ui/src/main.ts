@@ -213,8 +213,8 @@ async function marketView(root: HTMLElement, id: string) {
     const side = h('select', { 'aria-label': 'side', 'data-testid': 'order-side' }, h('option', { value: 'buy' }, 'buy ehash'), h('option', { value: 'sell' }, 'sell ehash')) as HTMLSelectElement;
     const amount = h('input', { inputmode: 'numeric', value: String(prefill?.amount ?? app.info.lot), 'data-testid': 'order-amount' }) as HTMLInputElement;
     const price = h('input', { inputmode: 'numeric', value: String(prefill?.price ?? m.ask ?? m.last ?? 100), 'data-testid': 'order-price' }) as HTMLInputElement;
-    const book = await app.api.book(m.market).catch(() => undefined);
-    const mints = prefill?.satMints?.length ? prefill.satMints : satMintsKnown(book);
+    // a take names its sat mints: the form is drawn at once, with nothing to wait for
+    const mints = prefill?.satMints?.length ? prefill.satMints : satMintsKnown(await app.api.book(m.market).catch(() => undefined));
     const satMint = h('select', { 'aria-label': 'sat mint', 'data-testid': 'order-satmint' }, ...mints.map((u) => h('option', { value: u }, u))) as HTMLSelectElement;
     if (prefill) side.value = prefill.side;
     const cost = h('p', { class: 'muted', 'aria-live': 'polite' });

@@ -293,6 +293,7 @@ try {
     await marketWith('bid');
     await page.waitForSelector('[data-testid=take-buy]', { timeout: 60_000 });
     await page.locator('[data-testid=take-buy]').first().click();
+    await page.waitForSelector('text=Take offer');
     await page.fill('[data-testid=order-amount]', String(LOT));
     await page.click('[data-testid=order-submit]');
     await page.getByText('published').first().waitFor({ timeout: 15_000 });
