@@ -69,12 +69,7 @@ fn cashu_error(status: StatusCode, code: u32, detail: String) -> Response {
 /// client goes away (cdk's swap leaves its inputs PENDING until the next restart when its
 /// future is dropped half-way, which a client killed mid-request would otherwise cause).
 async fn forward(State(state): State<HttpState>, req: Request) -> Response {
-    let mint = state.mint.clone();
-    let served = tokio::spawn(async move {
-        let _entered = mint.enter().await;
-        mint.router().oneshot(req).await
-    });
-    match served.await {
+    match tokio::spawn(state.mint.router().oneshot(req)).await {
         Ok(Ok(r)) => r,
         Ok(Err(never)) => match never {},
         Err(e) => cashu_error(StatusCode::INTERNAL_SERVER_ERROR, 0, format!("the request failed: {e}")),
