@@ -6,6 +6,8 @@
 //! | `GET /health` | `ok` |
 //! | `GET /v1/ehash/epochs` | pool key, unit size and every epoch with its unit, keyset and state |
 //! | `POST /v1/mint/quote/ehash` | NUT-04 quote; refused unless NUT-20 locked and in the active epoch's unit |
+//! | `POST /v1/melt/quote/ehash-redeem` | NUT-05 redemption quote; refused with the reason unless the epoch is redeemable |
+//! | `POST /v1/melt/ehash-redeem` | NUT-05 redemption melt, always answered with its final state |
 //! | `POST /admin/epoch/close` | close the active epoch (bearer token from `admin.token`) |
 //! | everything else | cdk-axum: keys, keysets, swap, checkstate, restore, info, mint, batch mint, ws |
 //!
@@ -30,8 +32,10 @@ use tower::ServiceExt;
 use crate::epochs::Epochs;
 use crate::mint::MintHandle;
 
-/// Largest request body accepted by the quote guard.
+/// Largest request body accepted by the quote guards.
 const MAX_QUOTE_BODY: usize = 64 * 1024;
+/// Largest redemption melt request body (its inputs are proofs).
+const MAX_MELT_BODY: usize = 1024 * 1024;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -54,6 +58,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/ehash/epochs/{epoch}/liabilities", get(get_liabilities))
         .route("/v1/mint/quote/ehash", post(post_quote))
         .route("/v1/melt/quote/ehash-redeem", post(post_redeem_quote))
+        .route("/v1/melt/ehash-redeem", post(post_redeem_melt))
         .fallback(forward)
         .layer(axum::middleware::from_fn(ehash_cors::middleware))
         // after the layer: no CORS
@@ -69,7 +74,12 @@ fn cashu_error(status: StatusCode, code: u32, detail: String) -> Response {
 /// client goes away (cdk's swap leaves its inputs PENDING until the next restart when its
 /// future is dropped half-way, which a client killed mid-request would otherwise cause).
 async fn forward(State(state): State<HttpState>, req: Request) -> Response {
-    match tokio::spawn(state.mint.router().oneshot(req)).await {
+    let mint = state.mint.clone();
+    let served = tokio::spawn(async move {
+        let _entered = mint.enter().await;
+        mint.router().oneshot(req).await
+    });
+    match served.await {
         Ok(Ok(r)) => r,
         Ok(Err(never)) => match never {},
         Err(e) => cashu_error(StatusCode::INTERNAL_SERVER_ERROR, 0, format!("the request failed: {e}")),
@@ -201,11 +211,11 @@ async fn get_liabilities(State(state): State<HttpState>, Path(epoch): Path<u32>)
 }
 
 /// A quote request's body, read (bounded) and parsed, kept to be forwarded to cdk unchanged.
-async fn json_body(req: Request) -> Result<(axum::http::request::Parts, axum::body::Bytes, Value), Response> {
+async fn json_body(req: Request, limit: usize) -> Result<(axum::http::request::Parts, axum::body::Bytes, Value), Response> {
     let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, MAX_QUOTE_BODY)
+    let bytes = to_bytes(body, limit)
         .await
-        .map_err(|_| cashu_error(StatusCode::PAYLOAD_TOO_LARGE, 10000, format!("request body larger than {MAX_QUOTE_BODY} bytes")))?;
+        .map_err(|_| cashu_error(StatusCode::PAYLOAD_TOO_LARGE, 10000, format!("request body larger than {limit} bytes")))?;
     let parsed = serde_json::from_slice(&bytes).map_err(|e| cashu_error(StatusCode::BAD_REQUEST, 10000, format!("malformed JSON: {e}")))?;
     Ok((parts, bytes, parsed))
 }
@@ -213,7 +223,7 @@ async fn json_body(req: Request) -> Result<(axum::http::request::Parts, axum::bo
 /// Refuse unlocked quotes and quotes in a closed epoch's unit with clear errors, then hand the
 /// request to cdk (whose payment processor enforces the same rules).
 async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
-    let (parts, bytes, parsed) = match json_body(req).await {
+    let (parts, bytes, parsed) = match json_body(req, MAX_QUOTE_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -244,7 +254,7 @@ async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
 /// processor refusal as "unsupported unit"), then hand the request to cdk, whose processor
 /// checks the same rules again when the melt happens.
 async fn post_redeem_quote(State(state): State<HttpState>, req: Request) -> Response {
-    let (parts, bytes, parsed) = match json_body(req).await {
+    let (parts, bytes, parsed) = match json_body(req, MAX_QUOTE_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -268,6 +278,26 @@ async fn post_redeem_quote(State(state): State<HttpState>, req: Request) -> Resp
         let min = issued.div_ceil(payout.max(1));
         return cashu_error(StatusCode::BAD_REQUEST, 11013, format!("{a} ehash of epoch {} is dust: it redeems for 0 sats; redeem at least {min}", e.epoch));
     }
+    forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// Redemption melts are answered with their final state, even when the wallet prefers an
+/// asynchronous answer (`prefer_async` or `Prefer: respond-async`, a preference a server may
+/// ignore): the melt settles inside the mint in milliseconds, and cdk's mint sends no current
+/// state to a NUT-17 subscriber of a custom-method melt quote, so a wallet that took the
+/// PENDING answer and subscribed after the settlement would wait for ever (cdk's own wallet
+/// does exactly this).
+async fn post_redeem_melt(State(state): State<HttpState>, req: Request) -> Response {
+    let (mut parts, _, mut parsed) = match json_body(req, MAX_MELT_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    parts.headers.remove("prefer");
+    if let Some(body) = parsed.as_object_mut() {
+        body.remove("prefer_async");
+    }
+    let bytes = parsed.to_string();
+    parts.headers.insert(header::CONTENT_LENGTH, bytes.len().into());
     forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
 }
 

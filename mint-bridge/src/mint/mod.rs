@@ -62,6 +62,10 @@ pub struct MintHandle {
     identity: MintIdentity,
     current: RwLock<Arc<Current>>,
     rebuild_lock: Mutex<()>,
+    /// Held (shared) by every Cashu request for its whole run and (exclusively) by a rebuild:
+    /// a new `Mint` recovers unfinished sagas when it starts, so it must never start while the
+    /// old one is still in the middle of a swap or mint whose saga it would roll back.
+    gate: Arc<tokio::sync::RwLock<()>>,
     /// Epoch states for the redemption processors.
     ledger: Ledger,
     /// Redemptions being credited (shared by every mint instance).
@@ -85,6 +89,7 @@ impl MintHandle {
             identity,
             current: RwLock::new(Arc::new(current)),
             rebuild_lock: Mutex::new(()),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
             ledger,
             in_flight,
         })
@@ -107,9 +112,17 @@ impl MintHandle {
         self.current().router.clone()
     }
 
+    /// Enter a Cashu request: the guard keeps a rebuild from starting a new mint (and its saga
+    /// recovery) until the request is done. Take it before [`Self::router`].
+    pub async fn enter(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.gate.clone().read_owned().await
+    }
+
     /// Rebuild the mint for a new set of epochs and swap it in; the old mint is stopped.
     pub async fn rebuild(&self, epochs: &[EpochRecord]) -> Result<()> {
         let _guard = self.rebuild_lock.lock().await;
+        // wait for the requests in flight, and hold new ones, until the new mint serves
+        let _quiet = self.gate.clone().write_owned().await;
         let next = Arc::new(build(&self.store, &self.seed, &self.identity, epochs, &self.ledger, &self.in_flight).await?);
         let old = {
             let mut w = match self.current.write() {
