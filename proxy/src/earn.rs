@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditLog;
 use crate::upstream::Upstream;
 
+/// How long one epoch's redemption may take before the round moves on (it is retried next round).
+const REDEEM_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What the earning side knows, for `ehash proxy status`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Earnings {
@@ -181,7 +184,11 @@ impl Earner {
             if balances.get(&e.unit).copied().unwrap_or(0) == 0 {
                 continue;
             }
-            match self.wallet.redeem(&e.unit, None).await {
+            // a mint that never answers must not stall minting and auditing for ever
+            let redeemed = tokio::time::timeout(REDEEM_TIMEOUT, self.wallet.redeem(&e.unit, None))
+                .await
+                .unwrap_or_else(|_| Err(ehash_wallet::Error::Pool { url: self.wallet.mint_url(), reason: format!("no answer to the redemption within {} s", REDEEM_TIMEOUT.as_secs()) }));
+            match redeemed {
                 Ok(sats) => {
                     tracing::info!(epoch = e.epoch, unit = %e.unit, sats, "redeemed the epoch's ehash");
                     total = total.saturating_add(sats);
