@@ -202,6 +202,20 @@ pub enum WalletAction {
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         wait: u64,
     },
+    /// Pay a Lightning invoice with this wallet's sats (take sats out).
+    #[command(long_about = "Pay a bolt11 Lightning invoice with this wallet's sats (NUT-05 melt): \
+        at --mint URL, else at the mint where this wallet holds the most sats, either the pool's \
+        mint (sats from `ehash wallet redeem`, if the pool pays Lightning invoices) or a sat mint \
+        (--sat-mint or [trade].sat_mints). The mint holds back a routing fee reserve; what the \
+        payment does not use comes back. Refused before anything is spent when the sats there do \
+        not cover the invoice and the reserve.")]
+    Withdraw {
+        /// The bolt11 invoice to pay.
+        invoice: String,
+        /// The mint whose sats pay it (default: where this wallet holds the most sats).
+        #[arg(long, value_name = "URL")]
+        mint: Option<String>,
+    },
     /// Incoming and outgoing transactions.
     History,
     /// Restore from seed words (NUT-09/13) into this wallet directory.

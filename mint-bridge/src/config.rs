@@ -14,6 +14,7 @@
 //! | `stratum.*` | see [`StratumConfig`] (`ehash_stratum::Config`) | vardiff, extranonce, connection caps |
 //! | `devnet.*` | see [`DevnetConfig`] | synthetic job source |
 //! | `payout.*` | see [`PayoutConfig`] | pool fee, maturity, redemption window |
+//! | `lightning` | unset | pays withdrawals of redeemed sats (NUT-05 bolt11 in `sat`): `"fake"` (development: nothing is really paid) or `{ lnd = { address, cert_file, macaroon_file } }`; unset: no withdrawals |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +55,8 @@ pub struct Config {
     pub devnet: DevnetConfig,
     /// What an epoch closed on a found block pays, and when (protocol §2).
     pub payout: PayoutConfig,
+    /// The Lightning backend paying withdrawals of redeemed sats; `None`: no withdrawals.
+    pub lightning: Option<ehash_lightning::Lightning>,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             stratum: StratumConfig::default(),
             devnet: DevnetConfig::default(),
             payout: PayoutConfig::default(),
+            lightning: None,
         }
     }
 }

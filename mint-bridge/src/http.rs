@@ -8,6 +8,8 @@
 //! | `POST /v1/mint/quote/ehash` | NUT-04 quote; refused unless NUT-20 locked and in the active epoch's unit |
 //! | `POST /v1/melt/quote/ehash-redeem` | NUT-05 redemption quote; refused with the reason unless the epoch is redeemable |
 //! | `POST /v1/melt/ehash-redeem` | NUT-05 redemption melt, always answered with its final state |
+//! | `POST /v1/mint/quote/bolt11` | refused: sats are issued only for redeemed ehash |
+//! | `POST /v1/melt/quote/bolt11` | NUT-05 withdrawal of sats over Lightning; refused with the reason unless `lightning` is set |
 //! | `POST /admin/epoch/close` | close the active epoch (bearer token from `admin.token`) |
 //! | everything else | cdk-axum: keys, keysets, swap, checkstate, restore, info, mint, batch mint, ws |
 //!
@@ -46,6 +48,8 @@ pub struct HttpState {
     pub mint: Arc<MintHandle>,
     /// Admin bearer token.
     pub admin_token: Arc<String>,
+    /// Whether sats can be withdrawn over Lightning (`lightning` is set).
+    pub withdrawals: bool,
 }
 
 /// The router.
@@ -59,6 +63,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/mint/quote/ehash", post(post_quote))
         .route("/v1/melt/quote/ehash-redeem", post(post_redeem_quote))
         .route("/v1/melt/ehash-redeem", post(post_redeem_melt))
+        .route("/v1/mint/quote/bolt11", post(post_deposit_quote))
+        .route("/v1/melt/quote/bolt11", post(post_withdraw_quote))
         .fallback(forward)
         .layer(axum::middleware::from_fn(ehash_cors::middleware))
         // after the layer: no CORS
@@ -299,6 +305,27 @@ async fn post_redeem_melt(State(state): State<HttpState>, req: Request) -> Respo
     let bytes = parsed.to_string();
     parts.headers.insert(header::CONTENT_LENGTH, bytes.len().into());
     forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// Lightning deposits: the pool mint issues sats only for redeemed ehash.
+async fn post_deposit_quote() -> Response {
+    cashu_error(
+        StatusCode::BAD_REQUEST,
+        11013,
+        "this pool mint issues sats only for redeemed ehash (method ehash-redeem), never for Lightning deposits; deposit sats at a sat mint".into(),
+    )
+}
+
+/// Lightning withdrawals: forwarded to cdk when the pool has a Lightning backend.
+async fn post_withdraw_quote(State(state): State<HttpState>, req: Request) -> Response {
+    if !state.withdrawals {
+        return cashu_error(
+            StatusCode::BAD_REQUEST,
+            11013,
+            "this pool mint pays no Lightning invoices (its operator has not set mint_bridge.lightning); spend or trade the sats as ecash instead".into(),
+        );
+    }
+    forward(State(state), req).await
 }
 
 async fn post_close_epoch(State(state): State<HttpState>, headers: HeaderMap) -> Response {

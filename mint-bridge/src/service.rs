@@ -96,7 +96,19 @@ impl MintBridge {
         let mint_url = config.mint_url(http_addr);
 
         let identity = MintIdentity { name: config.mint_name.clone(), description: config.mint_description.clone(), url: mint_url.clone() };
-        let mint = Arc::new(MintHandle::start(store, seed, identity, &all, ledger.clone()).await?);
+        let lightning = match &config.lightning {
+            Some(ln) => {
+                let kv: cdk_common::database::DynKVStore = store.clone();
+                let p = ln.processor(kv).await.map_err(|e| Error::Config(format!("{e} (check mint_bridge.lightning)")))?;
+                if !ln.is_real() {
+                    tracing::warn!("pool mint with FAKE Lightning: sat withdrawals pay nothing; for local use only");
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        let withdrawals = lightning.is_some();
+        let mint = Arc::new(MintHandle::start(store, seed, identity, &all, ledger.clone(), lightning).await?);
         let metadata = serde_json::json!({ "name": config.mint_name, "about": config.mint_description });
         let outbox = ehash_outbox::Outbox::open(ledger.pool())
             .await
@@ -142,7 +154,7 @@ impl MintBridge {
             .await
             .map_err(stratum_error)?;
 
-        let state = HttpState { epochs: epochs.clone(), mint: mint.clone(), admin_token: Arc::new(admin_token) };
+        let state = HttpState { epochs: epochs.clone(), mint: mint.clone(), admin_token: Arc::new(admin_token), withdrawals };
         let app = http::router(state);
         let http_cancel = cancel.clone();
         let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {

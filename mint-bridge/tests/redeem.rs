@@ -1,7 +1,8 @@
 //! Redemption (protocol §2): a redeemable epoch's ehash is exchanged for sat ecash at the pool's
 //! own mint at the payout rate, atomically (NUT-05 melt of the ehash paying a NUT-04 sat quote);
 //! redeeming too early, after expiry, dust, and the same proofs twice are refused with clear
-//! errors, and a refusal spends nothing.
+//! errors, and a refusal spends nothing. Redeemed sats are withdrawn over Lightning when the
+//! pool has a backend (never deposited), and refused with the reason when it has none.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -10,15 +11,18 @@ use std::time::Duration;
 
 use cdk::nuts::{MeltRequest, PaymentMethod};
 use cdk::wallet::{HttpClient, MintConnector};
+use cdk_fake_wallet::create_fake_invoice;
 use common::*;
 use ehash_protocol::epoch::{EpochState, REDEEM_METHOD, redeem_sats};
 use serde_json::Value;
 
 /// A pool where every share is a block paying `reward` sats: one share earns [`CREDIT`] ehash
 /// in epoch 1 (closing it), one in epoch 2 (maturing epoch 1 with `maturity_blocks` = 1), both
-/// minted into the wallet. Returns the pool, the wallet, the miner and the two units.
-async fn two_epochs(dir: &std::path::Path, reward: u64) -> (ehash_mint_bridge::MintBridge, ehash_wallet::MinerWallet, String, String) {
+/// minted into the wallet. `lightning`: the pool pays sat withdrawals with fake Lightning.
+/// Returns the pool, the wallet, the miner and the two units.
+async fn two_epochs(dir: &std::path::Path, reward: u64, lightning: bool) -> (ehash_mint_bridge::MintBridge, ehash_wallet::MinerWallet, String, String) {
     let bridge = start(dir, |c| {
+        c.lightning = lightning.then_some(ehash_lightning::Lightning::Fake);
         c.devnet.network_difficulty_exp = DIFF_EXP; // every share is a block
         c.devnet.block_reward_sat = reward;
         c.payout.pool_fee_ppm = 0;
@@ -51,7 +55,7 @@ async fn two_epochs(dir: &std::path::Path, reward: u64) -> (ehash_mint_bridge::M
 async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else_does() {
     let dir = tempfile::tempdir().unwrap();
     // (two_epochs checks that epoch 1 is refused before its block matures, spending nothing)
-    let (bridge, w, unit1, _) = two_epochs(dir.path(), 1_000).await;
+    let (bridge, w, unit1, _) = two_epochs(dir.path(), 1_000, true).await;
     let e1 = bridge.epochs().all().await.remove(0);
     let (payout, issued) = (e1.payout.unwrap(), e1.issued.unwrap());
     assert_eq!((payout, issued), (1_000, CREDIT));
@@ -63,6 +67,29 @@ async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else
     assert_eq!(got, 250);
     assert_eq!(w.balance_at(bridge.mint_url(), "sat").await.unwrap(), 250);
     assert_eq!(w.balance_at(bridge.mint_url(), &unit1).await.unwrap(), CREDIT - 1);
+
+    // the sats go out over Lightning: 100 of them pay an invoice, the unused fee reserve comes back
+    let paid = w.withdraw(bridge.mint_url(), &create_fake_invoice(100_000, "withdraw".into()).to_string()).await.unwrap();
+    assert_eq!(paid.amount, 100);
+    assert_eq!(w.balance_at(bridge.mint_url(), "sat").await.unwrap(), 250 - 100 - paid.fee_paid);
+    let left = 150 - paid.fee_paid;
+    // an invoice the sats do not cover is refused before anything is spent
+    let err = w.withdraw(bridge.mint_url(), &create_fake_invoice(1_000_000, "too much".into()).to_string()).await.unwrap_err().to_string();
+    assert!(err.contains("sat") && err.contains(&left.to_string()), "{err}");
+    assert_eq!(w.balance_at(bridge.mint_url(), "sat").await.unwrap(), left);
+    // and sats are never issued for Lightning deposits: NUT-06 lists bolt11 for melting only
+    let r = bitreq::post(format!("{}/v1/mint/quote/bolt11", bridge.mint_url()))
+        .with_header("content-type", "application/json")
+        .with_body("{\"unit\":\"sat\",\"amount\":1000}")
+        .send_async()
+        .await
+        .unwrap();
+    assert_eq!(r.status_code, 400);
+    let v: Value = r.json().unwrap();
+    assert!(v["detail"].as_str().unwrap_or("").contains("only for redeemed ehash"), "{v}");
+    let info = HttpClient::new(bridge.mint_url().parse().unwrap(), None).get_mint_info().await.unwrap();
+    assert!(info.nuts.nut04.methods.iter().all(|m| m.method != PaymentMethod::BOLT11), "{:?}", info.nuts.nut04);
+    assert!(info.nuts.nut05.methods.iter().any(|m| m.method == PaymentMethod::BOLT11 && m.unit == cdk::nuts::CurrencyUnit::Sat), "{:?}", info.nuts.nut05);
 
     // the same proofs twice: the second melt is refused and pays nothing
     let ew = w.wallet(&unit1).await.unwrap();
@@ -116,7 +143,7 @@ async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dust_and_another_epochs_ehash_are_refused_and_spend_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (bridge, w, unit1, unit2) = two_epochs(dir.path(), 3).await;
+    let (bridge, w, unit1, unit2) = two_epochs(dir.path(), 3, false).await;
 
     // dust, at the wallet and at the mint
     let err = w.redeem(&unit1, Some(1)).await.unwrap_err().to_string();
@@ -142,4 +169,13 @@ async fn dust_and_another_epochs_ehash_are_refused_and_spend_nothing() {
 
     // two ehash redeem for one sat
     assert_eq!(w.redeem(&unit1, Some(2)).await.unwrap(), 1);
+
+    // this pool has no Lightning backend: a withdrawal is refused saying so, and spends nothing
+    let body = format!("{{\"request\":\"{}\",\"unit\":\"sat\"}}", create_fake_invoice(1_000, "withdraw".into()));
+    let r = bitreq::post(format!("{}/v1/melt/quote/bolt11", bridge.mint_url())).with_header("content-type", "application/json").with_body(body).send_async().await.unwrap();
+    assert_eq!(r.status_code, 400);
+    let v: Value = r.json().unwrap();
+    assert!(v["detail"].as_str().unwrap_or("").contains("mint_bridge.lightning"), "{v}");
+    assert!(w.withdraw(bridge.mint_url(), &create_fake_invoice(1_000, "withdraw".into()).to_string()).await.is_err());
+    assert_eq!(w.balance_at(bridge.mint_url(), "sat").await.unwrap(), 1);
 }

@@ -23,7 +23,6 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +31,6 @@ use axum::response::IntoResponse;
 use cdk::cdk_database::{self, MintDatabase, MintKeysDatabase};
 use cdk::mint::{Mint, MintBuilder, MintMeltLimits, UnitConfig};
 use cdk::nuts::{CurrencyUnit, PaymentMethod};
-use cdk::types::FeeReserve;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -54,23 +52,7 @@ pub struct Config {
     pub lightning: Lightning,
 }
 
-/// A sat mint's Lightning backend.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Lightning {
-    /// Development only: every invoice is paid at once, every payment succeeds.
-    #[default]
-    Fake,
-    /// An LND node over gRPC.
-    Lnd {
-        /// gRPC address, e.g. `https://127.0.0.1:10009`.
-        address: String,
-        /// LND's TLS certificate (`tls.cert`).
-        cert_file: PathBuf,
-        /// A macaroon allowing invoices and payments (e.g. `admin.macaroon`).
-        macaroon_file: PathBuf,
-    },
-}
+pub use ehash_lightning::Lightning;
 
 impl Default for Config {
     fn default() -> Self {
@@ -154,24 +136,11 @@ impl SatMint {
         let db: Arc<dyn MintDatabase<cdk_database::Error> + Send + Sync> = store.clone();
         let kv: cdk_common::database::DynKVStore = store.clone();
         let keys: Arc<dyn MintKeysDatabase<Err = cdk_database::Error> + Send + Sync> = store;
-        let fee_reserve = FeeReserve { min_fee_reserve: 1.into(), percent_fee_reserve: 0.01 };
-        let (name, description, processor): (&str, &str, Arc<dyn cdk::cdk_payment::MintPayment<Err = cdk::cdk_payment::Error> + Send + Sync>) =
-            match &config.lightning {
-                Lightning::Fake => (
-                    "ehash local sat mint (fake Lightning)",
-                    "Development sat mint: every Lightning invoice is paid. Not for real money.",
-                    Arc::new(cdk_fake_wallet::FakeWallet::new(fee_reserve, HashMap::default(), HashSet::default(), 0, CurrencyUnit::Sat)),
-                ),
-                Lightning::Lnd { address, cert_file, macaroon_file } => (
-                    "ehash sat mint",
-                    "Sats over Lightning (LND).",
-                    Arc::new(
-                        cdk_lnd::Lnd::new(address.clone(), cert_file.clone(), macaroon_file.clone(), fee_reserve, kv)
-                            .await
-                            .map_err(|e| Error::Lightning { backend: "lnd", reason: e.to_string() })?,
-                    ),
-                ),
-            };
+        let (name, description) = match &config.lightning {
+            Lightning::Fake => ("ehash local sat mint (fake Lightning)", "Development sat mint: every Lightning invoice is paid. Not for real money."),
+            Lightning::Lnd { .. } => ("ehash sat mint", "Sats over Lightning (LND)."),
+        };
+        let processor = config.lightning.processor(kv).await.map_err(|e| Error::Lightning { backend: e.backend, reason: e.reason })?;
         let mut builder = MintBuilder::new(db).with_name(name.to_string()).with_description(description.to_string()).with_urls(vec![url.clone()]);
         builder.configure_unit(
             CurrencyUnit::Sat,

@@ -159,6 +159,17 @@ pub enum DepositOutcome {
     },
 }
 
+/// A Lightning payment made from the wallet's sats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withdrawal {
+    /// Sats the invoice asked for.
+    pub amount: u64,
+    /// Routing fee paid, sats.
+    pub fee_paid: u64,
+    /// The payment preimage, when the mint returns it.
+    pub preimage: Option<String>,
+}
+
 /// A miner's wallet at one pool mint: one cdk wallet per epoch unit (and, for trading, wallets at
 /// sat mints, in the same database).
 pub struct MinerWallet {
@@ -241,6 +252,25 @@ impl MinerWallet {
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
+    }
+
+    /// Pay a bolt11 `invoice` with this wallet's sats at `mint` (NUT-05): the sat mint, or the
+    /// pool mint for redeemed sats when its operator set up Lightning. Refused before anything
+    /// is spent when the sats there do not cover the invoice and the mint's fee reserve; the
+    /// part of the reserve the payment did not use comes back as change.
+    pub async fn withdraw(&self, mint: &str, invoice: &str) -> Result<Withdrawal> {
+        let w = self.wallet_at(mint, "sat").await?;
+        let q = w.melt_quote(PaymentMethod::BOLT11, invoice.to_owned(), None, None).await?;
+        let need = q.amount.to_u64().saturating_add(q.fee_reserve.to_u64());
+        let have = w.total_balance().await?.to_u64();
+        if have < need {
+            return Err(Error::Insufficient { unit: "sat".into(), have, need });
+        }
+        let done = w.prepare_melt(&q.id, std::collections::HashMap::new()).await?.confirm().await?;
+        if done.state() != cdk::nuts::MeltQuoteState::Paid {
+            return Err(Error::Pool { url: mint.to_owned(), reason: format!("the Lightning payment ended {}; the sats stay in the wallet", done.state()) });
+        }
+        Ok(Withdrawal { amount: done.amount().to_u64(), fee_paid: done.fee_paid().to_u64(), preimage: done.payment_proof().map(str::to_owned) })
     }
 
     /// Unspent balance of `unit` at `mint_url`.

@@ -77,6 +77,10 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     // lifecycle shows in one session
     mb.payout.maturity_blocks = UP_MATURITY_BLOCKS;
     mb.payout.redeem_window_secs = UP_REDEEM_WINDOW_SECS;
+    // redeemed sats can be withdrawn (to fake invoices) unless the file names a backend
+    if mb.lightning.is_none() {
+        mb.lightning = Some(ehash_lightning::Lightning::Fake);
+    }
     let bridge = MintBridge::start(mb).await.context("starting the mint-bridge")?;
 
     let mut pc = file.proxy.clone();
@@ -129,7 +133,7 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     println!("ehash local market");
     println!("  web      {}   (open this in a browser to trade)", web.url());
     println!("  relay    {}", relay.url());
-    println!("  mint     {}   (Cashu HTTP API; epochs at /v1/ehash/epochs)", bridge.mint_url());
+    println!("  mint     {}   (Cashu HTTP API; epochs at /v1/ehash/epochs; ehash wallet redeem, then withdraw to a Lightning invoice)", bridge.mint_url());
     println!("  pool     stratum+tcp://{}   (username: <quote-id>.<worker>)", bridge.stratum_addr());
     println!("  proxy    stratum+tcp://{}   (point your miners here; status: http://{}/status)", proxy.local_addr(), proxy.status_addr());
     println!("  pool key {}", pool_keys.public_key().to_hex());

@@ -117,6 +117,26 @@ pub async fn run(c: ehash_wallet::Config, action: WalletAction, sat_mints: Vec<S
                 .transpose()?;
             println!("{}", w.send(&unit, amount, lock).await?);
         }
+        WalletAction::Withdraw { invoice, mint } => {
+            let w = open(&c).await?;
+            let mint = match mint {
+                Some(m) => m,
+                None => {
+                    let mut held = sat_balances(&c, &sat_mints).await?;
+                    held.entry(MintUrl::from_str(&c.mint_url).with_context(|| format!("the pool mint URL {:?}", c.mint_url))?.to_string()).or_default();
+                    match held.into_iter().max_by_key(|(_, n)| *n) {
+                        Some((m, n)) if n > 0 => m,
+                        _ => bail!("this wallet holds no sats to withdraw (`ehash wallet balance`; redeem ehash or buy sats first)"),
+                    }
+                }
+            };
+            let paid = w.withdraw(&mint, invoice.trim()).await.with_context(|| format!("paying the invoice with sats at {mint}"))?;
+            println!("paid {} sat (fee {} sat) from {mint}", paid.amount, paid.fee_paid);
+            if let Some(p) = paid.preimage {
+                println!("preimage {p}");
+            }
+            println!("balance {} sat at {mint}", w.balance_at(&mint, "sat").await?);
+        }
         WalletAction::Redeem { unit, amount } => {
             let w = open(&c).await?;
             let sats = w.redeem(&unit, amount).await.with_context(|| format!("redeeming {unit}"))?;

@@ -27,9 +27,16 @@ use redeem::{MintCell, REDEEM_METHOD, RedeemProcessor, SatRedeemProcessor};
 
 use crate::ledger::Ledger;
 
-/// The mint database type: both the mint store and the keyset store.
-pub trait MintStore: MintDatabase<cdk_database::Error> + MintKeysDatabase<Err = cdk_database::Error> + Send + Sync {}
-impl<T> MintStore for T where T: MintDatabase<cdk_database::Error> + MintKeysDatabase<Err = cdk_database::Error> + Send + Sync {}
+/// The mint database type: the mint store, the keyset store and the key-value store (where a
+/// Lightning backend keeps its state).
+pub trait MintStore:
+    MintDatabase<cdk_database::Error> + MintKeysDatabase<Err = cdk_database::Error> + cdk_common::database::KVStore<Err = cdk_database::Error> + Send + Sync
+{
+}
+impl<T> MintStore for T where
+    T: MintDatabase<cdk_database::Error> + MintKeysDatabase<Err = cdk_database::Error> + cdk_common::database::KVStore<Err = cdk_database::Error> + Send + Sync
+{
+}
 
 /// Keyset amounts for every epoch unit: 2^0 ..= 2^62.
 pub fn keyset_amounts() -> Vec<u64> {
@@ -70,6 +77,9 @@ pub struct MintHandle {
     ledger: Ledger,
     /// Redemptions being credited (shared by every mint instance).
     in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// The Lightning backend paying withdrawals of sats, if configured (shared by every mint
+    /// instance; it takes no deposits).
+    lightning: Option<ehash_lightning::Processor>,
 }
 
 impl std::fmt::Debug for MintHandle {
@@ -79,10 +89,17 @@ impl std::fmt::Debug for MintHandle {
 }
 
 impl MintHandle {
-    /// Build and start the mint for `epochs`.
-    pub async fn start(store: Arc<dyn MintStore>, seed: [u8; 64], identity: MintIdentity, epochs: &[EpochRecord], ledger: Ledger) -> Result<Self> {
+    /// Build and start the mint for `epochs`; `lightning` pays sat withdrawals (NUT-05 bolt11).
+    pub async fn start(
+        store: Arc<dyn MintStore>,
+        seed: [u8; 64],
+        identity: MintIdentity,
+        epochs: &[EpochRecord],
+        ledger: Ledger,
+        lightning: Option<ehash_lightning::Processor>,
+    ) -> Result<Self> {
         let in_flight = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-        let current = build(&store, &seed, &identity, epochs, &ledger, &in_flight).await?;
+        let current = build(&store, &seed, &identity, epochs, &ledger, &in_flight, lightning.as_ref()).await?;
         Ok(Self {
             store,
             seed,
@@ -92,6 +109,7 @@ impl MintHandle {
             gate: Arc::new(tokio::sync::RwLock::new(())),
             ledger,
             in_flight,
+            lightning,
         })
     }
 
@@ -123,7 +141,7 @@ impl MintHandle {
         let _guard = self.rebuild_lock.lock().await;
         // wait for the requests in flight, and hold new ones, until the new mint serves
         let _quiet = self.gate.clone().write_owned().await;
-        let next = Arc::new(build(&self.store, &self.seed, &self.identity, epochs, &self.ledger, &self.in_flight).await?);
+        let next = Arc::new(build(&self.store, &self.seed, &self.identity, epochs, &self.ledger, &self.in_flight, self.lightning.as_ref()).await?);
         let old = {
             let mut w = match self.current.write() {
                 Ok(g) => g,
@@ -152,6 +170,7 @@ async fn build(
     epochs: &[EpochRecord],
     ledger: &Ledger,
     in_flight: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    lightning: Option<&ehash_lightning::Processor>,
 ) -> Result<Current> {
     let cell: MintCell = Arc::new(std::sync::OnceLock::new());
     let db: Arc<dyn MintDatabase<cdk_database::Error> + Send + Sync> = store.clone();
@@ -193,13 +212,18 @@ async fn build(
             Arc::new(SatRedeemProcessor),
         )
         .await?;
+    // withdrawals of those sats over Lightning
+    if let Some(ln) = lightning {
+        builder.add_payment_processor(CurrencyUnit::Sat, PaymentMethod::BOLT11, MintMeltLimits::new(1, MAX_MINT_AMOUNT), ln.clone()).await?;
+    }
     let mut info = builder.current_mint_info();
     // Served: NUT-04 `ehash` in the epoch units and `ehash-redeem` in sat; NUT-05
-    // `ehash-redeem` in the epoch units. Each custom processor also registers the other
-    // direction, which is not served.
+    // `ehash-redeem` in the epoch units and, with Lightning, `bolt11` in sat. Each processor
+    // also registers the other direction, which is not served (sats are issued only for
+    // redeemed ehash, never for Lightning deposits).
     let redeem = PaymentMethod::Custom(REDEEM_METHOD.to_string());
-    info.nuts.nut04.methods.retain(|m| m.method != redeem || m.unit == CurrencyUnit::Sat);
-    info.nuts.nut05.methods.retain(|m| m.method == redeem && m.unit != CurrencyUnit::Sat);
+    info.nuts.nut04.methods.retain(|m| m.method != PaymentMethod::BOLT11 && (m.method != redeem || m.unit == CurrencyUnit::Sat));
+    info.nuts.nut05.methods.retain(|m| (m.method == redeem && m.unit != CurrencyUnit::Sat) || (m.method == PaymentMethod::BOLT11 && m.unit == CurrencyUnit::Sat));
     info.nuts.nut05.disabled = info.nuts.nut05.methods.is_empty();
     let mint = builder.build_with_seed(keys, seed).await?;
     // cdk keeps the mint info stored at first start; units added since must be written back.
@@ -209,7 +233,11 @@ async fn build(
     let mint = Arc::new(mint);
     let _ = cell.set(Arc::downgrade(&mint));
     mint.start().await?;
-    let router = cdk_axum::create_mint_router(mint.clone(), vec![EHASH_METHOD.to_string(), REDEEM_METHOD.to_string()])
+    let mut methods = vec![EHASH_METHOD.to_string(), REDEEM_METHOD.to_string()];
+    if lightning.is_some() {
+        methods.push(PaymentMethod::BOLT11.to_string());
+    }
+    let router = cdk_axum::create_mint_router(mint.clone(), methods)
         .await
         .map_err(|e| crate::error::Error::Config(format!("cdk-axum router: {e}")))?;
     Ok(Current { mint, router })
