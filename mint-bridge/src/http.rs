@@ -11,7 +11,8 @@
 //! | `POST /v1/mint/quote/bolt11` | refused: sats are issued only for redeemed ehash |
 //! | `POST /v1/melt/quote/bolt11` | NUT-05 withdrawal of sats over Lightning; refused with the reason unless `lightning` is set |
 //! | `POST /admin/epoch/close` | close the active epoch (bearer token from `admin.token`) |
-//! | everything else | cdk-axum: keys, keysets, swap, checkstate, restore, info, mint, batch mint, ws |
+//! | `GET /v1/ws` | NUT-17 WebSocket, relayed to the current mint and closed (1012) when a new epoch restarts it (see [`crate::ws`]) |
+//! | everything else | cdk-axum: keys, keysets, swap, checkstate, restore, info, mint, batch mint, melt |
 //!
 //! Every route but the admin routes allows cross-origin calls from any origin (the web UI is
 //! served from another origin; see `ehash-cors`): preflights are answered here, and the
@@ -63,6 +64,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/mint/quote/ehash", post(post_quote))
         .route("/v1/melt/quote/ehash-redeem", post(post_redeem_quote))
         .route("/v1/melt/ehash-redeem", post(post_redeem_melt))
+        .route("/v1/ws", get(get_ws))
         .route("/v1/mint/quote/bolt11", post(post_deposit_quote))
         .route("/v1/melt/quote/bolt11", post(post_withdraw_quote))
         .fallback(forward)
@@ -305,6 +307,14 @@ async fn post_redeem_melt(State(state): State<HttpState>, req: Request) -> Respo
     let bytes = parsed.to_string();
     parts.headers.insert(header::CONTENT_LENGTH, bytes.len().into());
     forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// NUT-17 WebSocket: relayed to the mint serving now, closed when it is replaced.
+async fn get_ws(State(state): State<HttpState>, upgrade: axum::extract::ws::WebSocketUpgrade) -> Response {
+    // subscribe before taking the router: a rebuild in between closes the socket at once
+    let rebuilt = state.mint.rebuilds();
+    let router = state.mint.router();
+    upgrade.on_upgrade(move |socket| crate::ws::relay(socket, router, rebuilt))
 }
 
 /// Lightning deposits: the pool mint issues sats only for redeemed ehash.

@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod mint;
 pub mod pool;
 mod service;
+pub mod ws;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -215,3 +215,101 @@ async fn an_epoch_closed_on_a_block_matures_then_expires() {
     let op = &bridge.epochs().all().await[last - 2];
     assert_eq!((op.close_reason, op.state, op.payout), (Some(CloseReason::Operator), EpochState::Closed, None));
 }
+
+/// NUT-17 across an epoch change: the mint restarts for the new epoch, and a WebSocket opened
+/// before is closed with 1012 (service restart) instead of staying attached to the stopped
+/// instance; a cdk wallet subscribed to its proofs before the change reconnects by itself and
+/// hears that they were spent after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_subscribers_follow_an_epoch_change() {
+    use cdk::nuts::NotificationPayload;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |_| {}).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let unit1 = current_unit(&bridge).await;
+    let q1 = w.create_quote(&unit1).await.unwrap();
+    let user1 = format!("{q1}.rig");
+    let (mut c, job) = miner(&bridge, &user1).await;
+    submit_valid(&mut c, &user1, &job, 1).await;
+    let ew = w.wallet(&unit1).await.unwrap();
+    wait_until("the share is credited", Duration::from_secs(10), || async { ew.check_mint_quote_status(&q1).await.unwrap().amount_paid.to_u64() == CREDIT }).await;
+    assert_eq!(w.mint_credited(&unit1, &q1).await.unwrap(), CREDIT);
+    let ys: Vec<String> = ew.get_unspent_proofs().await.unwrap().ys().unwrap().iter().map(|y| y.to_hex()).collect();
+
+    // a plain client subscribes to one proof's state (a proof the mint has not seen spent has
+    // no state to send yet), and a cdk wallet to all of them
+    let addr = bridge.mint_url().trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tokio_tungstenite::client_async(format!("ws://{addr}/v1/ws"), tcp).await.unwrap().0
+    };
+    let subscribe = |id: u64, filters: Vec<String>| {
+        let req = serde_json::json!({"jsonrpc":"2.0","id":id,"method":"subscribe","params":{"kind":"proof_state","subId":format!("raw{id}"),"filters":filters}});
+        Message::text(req.to_string())
+    };
+    let mut raw = connect().await;
+    raw.send(subscribe(1, vec![ys[0].clone()])).await.unwrap();
+    let ack = tokio::time::timeout(Duration::from_secs(10), raw.next()).await.unwrap().unwrap().unwrap();
+    assert!(ack.to_text().unwrap().contains("\"status\":\"OK\""), "{ack}");
+    let mut sub = ew.subscribe(cdk::WalletSubscription::ProofState(ys.clone())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // its socket connects in the background
+
+    bridge.epochs().close(CloseReason::Operator, None).await.unwrap();
+
+    // the plain client is told to reconnect
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match raw.next().await {
+                Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
+                Some(Ok(_)) => continue,
+                other => panic!("the socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a socket of the previous mint instance is closed");
+    assert_eq!(code, 1012);
+    // it reconnects and subscribes again, now to the restarted mint
+    let mut raw = connect().await;
+    raw.send(subscribe(2, ys.clone())).await.unwrap();
+    let ack = tokio::time::timeout(Duration::from_secs(10), raw.next()).await.unwrap().unwrap().unwrap();
+    assert!(ack.to_text().unwrap().contains("\"status\":\"OK\""), "{ack}");
+
+    // the epoch-1 ehash is spent after the restart; the wallet subscribed before it hears so
+    let token = w.send(&unit1, CREDIT, None).await.unwrap();
+    let w2 = wallet(dir.path(), &bridge, 2).await;
+    assert_eq!(w2.receive(&token, vec![], None).await.unwrap(), (unit1.clone(), CREDIT));
+    let spent = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match sub.recv().await {
+                Some(e) => {
+                    if let NotificationPayload::ProofState(s) = e.into_inner()
+                        && s.state == State::Spent
+                    {
+                        return s.y.to_hex();
+                    }
+                }
+                None => panic!("the subscription ended"),
+            }
+        }
+    })
+    .await
+    .expect("a subscriber from before the epoch change hears of the spend");
+    assert!(ys.contains(&spent), "{spent} is one of the subscribed proofs");
+    // (PENDING while the swap runs, then SPENT)
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let note = raw.next().await.expect("the socket stays open").unwrap();
+            let v: Value = serde_json::from_str(note.to_text().unwrap()).unwrap();
+            if v["params"]["payload"]["state"] == "SPENT" {
+                assert!(ys.iter().any(|y| v["params"]["payload"]["Y"] == y.as_str()), "{v}");
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the plain client hears of the spend");
+}

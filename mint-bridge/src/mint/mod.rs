@@ -80,6 +80,8 @@ pub struct MintHandle {
     /// The Lightning backend paying withdrawals of sats, if configured (shared by every mint
     /// instance; it takes no deposits).
     lightning: Option<ehash_lightning::Processor>,
+    /// Counts rebuilds: WebSocket clients of a previous instance are told to reconnect.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for MintHandle {
@@ -110,6 +112,7 @@ impl MintHandle {
             ledger,
             in_flight,
             lightning,
+            generation: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -128,6 +131,12 @@ impl MintHandle {
     /// The cdk-axum router of the mint serving requests now.
     pub fn router(&self) -> Router {
         self.current().router.clone()
+    }
+
+    /// Changes whenever a new mint instance starts serving. Subscribe before taking
+    /// [`Self::router`] for a long-lived connection, and end the connection when it changes.
+    pub fn rebuilds(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Enter a Cashu request: the guard keeps a rebuild from starting a new mint (and its saga
@@ -149,6 +158,7 @@ impl MintHandle {
             };
             std::mem::replace(&mut *w, next)
         };
+        self.generation.send_modify(|g| *g += 1);
         if let Err(e) = old.mint.stop().await {
             tracing::warn!(error = %e, "stopping the previous mint instance");
         }
