@@ -63,6 +63,26 @@ async fn the_auditor_checks_a_closed_epoch_and_catches_a_changed_log_and_a_wrong
     let log: serde_json::Value = bitreq::get(format!("{}/v1/ehash/epochs/1/log", m.pool.mint_url())).send_async().await.unwrap().json().unwrap();
     let shares: Vec<ehash_protocol::audit::LogShare> = serde_json::from_value(log["shares"].clone()).unwrap();
     assert_eq!(shares.len(), 5);
+    assert_eq!((log["count"].as_u64(), log["next"].as_str()), (Some(5), None), "{log}");
+    // served in pages, it is the same log: two shares a page, each naming where the next starts
+    let page = |q: String| {
+        let url = format!("{}/v1/ehash/epochs/1/log?{q}", m.pool.mint_url());
+        async move { bitreq::get(url).send_async().await.unwrap() }
+    };
+    let first: serde_json::Value = page("limit=2".into()).await.json().unwrap();
+    assert_eq!(first["shares"].as_array().unwrap().len(), 2);
+    assert_eq!(first["next"].as_str(), Some(shares[1].id(1).unwrap().as_str()));
+    let last: serde_json::Value = page(format!("limit=2&after={}", shares[3].id(3).unwrap())).await.json().unwrap();
+    assert_eq!((last["shares"].as_array().unwrap().len(), last["next"].as_str()), (1, None), "{last}");
+    let paged = ehash_wallet::audit::served_log(m.pool.mint_url(), 1, 2).await.unwrap();
+    assert_eq!(paged.shares, shares);
+    // pages it cannot serve are refused, saying why
+    let r = page("limit=0".into()).await;
+    assert_eq!(r.status_code, 400);
+    assert!(r.as_str().unwrap().contains("limit must be between 1 and 10000"), "{}", r.as_str().unwrap());
+    let r = page("after=xyz".into()).await;
+    assert_eq!(r.status_code, 400);
+    assert!(r.as_str().unwrap().contains("after must be a share id"), "{}", r.as_str().unwrap());
     for (i, s) in shares.iter().enumerate() {
         let p = ehash_wallet::audit::proof(m.pool.mint_url(), 1, &s.id(i).unwrap()).await.unwrap();
         assert_eq!(&p.share, s);

@@ -5,6 +5,7 @@
 //! |-------|------|
 //! | `GET /health` | `ok` |
 //! | `GET /v1/ehash/epochs` | pool key, unit size and every epoch with its unit, keyset and state |
+//! | `GET /v1/ehash/epochs/{n}/log?after=&limit=` | one page of the epoch's share log (protocol §12) |
 //! | `POST /v1/mint/quote/ehash` | NUT-04 quote; refused unless NUT-20 locked and in the active epoch's unit |
 //! | `POST /v1/melt/quote/ehash-redeem` | NUT-05 redemption quote; refused with the reason unless the epoch is redeemable |
 //! | `POST /v1/melt/ehash-redeem` | NUT-05 redemption melt, always answered with its final state |
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -152,22 +153,48 @@ async fn epoch_record(state: &HttpState, epoch: u32) -> Result<crate::ledger::Ep
 }
 
 /// The epoch's share log (protocol §12), in log order, with the root committed at close.
-async fn get_log(State(state): State<HttpState>, Path(epoch): Path<u32>) -> Response {
+/// Which page of a share log.
+#[derive(Debug, serde::Deserialize)]
+struct LogPage {
+    /// The id of the last share of the previous page.
+    after: Option<String>,
+    /// Shares in this page, 1..=LOG_PAGE_MAX (default the maximum).
+    limit: Option<u32>,
+}
+
+async fn get_log(State(state): State<HttpState>, Path(epoch): Path<u32>, Query(page): Query<LogPage>) -> Response {
+    use ehash_protocol::audit::LOG_PAGE_MAX;
+    let LogPage { after, limit } = page;
+    let limit = limit.unwrap_or(LOG_PAGE_MAX);
+    if limit == 0 || limit > LOG_PAGE_MAX {
+        return cashu_error(StatusCode::BAD_REQUEST, 10000, format!("limit must be between 1 and {LOG_PAGE_MAX} shares, not {limit}"));
+    }
+    if let Some(a) = &after
+        && (a.len() != 64 || !a.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    {
+        return cashu_error(StatusCode::BAD_REQUEST, 10000, format!("after must be a share id (64 lowercase hex digits, the `next` of the previous page), not {a:?}"));
+    }
     let e = match epoch_record(&state, epoch).await {
         Ok(e) => e,
         Err(r) => return r,
     };
-    match state.epochs.ledger().epoch_log(epoch).await {
-        Ok(shares) => axum::Json(json!({
-            "epoch": e.epoch,
-            "unit": e.unit,
-            "state": e.state,
-            "unit_log2_hashes": state.epochs.unit_size().log2(),
-            "root": e.log_root,
-            "issued": e.issued,
-            "shares": shares,
-        }))
-        .into_response(),
+    match state.epochs.ledger().epoch_log_page(epoch, after.as_deref(), limit).await {
+        Ok(page) => {
+            let next = if page.len() == limit as usize { page.last().map(|(id, _)| id.clone()) } else { None };
+            let shares: Vec<_> = page.into_iter().map(|(_, s)| s).collect();
+            axum::Json(json!({
+                "epoch": e.epoch,
+                "unit": e.unit,
+                "state": e.state,
+                "unit_log2_hashes": state.epochs.unit_size().log2(),
+                "root": e.log_root,
+                "issued": e.issued,
+                "count": e.shares,
+                "shares": shares,
+                "next": next,
+            }))
+            .into_response()
+        }
         Err(err) => internal(err),
     }
 }

@@ -264,6 +264,21 @@ impl Ledger {
         Ok(log)
     }
 
+    /// Up to `limit` shares of `epoch`'s log after the share id `after` (from the start when
+    /// `None`), in log order, with their ids. Ids are lowercase hex of equal length, so the
+    /// database's text order is the log's order.
+    pub async fn epoch_log_page(&self, epoch: u32, after: Option<&str>, limit: u32) -> Result<Vec<(String, LogShare)>> {
+        let rows = sqlx::query(
+            "SELECT share_id, header, difficulty_exp, amount FROM ehash_shares WHERE epoch = $1 AND share_id > $2 ORDER BY share_id LIMIT $3",
+        )
+        .bind(i64::from(epoch))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("share_id")?, log_share_from_row(r)?))).collect()
+    }
+
     /// Record an accepted share. Returns `false` if the same share (same header) was recorded
     /// before, in which case nothing changes.
     pub async fn insert_share(&self, s: &ShareRecord) -> Result<bool> {

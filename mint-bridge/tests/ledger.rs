@@ -46,6 +46,11 @@ async fn conformance(ledger: Ledger) {
     assert_eq!((closed.state, closed.issued, closed.shares, closed.ended_at), (EpochState::Closed, Some(16), Some(3), Some(200)));
     assert_eq!((closed.block_height, closed.reward, closed.payout), (Some(840), Some(312_500_000), Some(306_250_000)));
     let log = ledger.epoch_log(1).await.unwrap();
+    // pages of the log, in id order
+    let ids = |p: Vec<(String, ehash_protocol::audit::LogShare)>| p.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    assert_eq!(ids(ledger.epoch_log_page(1, None, 2).await.unwrap()), vec!["a", "b"]);
+    assert_eq!(ids(ledger.epoch_log_page(1, Some("b"), 2).await.unwrap()), vec!["c"]);
+    assert!(ledger.epoch_log_page(1, Some("c"), 2).await.unwrap().is_empty());
     assert_eq!(closed.log_root, Some(hex::encode(ehash_protocol::audit::root(&log).unwrap().hash)), "the commitment is the root of the log");
     // the payout lifecycle: closed → redeemable → expired, each step once
     assert!(ledger.mark_redeemable(1, 300, 400).await.unwrap());
@@ -59,7 +64,6 @@ async fn conformance(ledger: Ledger) {
     assert!(ledger.close_epoch(1, CloseReason::Operator, None, 300, "hash_x_3").await.is_err());
     assert_eq!(ledger.epochs().await.unwrap().len(), 2);
     assert_eq!(ledger.epoch_totals(2).await.unwrap(), (0, 0));
-
 }
 
 #[tokio::test]

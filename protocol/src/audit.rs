@@ -12,6 +12,8 @@
 //! - `node = sha256("ehash/log/node" ‖ left ‖ left sum (u64 BE) ‖ right ‖ right sum (u64 BE))`,
 //!   with sum `left sum + right sum`; a last node without a partner moves up unchanged.
 //! - The empty log's root is `sha256("ehash/log/empty")` with sum 0.
+//! - The log is served in pages of at most [`LOG_PAGE_MAX`] shares, in log order: a page names
+//!   the id of its last share as `next` when more may follow (`?after=<next>`).
 
 use bitcoin::block::Header;
 use bitcoin::consensus::encode::deserialize;
@@ -19,6 +21,9 @@ use bitcoin::hashes::{Hash, sha256};
 use serde::{Deserialize, Serialize};
 
 use crate::work::{DifficultyExp, UnitSize, meets};
+
+/// The most shares one page of a served log holds (and the default page size).
+pub const LOG_PAGE_MAX: u32 = 10_000;
 
 /// One credited share as the log serves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

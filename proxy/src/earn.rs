@@ -216,7 +216,7 @@ impl Earner {
                 checked.insert(e.epoch, (0, 0));
                 continue;
             }
-            let log = ehash_wallet::audit::served_log(&mint, e.epoch).await.map_err(|err| err.to_string())?;
+            let log = ehash_wallet::audit::served_log(&mint, e.epoch, ehash_protocol::audit::LOG_PAGE_MAX).await.map_err(|err| err.to_string())?;
             let c = ehash_wallet::audit::inclusion(&log, &mine);
             let mut excluded = (c.missing.len() + c.wrong.len()) as u64;
             if !c.committed {

@@ -100,9 +100,33 @@ pub async fn pool_of(mint_url: &str) -> Result<String> {
     Ok(crate::pool_epochs(mint_url).await?.pool_pubkey)
 }
 
-/// The share log of `epoch` as the mint serves it.
-pub async fn served_log(mint_url: &str, epoch: u32) -> Result<ServedLog> {
-    get(&format!("{}/v1/ehash/epochs/{epoch}/log", mint_url.trim_end_matches('/')), "the share log").await
+/// One page of a served share log.
+#[derive(Debug, Deserialize)]
+struct LogPage {
+    epoch: u32,
+    unit_log2_hashes: u32,
+    root: Option<String>,
+    shares: Vec<LogShare>,
+    /// The last share's id when more may follow.
+    next: Option<String>,
+}
+
+/// The share log of `epoch` as the mint serves it, read `page` shares at a time (at most
+/// [`audit::LOG_PAGE_MAX`]; pass that unless testing the paging).
+pub async fn served_log(mint_url: &str, epoch: u32, page: u32) -> Result<ServedLog> {
+    let base = format!("{}/v1/ehash/epochs/{epoch}/log?limit={page}", mint_url.trim_end_matches('/'));
+    let first: LogPage = get(&base, "the share log").await?;
+    let mut log = ServedLog { epoch: first.epoch, unit_log2_hashes: first.unit_log2_hashes, root: first.root, shares: first.shares };
+    let mut next = first.next;
+    while let Some(after) = next {
+        let p: LogPage = get(&format!("{base}&after={after}"), "the share log").await?;
+        if p.next.as_ref().is_some_and(|n| *n <= after) {
+            return Err(Error::Pool { url: mint_url.to_owned(), reason: format!("the share log's pages do not advance (after {after} came {:?})", p.next) });
+        }
+        log.shares.extend(p.shares);
+        next = p.next;
+    }
+    Ok(log)
 }
 
 /// How a miner's own shares appear in an epoch's log.
@@ -158,7 +182,7 @@ pub async fn proof(mint_url: &str, epoch: u32, share_id: &str) -> Result<Inclusi
 pub async fn audit_epoch(mint_url: &str, relays: &[String], pool: &str, epoch: u32) -> Result<Report> {
     let mint = mint_url.trim_end_matches('/');
     let a = announcement(relays, pool, mint, epoch).await?;
-    let log = served_log(mint, epoch).await?;
+    let log = served_log(mint, epoch, audit::LOG_PAGE_MAX).await?;
     let liabilities: Liabilities = get(&format!("{mint}/v1/ehash/epochs/{epoch}/liabilities"), "the liabilities").await?;
     Ok(check(&a, &log, &liabilities))
 }
