@@ -120,12 +120,14 @@ impl Backend for PoolBackend {
                 0
             }
         };
+        // the block goes to the network first: closing the epoch (a mint rebuild that waits for
+        // Cashu requests in flight) must never delay it
+        if let Err(e) = self.source.submit_block(work.template, &work.header, &cb).await {
+            tracing::warn!(error = %e, "block submission");
+        }
         match self.epochs.close(CloseReason::Block, Some((work.template.height, &work.header, reward))).await {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "closing the epoch on a found block failed"),
-        }
-        if let Err(e) = self.source.submit_block(work.template, &work.header, &cb).await {
-            tracing::warn!(error = %e, "block submission");
         }
     }
 
