@@ -5,6 +5,8 @@
 //!
 //! - `"fake"`: `cdk-fake-wallet`, **every invoice is paid at once** and every payment
 //!   succeeds; for local markets and tests, never for real money;
+//! - `{ fake_slow = { payment_secs } }`: the same, but each payment takes `payment_secs`
+//!   (to see what a slow Lightning payment does);
 //! - `{ lnd = { address, cert_file, macaroon_file } }`: an LND node over gRPC (`cdk-lnd`), the
 //!   one production backend supported.
 //!
@@ -36,6 +38,11 @@ pub enum Lightning {
     /// Development only: every invoice is paid at once, every payment succeeds.
     #[default]
     Fake,
+    /// Development only: like [`Lightning::Fake`], but each outgoing payment takes this long.
+    FakeSlow {
+        /// Seconds each payment takes.
+        payment_secs: u64,
+    },
     /// An LND node over gRPC.
     Lnd {
         /// gRPC address, e.g. `https://127.0.0.1:10009`.
@@ -61,14 +68,14 @@ impl Lightning {
     /// The backend's name: `fake` or `lnd`.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Fake => "fake",
+            Self::Fake | Self::FakeSlow { .. } => "fake",
             Self::Lnd { .. } => "lnd",
         }
     }
 
     /// Whether invoices are really paid (false for `fake`).
     pub fn is_real(&self) -> bool {
-        !matches!(self, Self::Fake)
+        !matches!(self, Self::Fake | Self::FakeSlow { .. })
     }
 
     /// The payment processor for a mint in unit `sat`. `kv` is the mint's key-value store
@@ -80,6 +87,9 @@ impl Lightning {
         let fee_reserve = FeeReserve { min_fee_reserve: 1.into(), percent_fee_reserve: 0.01 };
         Ok(match self {
             Self::Fake => Arc::new(cdk_fake_wallet::FakeWallet::new(fee_reserve, HashMap::default(), HashSet::default(), 0, CurrencyUnit::Sat)),
+            Self::FakeSlow { payment_secs } => {
+                Arc::new(cdk_fake_wallet::FakeWallet::new(fee_reserve, HashMap::default(), HashSet::default(), *payment_secs, CurrencyUnit::Sat))
+            }
             Self::Lnd { address, cert_file, macaroon_file } => Arc::new(
                 cdk_lnd::Lnd::new(address.clone(), cert_file.clone(), macaroon_file.clone(), fee_reserve, kv)
                     .await

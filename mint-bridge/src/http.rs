@@ -11,6 +11,7 @@
 //! | `POST /v1/melt/ehash-redeem` | NUT-05 redemption melt, always answered with its final state |
 //! | `POST /v1/mint/quote/bolt11` | refused: sats are issued only for redeemed ehash |
 //! | `POST /v1/melt/quote/bolt11` | NUT-05 withdrawal of sats over Lightning; refused with the reason unless `lightning` is set |
+//! | `POST /v1/melt/bolt11` | the withdrawal: its final state, or PENDING once it has run for [`WITHDRAW_ANSWER_AFTER`] |
 //! | `POST /admin/epoch/close` | close the active epoch (bearer token from `admin.token`) |
 //! | `GET /v1/ws` | NUT-17 WebSocket, relayed to the current mint and closed (1012) when a new epoch restarts it (see [`crate::ws`]) |
 //! | everything else | cdk-axum: keys, keysets, swap, checkstate, restore, info, mint, batch mint, melt |
@@ -20,6 +21,7 @@
 //! `Access-Control-Allow-Origin: *` of cdk-axum's own layer is replaced, not repeated. The admin
 //! routes get no CORS headers, so a browser page cannot call them.
 
+use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -38,8 +40,11 @@ use crate::mint::MintHandle;
 
 /// Largest request body accepted by the quote guards.
 const MAX_QUOTE_BODY: usize = 64 * 1024;
-/// Largest redemption melt request body (its inputs are proofs).
+/// Largest melt request body (its inputs are proofs).
 const MAX_MELT_BODY: usize = 1024 * 1024;
+/// How long a Lightning withdrawal may hold back a mint rebuild (a new epoch) before it is
+/// answered with its current state (PENDING) while the payment goes on.
+pub const WITHDRAW_ANSWER_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -68,6 +73,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/ws", get(get_ws))
         .route("/v1/mint/quote/bolt11", post(post_deposit_quote))
         .route("/v1/melt/quote/bolt11", post(post_withdraw_quote))
+        .route("/v1/melt/bolt11", post(post_withdraw))
         .fallback(forward)
         .layer(axum::middleware::from_fn(ehash_cors::middleware))
         // after the layer: no CORS
@@ -323,17 +329,73 @@ async fn post_redeem_quote(State(state): State<HttpState>, req: Request) -> Resp
 /// PENDING answer and subscribed after the settlement would wait for ever (cdk's own wallet
 /// does exactly this).
 async fn post_redeem_melt(State(state): State<HttpState>, req: Request) -> Response {
-    let (mut parts, _, mut parsed) = match json_body(req, MAX_MELT_BODY).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    match synchronous_melt(req).await {
+        Ok((req, _)) => forward(State(state), req).await,
+        Err(r) => r,
+    }
+}
+
+/// A melt request with any preference for an asynchronous answer removed (cdk then answers
+/// with the melt's outcome), and its quote id.
+async fn synchronous_melt(req: Request) -> Result<(Request, Option<String>), Response> {
+    let (mut parts, _, mut parsed) = json_body(req, MAX_MELT_BODY).await?;
     parts.headers.remove("prefer");
     if let Some(body) = parsed.as_object_mut() {
         body.remove("prefer_async");
     }
+    let quote = parsed.get("quote").and_then(Value::as_str).map(str::to_owned);
     let bytes = parsed.to_string();
     parts.headers.insert(header::CONTENT_LENGTH, bytes.len().into());
-    forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
+    Ok((Request::from_parts(parts, Body::from(bytes)), quote))
+}
+
+/// Lightning withdrawals run inside the request gate like every Cashu request, so no rebuild
+/// starts a new mint (whose saga recovery rolls back a melt set up but not yet dispatched)
+/// while one is being set up and dispatched. A payment can stay in flight for a long time,
+/// though, and must not hold back an epoch change: after [`WITHDRAW_ANSWER_AFTER`] the client
+/// gets the quote's current state (PENDING; it checks again later, NUT-05) and the gate is
+/// let go while the payment goes on. By then cdk has recorded the payment attempt, and a
+/// recovering mint asks the Lightning backend about such a melt instead of rolling it back.
+async fn post_withdraw(State(state): State<HttpState>, req: Request) -> Response {
+    if !state.withdrawals {
+        return no_withdrawals();
+    }
+    let (req, quote) = match synchronous_melt(req).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let held = Arc::new(std::sync::Mutex::new(Some(state.mint.enter().await)));
+    let release = |held: &std::sync::Mutex<Option<tokio::sync::OwnedRwLockReadGuard<()>>>| match held.lock() {
+        Ok(mut g) => drop(g.take()),
+        Err(poisoned) => drop(poisoned.into_inner().take()),
+    };
+    let router = state.mint.router();
+    let mint = state.mint.mint();
+    let in_task = held.clone();
+    let mut served = tokio::spawn(async move {
+        let r = router.oneshot(req).await;
+        release(&in_task);
+        r
+    });
+    match tokio::time::timeout(WITHDRAW_ANSWER_AFTER, &mut served).await {
+        Ok(Ok(Ok(r))) => r,
+        Ok(Ok(Err(never))) => match never {},
+        Ok(Err(e)) => cashu_error(StatusCode::INTERNAL_SERVER_ERROR, 0, format!("the request failed: {e}")),
+        Err(_) => {
+            release(&held);
+            let Some(id) = quote.and_then(|q| cdk_common::QuoteId::from_str(&q).ok()) else {
+                return cashu_error(StatusCode::INTERNAL_SERVER_ERROR, 0, "the payment is still in flight; check the melt quote".into());
+            };
+            match mint.localstore().get_melt_quote(&id).await {
+                Ok(Some(q)) => {
+                    let mut answer = cdk::nuts::MeltQuoteBolt11Response::<cdk_common::QuoteId>::from(&q);
+                    answer.state = cdk::nuts::MeltQuoteState::Pending;
+                    axum::Json(answer).into_response()
+                }
+                _ => cashu_error(StatusCode::INTERNAL_SERVER_ERROR, 0, format!("the payment is still in flight; check melt quote {id}")),
+            }
+        }
+    }
 }
 
 /// NUT-17 WebSocket: relayed to the mint serving now, closed when it is replaced.
@@ -356,13 +418,17 @@ async fn post_deposit_quote() -> Response {
 /// Lightning withdrawals: forwarded to cdk when the pool has a Lightning backend.
 async fn post_withdraw_quote(State(state): State<HttpState>, req: Request) -> Response {
     if !state.withdrawals {
-        return cashu_error(
-            StatusCode::BAD_REQUEST,
-            11013,
-            "this pool mint pays no Lightning invoices (its operator has not set mint_bridge.lightning); spend or trade the sats as ecash instead".into(),
-        );
+        return no_withdrawals();
     }
     forward(State(state), req).await
+}
+
+fn no_withdrawals() -> Response {
+    cashu_error(
+        StatusCode::BAD_REQUEST,
+        11013,
+        "this pool mint pays no Lightning invoices (its operator has not set mint_bridge.lightning); spend or trade the sats as ecash instead".into(),
+    )
 }
 
 async fn post_close_epoch(State(state): State<HttpState>, headers: HeaderMap) -> Response {

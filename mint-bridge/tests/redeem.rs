@@ -12,17 +12,18 @@ use std::time::Duration;
 use cdk::nuts::{MeltRequest, PaymentMethod};
 use cdk::wallet::{HttpClient, MintConnector};
 use cdk_fake_wallet::create_fake_invoice;
+use ehash_lightning::Lightning;
 use common::*;
-use ehash_protocol::epoch::{EpochState, REDEEM_METHOD, redeem_sats};
+use ehash_protocol::epoch::{CloseReason, EpochState, REDEEM_METHOD, redeem_sats};
 use serde_json::Value;
 
 /// A pool where every share is a block paying `reward` sats: one share earns [`CREDIT`] ehash
 /// in epoch 1 (closing it), one in epoch 2 (maturing epoch 1 with `maturity_blocks` = 1), both
-/// minted into the wallet. `lightning`: the pool pays sat withdrawals with fake Lightning.
-/// Returns the pool, the wallet, the miner and the two units.
-async fn two_epochs(dir: &std::path::Path, reward: u64, lightning: bool) -> (ehash_mint_bridge::MintBridge, ehash_wallet::MinerWallet, String, String) {
+/// minted into the wallet. `lightning` pays sat withdrawals. Returns the pool, the wallet, the
+/// miner and the two units.
+async fn two_epochs(dir: &std::path::Path, reward: u64, lightning: Option<Lightning>) -> (ehash_mint_bridge::MintBridge, ehash_wallet::MinerWallet, String, String) {
     let bridge = start(dir, |c| {
-        c.lightning = lightning.then_some(ehash_lightning::Lightning::Fake);
+        c.lightning = lightning;
         c.devnet.network_difficulty_exp = DIFF_EXP; // every share is a block
         c.devnet.block_reward_sat = reward;
         c.payout.pool_fee_ppm = 0;
@@ -55,7 +56,7 @@ async fn two_epochs(dir: &std::path::Path, reward: u64, lightning: bool) -> (eha
 async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else_does() {
     let dir = tempfile::tempdir().unwrap();
     // (two_epochs checks that epoch 1 is refused before its block matures, spending nothing)
-    let (bridge, w, unit1, _) = two_epochs(dir.path(), 1_000, true).await;
+    let (bridge, w, unit1, _) = two_epochs(dir.path(), 1_000, Some(Lightning::Fake)).await;
     let e1 = bridge.epochs().all().await.remove(0);
     let (payout, issued) = (e1.payout.unwrap(), e1.issued.unwrap());
     assert_eq!((payout, issued), (1_000, CREDIT));
@@ -77,6 +78,13 @@ async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else
     let err = w.withdraw(bridge.mint_url(), &create_fake_invoice(1_000_000, "too much".into()).to_string()).await.unwrap_err().to_string();
     assert!(err.contains("sat") && err.contains(&left.to_string()), "{err}");
     assert_eq!(w.balance_at(bridge.mint_url(), "sat").await.unwrap(), left);
+    // a client that prefers an asynchronous answer gets the outcome of a quick payment at once
+    let sat = w.wallet_at(bridge.mint_url(), "sat").await.unwrap();
+    let mq = sat.melt_quote(PaymentMethod::BOLT11, create_fake_invoice(10_000, "async".into()).to_string(), None, None).await.unwrap();
+    let inputs = sat.get_unspent_proofs().await.unwrap();
+    let client = HttpClient::new(bridge.mint_url().parse().unwrap(), None);
+    let r = client.post_melt(&PaymentMethod::BOLT11, MeltRequest::new(mq.id, inputs, None).prefer_async(true)).await.unwrap();
+    assert_eq!(r.state(), cdk::nuts::MeltQuoteState::Paid, "a withdrawal is answered with its outcome");
     // and sats are never issued for Lightning deposits: NUT-06 lists bolt11 for melting only
     let r = bitreq::post(format!("{}/v1/mint/quote/bolt11", bridge.mint_url()))
         .with_header("content-type", "application/json")
@@ -143,7 +151,7 @@ async fn a_redeemable_epoch_redeems_for_sats_at_the_payout_rate_and_nothing_else
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dust_and_another_epochs_ehash_are_refused_and_spend_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (bridge, w, unit1, unit2) = two_epochs(dir.path(), 3, false).await;
+    let (bridge, w, unit1, unit2) = two_epochs(dir.path(), 3, None).await;
 
     // dust, at the wallet and at the mint
     let err = w.redeem(&unit1, Some(1)).await.unwrap_err().to_string();
@@ -178,4 +186,34 @@ async fn dust_and_another_epochs_ehash_are_refused_and_spend_nothing() {
     assert!(v["detail"].as_str().unwrap_or("").contains("mint_bridge.lightning"), "{v}");
     assert!(w.withdraw(bridge.mint_url(), &create_fake_invoice(1_000, "withdraw".into()).to_string()).await.is_err());
     assert_eq!(w.balance_at(bridge.mint_url(), "sat").await.unwrap(), 1);
+}
+
+/// A Lightning payment that takes long does not hold back the pool: the withdrawal is answered
+/// PENDING after a while, an epoch change goes ahead while the payment is in flight (the
+/// restarted mint neither waits for it nor rolls it back), and the payment then completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_withdrawal_does_not_hold_back_an_epoch_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = ehash_mint_bridge::http::WITHDRAW_ANSWER_AFTER.as_secs() + 6;
+    let (bridge, w, unit1, _) = two_epochs(dir.path(), 1_000, Some(Lightning::FakeSlow { payment_secs: slow })).await;
+    assert_eq!(w.redeem(&unit1, None).await.unwrap(), 1_000);
+    let sat = w.wallet_at(bridge.mint_url(), "sat").await.unwrap();
+    let mq = sat.melt_quote(PaymentMethod::BOLT11, create_fake_invoice(100_000, "slow".into()).to_string(), None, None).await.unwrap();
+    let inputs = sat.get_unspent_proofs().await.unwrap();
+    let client = HttpClient::new(bridge.mint_url().parse().unwrap(), None);
+    let r = client.post_melt(&PaymentMethod::BOLT11, MeltRequest::new(mq.id.clone(), inputs.clone(), None)).await.unwrap();
+    assert_eq!(r.state(), cdk::nuts::MeltQuoteState::Pending, "answered while the payment is in flight");
+
+    let epochs = bridge.epochs().all().await.len();
+    bridge.epochs().close(CloseReason::Operator, None).await.unwrap();
+    assert_eq!(bridge.epochs().all().await.len(), epochs + 1);
+    let state = |id: String| {
+        let client = client.clone();
+        async move { client.get_melt_quote_status(PaymentMethod::BOLT11, &id).await.unwrap().state() }
+    };
+    assert_eq!(state(mq.id.clone()).await, cdk::nuts::MeltQuoteState::Pending, "the epoch changed while the payment was still in flight");
+
+    wait_until("the slow payment completes", Duration::from_secs(slow + 20), || async { state(mq.id.clone()).await == cdk::nuts::MeltQuoteState::Paid }).await;
+    let spent = sat.check_proofs_spent(inputs).await.unwrap();
+    assert!(spent.iter().all(|s| s.state == cdk::nuts::State::Spent), "the paid withdrawal spent its inputs");
 }

@@ -137,7 +137,7 @@ impl SatMint {
         let kv: cdk_common::database::DynKVStore = store.clone();
         let keys: Arc<dyn MintKeysDatabase<Err = cdk_database::Error> + Send + Sync> = store;
         let (name, description) = match &config.lightning {
-            Lightning::Fake => ("ehash local sat mint (fake Lightning)", "Development sat mint: every Lightning invoice is paid. Not for real money."),
+            Lightning::Fake | Lightning::FakeSlow { .. } => ("ehash local sat mint (fake Lightning)", "Development sat mint: every Lightning invoice is paid. Not for real money."),
             Lightning::Lnd { .. } => ("ehash sat mint", "Sats over Lightning (LND)."),
         };
         let processor = config.lightning.processor(kv).await.map_err(|e| Error::Lightning { backend: e.backend, reason: e.reason })?;
@@ -178,7 +178,7 @@ impl SatMint {
             }
         });
         match config.lightning {
-            Lightning::Fake => tracing::warn!(%url, "sat mint with FAKE Lightning: every invoice is paid; for local use only"),
+            Lightning::Fake | Lightning::FakeSlow { .. } => tracing::warn!(%url, "sat mint with FAKE Lightning: every invoice is paid; for local use only"),
             Lightning::Lnd { .. } => tracing::info!(%url, "sat mint with LND"),
         }
         Ok(Self { url, addr, mint, cancel, server })
