@@ -6,8 +6,8 @@
 
 use std::process::Command;
 
-use ehash_protocol::epoch::{CloseReason, epoch_payout, redeem_sats};
-use ehash_testkit::market::{CREDIT, Market};
+use ehash_protocol::epoch::{epoch_payout, redeem_sats};
+use ehash_testkit::market::{CREDIT, Market, close_on_matured_block};
 use ehash_wallet::MinerWallet;
 
 /// Run `ehash wallet` on `dir`; returns (success, stdout + stderr).
@@ -44,18 +44,8 @@ async fn a_matured_epochs_ehash_is_redeemed_and_withdrawn_over_lightning_from_th
     assert!(!passed && out.contains("only redeemable epochs redeem"), "{out}");
 
     // the epoch closes on a block of 10 000 sats, which matures
-    let header = bitcoin::block::Header {
-        version: bitcoin::block::Version::from_consensus(0x2000_0000),
-        prev_blockhash: bitcoin::hashes::Hash::all_zeros(),
-        merkle_root: bitcoin::hashes::Hash::all_zeros(),
-        time: 1_700_000_000,
-        bits: bitcoin::CompactTarget::from_consensus(0x207f_ffff),
-        nonce: 0,
-    };
-    m.pool.epochs().close(CloseReason::Block, Some((7, &header, 10_000))).await.unwrap();
-    let payout_config = m.pool.epochs().payout_config();
-    m.pool.epochs().advance(7 + payout_config.maturity_blocks, cdk::util::unix_time()).await.unwrap();
-    let sats = redeem_sats(3 * CREDIT, epoch_payout(10_000, payout_config.pool_fee_ppm), 3 * CREDIT);
+    close_on_matured_block(&m.pool, 7, 10_000).await;
+    let sats = redeem_sats(3 * CREDIT, epoch_payout(10_000, m.pool.epochs().payout_config().pool_fee_ppm), 3 * CREDIT);
 
     let out = ok(&m, &cli, &["redeem", "--unit", &unit]);
     assert!(out.contains(&format!("redeemed for {sats} sat")), "{out}");

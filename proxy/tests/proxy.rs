@@ -387,17 +387,7 @@ async fn with_auto_redeem_a_matured_epochs_ehash_becomes_sats() {
     proxy.mint_now().await.unwrap();
     assert_eq!(proxy.status().await.earnings.redeemed_sats, 0, "nothing redeems while the epoch is open");
     // the epoch closes on a block of 10 000 sats, which matures
-    let header = bitcoin::block::Header {
-        version: bitcoin::block::Version::from_consensus(0x2000_0000),
-        prev_blockhash: bitcoin::hashes::Hash::all_zeros(),
-        merkle_root: bitcoin::hashes::Hash::all_zeros(),
-        time: 1_700_000_000,
-        bits: bitcoin::CompactTarget::from_consensus(0x207f_ffff),
-        nonce: 0,
-    };
-    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Block, Some((7, &header, 10_000))).await.unwrap();
-    let maturity = bridge.epochs().payout_config().maturity_blocks;
-    bridge.epochs().advance(7 + maturity, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).await.unwrap();
+    ehash_testkit::market::close_on_matured_block(&bridge, 7, 10_000).await;
     proxy.mint_now().await.unwrap();
     let payout = ehash_protocol::epoch::epoch_payout(10_000, bridge.epochs().payout_config().pool_fee_ppm);
     let want = ehash_protocol::epoch::redeem_sats(2 * CREDIT, payout, 2 * CREDIT);

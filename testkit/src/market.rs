@@ -36,6 +36,22 @@ pub fn pool_config(dir: &Path) -> ehash_mint_bridge::Config {
     c
 }
 
+/// Close `pool`'s active epoch on a found block at `height` whose coinbase pays `reward` sats,
+/// then let the block mature: the epoch becomes redeemable.
+pub async fn close_on_matured_block(pool: &MintBridge, height: u32, reward: u64) {
+    let header = bitcoin::block::Header {
+        version: bitcoin::block::Version::from_consensus(0x2000_0000),
+        prev_blockhash: bitcoin::hashes::Hash::all_zeros(),
+        merkle_root: bitcoin::hashes::Hash::all_zeros(),
+        time: 1_700_000_000,
+        bits: bitcoin::CompactTarget::from_consensus(0x207f_ffff),
+        nonce: 0,
+    };
+    pool.epochs().close(ehash_protocol::epoch::CloseReason::Block, Some((height, &header, reward))).await.expect("the epoch closes");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    pool.epochs().advance(height + pool.epochs().payout_config().maturity_blocks, now).await.expect("the block matures");
+}
+
 /// A running local market.
 pub struct Market {
     /// Root directory.
