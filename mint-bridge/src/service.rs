@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bitcoin::XOnlyPublicKey;
 use ehash_protocol::epoch::PoolId;
+use ehash_protocol::stratum::share::TAG_BYTES;
 use ehash_protocol::work::UnitSize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -130,7 +131,7 @@ impl MintBridge {
 
         let xonly = XOnlyPublicKey::from_slice(&keys.public_key().to_bytes())
             .map_err(|e| Error::Config(format!("pool key is not a valid x-only key: {e}")))?;
-        let source = DevnetJobSource::start(config.devnet.clone(), xonly, EXTRANONCE1_SIZE + config.stratum.extranonce2_size, cancel.clone())?;
+        let source = DevnetJobSource::start(config.devnet.clone(), xonly, TAG_BYTES + EXTRANONCE1_SIZE + config.stratum.extranonce2_size, cancel.clone())?;
         let templates = ehash_stratum::JobSource::templates(source.as_ref());
         // the payout lifecycle follows the chain tip (each template builds on it) and the clock
         let (life, mut tips, life_cancel) = (epochs.clone(), templates.clone(), cancel.clone());

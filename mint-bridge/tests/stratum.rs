@@ -196,3 +196,242 @@ async fn hostile_connections_do_not_affect_other_miners() {
     assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (3 * CREDIT, 3));
     bridge.shutdown().await;
 }
+
+/// Read until the server closes the connection (or `within` passes: then `false`).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // vardiff looks at every connection each second: that must not keep a silent one alive
+    let bridge = start(dir.path(), |c| {
+        c.stratum.idle_timeout_secs = 2;
+        c.stratum.retarget_secs = 1;
+    })
+    .await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    // one that never says a word, and one that mines a share and then falls silent
+    let mut mute = tokio::net::TcpStream::connect(bridge.stratum_addr()).await.unwrap();
+    let user = format!("{quote}.w");
+    let (mut c, job) = miner(&bridge, &user).await;
+    submit_valid(&mut c, &user, &job, 1).await;
+    assert!(closed_within(&mut mute, Duration::from_secs(8)).await, "a connection that never spoke stays open");
+    let mut gone = false;
+    for _ in 0..80 {
+        match c.read(Duration::from_millis(100)).await {
+            Err(ehash_sim_miner::ClientError::Closed) | Err(ehash_sim_miner::ClientError::Io(_)) => {
+                gone = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(gone, "a miner silent for longer than idle_timeout_secs stays connected");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_that_is_not_utf8_is_answered_and_the_connection_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |_| {}).await;
+    let mut c = ehash_sim_miner::Sv1Client::connect(bridge.stratum_addr()).await.unwrap();
+    c.send_bytes(b"{\"id\":5,\"method\":\"mining.subscribe\",\"params\":[\"\xff\xfe\"]}\n").await.unwrap();
+    let r = c.read(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(code(&r), 20, "{r}");
+    assert!(response_error(&r).unwrap().1.contains("UTF-8"), "{r}");
+    // still usable
+    let r = c.subscribe("after-garbage").await.unwrap();
+    assert!(r["error"].is_null(), "{r}");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_submit_params_are_explained_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |_| {}).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let user = format!("{quote}.w");
+    let (mut c, job) = miner(&bridge, &user).await;
+    let ntime = format!("{:08x}", job.ntime);
+    let cases = [
+        (json!([user, job.id, "00000000000000zz", ntime, "00000000"]), "extranonce2"),
+        (json!([user, job.id, "0000000000000000", "nothex!!", "00000000"]), "ntime"),
+        (json!([user, job.id, "0000000000000000", ntime, "zzzzzzzz"]), "nonce"),
+        (json!([user, job.id, "0000000000000000", ntime, "0000000000"]), "nonce"),
+        (json!([user, job.id, "0000000000000000", ntime, "00000000", "xyz"]), "version"),
+        (json!([user, 7, "0000000000000000", ntime, "00000000"]), "job"),
+    ];
+    for (params, field) in cases {
+        let r = c.call("mining.submit", params.clone()).await.unwrap();
+        let (code, msg) = response_error(&r).unwrap_or_else(|| panic!("{params} accepted: {r}"));
+        assert_eq!(code, 20, "{r}");
+        assert!(msg.contains(field), "{params}: the message {msg:?} does not name {field}");
+        for debug_text in ["Error(", "InvalidChar", "{ ", "Some("] {
+            assert!(!msg.contains(debug_text), "{params}: the message {msg:?} shows Rust debug text");
+        }
+    }
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_per_connection_and_worker_names_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |_| {}).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let mut c = ehash_sim_miner::Sv1Client::connect(bridge.stratum_addr()).await.unwrap();
+    c.subscribe("farm").await.unwrap();
+    // worker names are stored with every share: a long one is refused
+    let r = c.authorize(&format!("{quote}.{}", "w".repeat(65))).await.unwrap();
+    assert_eq!(code(&r), 24, "{r}");
+    assert!(response_error(&r).unwrap().1.contains("64"), "{r}");
+    let max = ehash_stratum::Config::default().max_workers;
+    for i in 0..max {
+        let r = c.authorize(&format!("{quote}.rig{i}")).await.unwrap();
+        assert_eq!(r["result"], Value::Bool(true), "worker {i}: {r}");
+    }
+    // the same worker again is fine; one more is not
+    let r = c.authorize(&format!("{quote}.rig0")).await.unwrap();
+    assert_eq!(r["result"], Value::Bool(true), "{r}");
+    let r = c.authorize(&format!("{quote}.rig{max}")).await.unwrap();
+    assert_eq!(code(&r), 24, "{r}");
+    assert!(response_error(&r).unwrap().1.contains(&max.to_string()), "{r}");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_from_one_address_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |c| c.stratum.max_connections_per_ip = 2).await;
+    let mut a = ehash_sim_miner::Sv1Client::connect(bridge.stratum_addr()).await.unwrap();
+    let b = ehash_sim_miner::Sv1Client::connect(bridge.stratum_addr()).await.unwrap();
+    a.subscribe("a").await.unwrap();
+    let mut third = ehash_sim_miner::Sv1Client::connect(bridge.stratum_addr()).await.unwrap();
+    let r = third.read(Duration::from_secs(5)).await.unwrap();
+    assert!(response_error(&r).unwrap().1.contains("127.0.0.1"), "{r}");
+    assert!(matches!(third.read(Duration::from_secs(5)).await, Err(ehash_sim_miner::ClientError::Closed)));
+    // the others are unaffected, and a freed slot can be used again
+    a.subscribe("a again").await.unwrap();
+    drop(b);
+    let mut again = None;
+    for _ in 0..50 {
+        let mut c = ehash_sim_miner::Sv1Client::connect(bridge.stratum_addr()).await.unwrap();
+        if c.subscribe("c").await.is_ok() {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "the slot of a closed connection is given back");
+    bridge.shutdown().await;
+}
+
+/// Read notifications until the last job has difficulty `d` (or fail after 10 s).
+async fn job_at(c: &mut ehash_sim_miner::Sv1Client, d: f64) -> ehash_sim_miner::work::Job {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(j) = c.jobs.last()
+            && j.difficulty == d {
+                return j.clone();
+            }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let v = c.read(left).await.unwrap_or_else(|e| panic!("no job at difficulty {d}: {e}; jobs {:?}", c.jobs.iter().map(|j| j.difficulty).collect::<Vec<_>>()));
+        if v.get("method").is_none() {
+            c.backlog.push_back(v);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_is_credited_only_at_the_difficulty_of_the_job_it_was_mined_for() {
+    let dir = tempfile::tempdir().unwrap();
+    // one ehash per hash: difficulty 2^-32 earns 1, 2^-28 earns 16
+    let bridge = start(dir.path(), |c| {
+        c.unit_log2_hashes = 0;
+        c.stratum.min_difficulty_exp = -32;
+        c.stratum.max_difficulty_exp = 0;
+        c.stratum.initial_difficulty_exp = -20;
+    })
+    .await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let user = format!("{quote}.w");
+    let (mut c, _) = miner(&bridge, &user).await;
+    // two difficulties on the same template: an easy job and a hard one
+    assert_eq!(c.call("mining.suggest_difficulty", json!([2f64.powi(-32)])).await.unwrap()["result"], true);
+    let easy = job_at(&mut c, 2f64.powi(-32)).await;
+    assert_eq!(c.call("mining.suggest_difficulty", json!([2f64.powi(-28)])).await.unwrap()["result"], true);
+    let hard = job_at(&mut c, 2f64.powi(-28)).await;
+    assert_eq!((easy.prevhash, easy.ntime), (hard.prevhash, hard.ntime), "same template");
+    // grind the easy job; hand in every hash that meets the hard target as a hard share
+    let hard_target = ehash_sim_miner::work::target_for(hard.difficulty);
+    let en2 = vec![0u8; c.extranonce2_size];
+    let mut submitted = 0u64;
+    let (mut accepted, mut predicted) = (0u64, 0u64);
+    let mut nonce = 0u32;
+    while submitted < 64 {
+        let Some((n, _)) = ehash_sim_miner::work::grind(&easy, &c.extranonce1, &en2, easy.ntime, easy.version, &hard_target, nonce, 1 << 20) else { panic!("no hash") };
+        nonce = n + 1;
+        submitted += 1;
+        // what the hard job's header with these fields hashes to decides, nothing else
+        let h = ehash_sim_miner::work::sha256d(&ehash_sim_miner::work::header(&hard, &c.extranonce1, &en2, hard.ntime, n, hard.version));
+        let fair = ehash_sim_miner::work::meets(&h, &hard_target);
+        predicted += u64::from(fair);
+        let r = c.submit(&user, &hard.id, &en2, hard.ntime, n, None).await.unwrap();
+        if r["result"] == Value::Bool(true) {
+            accepted += 1;
+            assert!(fair, "a hash mined for the easy job was credited as a hard share: {r}");
+        } else {
+            assert!(!fair, "a real hard share was refused: {r}");
+            assert_eq!(code(&r), 23, "{r}");
+        }
+    }
+    assert_eq!(accepted, predicted);
+    assert!(accepted < 16, "{accepted} of 64 easy hashes were credited 16 ehash each");
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (16 * accepted, accepted));
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suggest_difficulty_cannot_undo_vardiff_or_go_below_the_minimum() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |c| {
+        c.stratum.min_difficulty_exp = -20;
+        c.stratum.max_difficulty_exp = -12;
+        c.stratum.initial_difficulty_exp = -20;
+        c.stratum.target_share_secs = 60;
+    })
+    .await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let user = format!("{quote}.w");
+    let (mut c, job) = miner(&bridge, &user).await;
+    // below the pool's minimum: the minimum
+    assert_eq!(c.call("mining.suggest_difficulty", json!([2f64.powi(-40)])).await.unwrap()["result"], true);
+    assert!(c.jobs.iter().all(|j| j.difficulty >= 2f64.powi(-20)), "{:?}", c.jobs.iter().map(|j| j.difficulty).collect::<Vec<_>>());
+    // a burst of shares: vardiff raises the difficulty
+    for i in 0..20 {
+        let job = c.jobs.last().cloned().unwrap_or(job.clone());
+        submit_valid(&mut c, &user, &job, 1000 + i).await;
+    }
+    let raised = c.jobs.last().unwrap().difficulty;
+    assert!(raised > 2f64.powi(-20), "vardiff did not raise the difficulty after a burst");
+    // asking for easy work again must not undo it
+    assert_eq!(c.call("mining.suggest_difficulty", json!([2f64.powi(-20)])).await.unwrap()["result"], true);
+    let _ = c.call("mining.extranonce.subscribe", json!([])).await.unwrap();
+    let now = c.jobs.last().unwrap().difficulty;
+    assert!(now >= raised, "suggest_difficulty lowered the difficulty from {raised} to {now} after shares");
+    bridge.shutdown().await;
+}

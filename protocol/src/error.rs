@@ -116,6 +116,14 @@ pub enum IdentError {
     /// A `mining.authorize` username that does not name a quote.
     #[error("username {0:?} must be <quote-id> or <quote-id>.<worker>")]
     BadUsername(String),
+    /// A worker name longer than the pool stores.
+    #[error("the worker name is {bytes} bytes; use at most {max}")]
+    WorkerTooLong {
+        /// Its length.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Market arithmetic errors.

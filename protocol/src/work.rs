@@ -74,6 +74,18 @@ impl DifficultyExp {
         self.target().to_compact_lossy()
     }
 
+    /// The one-byte tag of this difficulty in a job's coinbase (protocol §4, "One difficulty per
+    /// header"): `exp − MIN_DIFFICULTY_EXP`, 0 ..= 224.
+    pub fn tag(self) -> u8 {
+        // in range by construction: 0 ..= MAX − MIN = 224
+        u8::try_from(self.0 - MIN_DIFFICULTY_EXP).unwrap_or(u8::MAX)
+    }
+
+    /// The difficulty a coinbase tag names.
+    pub fn from_tag(tag: u8) -> Result<Self, WorkError> {
+        Self::new(i32::from(tag) + MIN_DIFFICULTY_EXP)
+    }
+
     /// The difficulty one step up (twice as hard), saturating at the maximum.
     pub fn harder(self) -> Self {
         Self(self.0.saturating_add(1).min(MAX_DIFFICULTY_EXP))
@@ -218,6 +230,13 @@ mod tests {
     fn out_of_range_difficulty_is_refused() {
         assert!(DifficultyExp::new(MIN_DIFFICULTY_EXP - 1).is_err());
         assert!(DifficultyExp::new(MAX_DIFFICULTY_EXP + 1).is_err());
+        for exp in [MIN_DIFFICULTY_EXP, -18, 0, MAX_DIFFICULTY_EXP] {
+            let d = DifficultyExp::new(exp).unwrap();
+            assert_eq!(DifficultyExp::from_tag(d.tag()).unwrap(), d);
+        }
+        assert_eq!(DifficultyExp::new(-32).unwrap().tag(), 0);
+        assert_eq!(DifficultyExp::new(0).unwrap().tag(), 32);
+        assert!(DifficultyExp::from_tag(225).is_err());
         assert!(DifficultyExp::floor_of(0.0).is_err());
         assert!(DifficultyExp::floor_of(f64::NAN).is_err());
         assert_eq!(DifficultyExp::floor_of(1000.0).unwrap().exp(), 9);

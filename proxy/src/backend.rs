@@ -58,7 +58,7 @@ impl Backend for ProxyBackend {
         Ok(name.to_owned())
     }
 
-    async fn submit(&self, worker: &String, work: &Work<'_>) -> Result<u64, Refusal> {
+    async fn submit(&self, worker: &String, work: &Work) -> Result<u64, Refusal> {
         let Some(job) = self.upstream.job(&work.template.source_job_id) else {
             return Err(Refusal::new(ErrorCode::JobNotFound, "stale job: the pool replaced it or the connection to the pool was renewed"));
         };
@@ -70,8 +70,10 @@ impl Backend for ProxyBackend {
             self.forwarding.local_only.fetch_add(1, Ordering::Relaxed);
             return Ok(0);
         }
-        let mut extranonce2 = work.extranonce1.to_vec();
-        extranonce2.extend_from_slice(work.extranonce2);
+        // the pool's extranonce2: our job's difficulty tag, the miner's id, the miner's extranonce2
+        let mut extranonce2 = vec![work.tag];
+        extranonce2.extend_from_slice(&work.extranonce1);
+        extranonce2.extend_from_slice(&work.extranonce2);
         self.upstream.submit(&job.job_id, &extranonce2, work.ntime, work.nonce, work.version_bits).await?;
         self.forwarding.forwarded.fetch_add(1, Ordering::Relaxed);
         let (quote_id, unit, unit_log2) = self.earner.current().await;
@@ -85,8 +87,6 @@ impl Backend for ProxyBackend {
         }
         Ok(expected)
     }
-
-    async fn block_found(&self, _work: &Work<'_>) {}
 
     fn notices(&self) -> watch::Receiver<u64> {
         self.notices.subscribe()

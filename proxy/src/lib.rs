@@ -29,6 +29,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 pub use config::Config;
+use ehash_protocol::stratum::share::TAG_BYTES;
 use ehash_protocol::work::DifficultyExp;
 use ehash_stratum::{Difficulty, Server, StatsSnapshot};
 use ehash_wallet::{MinerWallet, seed};
@@ -167,7 +168,7 @@ impl Proxy {
             }
         };
         let mut stratum = config.stratum.clone();
-        stratum.extranonce2_size = up.extranonce2_size - MINER_ID_BYTES;
+        stratum.extranonce2_size = up.extranonce2_size - MINER_ID_BYTES - TAG_BYTES;
         stratum.version_mask = if config.version_rolling { up.version_mask.unwrap_or(0) } else { 0 };
         let floor = DifficultyExp::new(ehash_protocol::work::MIN_DIFFICULTY_EXP).map_err(|e| Error::Start(e.to_string()))?;
         let difficulty = Difficulty::from_config(&stratum, floor)?;

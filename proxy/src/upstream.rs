@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ehash_protocol::stratum::client::{ServerMessage, parse_server_line, request};
 use ehash_protocol::stratum::messages::ErrorCode;
-use ehash_protocol::stratum::share::JobTemplate;
+use ehash_protocol::stratum::share::{JobTemplate, TAG_BYTES};
 use ehash_protocol::work::DifficultyExp;
 use ehash_stratum::{Refusal, Template};
 use futures::StreamExt;
@@ -85,6 +85,7 @@ impl Upstream {
             height: 0,
             job: JobTemplate { prev_hash: [0; 32], coinb1: vec![], coinb2: vec![], merkle_branch: vec![], version: 0, nbits: 0, ntime: 0 },
             clean: true,
+            difficulty_range: None,
         };
         let (templates_tx, templates) = watch::channel(Arc::new(empty));
         let (username_tx, username_rx) = watch::channel(username);
@@ -240,7 +241,7 @@ impl Task {
         }
         let en1 = result.get(1).and_then(Value::as_str).and_then(|s| hex::decode(s).ok()).ok_or("subscribe: no extranonce1")?;
         let en2_size = result.get(2).and_then(Value::as_u64).ok_or("subscribe: no extranonce2 size")? as usize;
-        if en2_size <= MINER_ID_BYTES {
+        if en2_size <= MINER_ID_BYTES + TAG_BYTES {
             return Err(format!("the pool's extranonce2 of {en2_size} bytes leaves no room for miner ids"));
         }
         *extranonce1 = Some(en1.clone());
@@ -339,6 +340,7 @@ impl Task {
                     height: 0,
                     job: JobTemplate { coinb1, ..job },
                     clean: clean || first_of_session,
+                    difficulty_range: None,
                 }));
             }
             ServerMessage::SetVersionMask(m) => self.state.send_modify(|s| s.version_mask = Some(m)),

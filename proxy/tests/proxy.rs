@@ -115,7 +115,7 @@ async fn miners_earn_through_the_proxy_into_their_own_wallet() {
     let (mut a, job_a) = miner(&proxy, "rig1").await;
     let (mut b, job_b) = miner(&proxy, "rig2").await;
     assert_ne!(a.extranonce1, b.extranonce1, "each miner has its own extranonce space");
-    assert_eq!(a.extranonce2_size, 6, "the pool's 8 bytes minus the 2-byte miner id");
+    assert_eq!(a.extranonce2_size, 5, "the pool's 8 bytes minus the job tag and the 2-byte miner id");
     for i in 0..3 {
         assert_eq!(submit(&mut a, "rig1", &job_a, i).await["result"], true);
         assert_eq!(submit(&mut b, "rig2", &job_b, i).await["result"], true);
@@ -323,9 +323,10 @@ async fn hostile_miners_are_cut_off_and_others_keep_mining() {
     // only nonces that miss the target: a share that happened to be valid would end the run
     let target = target_for(job.difficulty);
     let en1 = bad.extranonce1.clone();
-    let misses: Vec<u32> = (0u32..).filter(|&n| grind(&job, &en1, &[0; 6], job.ntime, job.version, &target, n, 1).is_none()).take(1500).collect();
+    let en2 = vec![0; bad.extranonce2_size];
+    let misses: Vec<u32> = (0u32..).filter(|&n| grind(&job, &en1, &en2, job.ntime, job.version, &target, n, 1).is_none()).take(1500).collect();
     for n in misses {
-        match bad.submit("flood", &job.id, &[0; 6], job.ntime, n, None).await {
+        match bad.submit("flood", &job.id, &en2, job.ntime, n, None).await {
             Ok(r) if r["result"] == true => {}
             Ok(_) => {}
             Err(_) => {

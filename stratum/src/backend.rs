@@ -34,19 +34,23 @@ impl Refusal {
 
 /// A share that passed validation: the job it was for and everything the miner submitted.
 #[derive(Debug, Clone)]
-pub struct Work<'a> {
+pub struct Work {
     /// The template the job was built from.
-    pub template: &'a Arc<Template>,
+    pub template: Arc<Template>,
     /// The rebuilt header.
     pub header: Header,
     /// Its hash.
     pub hash: BlockHash,
-    /// The difficulty assigned when the job was sent.
+    /// The difficulty the share is credited at: the job's, or the one the miner declared
+    /// (`ehash-share-difficulty`), which is never below the job's.
     pub difficulty: DifficultyExp,
+    /// The job's difficulty tag, the coinbase byte between `coinb1` and extranonce1
+    /// (protocol §4): every job's coinbase commits to the difficulty it was sent with.
+    pub tag: u8,
     /// The connection's extranonce1.
-    pub extranonce1: &'a [u8],
+    pub extranonce1: Vec<u8>,
     /// The submitted extranonce2.
-    pub extranonce2: &'a [u8],
+    pub extranonce2: Vec<u8>,
     /// Submitted ntime.
     pub ntime: u32,
     /// Submitted nonce.
@@ -56,7 +60,22 @@ pub struct Work<'a> {
     /// Whether the hash meets the job's network target.
     pub is_block: bool,
     /// The username the share was submitted for.
-    pub username: &'a str,
+    pub username: String,
+}
+
+impl Work {
+    /// The share's full coinbase transaction (legacy serialization):
+    /// `coinb1 ‖ tag ‖ extranonce1 ‖ extranonce2 ‖ coinb2`.
+    pub fn coinbase(&self) -> Vec<u8> {
+        let job = &self.template.job;
+        let mut cb = Vec::with_capacity(job.coinb1.len() + 1 + self.extranonce1.len() + self.extranonce2.len() + job.coinb2.len());
+        cb.extend_from_slice(&job.coinb1);
+        cb.push(self.tag);
+        cb.extend_from_slice(&self.extranonce1);
+        cb.extend_from_slice(&self.extranonce2);
+        cb.extend_from_slice(&job.coinb2);
+        cb
+    }
 }
 
 /// The policy and effects behind a Stratum V1 server.
@@ -69,11 +88,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn authorize(&self, username: &str) -> Result<Self::Worker, Refusal>;
 
     /// Take a validated share; returns the amount it earned (for statistics), or a refusal.
-    /// The server answers `true` only after this returns `Ok`.
-    async fn submit(&self, worker: &Self::Worker, work: &Work<'_>) -> Result<u64, Refusal>;
-
-    /// Called after the answer to a share that met the network target was sent.
-    async fn block_found(&self, work: &Work<'_>);
+    /// The server answers `true` only after this returns `Ok`. A share that is a block
+    /// (`work.is_block`) is the backend's to hand to the network, before anything that can wait.
+    /// A connection may have many submissions in flight at once; their answers go out in order.
+    async fn submit(&self, worker: &Self::Worker, work: &Work) -> Result<u64, Refusal>;
 
     /// A counter that changes whenever workers may need to hear something (e.g. a new epoch).
     fn notices(&self) -> watch::Receiver<u64>;

@@ -26,6 +26,16 @@ pub struct Config {
     pub max_line_bytes: usize,
     /// Seconds a connection may stay silent before it is closed.
     pub idle_timeout_secs: u64,
+    /// Maximum concurrent connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Most workers (usernames) one connection may authorize.
+    pub max_workers: usize,
+    /// Most shares of one connection being recorded at once (further lines wait).
+    pub max_in_flight: usize,
+    /// Offer the `ehash-share-difficulty` extension (`mining.configure`): the client declares
+    /// each share's difficulty in the first byte of its extranonce2, never below its job's
+    /// (protocol §4). The ehash proxy uses it to have every miner credited exactly.
+    pub share_difficulty_extension: bool,
 }
 
 impl Default for Config {
@@ -41,6 +51,10 @@ impl Default for Config {
             max_connections: 10_000,
             max_line_bytes: ehash_protocol::stratum::messages::MAX_LINE_BYTES,
             idle_timeout_secs: 900,
+            max_connections_per_ip: 1000,
+            max_workers: 16,
+            max_in_flight: 256,
+            share_difficulty_extension: true,
         }
     }
 }

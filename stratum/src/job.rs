@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bitcoin::block::Header;
 use ehash_protocol::stratum::share::JobTemplate;
+use ehash_protocol::work::DifficultyExp;
 use tokio::sync::watch;
 
 /// A block template, ready to hand to miners.
@@ -20,6 +21,9 @@ pub struct Template {
     pub job: JobTemplate,
     /// True when the chain tip changed: work on older templates is stale.
     pub clean: bool,
+    /// The share difficulties jobs on this template may be sent with, lowest and highest
+    /// (a proxy's pool credits only these); `None`: whatever the server's vardiff picks.
+    pub difficulty_range: Option<(DifficultyExp, DifficultyExp)>,
 }
 
 /// A job source failure.
@@ -29,8 +33,9 @@ pub struct JobSourceError(pub String);
 
 /// A source of block templates, e.g. a devnet generator or a node's `getblocktemplate`.
 ///
-/// The coinbase of every template reserves exactly `extranonce1 + extranonce2` bytes between
-/// `coinb1` and `coinb2`, with the sizes the source was created for.
+/// The coinbase of every template reserves exactly `1 + extranonce1 + extranonce2` bytes between
+/// `coinb1` and `coinb2`, with the sizes the source was created for: the first is the job's
+/// difficulty tag ([`ehash_protocol::stratum::share::TAG_BYTES`]), which the server writes.
 #[async_trait]
 pub trait JobSource: Send + Sync + 'static {
     /// The current template; the receiver sees every new one.

@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod config;
 pub mod job;
+mod lines;
 pub mod server;
 mod session;
 pub mod vardiff;

@@ -1,7 +1,8 @@
 //! The TCP accept loop and the counters of a Stratum V1 server.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ehash_protocol::stratum::messages::{ErrorCode, error_response};
@@ -114,6 +115,46 @@ pub(crate) struct Shared<B: Backend> {
     pub stats: Arc<Stats>,
 }
 
+/// Connections per IP address; a slot is given back when its [`IpSlot`] drops.
+#[derive(Debug, Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection's place in [`PerIp`].
+struct IpSlot {
+    counts: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { counts: self.clone(), ip })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Tell a refused peer why, without waiting on it for long.
+async fn refuse(mut stream: tokio::net::TcpStream, message: String) {
+    let line = error_response(&serde_json::Value::Null, ErrorCode::Other, &message);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tokio::io::AsyncWriteExt::write_all(&mut stream, format!("{line}\n").as_bytes())).await;
+}
+
 /// A running server.
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -134,11 +175,13 @@ impl Server {
         let listener = TcpListener::bind(listen).await.map_err(|source| Error::Listen { addr: listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Listen { addr: listen, source })?;
         let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let per_ip = Arc::new(PerIp::default());
+        let max_per_ip = config.max_connections_per_ip.max(1);
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared { config, difficulty, backend, templates, stats: stats.clone() });
         tokio::spawn(async move {
             loop {
-                let (mut stream, peer) = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     _ = cancel.cancelled() => break,
                     r = listener.accept() => match r {
                         Ok(x) => x,
@@ -149,16 +192,21 @@ impl Server {
                         }
                     },
                 };
+                let Some(slot) = per_ip.take(peer.ip(), max_per_ip) else {
+                    tracing::warn!(%peer, "per-address connection limit reached; refusing miner");
+                    let msg = format!("too many connections from {} (at most {max_per_ip}); close one and try again", peer.ip());
+                    tokio::spawn(refuse(stream, msg));
+                    continue;
+                };
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "connection limit reached; refusing miner");
-                    let line = error_response(&serde_json::Value::Null, ErrorCode::Other, "connection limit reached; try again later");
-                    let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, format!("{line}\n").as_bytes()).await;
+                    tokio::spawn(refuse(stream, "connection limit reached; try again later".to_owned()));
                     continue;
                 };
                 let shared = shared.clone();
                 let cancel = cancel.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let (_permit, _slot) = (permit, slot);
                     let _ = stream.set_nodelay(true);
                     session::run(shared, stream, peer, cancel).await;
                 });

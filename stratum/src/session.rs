@@ -1,8 +1,12 @@
 //! One miner connection: the Stratum V1 state machine.
 //!
-//! Every request gets exactly one response; every bad request gets a specific error and the
-//! connection stays usable. Shares are validated against the job and the difficulty in force
-//! when that job was sent, then handed to the backend before `true` is sent.
+//! Every request gets exactly one response, in the order the requests came; every bad request
+//! gets a specific error and the connection stays usable. Shares are validated against the job
+//! they name, at the difficulty that job was sent with (which its coinbase commits to), then
+//! handed to the backend; `true` goes out only once the backend has taken the share. Many shares
+//! of one connection can be with the backend at once (a miner that does not wait for each answer
+//! is not held to one share per storage round trip); any other request waits until the shares
+//! before it are answered.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -10,23 +14,25 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use ehash_protocol::RequestError;
 use ehash_protocol::stratum::messages::{
-    self, ClientMessage, Configure, ErrorCode, Request, Submit, configure_result, error_response, parse_request, response,
+    self, ClientMessage, Configure, ErrorCode, Negotiated, Request, Submit, configure_result, error_response, parse_request, response,
 };
 use ehash_protocol::stratum::share::{Submission, share_header};
 use ehash_protocol::work::DifficultyExp;
-use ehash_protocol::RequestError;
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio_util::bytes::BytesMut;
-use tokio_util::codec::{Decoder, FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, Work};
+use crate::backend::{Backend, Refusal, Work};
 use crate::job::Template;
+use crate::lines::{Line, Lines};
 use crate::server::Shared;
 use crate::vardiff::Vardiff;
 
@@ -40,42 +46,21 @@ const OUT_BUFFER_BYTES: usize = 64 * 1024;
 const MAX_INVALID_STREAK: u32 = 1000;
 /// Latest accepted ntime, relative to now (Bitcoin's two-hour rule).
 const MAX_FUTURE_NTIME: u32 = 7200;
-
-/// A line, or the fact that an over-long one was skipped.
-enum Line {
-    Text(String),
-    TooLong,
-}
-
-/// `LinesCodec` whose length error is an item, so the stream survives an over-long line (the
-/// codec itself skips to the next newline).
-struct CappedLines(LinesCodec);
-
-impl Decoder for CappedLines {
-    type Item = Line;
-    type Error = LinesCodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Line>, LinesCodecError> {
-        match self.0.decode(src) {
-            Ok(l) => Ok(l.map(Line::Text)),
-            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Line>, LinesCodecError> {
-        match self.0.decode_eof(src) {
-            Ok(l) => Ok(l.map(Line::Text)),
-            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
-            Err(e) => Err(e),
-        }
-    }
-}
+/// Longest username a connection may authorize, in bytes.
+const MAX_USERNAME_BYTES: usize = 256;
 
 struct SentJob {
     id: String,
     template: Arc<Template>,
     difficulty: DifficultyExp,
+}
+
+/// The answer to one `mining.submit`.
+struct Outcome {
+    id: Value,
+    difficulty: DifficultyExp,
+    is_block: bool,
+    result: Result<u64, Refusal>,
 }
 
 struct Session<B: Backend> {
@@ -86,13 +71,17 @@ struct Session<B: Backend> {
     extranonce1: Vec<u8>,
     subscribed: bool,
     workers: HashMap<String, B::Worker>,
-    version_mask: Option<u32>,
+    negotiated: Negotiated,
     vardiff: Vardiff,
     jobs: VecDeque<SentJob>,
     next_job: u64,
     template: Arc<Template>,
     sent_difficulty: Option<DifficultyExp>,
     invalid_streak: u32,
+    /// Submissions with the backend (or already refused, behind them), answered in order.
+    in_flight: FuturesOrdered<BoxFuture<'static, Outcome>>,
+    /// A request that waits for the submissions before it to be answered.
+    deferred: Option<String>,
 }
 
 enum Flow {
@@ -103,7 +92,7 @@ enum Flow {
 pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, stream: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
     let (reader, writer) = stream.into_split();
-    let mut lines = FramedRead::new(reader, CappedLines(LinesCodec::new_with_max_length(shared.config.max_line_bytes)));
+    let mut lines = FramedRead::new(reader, Lines::new(shared.config.max_line_bytes));
     let mut templates = shared.templates.clone();
     let template = templates.borrow_and_update().clone();
     let mut notices = shared.backend.notices();
@@ -130,22 +119,29 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, stream: TcpStream, p
         extranonce1,
         subscribed: false,
         workers: HashMap::new(),
-        version_mask: None,
+        negotiated: Negotiated::default(),
         vardiff,
         jobs: VecDeque::new(),
         next_job: 1,
         template,
         sent_difficulty: None,
         invalid_streak: 0,
+        in_flight: FuturesOrdered::new(),
+        deferred: None,
     };
     let idle = Duration::from_secs(shared.config.idle_timeout_secs.max(1));
+    let max_in_flight = shared.config.max_in_flight.max(1);
+    // one deadline for the whole connection, pushed back by every line the miner sends
+    let idle_deadline = tokio::time::sleep(idle);
+    tokio::pin!(idle_deadline);
     let mut retarget = tokio::time::interval(Duration::from_secs(shared.config.retarget_secs.max(1)));
     retarget.tick().await;
     tracing::debug!(%peer, "miner connected");
     loop {
+        let can_read = s.deferred.is_none() && s.in_flight.len() < max_in_flight;
         // biased: pool news (a new epoch, new work) goes out before the next request is
         // answered, so a miner never gets an answer that contradicts work it has not seen yet
-        let flow = tokio::select! {
+        let mut flow = tokio::select! {
             biased;
             _ = cancel.cancelled() => Flow::Close,
             changed = notices.changed() => match changed {
@@ -162,17 +158,31 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, stream: TcpStream, p
                 }
                 Err(_) => Flow::Close,
             },
-            line = tokio::time::timeout(idle, lines.next()) => match line {
-                Err(_) => {
-                    tracing::debug!(%peer, "idle timeout");
-                    Flow::Close
+            Some(outcome) = s.in_flight.next(), if !s.in_flight.is_empty() => {
+                idle_deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+                // every answer that is ready goes out in one write
+                let mut flow = s.on_outcome(outcome).await;
+                while matches!(flow, Flow::Continue) {
+                    match s.in_flight.next().now_or_never() {
+                        Some(Some(o)) => flow = s.on_outcome(o).await,
+                        _ => break,
+                    }
                 }
-                Ok(Some(Ok(Line::Text(line)))) => s.on_line(&line).await,
-                Ok(Some(Ok(Line::TooLong))) => {
-                    let msg = format!("request line longer than {} bytes", s.shared.config.max_line_bytes);
-                    s.send(&error_response(&Value::Null, ErrorCode::Other, &msg)).await
+                flow
+            }
+            line = lines.next(), if can_read => {
+                idle_deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+                match line {
+                    Some(Ok(Line::Text(line))) => s.on_line(line).await,
+                    Some(Ok(Line::TooLong)) => {
+                        let msg = format!("request line longer than {} bytes", s.shared.config.max_line_bytes);
+                        s.send(&error_response(&Value::Null, ErrorCode::Other, &msg)).await
+                    }
+                    Some(Ok(Line::NotUtf8)) => {
+                        s.send(&error_response(&Value::Null, ErrorCode::Other, "request line is not valid UTF-8 JSON")).await
+                    }
+                    Some(Err(_)) | None => Flow::Close,
                 }
-                Ok(Some(Err(_))) | Ok(None) => Flow::Close,
             },
             _ = retarget.tick() => {
                 match s.vardiff.retarget(Instant::now()) {
@@ -180,7 +190,18 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, stream: TcpStream, p
                     None => Flow::Continue,
                 }
             }
+            _ = &mut idle_deadline => {
+                tracing::debug!(%peer, "idle timeout");
+                Flow::Close
+            }
         };
+        // a request that waited behind shares runs once they are all answered
+        if matches!(flow, Flow::Continue)
+            && s.in_flight.is_empty()
+            && let Some(line) = s.deferred.take()
+        {
+            flow = s.on_line(line).await;
+        }
         if matches!(flow, Flow::Close) {
             break;
         }
@@ -228,42 +249,63 @@ impl<B: Backend> Session<B> {
         self.send(&error_response(id, code, msg)).await
     }
 
-    async fn on_line(&mut self, line: &str) -> Flow {
-        let line = line.trim();
-        if line.is_empty() {
+    async fn on_line(&mut self, line: String) -> Flow {
+        let text = line.trim();
+        if text.is_empty() {
             return Flow::Continue;
         }
-        let req = match parse_request(line) {
+        let req = match parse_request(text) {
             Ok(r) => r,
-            Err((id, e)) => return self.reply_err(&id, ErrorCode::Other, &e.to_string()).await,
+            Err((id, e)) => {
+                return if self.in_flight.is_empty() {
+                    self.reply_err(&id, ErrorCode::Other, &e.to_string()).await
+                } else {
+                    self.defer(line)
+                };
+            }
         };
         let msg = match req.decode() {
             Ok(m) => m,
-            Err(e @ RequestError::UnknownMethod(_)) => return self.reply_err(&req.id, ErrorCode::Other, &e.to_string()).await,
-            Err(e) => {
-                if req.method == "mining.submit" {
-                    self.shared.stats.reject(ErrorCode::Other.code());
-                }
+            Err(e @ RequestError::UnknownMethod(_)) if self.in_flight.is_empty() => {
                 return self.reply_err(&req.id, ErrorCode::Other, &e.to_string()).await;
             }
+            Err(e) if req.method == "mining.submit" => {
+                let difficulty = self.vardiff.current();
+                return self.finish(req.id, difficulty, Err(Refusal::new(ErrorCode::Other, e.to_string()))).await;
+            }
+            Err(e) if self.in_flight.is_empty() => return self.reply_err(&req.id, ErrorCode::Other, &e.to_string()).await,
+            Err(_) => return self.defer(line),
         };
+        if let ClientMessage::Submit(sub) = msg {
+            return self.on_submit(req.id, sub).await;
+        }
+        if !self.in_flight.is_empty() {
+            return self.defer(line);
+        }
         match msg {
             ClientMessage::Subscribe { session_id, .. } => self.on_subscribe(&req, session_id).await,
             ClientMessage::Authorize { username } => self.on_authorize(&req, &username).await,
             ClientMessage::Configure(c) => self.on_configure(&req, c).await,
-            ClientMessage::Submit(sub) => self.on_submit(&req, sub).await,
+            ClientMessage::Submit(_) => Flow::Continue,
             ClientMessage::ExtranonceSubscribe => self.send(&response(&req.id, Value::Bool(true))).await,
             ClientMessage::SuggestDifficulty(d) => {
                 let Ok(d) = DifficultyExp::floor_of(d) else {
                     return self.reply_err(&req.id, ErrorCode::Other, "difficulty must be a positive number").await;
                 };
-                self.vardiff.set(d, Instant::now());
+                let before = self.vardiff.current();
+                let now = self.vardiff.suggest(d, Instant::now());
                 if let Flow::Close = self.send(&response(&req.id, Value::Bool(true))).await {
                     return Flow::Close;
                 }
-                if self.ready() { self.send_work(false).await } else { Flow::Continue }
+                if self.ready() && now != before { self.send_work(false).await } else { Flow::Continue }
             }
         }
+    }
+
+    /// Keep a request until the submissions before it are answered.
+    fn defer(&mut self, line: String) -> Flow {
+        self.deferred = Some(line);
+        Flow::Continue
     }
 
     fn ready(&self) -> bool {
@@ -292,6 +334,15 @@ impl<B: Backend> Session<B> {
     }
 
     async fn on_authorize(&mut self, req: &Request, username: &str) -> Flow {
+        if username.len() > MAX_USERNAME_BYTES {
+            let msg = format!("the username is {} bytes; use at most {MAX_USERNAME_BYTES}", username.len());
+            return self.reply_err(&req.id, ErrorCode::Unauthorized, &msg).await;
+        }
+        let max = self.shared.config.max_workers.max(1);
+        if !self.workers.contains_key(username) && self.workers.len() >= max {
+            let msg = format!("this connection has {max} workers authorized already (the most it may have); open another connection for more");
+            return self.reply_err(&req.id, ErrorCode::Unauthorized, &msg).await;
+        }
         match self.shared.backend.authorize(username).await {
             Ok(worker) => {
                 let first = self.workers.is_empty();
@@ -307,9 +358,12 @@ impl<B: Backend> Session<B> {
 
     async fn on_configure(&mut self, req: &Request, c: Configure) -> Flow {
         let server_mask = (self.shared.config.version_mask != 0).then_some(self.shared.config.version_mask);
-        let (result, negotiated) = configure_result(&c, server_mask);
+        let (result, negotiated) = configure_result(&c, server_mask, self.shared.config.share_difficulty_extension);
         if c.extensions.iter().any(|e| e == "version-rolling") {
-            self.version_mask = negotiated;
+            self.negotiated.version_mask = negotiated.version_mask;
+        }
+        if c.extensions.iter().any(|e| e == messages::SHARE_DIFFICULTY_EXTENSION) {
+            self.negotiated.share_difficulty = negotiated.share_difficulty;
         }
         if let Some(d) = c.minimum_difficulty.and_then(|d| DifficultyExp::floor_of(d).ok()) {
             self.vardiff.raise_min(d);
@@ -317,32 +371,67 @@ impl<B: Backend> Session<B> {
         self.send(&response(&req.id, result)).await
     }
 
-    async fn reject(&mut self, id: &Value, code: ErrorCode, msg: &str) -> Flow {
-        self.shared.stats.reject(code.code());
-        self.invalid_streak += 1;
-        if let Flow::Close = self.reply_err(id, code, msg).await {
-            return Flow::Close;
+    /// Answer a submission now, or after the ones before it.
+    async fn finish(&mut self, id: Value, difficulty: DifficultyExp, result: Result<u64, Refusal>) -> Flow {
+        let outcome = Outcome { id, difficulty, is_block: false, result };
+        if self.in_flight.is_empty() {
+            self.on_outcome(outcome).await
+        } else {
+            self.in_flight.push_back(Box::pin(std::future::ready(outcome)));
+            Flow::Continue
         }
-        if self.invalid_streak >= MAX_INVALID_STREAK {
-            tracing::info!(peer = %self.peer, "too many invalid shares in a row; closing");
-            return Flow::Close;
-        }
-        Flow::Continue
     }
 
-    async fn on_submit(&mut self, req: &Request, sub: Submit) -> Flow {
+    async fn refuse(&mut self, id: Value, code: ErrorCode, msg: String) -> Flow {
+        let difficulty = self.vardiff.current();
+        self.finish(id, difficulty, Err(Refusal::new(code, msg))).await
+    }
+
+    /// The answer to a submission, in order.
+    async fn on_outcome(&mut self, o: Outcome) -> Flow {
+        match o.result {
+            Ok(amount) => {
+                self.invalid_streak = 0;
+                self.shared.stats.accept(amount, o.difficulty);
+                if o.is_block {
+                    self.shared.stats.blocks.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Flow::Close = self.send(&response(&o.id, Value::Bool(true))).await {
+                    return Flow::Close;
+                }
+                match self.vardiff.on_share(Instant::now()) {
+                    Some(_) => self.send_work(false).await,
+                    None => Flow::Continue,
+                }
+            }
+            Err(r) => {
+                self.shared.stats.reject(r.code.code());
+                self.invalid_streak += 1;
+                if let Flow::Close = self.reply_err(&o.id, r.code, &r.message).await {
+                    return Flow::Close;
+                }
+                if self.invalid_streak >= MAX_INVALID_STREAK {
+                    tracing::info!(peer = %self.peer, "too many invalid shares in a row; closing");
+                    return Flow::Close;
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn on_submit(&mut self, id: Value, sub: Submit) -> Flow {
         if !self.subscribed {
-            return self.reject(&req.id, ErrorCode::NotSubscribed, "not subscribed: send mining.subscribe first").await;
+            return self.refuse(id, ErrorCode::NotSubscribed, "not subscribed: send mining.subscribe first".into()).await;
         }
         let Some(worker) = self.workers.get(&sub.username).cloned() else {
             let msg = format!("worker {:?} is not authorized: send mining.authorize first", sub.username);
-            return self.reject(&req.id, ErrorCode::Unauthorized, &msg).await;
+            return self.refuse(id, ErrorCode::Unauthorized, msg).await;
         };
         let Some(job) = self.jobs.iter().find(|j| j.id == sub.job_id) else {
             let msg = format!("job {:?} not found (stale or unknown)", sub.job_id);
-            return self.reject(&req.id, ErrorCode::JobNotFound, &msg).await;
+            return self.refuse(id, ErrorCode::JobNotFound, msg).await;
         };
-        let (template, difficulty) = (job.template.clone(), job.difficulty);
+        let (template, job_difficulty) = (job.template.clone(), job.difficulty);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
@@ -350,56 +439,67 @@ impl<B: Backend> Session<B> {
         let (min, max) = (template.job.ntime, now.max(template.job.ntime).saturating_add(MAX_FUTURE_NTIME));
         if sub.ntime < min || sub.ntime > max {
             let e = ehash_protocol::ShareError::NtimeOutOfRange { ntime: sub.ntime, min, max };
-            return self.reject(&req.id, ErrorCode::Other, &e.to_string()).await;
+            return self.refuse(id, ErrorCode::Other, e.to_string()).await;
         }
-        let en1 = self.extranonce1.clone();
+        // the job's coinbase carries its difficulty tag right before extranonce1
+        let tag = job_difficulty.tag();
+        let mut tagged_en1 = Vec::with_capacity(1 + self.extranonce1.len());
+        tagged_en1.push(tag);
+        tagged_en1.extend_from_slice(&self.extranonce1);
         let submission = Submission {
-            extranonce1: &en1,
+            extranonce1: &tagged_en1,
             extranonce2: &sub.extranonce2,
             ntime: sub.ntime,
             nonce: sub.nonce,
             version_bits: sub.version_bits,
         };
-        let share = match share_header(&template.job, &submission, self.shared.config.extranonce2_size, self.version_mask) {
+        let share = match share_header(&template.job, &submission, self.shared.config.extranonce2_size, self.negotiated.version_mask) {
             Ok(s) => s,
-            Err(e) => return self.reject(&req.id, ErrorCode::Other, &e.to_string()).await,
+            Err(e) => return self.refuse(id, ErrorCode::Other, e.to_string()).await,
+        };
+        let difficulty = if self.negotiated.share_difficulty {
+            // the client declared the share's difficulty in the first byte of its extranonce2
+            let declared = sub.extranonce2.first().copied().unwrap_or(0);
+            match DifficultyExp::from_tag(declared) {
+                Ok(d) if d >= job_difficulty => d,
+                Ok(d) => {
+                    let msg = format!("the share declares difficulty {}, below its job's {}", d.as_f64(), job_difficulty.as_f64());
+                    return self.refuse(id, ErrorCode::LowDifficulty, msg).await;
+                }
+                Err(_) => {
+                    let msg = format!("the first byte of extranonce2 declares the share's difficulty ({}); {declared} is not a difficulty tag", messages::SHARE_DIFFICULTY_EXTENSION);
+                    return self.refuse(id, ErrorCode::Other, msg).await;
+                }
+            }
+        } else {
+            job_difficulty
         };
         if !difficulty.target().is_met_by(share.hash) {
             let msg = format!("low difficulty share: hash {} is above the target for difficulty {}", share.hash, difficulty.as_f64());
-            return self.reject(&req.id, ErrorCode::LowDifficulty, &msg).await;
+            return self.refuse(id, ErrorCode::LowDifficulty, msg).await;
         }
         let network = bitcoin::Target::from_compact(share.header.bits);
+        let is_block = network.is_met_by(share.hash);
         let work = Work {
-            template: &template,
+            template,
             header: share.header,
             hash: share.hash,
             difficulty,
-            extranonce1: &en1,
-            extranonce2: &sub.extranonce2,
+            tag,
+            extranonce1: self.extranonce1.clone(),
+            extranonce2: sub.extranonce2,
             ntime: sub.ntime,
             nonce: sub.nonce,
             version_bits: sub.version_bits,
-            is_block: network.is_met_by(share.hash),
-            username: &sub.username,
+            is_block,
+            username: sub.username,
         };
-        match self.shared.backend.submit(&worker, &work).await {
-            Ok(amount) => {
-                self.invalid_streak = 0;
-                self.shared.stats.accept(amount, difficulty);
-                if let Flow::Close = self.send(&response(&req.id, Value::Bool(true))).await {
-                    return Flow::Close;
-                }
-                if work.is_block {
-                    self.shared.stats.blocks.fetch_add(1, Ordering::Relaxed);
-                    self.shared.backend.block_found(&work).await;
-                }
-                match self.vardiff.on_share(Instant::now()) {
-                    Some(_) => self.send_work(false).await,
-                    None => Flow::Continue,
-                }
-            }
-            Err(r) => self.reject(&req.id, r.code, &r.message).await,
-        }
+        let backend = self.shared.backend.clone();
+        self.in_flight.push_back(Box::pin(async move {
+            let result = backend.submit(&worker, &work).await;
+            Outcome { id, difficulty, is_block, result }
+        }));
+        Flow::Continue
     }
 
     async fn on_template(&mut self, t: Arc<Template>) -> Flow {
@@ -428,9 +528,13 @@ impl<B: Backend> Session<B> {
         Flow::Continue
     }
 
-    /// Send `set_difficulty` (if it changed) and a job for the current template.
+    /// Send `set_difficulty` (if it changed) and a job for the current template, its coinbase
+    /// tagged with the job's difficulty.
     async fn send_work(&mut self, clean: bool) -> Flow {
-        let difficulty = self.vardiff.current();
+        let difficulty = match self.template.difficulty_range {
+            Some((lo, hi)) => self.vardiff.confine(lo, hi),
+            None => self.vardiff.current(),
+        };
         if self.sent_difficulty != Some(difficulty) {
             self.sent_difficulty = Some(difficulty);
             if let Flow::Close = self.send(&messages::set_difficulty(difficulty)).await {
@@ -439,7 +543,9 @@ impl<B: Backend> Session<B> {
         }
         let id = format!("{:x}", self.next_job);
         self.next_job += 1;
-        let line = messages::notify(&id, &self.template.job, clean);
+        let mut job = self.template.job.clone();
+        job.coinb1.push(difficulty.tag());
+        let line = messages::notify(&id, &job, clean);
         if clean {
             self.jobs.clear();
         }

@@ -18,13 +18,15 @@ pub struct Vardiff {
     retarget: Duration,
     window_start: Instant,
     shares: u64,
+    /// Whether any share was accepted yet.
+    accepted_any: bool,
 }
 
 impl Vardiff {
     /// Start at `initial`, clamped to `[min, max]`.
     pub fn new(initial: DifficultyExp, min: DifficultyExp, max: DifficultyExp, target_share: Duration, retarget: Duration, now: Instant) -> Self {
         let current = initial.clamp(min, max);
-        Self { current, min, max, target_share: target_share.max(Duration::from_millis(1)), retarget, window_start: now, shares: 0 }
+        Self { current, min, max, target_share: target_share.max(Duration::from_millis(1)), retarget, window_start: now, shares: 0, accepted_any: false }
     }
 
     /// The difficulty in force.
@@ -32,11 +34,27 @@ impl Vardiff {
         self.current
     }
 
-    /// Set the difficulty (e.g. from `mining.suggest_difficulty`), clamped; restarts the window.
-    pub fn set(&mut self, d: DifficultyExp, now: Instant) -> DifficultyExp {
-        self.current = d.clamp(self.min, self.max);
-        self.window_start = now;
-        self.shares = 0;
+    /// A miner's `mining.suggest_difficulty`, within `[min, max]`: it becomes the floor if it
+    /// is above it. Before the first accepted share it sets the difficulty (a small miner may ask
+    /// for easy work at once); after that it can only raise it, so a miner cannot undo what
+    /// vardiff measured and flood the pool with easy shares by asking again.
+    pub fn suggest(&mut self, d: DifficultyExp, now: Instant) -> DifficultyExp {
+        let d = d.clamp(self.min, self.max);
+        self.min = self.min.max(d);
+        if self.accepted_any {
+            self.current = self.current.max(d);
+        } else {
+            self.current = d;
+            self.window_start = now;
+            self.shares = 0;
+        }
+        self.current
+    }
+
+    /// Keep the difficulty within `[lo, hi]` (e.g. what the job's source credits), without
+    /// restarting the measurement.
+    pub fn confine(&mut self, lo: DifficultyExp, hi: DifficultyExp) -> DifficultyExp {
+        self.current = self.current.clamp(lo, hi.max(lo));
         self.current
     }
 
@@ -49,6 +67,7 @@ impl Vardiff {
     /// Count an accepted share; returns a new difficulty when it should change.
     pub fn on_share(&mut self, now: Instant) -> Option<DifficultyExp> {
         self.shares += 1;
+        self.accepted_any = true;
         self.retarget(now)
     }
 
@@ -119,6 +138,24 @@ mod tests {
             v.retarget(later + Duration::from_secs(600 * k));
         }
         assert_eq!(v.current(), d(-4));
+    }
+
+    #[test]
+    fn suggestions_set_the_start_and_then_only_raise() {
+        let t0 = Instant::now();
+        let mut v = Vardiff::new(d(10), d(-20), d(20), Duration::from_secs(10), Duration::from_secs(60), t0);
+        assert_eq!(v.suggest(d(-30), t0), d(-20), "never below the pool's minimum");
+        assert_eq!(v.suggest(d(-5), t0), d(-5), "before any share a miner picks its start");
+        v.on_share(t0);
+        assert_eq!(v.suggest(d(-10), t0), d(-5), "after a share a suggestion cannot lower it");
+        assert_eq!(v.suggest(d(3), t0), d(3));
+        // the suggestion is a floor vardiff keeps
+        for k in 1..20 {
+            v.retarget(t0 + Duration::from_secs(600 * k));
+        }
+        assert_eq!(v.current(), d(3));
+        assert_eq!(v.confine(d(5), d(8)), d(5));
+        assert_eq!(v.confine(d(-1), d(1)), d(1));
     }
 
     #[test]

@@ -130,6 +130,7 @@ fn make_template(config: &DevnetConfig, nbits: u32, payout: &ScriptBuf, extranon
             ntime,
         },
         clean,
+        difficulty_range: None,
     }
 }
 

@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use ehash_protocol::epoch::CloseReason;
 use ehash_protocol::stratum::Username;
 use ehash_protocol::stratum::messages::ErrorCode;
-use ehash_protocol::stratum::share::coinbase;
 use ehash_stratum::{Backend, JobSource, Refusal, Work};
 use rand::RngCore;
 use tokio::sync::watch;
@@ -72,7 +71,26 @@ impl PoolBackend {
     pub fn new(epochs: Arc<Epochs>, source: Arc<dyn JobSource>) -> Self {
         Self { epochs, source, extranonces: Extranonces::new() }
     }
+
+    /// Hand a found block to the network; returns its reward (what its coinbase pays).
+    async fn submit_block(&self, work: &Work) -> u64 {
+        let cb = work.coinbase();
+        // the block's reward: what its coinbase pays out
+        let reward = match bitcoin::consensus::encode::deserialize::<bitcoin::Transaction>(&cb) {
+            Ok(tx) => tx.output.iter().map(|o| o.value.to_sat()).sum(),
+            Err(e) => {
+                tracing::error!(error = %e, "the found block's coinbase does not parse; its epoch pays nothing");
+                0
+            }
+        };
+        if let Err(e) = self.source.submit_block(&work.template, &work.header, &cb).await {
+            tracing::warn!(error = %e, "block submission");
+        }
+        reward
+    }
 }
+
+
 
 #[async_trait]
 impl Backend for PoolBackend {
@@ -90,16 +108,18 @@ impl Backend for PoolBackend {
         })
     }
 
-    async fn submit(&self, binding: &QuoteBinding, work: &Work<'_>) -> Result<u64, Refusal> {
+    async fn submit(&self, binding: &QuoteBinding, work: &Work) -> Result<u64, Refusal> {
         let share = ValidShare {
             binding: binding.clone(),
-            worker: Username::parse(work.username).ok().and_then(|u| u.worker),
+            worker: Username::parse(&work.username).ok().and_then(|u| u.worker),
             header: work.header,
             height: work.template.height,
             difficulty: work.difficulty,
             is_block: work.is_block,
         };
-        self.epochs.credit(&share).await.map_err(|e| match e {
+        // the block goes to the network first: nothing that can fail or wait comes before it
+        let reward = if work.is_block { Some(self.submit_block(work).await) } else { None };
+        let credited = self.epochs.credit(&share).await.map_err(|e| match e {
             CreditError::Duplicate => Refusal::new(ErrorCode::DuplicateShare, "duplicate share"),
             e @ CreditError::Stale(_) => Refusal::new(ErrorCode::JobNotFound, e.to_string()),
             e @ CreditError::EpochClosed(_) => Refusal::new(ErrorCode::EpochClosed, e.to_string()),
@@ -107,28 +127,14 @@ impl Backend for PoolBackend {
                 tracing::warn!(error = %e, "share not recorded");
                 Refusal::new(ErrorCode::Unavailable, e.to_string())
             }
-        })
-    }
-
-    async fn block_found(&self, work: &Work<'_>) {
-        let cb = coinbase(&work.template.job, work.extranonce1, work.extranonce2);
-        // the block's reward: what its coinbase pays out
-        let reward = match bitcoin::consensus::encode::deserialize::<bitcoin::Transaction>(&cb) {
-            Ok(tx) => tx.output.iter().map(|o| o.value.to_sat()).sum(),
-            Err(e) => {
-                tracing::error!(error = %e, "the found block's coinbase does not parse; its epoch pays nothing");
-                0
+        })?;
+        if let Some(reward) = reward {
+            match self.epochs.close(CloseReason::Block, Some((work.template.height, &work.header, reward))).await {
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "closing the epoch on a found block failed"),
             }
-        };
-        // the block goes to the network first: closing the epoch (a mint rebuild that waits for
-        // Cashu requests in flight) must never delay it
-        if let Err(e) = self.source.submit_block(work.template, &work.header, &cb).await {
-            tracing::warn!(error = %e, "block submission");
         }
-        match self.epochs.close(CloseReason::Block, Some((work.template.height, &work.header, reward))).await {
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "closing the epoch on a found block failed"),
-        }
+        Ok(credited)
     }
 
     fn notices(&self) -> watch::Receiver<u64> {

@@ -1,11 +1,10 @@
 //! Stratum V1 messages: newline-delimited JSON-RPC 1.0 objects.
 //!
 //! Requests keep the client's `id` exactly as sent (numbers, strings, repeated ids are all
-//! seen in the wild) and responses echo it. Typed params are parsed with `sv1_api` where its
-//! parsers fit (`mining.submit`, `mining.authorize`, `mining.notify` serialization).
+//! seen in the wild) and responses echo it. Params are checked field by field, and a bad one is
+//! refused with a message naming it; `mining.notify` is serialized with `sv1_api`.
 
 use serde_json::{Value, json};
-use sv1_api::json_rpc::StandardRequest;
 use sv1_api::utils::{HexBytes, HexU32Be, MerkleNode, PrevHash};
 
 use super::share::{JobTemplate, prev_hash_to_stratum};
@@ -14,6 +13,10 @@ use crate::work::DifficultyExp;
 
 /// Longest request line a server accepts, in bytes. Real miners send lines of a few hundred bytes.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// The `mining.configure` extension (BIP310 style) by which a client declares each share's
+/// difficulty in the first byte of its extranonce2 (protocol §4).
+pub const SHARE_DIFFICULTY_EXTENSION: &str = "ehash-share-difficulty";
 
 /// The BIP310 version-rolling mask a server offers by default (BIP320 general-purpose bits).
 pub const DEFAULT_VERSION_MASK: u32 = 0x1fff_e000;
@@ -181,18 +184,7 @@ impl Request {
                 Ok(ClientMessage::Authorize { username: username.to_owned() })
             }
             "mining.configure" => parse_configure(params).map(ClientMessage::Configure).map_err(bad),
-            "mining.submit" => {
-                let req = StandardRequest { id: 0, method: self.method.clone(), params: self.params.clone() };
-                let s = sv1_api::client_to_server::Submit::try_from(req).map_err(|e| bad(format!("{e:?}")))?;
-                Ok(ClientMessage::Submit(Submit {
-                    username: s.user_name,
-                    job_id: s.job_id,
-                    extranonce2: s.extra_nonce2.into(),
-                    ntime: s.time.0,
-                    nonce: s.nonce.0,
-                    version_bits: s.version_bits.map(|v| v.0),
-                }))
-            }
+            "mining.submit" => parse_submit(params).map(ClientMessage::Submit).map_err(bad),
             "mining.extranonce.subscribe" => Ok(ClientMessage::ExtranonceSubscribe),
             "mining.suggest_difficulty" => {
                 let d = params
@@ -204,6 +196,36 @@ impl Request {
             other => Err(RequestError::UnknownMethod(other.to_owned())),
         }
     }
+}
+
+/// `mining.submit [worker, job_id, extranonce2, ntime, nonce, (version_bits)]`, every field
+/// checked with a message that names it.
+fn parse_submit(params: &[Value]) -> Result<Submit, String> {
+    if params.len() < 5 || params.len() > 6 {
+        return Err(format!("expected [worker, job_id, extranonce2, ntime, nonce] and optional version bits, got {} params", params.len()));
+    }
+    let text = |i: usize, what: &str| -> Result<String, String> {
+        params[i].as_str().map(str::to_owned).ok_or_else(|| format!("{what} must be a string, got {}", params[i]))
+    };
+    let word = |i: usize, what: &str| -> Result<u32, String> {
+        let s = params[i].as_str().ok_or_else(|| format!("{what} must be a hex string, got {}", params[i]))?;
+        if s.is_empty() || s.len() > 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{what} must be 1 to 8 hex digits, got {s:?}"));
+        }
+        u32::from_str_radix(s, 16).map_err(|_| format!("{what} must be 1 to 8 hex digits, got {s:?}"))
+    };
+    let extranonce2 = params[2]
+        .as_str()
+        .and_then(|s| hex::decode(s).ok())
+        .ok_or_else(|| format!("extranonce2 must be an even number of hex digits, got {}", params[2]))?;
+    Ok(Submit {
+        username: text(0, "the worker name")?,
+        job_id: text(1, "the job id")?,
+        extranonce2,
+        ntime: word(3, "ntime")?,
+        nonce: word(4, "nonce")?,
+        version_bits: if params.len() == 6 { Some(word(5, "version bits")?) } else { None },
+    })
 }
 
 fn parse_configure(params: &[Value]) -> Result<Configure, String> {
@@ -255,16 +277,26 @@ pub fn subscribe_result(subscription_id: &str, extranonce1: &[u8], extranonce2_s
     ])
 }
 
-/// The BIP310 `mining.configure` result for a request, given the server's mask.
-pub fn configure_result(request: &Configure, server_mask: Option<u32>) -> (Value, Option<u32>) {
+/// What a `mining.configure` settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Negotiated {
+    /// The version-rolling mask, if version rolling was agreed.
+    pub version_mask: Option<u32>,
+    /// Whether the client declares share difficulties ([`SHARE_DIFFICULTY_EXTENSION`]).
+    pub share_difficulty: bool,
+}
+
+/// The BIP310 `mining.configure` result for a request, given the server's mask and whether it
+/// offers [`SHARE_DIFFICULTY_EXTENSION`].
+pub fn configure_result(request: &Configure, server_mask: Option<u32>, share_difficulty: bool) -> (Value, Negotiated) {
     let mut out = serde_json::Map::new();
-    let mut negotiated = None;
+    let mut negotiated = Negotiated::default();
     for name in &request.extensions {
         match name.as_str() {
             "version-rolling" => match (server_mask, request.version_rolling_mask) {
                 (Some(server), Some(miner)) if server & miner != 0 => {
                     let mask = server & miner;
-                    negotiated = Some(mask);
+                    negotiated.version_mask = Some(mask);
                     out.insert("version-rolling".into(), Value::Bool(true));
                     out.insert("version-rolling.mask".into(), Value::String(format!("{mask:08x}")));
                 }
@@ -274,6 +306,10 @@ pub fn configure_result(request: &Configure, server_mask: Option<u32>) -> (Value
             },
             "minimum-difficulty" => {
                 out.insert("minimum-difficulty".into(), Value::Bool(true));
+            }
+            SHARE_DIFFICULTY_EXTENSION => {
+                negotiated.share_difficulty = share_difficulty;
+                out.insert(SHARE_DIFFICULTY_EXTENSION.into(), Value::Bool(share_difficulty));
             }
             other => {
                 out.insert(other.to_owned(), Value::Bool(false));
@@ -379,11 +415,15 @@ mod tests {
     fn configure_negotiates_the_mask_intersection() {
         let r = parse_request(r#"{"id":1,"method":"mining.configure","params":[["version-rolling","info"],{"version-rolling.mask":"1fffe000","version-rolling.min-bit-count":2}]}"#).unwrap();
         let ClientMessage::Configure(c) = r.decode().unwrap() else { panic!() };
-        let (res, mask) = configure_result(&c, Some(0x00ffff00));
-        assert_eq!(mask, Some(0x00ffe000));
+        let (res, n) = configure_result(&c, Some(0x00ffff00), true);
+        assert_eq!(n, Negotiated { version_mask: Some(0x00ffe000), share_difficulty: false });
         assert_eq!(res, json!({"version-rolling": true, "version-rolling.mask": "00ffe000", "info": false}));
-        let (res, mask) = configure_result(&c, None);
-        assert_eq!((res["version-rolling"].clone(), mask), (json!(false), None));
+        let (res, n) = configure_result(&c, None, true);
+        assert_eq!((res["version-rolling"].clone(), n.version_mask), (json!(false), None));
+        let r = parse_request(r#"{"id":2,"method":"mining.configure","params":[["ehash-share-difficulty"],{}]}"#).unwrap();
+        let ClientMessage::Configure(c) = r.decode().unwrap() else { panic!() };
+        assert_eq!(configure_result(&c, None, true), (json!({"ehash-share-difficulty": true}), Negotiated { version_mask: None, share_difficulty: true }));
+        assert_eq!(configure_result(&c, None, false), (json!({"ehash-share-difficulty": false}), Negotiated::default()));
     }
 
     #[test]

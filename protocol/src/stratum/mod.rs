@@ -19,6 +19,9 @@ pub struct Username {
     pub worker: Option<String>,
 }
 
+/// The longest worker name, in bytes (it is stored with every share).
+pub const MAX_WORKER_BYTES: usize = 64;
+
 impl Username {
     /// Parse a username.
     pub fn parse(s: &str) -> Result<Self, IdentError> {
@@ -28,6 +31,11 @@ impl Username {
         };
         if quote.is_empty() || quote.len() > 128 || quote.chars().any(|c| c.is_whitespace()) {
             return Err(IdentError::BadUsername(s.to_owned()));
+        }
+        if let Some(w) = worker.as_deref()
+            && w.len() > MAX_WORKER_BYTES
+        {
+            return Err(IdentError::WorkerTooLong { bytes: w.len(), max: MAX_WORKER_BYTES });
         }
         Ok(Self {
             quote_id: quote.to_owned(),
@@ -59,5 +67,10 @@ mod tests {
         assert!(Username::parse("").is_err());
         assert!(Username::parse(".w").is_err());
         assert!(Username::parse("a b.w").is_err());
+        assert!(Username::parse(&format!("q.{}", "w".repeat(MAX_WORKER_BYTES))).is_ok());
+        assert_eq!(
+            Username::parse(&format!("q.{}", "w".repeat(65))).unwrap_err(),
+            IdentError::WorkerTooLong { bytes: 65, max: MAX_WORKER_BYTES }
+        );
     }
 }

@@ -7,12 +7,20 @@
 //! 4. `header = LE32(version) ‖ prevhash ‖ root ‖ LE32(ntime) ‖ LE32(nbits) ‖ LE32(nonce)`, where
 //!    the Stratum prevhash has each 4-byte word reversed relative to the header;
 //! 5. the share is valid iff `sha256d(header)`, read as a little-endian integer, is `≤ target`.
+//!
+//! An ehash server appends one byte to every job's `coinb1`, the job's difficulty tag
+//! ([`crate::work::DifficultyExp::tag`]), so a header commits to the difficulty of the job it
+//! was mined for (protocol §4): a hash mined for an easy job is a different header under a hard
+//! job's id. To validate, pass `tag ‖ extranonce1` as the submission's extranonce1.
 
 use bitcoin::block::{Header, Version};
 use bitcoin::hashes::{Hash, sha256d};
 use bitcoin::{BlockHash, CompactTarget, TxMerkleNode};
 
 use crate::error::ShareError;
+
+/// Bytes an ehash server appends to a template's `coinb1` (the job's difficulty tag).
+pub const TAG_BYTES: usize = 1;
 
 /// The part of a job that share validation needs (the `mining.notify` fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
