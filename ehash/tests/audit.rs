@@ -50,7 +50,7 @@ async fn the_auditor_checks_a_closed_epoch_and_catches_a_changed_log_and_a_wrong
     let (passed, out) = audit(&m, 1);
     assert!(!passed && out.contains("still active"), "{out}");
 
-    let closed = m.pool.epochs().close(CloseReason::Operator, None).await.unwrap().unwrap();
+    let closed = m.pool.epochs().close_active(CloseReason::Operator, None).await.unwrap().unwrap();
     assert_eq!(closed.issued, Some(5 * CREDIT));
     let root = closed.log_root.clone().expect("the closed epoch commits to its share log");
     let out = audit_until(&m, 1, "the closed epoch's books check out", |p, _| p);

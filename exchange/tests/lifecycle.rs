@@ -78,7 +78,7 @@ async fn a_market_shows_its_payout_once_redeemable_and_closes_when_its_epoch_exp
         bits: CompactTarget::from_consensus(0x207f_ffff),
         nonce: 0,
     };
-    m.pool.epochs().close(CloseReason::Block, Some((500, &header, 1_000_000))).await.unwrap();
+    m.pool.epochs().close_active(CloseReason::Block, Some((500, &header, 1_000_000))).await.unwrap();
     let closed = wait_summary(&ex, &unit, "closed", |s| s.state == EpochState::Closed).await;
     assert_eq!((closed.payout, closed.fair_price), (Some(epoch_payout(1_000_000, 20_000)), None), "no fair price before maturity");
     // ... and matures: the market shows what a lot redeems for

@@ -14,6 +14,8 @@
 //! | `stratum.*` | see [`StratumConfig`] (`ehash_stratum::Config`) | vardiff, extranonce, connection caps |
 //! | `devnet.*` | see [`DevnetConfig`] | synthetic job source |
 //! | `payout.*` | see [`PayoutConfig`] | pool fee, maturity, redemption window |
+//! | `max_ws_connections` | `1000` | NUT-17 WebSockets open at once |
+//! | `credit_sync_secs` | `60` | how often the mint is paid credit no wallet asked about (a wallet reading or minting a quote is paid up first) |
 //! | `lightning` | unset | pays withdrawals of redeemed sats (NUT-05 bolt11 in `sat`): `"fake"` (development: nothing is really paid) or `{ lnd = { address, cert_file, macaroon_file } }`; unset: no withdrawals |
 
 use std::net::SocketAddr;
@@ -57,6 +59,10 @@ pub struct Config {
     pub payout: PayoutConfig,
     /// The Lightning backend paying withdrawals of redeemed sats; `None`: no withdrawals.
     pub lightning: Option<ehash_lightning::Lightning>,
+    /// Seconds between payments to the mint of credit no wallet asked about.
+    pub credit_sync_secs: u64,
+    /// NUT-17 WebSockets open at once.
+    pub max_ws_connections: usize,
 }
 
 impl Default for Config {
@@ -78,6 +84,8 @@ impl Default for Config {
             devnet: DevnetConfig::default(),
             payout: PayoutConfig::default(),
             lightning: None,
+            credit_sync_secs: 60,
+            max_ws_connections: 1000,
         }
     }
 }

@@ -1,27 +1,34 @@
-//! Epochs and crediting: binds quotes to epochs, records and credits shares, closes epochs.
+//! Epochs and crediting: binds quotes to epochs, records shares, closes epochs, follows found
+//! blocks to the network's answer.
 //!
-//! Money path for one share: validate (the session) → persist (ledger row) → act (credit the
-//! mint quote, payment id = share id) → notify (the submit response). Crediting holds the epoch
-//! book's read lock; closing an epoch holds its write lock, so no share is ever credited to an
-//! epoch after its totals were fixed.
+//! Money path for one share: validate (the session) → persist (the recorder writes it in a
+//! group, with its quote's running credit) → notify (the submit response); the mint is paid
+//! the credit later, in aggregated payments (`crate::credit`). Shares and closes go through the
+//! one recorder, so no share is ever recorded in an epoch after its totals were fixed.
+//!
+//! A found block: handed to the network first, recorded with its share (the durable record),
+//! and once the network has answered, its epoch closes on it (or, refused, goes on). A restart
+//! finds blocks whose answer or close did not happen and finishes them.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use bitcoin::block::Header;
-use cdk::cdk_payment::{PaymentIdentifier, WaitPaymentResponse};
-use cdk::nuts::{CurrencyUnit, PaymentMethod};
+use cdk::nuts::PaymentMethod;
 use cdk_common::QuoteId;
 use ehash_protocol::epoch::{CloseReason, EpochState, EpochUnit, PoolId, epoch_payout};
 use ehash_protocol::work::{DifficultyExp, UnitSize};
 use tokio::sync::{RwLock, watch};
 
 use crate::announce::Announcer;
-use crate::error::{Error, Result};
 use crate::config::PayoutConfig;
-use crate::ledger::{ClosingBlock, EpochRecord, Ledger, ShareRecord};
+use crate::credit::{self, SyncError};
+use crate::error::{Error, Result};
+use crate::ledger::{BlockRecord, BlockStatus, ClosingBlock, EpochRecord, Ledger, ShareRecord};
 use crate::mint::MintHandle;
 use crate::mint::processor::EHASH_METHOD;
+use crate::record::{Closed, RecordError, Recorder};
+use ehash_stratum::{BlockOutcome, FoundBlock, JobSource};
 
 /// A quote bound to the epoch whose unit it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,9 +74,9 @@ pub enum CreditError {
     /// The share's quote belongs to a closed epoch.
     #[error(transparent)]
     EpochClosed(QuoteError),
-    /// The share builds on a block that is no longer the tip.
-    #[error("stale share: a block was found at height {0}")]
-    Stale(u32),
+    /// The share builds on a chain tip that a found block replaced.
+    #[error("stale share: {0}")]
+    Stale(String),
     /// Work math refused the share (should not happen with a correctly configured vardiff).
     #[error("{0}")]
     Work(String),
@@ -110,6 +117,7 @@ impl Book {
 /// The epoch book, the ledger and the mint, together.
 pub struct Epochs {
     ledger: Ledger,
+    recorder: Recorder,
     mint: Arc<MintHandle>,
     pool_id: PoolId,
     unit_size: UnitSize,
@@ -145,19 +153,23 @@ pub async fn load_or_open(ledger: &Ledger, pool_id: &PoolId) -> Result<Vec<Epoch
 }
 
 impl Epochs {
-    /// Assemble the epoch book (see [`load_or_open`]).
+    /// Assemble the epoch book (see [`load_or_open`]), recording shares through `recorder`.
+    /// Shares on templates below `min_height` are stale (the height after the last block).
+    #[allow(clippy::too_many_arguments)] // the parts the book ties together
     pub fn new(
         ledger: Ledger,
+        recorder: Recorder,
         mint: Arc<MintHandle>,
         pool_id: PoolId,
         unit_size: UnitSize,
         announcer: Announcer,
         payout: PayoutConfig,
         epochs: Vec<EpochRecord>,
+        min_height: u32,
     ) -> Self {
         let current = epochs.last().map(|e| u64::from(e.epoch)).unwrap_or(0);
         let (changes, _) = watch::channel(current);
-        Self { ledger, mint, pool_id, unit_size, announcer, payout, book: RwLock::new(Book { epochs, min_height: 0 }), changes }
+        Self { ledger, recorder, mint, pool_id, unit_size, announcer, payout, book: RwLock::new(Book { epochs, min_height }), changes }
     }
 
     /// The payout settings in force.
@@ -188,6 +200,11 @@ impl Epochs {
     /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// What the share recorder has written since start.
+    pub fn recorder_stats(&self) -> crate::record::RecorderStats {
+        self.recorder.stats()
     }
 
     /// The announcer.
@@ -224,24 +241,17 @@ impl Epochs {
         Ok(binding)
     }
 
-    /// Record and credit a validated share. Returns the ehash amount credited.
-    pub async fn credit(&self, share: &ValidShare) -> Result<u64, CreditError> {
-        let book = self.book.read().await;
-        if share.height < book.min_height {
-            return Err(CreditError::Stale(book.min_height - 1));
-        }
-        let current = book.current().map_err(|e| CreditError::Unavailable(e.to_string()))?;
-        if share.binding.epoch != current.epoch {
-            return Err(CreditError::EpochClosed(QuoteError::EpochClosed {
-                quote_id: share.binding.quote_id.clone(),
-                epoch: share.binding.epoch,
-                current_unit: current.unit.clone(),
-            }));
+    /// Record a validated share (with the block it found, if any). Returns the ehash it earned,
+    /// once it is durable.
+    pub async fn credit(&self, share: &ValidShare, block: Option<BlockRecord>) -> Result<u64, CreditError> {
+        let min_height = self.book.read().await.min_height;
+        if share.height < min_height {
+            return Err(CreditError::Stale(format!("a block was found at height {}", min_height.saturating_sub(1))));
         }
         let amount = self.unit_size.credit(share.difficulty).map_err(|e| CreditError::Work(e.to_string()))?;
         let record = ShareRecord {
             share_id: share.header.block_hash().to_string(),
-            epoch: current.epoch,
+            epoch: share.binding.epoch,
             quote_id: share.binding.quote_id.clone(),
             worker: share.worker.clone(),
             header: hex::encode(bitcoin::consensus::encode::serialize(&share.header)),
@@ -250,101 +260,193 @@ impl Epochs {
             is_block: share.is_block,
             created_at: cdk::util::unix_time(),
         };
-        match self.ledger.insert_share(&record).await {
-            Ok(true) => {}
-            Ok(false) => return Err(CreditError::Duplicate),
-            Err(e) => return Err(CreditError::Unavailable(e.to_string())),
-        }
-        // Durable from here: if crediting the quote fails now, the recovery loop retries it.
-        if let Err(e) = self.apply(&record, &current.unit).await {
-            tracing::warn!(share = %record.share_id, error = %e, "crediting the mint quote failed; will retry");
-        }
-        Ok(amount)
-    }
-
-    /// Credit one recorded share to its mint quote (idempotent: the share id is the payment id).
-    async fn apply(&self, share: &ShareRecord, unit: &str) -> Result<()> {
-        let unit = CurrencyUnit::custom(unit);
-        self.mint
-            .mint()
-            .pay_mint_quote_for_request_id(WaitPaymentResponse {
-                payment_identifier: PaymentIdentifier::CustomId(share.quote_id.clone()),
-                payment_amount: cdk::Amount::new(share.amount, unit),
-                payment_id: share.share_id.clone(),
-            })
-            .await?;
-        self.ledger.mark_credited(&share.share_id).await
-    }
-
-    /// Credit every recorded but uncredited share (after a crash or a mint error).
-    pub async fn recover_uncredited(&self) -> Result<usize> {
-        let mut done = 0;
-        loop {
-            let batch = self.ledger.uncredited_shares(500).await?;
-            if batch.is_empty() {
-                return Ok(done);
-            }
-            let units: Vec<(u32, String)> = self.book.read().await.epochs.iter().map(|e| (e.epoch, e.unit.clone())).collect();
-            let n = batch.len();
-            for share in batch {
-                let unit = units
-                    .iter()
-                    .find(|(n, _)| *n == share.epoch)
-                    .map(|(_, u)| u.clone())
-                    .ok_or_else(|| Error::Inconsistent(format!("share {} names unknown epoch {}", share.share_id, share.epoch)))?;
-                self.apply(&share, &unit).await?;
-                done += 1;
-            }
-            if n < 500 {
-                return Ok(done);
-            }
+        match self.recorder.record(record, block).await {
+            Ok(()) => Ok(amount),
+            Err(RecordError::EpochClosed { epoch, current_unit }) => Err(CreditError::EpochClosed(QuoteError::EpochClosed {
+                quote_id: share.binding.quote_id.clone(),
+                epoch,
+                current_unit,
+            })),
+            Err(RecordError::Duplicate) => Err(CreditError::Duplicate),
+            Err(e @ RecordError::Closing(_)) => Err(CreditError::Stale(e.to_string())),
+            Err(RecordError::Unavailable(m)) => Err(CreditError::Unavailable(m)),
         }
     }
 
-    /// Close the active epoch and open the next. `block` is the height and header of the found
-    /// block when `reason` is [`CloseReason::Block`]; a second block at the same height is
-    /// ignored. Returns the closed epoch, or `None` if nothing was closed.
-    pub async fn close(&self, reason: CloseReason, block: Option<(u32, &Header, u64)>) -> Result<Option<EpochRecord>> {
-        let mut book = self.book.write().await;
-        if let Some((height, _, _)) = block
-            && height < book.min_height {
-                return Ok(None);
+    /// Pay the mint what the ledger credits `quote_id` (before a wallet reads or mints it).
+    pub async fn sync_quote(&self, quote_id: &str) -> Result<u64, SyncError> {
+        credit::sync_quote(&self.mint.mint(), &self.ledger, quote_id).await
+    }
+
+    /// Pay the mint every credit it has not been paid yet; a quote that fails is reported and
+    /// the others are paid. Returns how many quotes were paid.
+    pub async fn sync_all(&self) -> Result<usize> {
+        let (paid, failed) = credit::sync_all(&self.mint.mint(), &self.ledger).await?;
+        for e in failed {
+            tracing::error!(error = %e, "crediting the mint");
+        }
+        Ok(paid)
+    }
+
+    /// Close `epoch` (if it is still the active one) and open the next. `block` is the found
+    /// block when `reason` is [`CloseReason::Block`]; an epoch the operator closed a moment
+    /// before a block was found in it closes on that block instead. The closed epoch's log is
+    /// committed and announced before this returns. Returns the closed epoch, or `None` if it
+    /// had closed already.
+    pub async fn close(&self, epoch: u32, reason: CloseReason, block: Option<ClosingBlock>) -> Result<Option<EpochRecord>> {
+        let next_unit = EpochUnit::new(self.pool_id.clone(), epoch + 1).unit();
+        let min_height = block.as_ref().map(|b| b.height + 1);
+        match self.recorder.close(epoch, reason, block, next_unit, cdk::util::unix_time()).await? {
+            Closed::Already => Ok(None),
+            Closed::Amended(closed) => {
+                self.replace(&closed, min_height).await;
+                tracing::info!(epoch = closed.epoch, block = ?closed.block_hash, "an epoch closed by the operator closes on a block found in it");
+                self.announce(&closed).await;
+                Ok(Some(closed))
             }
-        let current = book.current()?.clone();
-        let next_unit = EpochUnit::new(self.pool_id.clone(), current.epoch + 1).unit();
-        let closing = block.map(|(height, header, reward)| ClosingBlock {
+            Closed::Closed(pair) => {
+                let (closed, next) = *pair;
+                // the mint serves the new unit before the book (and any miner) knows of it
+                let mut epochs = self.all().await;
+                if let Some(e) = epochs.iter_mut().find(|e| e.epoch == closed.epoch) {
+                    *e = closed.clone();
+                }
+                epochs.push(next.clone());
+                self.mint.rebuild(&epochs).await?;
+                {
+                    let mut book = self.book.write().await;
+                    if let Some(e) = book.epochs.iter_mut().find(|e| e.epoch == closed.epoch) {
+                        *e = closed.clone();
+                    }
+                    book.epochs.push(next.clone());
+                    if let Some(h) = min_height {
+                        book.min_height = book.min_height.max(h);
+                    }
+                }
+                tracing::info!(
+                    epoch = closed.epoch,
+                    reason = reason.as_str(),
+                    issued = closed.issued.unwrap_or(0),
+                    shares = closed.shares.unwrap_or(0),
+                    next_unit = %next.unit,
+                    "epoch closed"
+                );
+                self.changes.send_replace(u64::from(next.epoch));
+                self.announce(&next).await;
+                Ok(Some(self.commit_log(closed.epoch).await?))
+            }
+        }
+    }
+
+    /// Close the epoch active now (the operator's close; tests' synthetic blocks): `block` is
+    /// the height, header and reward of a found block when `reason` is [`CloseReason::Block`].
+    pub async fn close_active(&self, reason: CloseReason, block: Option<(u32, &Header, u64)>) -> Result<Option<EpochRecord>> {
+        let epoch = self.current().await?.epoch;
+        let block = block.map(|(height, header, reward)| ClosingBlock {
             hash: header.block_hash().to_string(),
             height,
             reward,
             payout: epoch_payout(reward, self.payout.pool_fee_ppm),
         });
-        let (closed, next) = self
-            .ledger
-            .close_epoch(current.epoch, reason, closing.as_ref(), cdk::util::unix_time(), &next_unit)
-            .await?;
-        book.epochs.pop();
-        book.epochs.push(closed.clone());
-        book.epochs.push(next.clone());
-        if let Some((height, _, _)) = block {
-            book.min_height = height + 1;
+        self.close(epoch, reason, block).await
+    }
+
+    async fn replace(&self, record: &EpochRecord, min_height: Option<u32>) {
+        let mut book = self.book.write().await;
+        if let Some(e) = book.epochs.iter_mut().find(|e| e.epoch == record.epoch) {
+            *e = record.clone();
         }
-        self.mint.rebuild(&book.epochs).await?;
-        drop(book);
-        tracing::info!(
-            epoch = closed.epoch,
-            reason = reason.as_str(),
-            issued = closed.issued.unwrap_or(0),
-            shares = closed.shares.unwrap_or(0),
-            next_unit = %next.unit,
-            "epoch closed"
-        );
-        self.changes.send_replace(u64::from(next.epoch));
-        for e in [&closed, &next] {
-            if let Err(err) = self.announcer.announce_epoch(&self.mint, e).await {
-                tracing::warn!(epoch = e.epoch, error = %err, "could not queue the epoch announcement; it is retried at start");
+        if let Some(h) = min_height {
+            book.min_height = book.min_height.max(h);
+        }
+    }
+
+    async fn announce(&self, e: &EpochRecord) {
+        if let Err(err) = self.announcer.announce_epoch(&self.mint, e).await {
+            tracing::warn!(epoch = e.epoch, error = %err, "could not queue the epoch announcement; it is retried at start");
+        }
+    }
+
+    /// Commit a closed epoch's share log (once: its tree is built and kept, its root fixed) and
+    /// announce the epoch with it. Returns the epoch.
+    pub async fn commit_log(&self, epoch: u32) -> Result<EpochRecord> {
+        self.ledger.commit_log(epoch).await?;
+        let record = self.ledger.epoch(epoch).await?;
+        self.replace(&record, None).await;
+        self.announce(&record).await;
+        Ok(record)
+    }
+
+    /// Commit the logs of closed epochs whose commitment did not happen (a restart, or an
+    /// older ledger).
+    pub async fn commit_pending_logs(&self) -> Result<()> {
+        for e in self.all().await {
+            if e.state != EpochState::Active && self.ledger.committed_log(e.epoch).await?.is_none() {
+                self.commit_log(e.epoch).await?;
             }
         }
-        Ok(Some(closed))
+        Ok(())
+    }
+
+    /// The network's answer to a block recorded with its share: accepted, the share's epoch
+    /// closes on it; refused, the epoch goes on; no answer (the source failed), it stays pending
+    /// and is handed to the network again by [`Self::resolve_blocks`].
+    pub async fn block_answered(&self, share_id: &str, answer: Result<BlockOutcome, String>) -> Result<()> {
+        let Some(block) = self.ledger.block(share_id).await? else {
+            tracing::error!(share = share_id, "a found block was not recorded (its share was refused or the ledger failed); it closes no epoch");
+            return Ok(());
+        };
+        match answer {
+            Ok(BlockOutcome::Accepted) | Ok(BlockOutcome::Duplicate) => {
+                let detail = match answer {
+                    Ok(BlockOutcome::Duplicate) => "duplicate: the network had it already",
+                    _ => "accepted",
+                };
+                self.ledger.set_block_status(share_id, BlockStatus::Accepted, Some(detail)).await?;
+                tracing::info!(epoch = block.epoch, height = block.height, hash = %block.hash, "block accepted");
+                self.close(block.epoch, CloseReason::Block, Some(self.closing_block(&block))).await?;
+            }
+            Ok(BlockOutcome::Rejected(reason)) => {
+                tracing::warn!(epoch = block.epoch, height = block.height, hash = %block.hash, %reason, "block refused by the network; the epoch goes on");
+                self.ledger.set_block_status(share_id, BlockStatus::Rejected, Some(&reason)).await?;
+                self.recorder.resume(block.epoch).await;
+            }
+            Err(e) => {
+                tracing::warn!(hash = %block.hash, error = %e, "could not hand the block to the network; trying again");
+            }
+        }
+        Ok(())
+    }
+
+    /// Finish what found blocks left undone: hand pending ones to the network again (the
+    /// network ignores a block it has), and close the epochs of accepted ones that did not close
+    /// on them. Run at start and periodically.
+    pub async fn resolve_blocks(&self, source: &dyn JobSource) -> Result<()> {
+        for b in self.ledger.blocks().await? {
+            match b.status {
+                BlockStatus::Pending => {
+                    let answer = match found_block(&b) {
+                        Ok(found) => source.submit_block(&found).await.map_err(|e| e.to_string()),
+                        Err(e) => Ok(BlockOutcome::Rejected(e)),
+                    };
+                    self.block_answered(&b.share_id, answer).await?;
+                }
+                BlockStatus::Accepted => {
+                    // its epoch still open, or closed by the operator without a block: close on it
+                    let epoch = self.all().await.into_iter().find(|e| e.epoch == b.epoch);
+                    let unfinished = epoch.is_some_and(|e| e.state == EpochState::Active || (e.close_reason == Some(CloseReason::Operator)));
+                    if unfinished {
+                        self.close(b.epoch, CloseReason::Block, Some(self.closing_block(&b))).await?;
+                    }
+                }
+                BlockStatus::Rejected => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn closing_block(&self, b: &BlockRecord) -> ClosingBlock {
+        ClosingBlock { hash: b.hash.clone(), height: b.height, reward: b.reward, payout: epoch_payout(b.reward, self.payout.pool_fee_ppm) }
     }
 
     /// Move closed epochs along their payout lifecycle (protocol §2): an epoch closed on a block
@@ -391,4 +493,14 @@ impl Epochs {
         }
         Ok(changed)
     }
+}
+
+/// The block a recorded block row describes.
+fn found_block(b: &BlockRecord) -> std::result::Result<FoundBlock, String> {
+    let header = hex::decode(&b.header)
+        .ok()
+        .and_then(|h| bitcoin::consensus::encode::deserialize(&h).ok())
+        .ok_or_else(|| format!("the recorded header of block {} does not parse", b.hash))?;
+    let coinbase = hex::decode(&b.coinbase).map_err(|_| format!("the recorded coinbase of block {} is not hex", b.hash))?;
+    Ok(FoundBlock { height: b.height, header, coinbase })
 }

@@ -49,6 +49,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The request cannot be done now; it can be later.
+    #[error("{0}")]
+    Busy(String),
     /// The ledger and the mint disagree in a way that needs an operator.
     #[error("inconsistent state: {0}")]
     Inconsistent(String),

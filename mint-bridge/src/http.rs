@@ -7,13 +7,14 @@
 //! | `GET /v1/ehash/epochs` | pool key, unit size and every epoch with its unit, keyset and state |
 //! | `GET /v1/ehash/epochs/{n}/log?after=&limit=` | one page of the epoch's share log (protocol §12) |
 //! | `POST /v1/mint/quote/ehash` | NUT-04 quote; refused unless NUT-20 locked and in the active epoch's unit |
+//! | `GET /v1/mint/quote/ehash/{id}`, `POST /v1/mint/quote/ehash/check`, `POST /v1/mint/ehash`, `POST /v1/mint/ehash/batch` | the quotes named are paid up to what the ledger credits them, then cdk answers |
 //! | `POST /v1/melt/quote/ehash-redeem` | NUT-05 redemption quote; refused with the reason unless the epoch is redeemable |
 //! | `POST /v1/melt/ehash-redeem` | NUT-05 redemption melt, always answered with its final state |
 //! | `POST /v1/mint/quote/bolt11` | refused: sats are issued only for redeemed ehash |
 //! | `POST /v1/melt/quote/bolt11` | NUT-05 withdrawal of sats over Lightning; refused with the reason unless `lightning` is set |
 //! | `POST /v1/melt/bolt11` | the withdrawal: its final state, or PENDING once it has run for [`WITHDRAW_ANSWER_AFTER`] |
 //! | `POST /admin/epoch/close` | close the active epoch (bearer token from `admin.token`) |
-//! | `GET /v1/ws` | NUT-17 WebSocket, relayed to the current mint and closed (1012) when a new epoch restarts it (see [`crate::ws`]) |
+//! | `GET /v1/ws` | NUT-17 WebSocket, relayed to the current mint and closed (1012) when a new epoch restarts it (see [`crate::ws`]); at most `max_ws_connections` at once |
 //! | everything else | cdk-axum: keys, keysets, swap, checkstate, restore, info, mint, batch mint, melt |
 //!
 //! Every route but the admin routes allows cross-origin calls from any origin (the web UI is
@@ -57,6 +58,8 @@ pub struct HttpState {
     pub admin_token: Arc<String>,
     /// Whether sats can be withdrawn over Lightning (`lightning` is set).
     pub withdrawals: bool,
+    /// One permit per open NUT-17 WebSocket.
+    pub ws_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The router.
@@ -68,6 +71,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/ehash/epochs/{epoch}/proof/{share}", get(get_proof))
         .route("/v1/ehash/epochs/{epoch}/liabilities", get(get_liabilities))
         .route("/v1/mint/quote/ehash", post(post_quote))
+        .route("/v1/mint/quote/ehash/check", post(post_synced))
+        .route("/v1/mint/quote/ehash/{quote}", get(get_quote_synced))
+        .route("/v1/mint/ehash", post(post_synced))
+        .route("/v1/mint/ehash/batch", post(post_synced))
         .route("/v1/melt/quote/ehash-redeem", post(post_redeem_quote))
         .route("/v1/melt/ehash-redeem", post(post_redeem_melt))
         .route("/v1/ws", get(get_ws))
@@ -205,24 +212,77 @@ async fn get_log(State(state): State<HttpState>, Path(epoch): Path<u32>, Query(p
     }
 }
 
-/// The inclusion proof of one share (by share id: its block hash) in the epoch's log.
+/// The inclusion proof of one share (by share id: its block hash) in a closed epoch's committed
+/// log: one block of shares is read, not the epoch.
 async fn get_proof(State(state): State<HttpState>, Path((epoch, share)): Path<(u32, String)>) -> Response {
     let e = match epoch_record(&state, epoch).await {
         Ok(e) => e,
         Err(r) => return r,
     };
-    let log = match state.epochs.ledger().epoch_log(epoch).await {
-        Ok(l) => l,
+    let share = share.to_ascii_lowercase();
+    let ledger = state.epochs.ledger();
+    let log = match ledger.committed_log(epoch).await {
+        Ok(Some(l)) => l,
+        Ok(None) if e.state == EpochState::Active => {
+            return cashu_error(StatusCode::CONFLICT, 10000, format!("epoch {epoch} is open: its log is committed, and proofs served, once it closes"));
+        }
+        Ok(None) => return cashu_error(StatusCode::SERVICE_UNAVAILABLE, 10000, format!("epoch {epoch}'s log is being committed; ask again shortly")),
         Err(err) => return internal(err),
     };
-    let Some(index) = log.iter().enumerate().position(|(i, s)| s.id(i).is_ok_and(|id| id.eq_ignore_ascii_case(&share))) else {
-        return not_found(format!("share {share} is not in epoch {epoch}'s log"));
+    let (index, block) = match ledger.log_block(epoch, &share, log.block_level).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return not_found(format!("share {share} is not in epoch {epoch}'s log")),
+        Err(err) => return internal(err),
     };
-    match ehash_protocol::audit::prove(&log, index) {
+    match ehash_protocol::audit::prove_in_block(&block, index, log.count, log.block_level, &log.blocks) {
         Ok(Some(p)) => axum::Json(json!({ "epoch": e.epoch, "root": e.log_root, "proof": p })).into_response(),
         Ok(None) => not_found(format!("share {share} is not in epoch {epoch}'s log")),
         Err(err) => internal(err),
     }
+}
+
+/// The most quotes one request may name (NUT-29 batches).
+const MAX_QUOTES_PER_REQUEST: usize = 100;
+
+/// Pay the mint what the ledger credits these quotes, so the answer counts every share
+/// acknowledged before the request. A quote that cannot be paid is logged; cdk answers anyway.
+async fn sync_quotes(state: &HttpState, quotes: impl IntoIterator<Item = String>) {
+    for q in quotes.into_iter().take(MAX_QUOTES_PER_REQUEST) {
+        if let Err(e) = state.epochs.sync_quote(&q).await {
+            tracing::warn!(quote = %q, error = %e, "paying the mint a quote's credit");
+        }
+    }
+}
+
+/// `GET /v1/mint/quote/ehash/{quote}`: the quote, paid up first.
+async fn get_quote_synced(State(state): State<HttpState>, Path(quote): Path<String>, req: Request) -> Response {
+    sync_quotes(&state, [quote]).await;
+    // the same request without this router's path parameters (cdk's router reads its own)
+    let (parts, body) = req.into_parts();
+    let mut fresh = Request::new(body);
+    *fresh.method_mut() = parts.method;
+    *fresh.uri_mut() = parts.uri;
+    *fresh.version_mut() = parts.version;
+    *fresh.headers_mut() = parts.headers;
+    if let Some(peer) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        fresh.extensions_mut().insert(*peer);
+    }
+    forward(State(state), fresh).await
+}
+
+/// Mint and quote-check requests naming quotes (`quote` or `quotes` in the body): paid up
+/// first, then cdk answers the request unchanged.
+async fn post_synced(State(state): State<HttpState>, req: Request) -> Response {
+    let (parts, bytes, parsed) = match json_body(req, MAX_MELT_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut quotes: Vec<String> = parsed.get("quote").and_then(Value::as_str).map(str::to_owned).into_iter().collect();
+    if let Some(list) = parsed.get("quotes").and_then(Value::as_array) {
+        quotes.extend(list.iter().filter_map(Value::as_str).map(str::to_owned));
+    }
+    sync_quotes(&state, quotes).await;
+    forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// What the mint has signed and taken back in the epoch's keyset (cdk's totals): the ecash
@@ -400,10 +460,16 @@ async fn post_withdraw(State(state): State<HttpState>, req: Request) -> Response
 
 /// NUT-17 WebSocket: relayed to the mint serving now, closed when it is replaced.
 async fn get_ws(State(state): State<HttpState>, upgrade: axum::extract::ws::WebSocketUpgrade) -> Response {
+    let Ok(slot) = state.ws_slots.clone().try_acquire_owned() else {
+        return cashu_error(StatusCode::SERVICE_UNAVAILABLE, 10000, "too many WebSocket connections at this mint; try again later or poll the quote".into());
+    };
     // subscribe before taking the router: a rebuild in between closes the socket at once
     let rebuilt = state.mint.rebuilds();
     let router = state.mint.router();
-    upgrade.on_upgrade(move |socket| crate::ws::relay(socket, router, rebuilt))
+    upgrade.on_upgrade(move |socket| async move {
+        crate::ws::relay(socket, router, rebuilt).await;
+        drop(slot);
+    })
 }
 
 /// Lightning deposits: the pool mint issues sats only for redeemed ehash.
@@ -441,7 +507,7 @@ async fn post_close_epoch(State(state): State<HttpState>, headers: HeaderMap) ->
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "missing or wrong admin token (see admin.token in the data directory)" })))
             .into_response();
     }
-    match state.epochs.close(CloseReason::Operator, None).await {
+    match state.epochs.close_active(CloseReason::Operator, None).await {
         Ok(Some(closed)) => {
             let current = state.epochs.current().await.ok();
             axum::Json(json!({
@@ -450,7 +516,8 @@ async fn post_close_epoch(State(state): State<HttpState>, headers: HeaderMap) ->
             }))
             .into_response()
         }
-        Ok(None) => (StatusCode::CONFLICT, axum::Json(json!({ "error": "nothing to close" }))).into_response(),
+        Ok(None) => (StatusCode::CONFLICT, axum::Json(json!({ "error": "the epoch had closed already" }))).into_response(),
+        Err(crate::Error::Busy(why)) => (StatusCode::CONFLICT, axum::Json(json!({ "error": why }))).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": e.to_string() }))).into_response(),
     }
 }

@@ -19,6 +19,7 @@ use crate::epochs::{self, Epochs};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpState};
 use crate::ledger::Ledger;
+use crate::record::Recorder;
 use crate::mint::{MintHandle, MintIdentity, MintStore};
 use crate::pool::devnet::DevnetJobSource;
 use crate::pool::{EXTRANONCE1_SIZE, PoolBackend};
@@ -26,8 +27,8 @@ use ehash_stratum::{Difficulty, Server, StatsSnapshot};
 
 /// How often the payout lifecycle is looked at besides every new chain tip.
 const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(1);
-/// How often shares whose mint credit failed are retried.
-const RECOVERY_INTERVAL: Duration = Duration::from_secs(10);
+/// How often found blocks still waiting for the network's answer are handed over again.
+const BLOCK_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A running mint-bridge.
 pub struct MintBridge {
@@ -87,6 +88,8 @@ impl MintBridge {
         let store = open_store(&config).await?;
         let ledger = Ledger::open(&config.database, &config.data_dir).await?;
         let all = epochs::load_or_open(&ledger, &pool_id).await?;
+        let recorder = Recorder::start(ledger.clone()).await?;
+        let tip = ledger.last_accepted_block().await?;
 
         let http_listener = TcpListener::bind(config.http_listen)
             .await
@@ -115,23 +118,41 @@ impl MintBridge {
             .await
             .map_err(|e| Error::Inconsistent(format!("announcement outbox: {e}")))?;
         let announcer = Announcer::new(keys.clone(), outbox, mint_url.clone(), config.network.clone(), metadata, unit_size.log2());
-        let epochs = Arc::new(Epochs::new(ledger.clone(), mint.clone(), pool_id, unit_size, announcer.clone(), config.payout.clone(), all.clone()));
-
-        let recovered = epochs.recover_uncredited().await?;
-        if recovered > 0 {
-            tracing::info!(recovered, "credited shares recorded before the last stop");
-        }
-        announcer.announce_mint(&mint.mint()).await?;
-        for e in &all {
-            announcer.announce_epoch(&mint, e).await?;
-        }
+        let min_height = tip.as_ref().map_or(0, |b| b.height + 1);
+        let epochs = Arc::new(Epochs::new(
+            ledger.clone(),
+            recorder,
+            mint.clone(),
+            pool_id,
+            unit_size,
+            announcer.clone(),
+            config.payout.clone(),
+            all.clone(),
+            min_height,
+        ));
 
         let cancel = CancellationToken::new();
-        let mut tasks = vec![announcer.spawn_delivery(config.relays.clone(), cancel.clone())];
-
         let xonly = XOnlyPublicKey::from_slice(&keys.public_key().to_bytes())
             .map_err(|e| Error::Config(format!("pool key is not a valid x-only key: {e}")))?;
-        let source = DevnetJobSource::start(config.devnet.clone(), xonly, TAG_BYTES + EXTRANONCE1_SIZE + config.stratum.extranonce2_size, cancel.clone())?;
+        let tip = match tip {
+            Some(b) => Some((b.hash.parse().map_err(|_| Error::Inconsistent(format!("block hash {} in the ledger", b.hash)))?, b.height)),
+            None => None,
+        };
+        let extranonce_len = TAG_BYTES + EXTRANONCE1_SIZE + config.stratum.extranonce2_size;
+        let source = DevnetJobSource::start(config.devnet.clone(), xonly, extranonce_len, tip, cancel.clone())?;
+        // finish what the last run left: blocks without the network's answer or their close,
+        // closed epochs without a committed log, credit the mint was not paid
+        epochs.resolve_blocks(source.as_ref()).await?;
+        epochs.commit_pending_logs().await?;
+        let paid = epochs.sync_all().await?;
+        if paid > 0 {
+            tracing::info!(quotes = paid, "paid the mint credit recorded before the last stop");
+        }
+        announcer.announce_mint(&mint.mint()).await?;
+        for e in &epochs.all().await {
+            announcer.announce_epoch(&mint, e).await?;
+        }
+        let mut tasks = vec![announcer.spawn_delivery(config.relays.clone(), cancel.clone())];
         let templates = ehash_stratum::JobSource::templates(source.as_ref());
         // the payout lifecycle follows the chain tip (each template builds on it) and the clock
         let (life, mut tips, life_cancel) = (epochs.clone(), templates.clone(), cancel.clone());
@@ -149,13 +170,14 @@ impl MintBridge {
                 }
             }
         }));
-        let backend = Arc::new(PoolBackend::new(epochs.clone(), source));
+        let backend = Arc::new(PoolBackend::new(epochs.clone(), source.clone()));
         let difficulty = Difficulty::from_config(&config.stratum, unit_size.min_difficulty()).map_err(stratum_error)?;
         let pool = Server::start(config.stratum_listen, config.stratum.clone(), difficulty, backend, templates, cancel.clone())
             .await
             .map_err(stratum_error)?;
 
-        let state = HttpState { epochs: epochs.clone(), mint: mint.clone(), admin_token: Arc::new(admin_token), withdrawals };
+        let ws_slots = Arc::new(tokio::sync::Semaphore::new(config.max_ws_connections.max(1)));
+        let state = HttpState { epochs: epochs.clone(), mint: mint.clone(), admin_token: Arc::new(admin_token), withdrawals, ws_slots };
         let app = http::router(state);
         let http_cancel = cancel.clone();
         let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
@@ -168,15 +190,21 @@ impl MintBridge {
                 tracing::error!(error = %e, "http server");
             }
         }));
-        let rec = epochs.clone();
-        let rec_cancel = cancel.clone();
+        let (rec, rec_cancel) = (epochs.clone(), cancel.clone());
+        let sync_every = Duration::from_secs(config.credit_sync_secs.max(1));
         tasks.push(tokio::spawn(async move {
+            let (mut sync, mut blocks) = (tokio::time::interval(sync_every), tokio::time::interval(BLOCK_RETRY_INTERVAL));
             loop {
                 tokio::select! {
                     _ = rec_cancel.cancelled() => break,
-                    _ = tokio::time::sleep(RECOVERY_INTERVAL) => {
-                        if let Err(e) = rec.recover_uncredited().await {
-                            tracing::warn!(error = %e, "crediting recorded shares");
+                    _ = sync.tick() => {
+                        if let Err(e) = rec.sync_all().await {
+                            tracing::warn!(error = %e, "paying the mint recorded credit");
+                        }
+                    }
+                    _ = blocks.tick() => {
+                        if let Err(e) = rec.resolve_blocks(source.as_ref()).await {
+                            tracing::warn!(error = %e, "finishing found blocks");
                         }
                     }
                 }

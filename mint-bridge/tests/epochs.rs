@@ -207,7 +207,7 @@ async fn an_epoch_closed_on_a_block_matures_then_expires() {
     // and the window ends
     wait_until("epoch 1 expired", Duration::from_secs(10), || async { bridge.epochs().all().await[0].state == EpochState::Expired }).await;
     // an operator-closed epoch never matures
-    bridge.epochs().close(CloseReason::Operator, None).await.unwrap();
+    bridge.epochs().close_active(CloseReason::Operator, None).await.unwrap();
     let last = bridge.epochs().all().await.len();
     for _ in 0..3 {
         bridge.epochs().advance(u32::MAX, cdk::util::unix_time() + 1_000_000).await.unwrap();
@@ -257,7 +257,7 @@ async fn websocket_subscribers_follow_an_epoch_change() {
     let mut sub = ew.subscribe(cdk::WalletSubscription::ProofState(ys.clone())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await; // its socket connects in the background
 
-    bridge.epochs().close(CloseReason::Operator, None).await.unwrap();
+    bridge.epochs().close_active(CloseReason::Operator, None).await.unwrap();
 
     // the plain client is told to reconnect
     let code = tokio::time::timeout(Duration::from_secs(10), async {
@@ -312,4 +312,83 @@ async fn websocket_subscribers_follow_an_epoch_change() {
     })
     .await
     .expect("the plain client hears of the spend");
+}
+
+/// The operator closes an epoch while a miner is still mining its quote on the same tip, and
+/// that miner's next share is a block: the block goes to the network, and the epoch it was
+/// found in closes on it (it pays that epoch's holders), though the share itself comes too
+/// late to be credited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_found_right_after_an_operator_close_pays_its_epoch() {
+    use ehash_sim_miner::work::{grind, meets, target_for};
+    let dir = tempfile::tempdir().unwrap();
+    // one share in 16 is a block
+    let bridge = start(dir.path(), |c| {
+        c.devnet.network_difficulty_exp = DIFF_EXP + 4;
+        c.devnet.block_reward_sat = 1_000_000;
+    })
+    .await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let unit1 = current_unit(&bridge).await;
+    let q1 = w.create_quote(&unit1).await.unwrap();
+    let user = format!("{q1}.rig");
+    let (mut c, job) = miner(&bridge, &user).await;
+    let (share_target, block_target) = (target_for(job.difficulty), target_for(2f64.powi(DIFF_EXP + 4)));
+    let find = |block: bool, start: &mut u32| -> (Vec<u8>, u32) {
+        let en2 = vec![3u8; c.extranonce2_size];
+        loop {
+            let (nonce, hash) = grind(&job, &c.extranonce1, &en2, job.ntime, job.version, &share_target, *start, u32::MAX - *start).unwrap();
+            *start = nonce + 1;
+            if meets(&hash, &block_target) == block {
+                return (en2, nonce);
+            }
+        }
+    };
+    let mut start = 0u32;
+    let (en2, plain) = find(false, &mut start);
+    let (_, lucky) = find(true, &mut start);
+    let r = c.submit(&user, &job.id, &en2, job.ntime, plain, None).await.unwrap();
+    assert_eq!(r["result"], Value::Bool(true), "{r}");
+    bridge.epochs().close_active(CloseReason::Operator, None).await.unwrap();
+    // same tip: the old job is still work; its next share is a block, too late for epoch 1
+    let r = c.submit(&user, &job.id, &en2, job.ntime, lucky, None).await.unwrap();
+    assert_eq!(code(&r), 26, "{r}");
+    wait_until("epoch 1 closes on the block", Duration::from_secs(10), || async {
+        bridge.epochs().all().await[0].close_reason == Some(CloseReason::Block)
+    })
+    .await;
+    let e1 = bridge.epochs().all().await.remove(0);
+    assert_eq!((e1.issued, e1.shares, e1.reward, e1.payout), (Some(CREDIT), Some(1), Some(1_000_000), Some(980_000)));
+    assert!(e1.block_hash.is_some() && e1.block_height.is_some());
+    // epoch 2 goes on, on the new tip
+    assert_eq!(bridge.epochs().current().await.unwrap().epoch, 2);
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_connections_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |c| c.max_ws_connections = 1).await;
+    let addr = bridge.mint_url().trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tokio_tungstenite::client_async(format!("ws://{addr}/v1/ws"), tcp).await
+    };
+    let first = connect().await.unwrap();
+    match connect().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("a second socket over the cap was not refused: {:?}", other.map(|_| ())),
+    }
+    // a closed socket gives its place back
+    drop(first);
+    let mut ok = false;
+    for _ in 0..50 {
+        if connect().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the place of a closed socket is given back");
+    bridge.shutdown().await;
 }

@@ -28,7 +28,7 @@ async fn shares_credits_epochs_and_restarts_on_postgres() {
     let r = c.submit(&user, &job.id, &en2, job.ntime, nonce, None).await.unwrap();
     assert_eq!(code(&r), 22);
     assert_eq!(w.mint_credited("hash_test_1", &q).await.unwrap(), 3 * CREDIT);
-    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    bridge.epochs().close_active(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
     bridge.shutdown().await;
 
     // restart on the same database: epochs, totals and the keyset survive

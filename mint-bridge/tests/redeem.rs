@@ -205,7 +205,7 @@ async fn a_slow_withdrawal_does_not_hold_back_an_epoch_change() {
     assert_eq!(r.state(), cdk::nuts::MeltQuoteState::Pending, "answered while the payment is in flight");
 
     let epochs = bridge.epochs().all().await.len();
-    bridge.epochs().close(CloseReason::Operator, None).await.unwrap();
+    bridge.epochs().close_active(CloseReason::Operator, None).await.unwrap();
     assert_eq!(bridge.epochs().all().await.len(), epochs + 1);
     let state = |id: String| {
         let client = client.clone();

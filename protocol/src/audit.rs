@@ -14,6 +14,9 @@
 //! - The empty log's root is `sha256("ehash/log/empty")` with sum 0.
 //! - The log is served in pages of at most [`LOG_PAGE_MAX`] shares, in log order: a page names
 //!   the id of its last share as `next` when more may follow (`?after=<next>`).
+//! - A pool builds the tree once, when the epoch closes ([`LogBuilder`], streaming), and keeps
+//!   its nodes at [`BLOCK_LEVEL`]: an inclusion proof then needs only the block of
+//!   `2^BLOCK_LEVEL` shares around the share ([`prove_in_block`]).
 
 use bitcoin::block::Header;
 use bitcoin::consensus::encode::deserialize;
@@ -189,6 +192,118 @@ pub fn check_log(shares: &[LogShare], unit: UnitSize) -> Result<SumNode, AuditEr
     root(shares)
 }
 
+/// The tree level whose nodes a pool keeps for proofs: blocks of `2^BLOCK_LEVEL` shares.
+pub const BLOCK_LEVEL: u32 = 10;
+
+/// Builds the tree of a log streamed in log order, in memory proportional to its height plus
+/// the nodes kept at the block level.
+#[derive(Debug, Clone)]
+pub struct LogBuilder {
+    block_level: u32,
+    /// Complete subtrees not yet paired, with their levels, lowest last.
+    stack: Vec<(u32, SumNode)>,
+    /// The roots of the complete blocks so far.
+    blocks: Vec<SumNode>,
+    count: usize,
+}
+
+/// A built log: its root and its nodes at the block level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltLog {
+    /// The root (the commitment).
+    pub root: SumNode,
+    /// How many shares the log holds.
+    pub count: usize,
+    /// The tree's nodes at the block level, in order: one per block of `2^block_level` shares
+    /// (the last block may hold fewer).
+    pub blocks: Vec<SumNode>,
+}
+
+impl LogBuilder {
+    /// A builder keeping the nodes at `block_level` ([`BLOCK_LEVEL`] for a pool).
+    pub fn new(block_level: u32) -> Self {
+        Self { block_level, stack: vec![], blocks: vec![], count: 0 }
+    }
+
+    /// Add the next share of the log (log order; the caller checks the order).
+    pub fn push(&mut self, share: &LogShare) -> Result<(), AuditError> {
+        let leaf = share.leaf(self.count)?;
+        self.count += 1;
+        if self.block_level == 0 {
+            self.blocks.push(leaf);
+        }
+        let mut n = (0u32, leaf);
+        while let Some(&(level, left)) = self.stack.last() {
+            if level != n.0 {
+                break;
+            }
+            self.stack.pop();
+            n = (level + 1, node(&left, &n.1)?);
+            if n.0 == self.block_level {
+                self.blocks.push(n.1);
+            }
+        }
+        self.stack.push(n);
+        Ok(())
+    }
+
+    /// The root and the block-level nodes. Unpaired subtrees combine from the right, a node
+    /// without a partner moving up unchanged, exactly as [`root`] builds the tree.
+    pub fn finish(mut self) -> Result<BuiltLog, AuditError> {
+        let mut acc: Option<SumNode> = None;
+        // the last block, if partial: its root moves up to the block level unchanged
+        while let Some(&(level, left)) = self.stack.last() {
+            if level >= self.block_level {
+                break;
+            }
+            self.stack.pop();
+            acc = Some(match acc {
+                None => left,
+                Some(right) => node(&left, &right)?,
+            });
+        }
+        if let Some(partial) = acc {
+            self.blocks.push(partial);
+        }
+        while let Some((_, left)) = self.stack.pop() {
+            acc = Some(match acc {
+                None => left,
+                Some(right) => node(&left, &right)?,
+            });
+        }
+        Ok(BuiltLog { root: acc.unwrap_or_else(empty_root), count: self.count, blocks: self.blocks })
+    }
+}
+
+/// The proof for the share at `index` of a log of `count` shares, from the block of shares
+/// holding it (`block`: the shares at `[b·2^level, (b+1)·2^level)`, in log order) and the
+/// log's block-level nodes.
+pub fn prove_in_block(block: &[LogShare], index: usize, count: usize, block_level: u32, blocks: &[SumNode]) -> Result<Option<InclusionProof>, AuditError> {
+    let size = 1usize << block_level;
+    let (b, within) = (index / size, index % size);
+    let Some(share) = block.get(within) else { return Ok(None) };
+    if index >= count || blocks.len() != count.div_ceil(size) {
+        return Ok(None);
+    }
+    let leaves = block.iter().enumerate().map(|(i, s)| s.leaf(b * size + i)).collect::<Result<Vec<_>, _>>()?;
+    let mut siblings = path(levels(leaves)?, within);
+    siblings.extend(path(levels(blocks.to_vec())?, b));
+    Ok(Some(InclusionProof { share: share.clone(), index, count, siblings }))
+}
+
+/// The siblings of node `i` from the bottom of `levels` up (levels where it has no partner
+/// are skipped).
+fn path(levels: Vec<Vec<SumNode>>, mut i: usize) -> Vec<SumNode> {
+    let mut siblings = vec![];
+    for level in &levels[..levels.len().saturating_sub(1)] {
+        if let Some(n) = level.get(i ^ 1) {
+            siblings.push(*n);
+        }
+        i /= 2;
+    }
+    siblings
+}
+
 /// A share's inclusion proof: the siblings from its leaf up to the root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InclusionProof {
@@ -206,16 +321,7 @@ pub struct InclusionProof {
 pub fn prove(shares: &[LogShare], index: usize) -> Result<Option<InclusionProof>, AuditError> {
     let Some(share) = shares.get(index) else { return Ok(None) };
     let leaves = shares.iter().enumerate().map(|(i, s)| s.leaf(i)).collect::<Result<Vec<_>, _>>()?;
-    let lv = levels(leaves)?;
-    let mut siblings = vec![];
-    let mut i = index;
-    for level in &lv[..lv.len().saturating_sub(1)] {
-        let sib = i ^ 1;
-        if let Some(n) = level.get(sib) {
-            siblings.push(*n);
-        }
-        i /= 2;
-    }
+    let siblings = path(levels(leaves)?, index);
     Ok(Some(InclusionProof { share: share.clone(), index, count: shares.len(), siblings }))
 }
 
@@ -300,6 +406,37 @@ mod tests {
             }
         }
         assert_eq!(root(&[]).unwrap(), empty_root());
+    }
+
+    #[test]
+    fn the_streamed_tree_and_block_proofs_equal_the_whole_tree() {
+        let unit = UnitSize::new(4).unwrap();
+        let all = log(40, unit);
+        for level in [0u32, 1, 2, 3] {
+            let size = 1usize << level;
+            for n in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 23, 40] {
+                let l = &all[..n];
+                let mut b = LogBuilder::new(level);
+                for s in l {
+                    b.push(s).unwrap();
+                }
+                let built = b.finish().unwrap();
+                assert_eq!(built.root, root(l).unwrap(), "level {level}, {n} shares");
+                assert_eq!(built.count, n);
+                assert_eq!(built.blocks.len(), n.div_ceil(size), "level {level}, {n} shares");
+                // the block-level nodes are the tree's: built up they give the root
+                if n > 0 {
+                    let top = levels(built.blocks.clone()).unwrap();
+                    assert_eq!(top.last().unwrap()[0], built.root);
+                }
+                for i in 0..n {
+                    let first = i / size * size;
+                    let block = &l[first..(first + size).min(n)];
+                    let p = prove_in_block(block, i, n, level, &built.blocks).unwrap().unwrap();
+                    assert_eq!(p, prove(l, i).unwrap().unwrap(), "level {level}, {n} shares, share {i}");
+                }
+            }
+        }
     }
 
     #[test]

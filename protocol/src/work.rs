@@ -29,6 +29,9 @@ pub const DIFF1_HASHES_LOG2: i32 = 32;
 pub struct DifficultyExp(i32);
 
 impl DifficultyExp {
+    /// The hardest supported difficulty, 2^[`MAX_DIFFICULTY_EXP`].
+    pub const MAX: Self = Self(MAX_DIFFICULTY_EXP);
+
     /// A difficulty exponent, checked against [`MIN_DIFFICULTY_EXP`]..=[`MAX_DIFFICULTY_EXP`].
     pub fn new(exp: i32) -> Result<Self, WorkError> {
         if (MIN_DIFFICULTY_EXP..=MAX_DIFFICULTY_EXP).contains(&exp) {

@@ -26,6 +26,28 @@ pub struct Template {
     pub difficulty_range: Option<(DifficultyExp, DifficultyExp)>,
 }
 
+/// A block found by a share, as the pool hands it to its job source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundBlock {
+    /// The height of the block.
+    pub height: u32,
+    /// Its header.
+    pub header: Header,
+    /// Its coinbase transaction (legacy serialization).
+    pub coinbase: Vec<u8>,
+}
+
+/// What the network said of a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// Taken: it extends the chain.
+    Accepted,
+    /// The network had it already (a block handed over again after a restart).
+    Duplicate,
+    /// Refused, with the reason.
+    Rejected(String),
+}
+
 /// A job source failure.
 #[derive(Debug, thiserror::Error)]
 #[error("job source: {0}")]
@@ -41,7 +63,8 @@ pub trait JobSource: Send + Sync + 'static {
     /// The current template; the receiver sees every new one.
     fn templates(&self) -> watch::Receiver<Arc<Template>>;
 
-    /// A share met the network target: hand the block to the network. The source then publishes
-    /// a clean template on the new tip.
-    async fn submit_block(&self, template: &Template, header: &Header, coinbase: &[u8]) -> Result<(), JobSourceError>;
+    /// A share met the network target: hand the block to the network and say what it answered.
+    /// Handing the same block over again is harmless ([`BlockOutcome::Duplicate`]). On a new
+    /// tip the source publishes a clean template.
+    async fn submit_block(&self, block: &FoundBlock) -> Result<BlockOutcome, JobSourceError>;
 }

@@ -47,7 +47,7 @@ pub async fn close_on_matured_block(pool: &MintBridge, height: u32, reward: u64)
         bits: bitcoin::CompactTarget::from_consensus(0x207f_ffff),
         nonce: 0,
     };
-    pool.epochs().close(ehash_protocol::epoch::CloseReason::Block, Some((height, &header, reward))).await.expect("the epoch closes");
+    pool.epochs().close_active(ehash_protocol::epoch::CloseReason::Block, Some((height, &header, reward))).await.expect("the epoch closes");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     pool.epochs().advance(height + pool.epochs().payout_config().maturity_blocks, now).await.expect("the block matures");
 }

@@ -43,8 +43,18 @@ fn as_server_user(bin: &Path, root: bool) -> Command {
 }
 
 impl PgCluster {
-    /// Start a cluster, or skip (see [`crate::skip_or_fail`]) if PostgreSQL is not installed.
+    /// Start a cluster (without fsync: tests need no durability across a power cut), or skip
+    /// (see [`crate::skip_or_fail`]) if PostgreSQL is not installed.
     pub fn start() -> Option<Self> {
+        Self::launch(false)
+    }
+
+    /// Start a cluster that syncs every commit to disk as a production one does (benchmarks).
+    pub fn start_durable() -> Option<Self> {
+        Self::launch(true)
+    }
+
+    fn launch(fsync: bool) -> Option<Self> {
         let (Some(initdb), Some(postgres)) = (find_bin("initdb"), find_bin("postgres")) else {
             return crate::skip_or_fail("PostgreSQL (initdb, postgres) is not installed");
         };
@@ -72,7 +82,7 @@ impl PgCluster {
             .arg(&data)
             .args(["-p", &port.to_string(), "-k"])
             .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=100"])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", if fsync { "fsync=on" } else { "fsync=off" }, "-c", "max_connections=100"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();

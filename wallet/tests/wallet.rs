@@ -144,7 +144,7 @@ async fn the_seed_words_restore_every_epoch() {
     assert!(created);
     let w = MinerWallet::open(&dir.path().join("w1/wallet.sqlite"), bridge.mint_url(), seed::seed_of(&words)).await.unwrap();
     let unit1 = earn(&bridge, &w, 3).await;
-    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    bridge.epochs().close_active(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
     let unit2 = earn(&bridge, &w, 2).await;
     let spent = w.send(&unit1, 4, None).await.unwrap();
     let _ = spent;

@@ -1,14 +1,17 @@
 //! A devnet job source: synthetic templates with a real coinbase (BIP34 height, the extranonce
 //! space, an output paying the pool), real merkle branches over synthetic transactions, and a
 //! configurable network target, so blocks are found at a chosen rate. Found blocks extend the
-//! devnet chain: the next template builds on the found block's hash.
+//! devnet chain: the next template builds on the found block's hash. The chain starts from a
+//! genesis derived from the pool's key, or from the last block the ledger says it accepted, so
+//! it goes on across restarts (and a block handed over again after a crash extends it).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bitcoin::block::Header;
-use bitcoin::hashes::Hash;
+use bitcoin::BlockHash;
+use bitcoin::hashes::{Hash, sha256};
 use bitcoin::script::{Builder, PushBytesBuf};
 use bitcoin::{ScriptBuf, XOnlyPublicKey};
 use ehash_protocol::stratum::share::{JobTemplate, merkle_branch};
@@ -17,7 +20,7 @@ use rand::RngCore;
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
-use ehash_stratum::{JobSource, JobSourceError, Template};
+use ehash_stratum::{BlockOutcome, FoundBlock, JobSource, JobSourceError, Template};
 use crate::config::DevnetConfig;
 use crate::error::{Error, Result};
 
@@ -28,6 +31,8 @@ struct Tip {
     prev_hash: [u8; 32],
     height: u32,
     next_id: u64,
+    /// Blocks this chain took (a block handed over again is a duplicate).
+    found: HashSet<BlockHash>,
 }
 
 /// The devnet job source.
@@ -48,18 +53,31 @@ impl std::fmt::Debug for DevnetJobSource {
 
 impl DevnetJobSource {
     /// A source whose coinbase pays a P2TR output of `pool_key` and reserves
-    /// `extranonce_len` (= extranonce1 + extranonce2) bytes. Spawns the ntime refresh task,
-    /// which stops with `cancel`.
-    pub fn start(config: DevnetConfig, pool_key: XOnlyPublicKey, extranonce_len: usize, cancel: CancellationToken) -> Result<Arc<Self>> {
+    /// `extranonce_len` (= tag + extranonce1 + extranonce2) bytes, building on `tip` (the hash
+    /// and height of the last block the pool knows was accepted), else on the pool's genesis.
+    /// Spawns the ntime refresh task, which stops with `cancel`.
+    pub fn start(
+        config: DevnetConfig,
+        pool_key: XOnlyPublicKey,
+        extranonce_len: usize,
+        tip: Option<(BlockHash, u32)>,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Self>> {
         if extranonce_len == 0 || extranonce_len > 64 {
             return Err(Error::Config(format!("extranonce space of {extranonce_len} bytes (1..=64)")));
         }
         let nbits = DifficultyExp::new(config.network_difficulty_exp)?.compact().to_consensus();
         let secp = bitcoin::secp256k1::Secp256k1::verification_only();
         let payout = ScriptBuf::new_p2tr(&secp, pool_key, None);
-        let mut genesis = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut genesis);
-        let mut tip = Tip { prev_hash: genesis, height: config.start_height, next_id: 1 };
+        let (prev_hash, height) = match tip {
+            Some((hash, height)) => (hash.to_byte_array(), height.saturating_add(1)),
+            None => {
+                let mut seed = b"ehash/devnet/genesis".to_vec();
+                seed.extend_from_slice(&pool_key.serialize());
+                (sha256::Hash::hash(&seed).to_byte_array(), config.start_height)
+            }
+        };
+        let mut tip = Tip { prev_hash, height, next_id: 1, found: HashSet::new() };
         let first = make_template(&config, nbits, &payout, extranonce_len, &mut tip, true);
         let (tx, _) = watch::channel(Arc::new(first));
         let source = Arc::new(Self { config, nbits, payout, extranonce_len, tip: Mutex::new(tip), tx });
@@ -89,18 +107,26 @@ impl JobSource for DevnetJobSource {
         self.tx.subscribe()
     }
 
-    async fn submit_block(&self, template: &Template, header: &Header, _coinbase: &[u8]) -> Result<(), JobSourceError> {
+    async fn submit_block(&self, block: &FoundBlock) -> Result<BlockOutcome, JobSourceError> {
+        let hash = block.header.block_hash();
         {
             let mut tip = self.tip.lock().await;
-            if tip.height != template.height {
-                return Err(JobSourceError(format!("block at height {} is stale (tip builds {})", template.height, tip.height)));
+            if tip.found.contains(&hash) {
+                return Ok(BlockOutcome::Duplicate);
             }
-            tip.prev_hash = header.block_hash().to_byte_array();
+            if tip.height != block.height || tip.prev_hash != block.header.prev_blockhash.to_byte_array() {
+                return Ok(BlockOutcome::Rejected(format!("stale: block at height {} does not build on the devnet tip (next height {})", block.height, tip.height)));
+            }
+            if !bitcoin::Target::from_compact(block.header.bits).is_met_by(hash) {
+                return Ok(BlockOutcome::Rejected("high-hash: the block does not meet its target".into()));
+            }
+            tip.found.insert(hash);
+            tip.prev_hash = hash.to_byte_array();
             tip.height += 1;
         }
-        tracing::info!(height = template.height, hash = %header.block_hash(), "devnet block found");
+        tracing::info!(height = block.height, %hash, "devnet block found");
         self.publish(true).await;
-        Ok(())
+        Ok(BlockOutcome::Accepted)
     }
 }
 

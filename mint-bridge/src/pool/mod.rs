@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ehash_protocol::epoch::CloseReason;
 use ehash_protocol::stratum::Username;
 use ehash_protocol::stratum::messages::ErrorCode;
-use ehash_stratum::{Backend, JobSource, Refusal, Work};
+use ehash_stratum::{Backend, BlockOutcome, FoundBlock, JobSource, Refusal, Work};
 use rand::RngCore;
 use tokio::sync::watch;
 
 use crate::epochs::{CreditError, Epochs, QuoteBinding, QuoteError, ValidShare};
+use crate::ledger::{BlockRecord, BlockStatus};
 
 /// Extranonce1 size handed to every connection, in bytes.
 pub const EXTRANONCE1_SIZE: usize = 4;
@@ -72,25 +72,35 @@ impl PoolBackend {
         Self { epochs, source, extranonces: Extranonces::new() }
     }
 
-    /// Hand a found block to the network; returns its reward (what its coinbase pays).
-    async fn submit_block(&self, work: &Work) -> u64 {
-        let cb = work.coinbase();
-        // the block's reward: what its coinbase pays out
-        let reward = match bitcoin::consensus::encode::deserialize::<bitcoin::Transaction>(&cb) {
+    /// Hand a found block to the network at once (in its own task, which a dropped connection
+    /// does not stop); returns its record and the network's answer to come.
+    fn hand_over_block(&self, binding: &QuoteBinding, work: &Work) -> (BlockRecord, tokio::task::JoinHandle<Result<BlockOutcome, String>>) {
+        let found = FoundBlock { height: work.template.height, header: work.header, coinbase: work.coinbase() };
+        let reward = match bitcoin::consensus::encode::deserialize::<bitcoin::Transaction>(&found.coinbase) {
             Ok(tx) => tx.output.iter().map(|o| o.value.to_sat()).sum(),
             Err(e) => {
                 tracing::error!(error = %e, "the found block's coinbase does not parse; its epoch pays nothing");
                 0
             }
         };
-        if let Err(e) = self.source.submit_block(&work.template, &work.header, &cb).await {
-            tracing::warn!(error = %e, "block submission");
-        }
-        reward
+        let record = BlockRecord {
+            share_id: work.hash.to_string(),
+            epoch: binding.epoch,
+            height: found.height,
+            hash: work.hash.to_string(),
+            reward,
+            header: hex::encode(bitcoin::consensus::encode::serialize(&work.header)),
+            coinbase: hex::encode(&found.coinbase),
+            status: BlockStatus::Pending,
+            detail: None,
+            created_at: cdk::util::unix_time(),
+        };
+        tracing::info!(height = found.height, hash = %work.hash, "a share found a block");
+        let source = self.source.clone();
+        let answer = tokio::spawn(async move { source.submit_block(&found).await.map_err(|e| e.to_string()) });
+        (record, answer)
     }
 }
-
-
 
 #[async_trait]
 impl Backend for PoolBackend {
@@ -117,9 +127,24 @@ impl Backend for PoolBackend {
             difficulty: work.difficulty,
             is_block: work.is_block,
         };
-        // the block goes to the network first: nothing that can fail or wait comes before it
-        let reward = if work.is_block { Some(self.submit_block(work).await) } else { None };
-        let credited = self.epochs.credit(&share).await.map_err(|e| match e {
+        // a block goes to the network before anything that can fail or wait; the answer decides
+        // its epoch once the block is on record
+        let block = work.is_block.then(|| self.hand_over_block(binding, work));
+        let credited = self.epochs.credit(&share, block.as_ref().map(|(b, _)| b.clone())).await;
+        if let Some((record, answer)) = block {
+            crate::fault::point("abort-after-block-record");
+            let epochs = self.epochs.clone();
+            tokio::spawn(async move {
+                let answer = match answer.await {
+                    Ok(a) => a,
+                    Err(e) => Err(format!("the block submission task failed: {e}")),
+                };
+                if let Err(e) = epochs.block_answered(&record.share_id, answer).await {
+                    tracing::error!(block = %record.hash, error = %e, "finishing a found block; it is finished at the next start");
+                }
+            });
+        }
+        credited.map_err(|e| match e {
             CreditError::Duplicate => Refusal::new(ErrorCode::DuplicateShare, "duplicate share"),
             e @ CreditError::Stale(_) => Refusal::new(ErrorCode::JobNotFound, e.to_string()),
             e @ CreditError::EpochClosed(_) => Refusal::new(ErrorCode::EpochClosed, e.to_string()),
@@ -127,14 +152,7 @@ impl Backend for PoolBackend {
                 tracing::warn!(error = %e, "share not recorded");
                 Refusal::new(ErrorCode::Unavailable, e.to_string())
             }
-        })?;
-        if let Some(reward) = reward {
-            match self.epochs.close(CloseReason::Block, Some((work.template.height, &work.header, reward))).await {
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "closing the epoch on a found block failed"),
-            }
-        }
-        Ok(credited)
+        })
     }
 
     fn notices(&self) -> watch::Receiver<u64> {

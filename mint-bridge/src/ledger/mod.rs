@@ -1,15 +1,22 @@
-//! The share ledger (sqlx; SQLite by default, PostgreSQL by configuration): epochs and every
-//! accepted share. The nostr announcement outbox (`ehash-outbox`) lives in the same database.
+//! The share ledger (sqlx; SQLite by default, PostgreSQL by configuration): epochs, every
+//! accepted share, each quote's running credit, found blocks and each closed epoch's committed
+//! log. The nostr announcement outbox (`ehash-outbox`) lives in the same database.
 //!
-//! A share is written here, durably, before its submit is acknowledged and before the mint quote
-//! is credited; `credited` flips once cdk has recorded the payment. On start, uncredited shares
-//! are credited again (cdk ignores a payment id it has seen), so a crash at any point neither
-//! loses nor doubles a credit.
+//! Shares are written here in groups ([`Ledger::record`], one transaction for many shares),
+//! durably, before any of them is acknowledged; the same transaction adds them to their quotes'
+//! running credit. The mint learns of credit later, in aggregated payments (`crate::credit`):
+//! the ledger is the record of what is owed, the mint's amount paid the record of what was paid.
+
+mod blocks;
+mod log;
+mod shares;
+
+pub use blocks::{BlockRecord, BlockStatus};
+pub use log::CommittedLog;
 
 use std::path::Path;
 use std::str::FromStr;
 
-use ehash_protocol::audit::{self, LogShare};
 use ehash_protocol::epoch::{CloseReason, EpochState};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -34,11 +41,11 @@ pub struct EpochRecord {
     pub close_reason: Option<CloseReason>,
     /// The block that closed it (display hex).
     pub block_hash: Option<String>,
-    /// Total ehash credited (set when closed).
+    /// Total ehash credited (set when closed; [`Ledger::epoch_totals`] while active).
     pub issued: Option<u64>,
     /// Shares credited (set when closed).
     pub shares: Option<u64>,
-    /// Root of the closed epoch's share log (protocol §12), hex; fixed at close.
+    /// Root of the closed epoch's share log (protocol §12), hex; committed once it is closed.
     pub log_root: Option<String>,
     /// Height of the block that closed it.
     pub block_height: Option<u32>,
@@ -94,18 +101,18 @@ pub struct Ledger {
     pool: AnyPool,
 }
 
-fn u64_col(row: &AnyRow, col: &str) -> Result<u64> {
+pub(crate) fn u64_col(row: &AnyRow, col: &str) -> Result<u64> {
     let v: i64 = row.try_get(col)?;
     u64::try_from(v).map_err(|_| Error::Inconsistent(format!("negative {col} in ledger")))
 }
 
-fn opt_u64_col(row: &AnyRow, col: &str) -> Result<Option<u64>> {
+pub(crate) fn opt_u64_col(row: &AnyRow, col: &str) -> Result<Option<u64>> {
     let v: Option<i64> = row.try_get(col)?;
     v.map(|v| u64::try_from(v).map_err(|_| Error::Inconsistent(format!("negative {col} in ledger"))))
         .transpose()
 }
 
-fn i64_of(v: u64, what: &str) -> Result<i64> {
+pub(crate) fn i64_of(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::Inconsistent(format!("{what} {v} exceeds the ledger's 63-bit range")))
 }
 
@@ -164,7 +171,8 @@ impl Ledger {
     }
 
     /// Close the active epoch `epoch` and open `epoch + 1` with `next_unit`, in one transaction.
-    /// The closed epoch's issued total and share count are summed from its shares.
+    /// The closed epoch's issued total and share count are the sums of its quotes' running
+    /// credits (no share is read); its log is committed afterwards ([`Self::commit_log`]).
     pub async fn close_epoch(
         &self,
         epoch: u32,
@@ -173,36 +181,21 @@ impl Ledger {
         now: u64,
         next_unit: &str,
     ) -> Result<(EpochRecord, EpochRecord)> {
+        // the first statement writes: a SQLite transaction that read first could not take the
+        // write lock once another writer committed (SQLITE_BUSY without waiting)
         let mut tx = self.pool.begin().await?;
-        let totals = sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS issued, COUNT(*) AS shares FROM ehash_shares WHERE epoch = $1")
-            .bind(i64::from(epoch))
-            .fetch_one(&mut *tx)
-            .await?;
-        let issued = totals.try_get::<i64, _>("issued")?;
-        let shares = totals.try_get::<i64, _>("shares")?;
-        let rows = sqlx::query("SELECT header, difficulty_exp, amount FROM ehash_shares WHERE epoch = $1")
-            .bind(i64::from(epoch))
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut log = rows.iter().map(log_share_from_row).collect::<Result<Vec<_>>>()?;
-        audit::sort_log(&mut log);
-        let root = audit::root(&log).map_err(|e| Error::Inconsistent(format!("epoch {epoch} share log: {e}")))?;
-        if i64::try_from(root.sum).ok() != Some(issued) {
-            return Err(Error::Inconsistent(format!("epoch {epoch}: the share log sums to {}, the ledger to {issued}", root.sum)));
-        }
         let updated = sqlx::query(
-            "UPDATE ehash_epochs SET state = $1, ended_at = $2, close_reason = $3, block_hash = $4, issued = $5, shares = $6, log_root = $9, \
-             block_height = $10, reward = $11, payout = $12 WHERE epoch = $7 AND state = $8",
+            "UPDATE ehash_epochs SET state = $1, ended_at = $2, close_reason = $3, block_hash = $4, \
+             issued = (SELECT CAST(COALESCE(SUM(credited), 0) AS BIGINT) FROM ehash_quote_credits WHERE epoch = $5), \
+             shares = (SELECT CAST(COALESCE(SUM(shares), 0) AS BIGINT) FROM ehash_quote_credits WHERE epoch = $5), \
+             block_height = $7, reward = $8, payout = $9 WHERE epoch = $5 AND state = $6",
         )
         .bind(EpochState::Closed.as_str())
         .bind(i64_of(now, "time")?)
         .bind(reason.as_str())
         .bind(block.map(|b| b.hash.as_str()))
-        .bind(issued)
-        .bind(shares)
         .bind(i64::from(epoch))
         .bind(EpochState::Active.as_str())
-        .bind(hex::encode(root.hash))
         .bind(block.map(|b| i64::from(b.height)))
         .bind(block.map(|b| i64_of(b.reward, "reward")).transpose()?)
         .bind(block.map(|b| i64_of(b.payout, "payout")).transpose()?)
@@ -219,14 +212,44 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        let all = self.epochs().await?;
-        let find = |n: u32| {
-            all.iter()
-                .find(|e| e.epoch == n)
-                .cloned()
-                .ok_or_else(|| Error::Inconsistent(format!("epoch {n} vanished")))
-        };
-        Ok((find(epoch)?, find(epoch + 1)?))
+        Ok((self.epoch(epoch).await?, self.epoch(epoch + 1).await?))
+    }
+
+    /// A block found by a share of `epoch` after the operator closed it (the two raced): the
+    /// epoch, closed without a block, closes on this one instead and pays it out (protocol §2).
+    /// Returns the amended record, or `None` if `epoch` is not closed without a block.
+    pub async fn amend_close_with_block(&self, epoch: u32, block: &ClosingBlock) -> Result<Option<EpochRecord>> {
+        let r = sqlx::query(
+            "UPDATE ehash_epochs SET close_reason = $1, block_hash = $2, block_height = $3, reward = $4, payout = $5 \
+             WHERE epoch = $6 AND state = $7 AND close_reason = $8",
+        )
+        .bind(CloseReason::Block.as_str())
+        .bind(&block.hash)
+        .bind(i64::from(block.height))
+        .bind(i64_of(block.reward, "reward")?)
+        .bind(i64_of(block.payout, "payout")?)
+        .bind(i64::from(epoch))
+        .bind(EpochState::Closed.as_str())
+        .bind(CloseReason::Operator.as_str())
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(None);
+        }
+        self.epoch(epoch).await.map(Some)
+    }
+
+    /// One epoch.
+    pub async fn epoch(&self, epoch: u32) -> Result<EpochRecord> {
+        let row = sqlx::query(
+            "SELECT epoch, unit, state, started_at, ended_at, close_reason, block_hash, issued, shares, log_root, \
+             block_height, reward, payout, redeemable_at, expires_at FROM ehash_epochs WHERE epoch = $1",
+        )
+        .bind(i64::from(epoch))
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::Inconsistent(format!("epoch {epoch} is not in the ledger")))?;
+        epoch_from_row(&row)
     }
 
     /// A closed epoch's block matured: it is redeemable from `now` until `expires_at`.
@@ -251,102 +274,6 @@ impl Ledger {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() == 1)
-    }
-
-    /// The share log of `epoch` in log order (protocol §12).
-    pub async fn epoch_log(&self, epoch: u32) -> Result<Vec<LogShare>> {
-        let rows = sqlx::query("SELECT header, difficulty_exp, amount FROM ehash_shares WHERE epoch = $1")
-            .bind(i64::from(epoch))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut log = rows.iter().map(log_share_from_row).collect::<Result<Vec<_>>>()?;
-        audit::sort_log(&mut log);
-        Ok(log)
-    }
-
-    /// Up to `limit` shares of `epoch`'s log after the share id `after` (from the start when
-    /// `None`), in log order, with their ids. Ids are lowercase hex of equal length, so the
-    /// database's text order is the log's order.
-    pub async fn epoch_log_page(&self, epoch: u32, after: Option<&str>, limit: u32) -> Result<Vec<(String, LogShare)>> {
-        let rows = sqlx::query(
-            "SELECT share_id, header, difficulty_exp, amount FROM ehash_shares WHERE epoch = $1 AND share_id > $2 ORDER BY share_id LIMIT $3",
-        )
-        .bind(i64::from(epoch))
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok((r.try_get("share_id")?, log_share_from_row(r)?))).collect()
-    }
-
-    /// Record an accepted share. Returns `false` if the same share (same header) was recorded
-    /// before, in which case nothing changes.
-    pub async fn insert_share(&self, s: &ShareRecord) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT INTO ehash_shares (share_id, epoch, quote_id, worker, header, difficulty_exp, amount, is_block, created_at, credited) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE) ON CONFLICT (share_id) DO NOTHING",
-        )
-        .bind(&s.share_id)
-        .bind(i64::from(s.epoch))
-        .bind(&s.quote_id)
-        .bind(s.worker.as_deref())
-        .bind(&s.header)
-        .bind(i64::from(s.difficulty_exp))
-        .bind(i64_of(s.amount, "amount")?)
-        .bind(s.is_block)
-        .bind(i64_of(s.created_at, "time")?)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Mark a share as credited to its mint quote.
-    pub async fn mark_credited(&self, share_id: &str) -> Result<()> {
-        sqlx::query("UPDATE ehash_shares SET credited = TRUE WHERE share_id = $1")
-            .bind(share_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Shares recorded but not yet credited to their quotes, oldest first.
-    pub async fn uncredited_shares(&self, limit: u32) -> Result<Vec<ShareRecord>> {
-        let rows = sqlx::query(
-            "SELECT share_id, epoch, quote_id, worker, header, difficulty_exp, amount, \
-             CASE WHEN is_block THEN 1 ELSE 0 END AS is_block, created_at \
-             FROM ehash_shares WHERE credited = FALSE ORDER BY created_at, share_id LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(share_from_row).collect()
-    }
-
-    /// Sum and count of shares credited to a quote.
-    pub async fn quote_totals(&self, quote_id: &str) -> Result<(u64, u64)> {
-        let row = sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount, COUNT(*) AS shares FROM ehash_shares WHERE quote_id = $1")
-            .bind(quote_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((u64_col(&row, "amount")?, u64_col(&row, "shares")?))
-    }
-
-    /// The ids of every share credited to a quote.
-    pub async fn quote_share_ids(&self, quote_id: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT share_id FROM ehash_shares WHERE quote_id = $1 ORDER BY share_id")
-            .bind(quote_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get("share_id")?)).collect()
-    }
-
-    /// Sum and count of shares in an epoch so far.
-    pub async fn epoch_totals(&self, epoch: u32) -> Result<(u64, u64)> {
-        let row = sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount, COUNT(*) AS shares FROM ehash_shares WHERE epoch = $1")
-            .bind(i64::from(epoch))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((u64_col(&row, "amount")?, u64_col(&row, "shares")?))
     }
 
     /// The database pool (shared with the announcement outbox).
@@ -384,27 +311,3 @@ fn epoch_from_row(r: &AnyRow) -> Result<EpochRecord> {
     })
 }
 
-fn log_share_from_row(r: &AnyRow) -> Result<LogShare> {
-    let exp: i64 = r.try_get("difficulty_exp")?;
-    Ok(LogShare {
-        header: r.try_get("header")?,
-        difficulty_exp: i32::try_from(exp).map_err(|_| Error::Inconsistent("difficulty out of range in ledger".into()))?,
-        amount: u64_col(r, "amount")?,
-    })
-}
-
-fn share_from_row(r: &AnyRow) -> Result<ShareRecord> {
-    Ok(ShareRecord {
-        share_id: r.try_get("share_id")?,
-        epoch: u32::try_from(u64_col(r, "epoch")?).map_err(|_| Error::Inconsistent("epoch number out of range".into()))?,
-        quote_id: r.try_get("quote_id")?,
-        worker: r.try_get("worker")?,
-        header: r.try_get("header")?,
-        difficulty_exp: i32::try_from(r.try_get::<i64, _>("difficulty_exp")?)
-            .map_err(|_| Error::Inconsistent("difficulty out of range".into()))?,
-        amount: u64_col(r, "amount")?,
-        // read as an integer: sqlx's Any driver cannot decode SQLite's BOOLEAN
-        is_block: r.try_get::<i64, _>("is_block")? != 0,
-        created_at: u64_col(r, "created_at")?,
-    })
-}
