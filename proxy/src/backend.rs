@@ -1,5 +1,6 @@
-//! The proxy's backend for its downstream Stratum server: local workers, shares forwarded
-//! upstream when they meet the pool's difficulty, each forwarded share logged for the audit.
+//! The proxy's backend for its downstream Stratum server: local workers, every share forwarded
+//! upstream (a miner's job is never easier than the pool's), each forwarded share logged for the
+//! audit with the credit its assigned difficulty earns.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ehash_protocol::stratum::messages::ErrorCode;
-use ehash_protocol::work::{DifficultyExp, UnitSize};
+use ehash_protocol::work::UnitSize;
 use ehash_stratum::{Backend, Refusal, Work};
 use tokio::sync::watch;
 
@@ -20,8 +21,6 @@ use crate::upstream::{MINER_ID_BYTES, Upstream, upstream_target};
 pub struct Forwarding {
     /// Shares the pool accepted.
     pub forwarded: AtomicU64,
-    /// Shares below the pool's difficulty (valid locally, not sent).
-    pub local_only: AtomicU64,
 }
 
 /// The proxy's backend.
@@ -66,9 +65,9 @@ impl Backend for ProxyBackend {
             return Err(Refusal::new(ErrorCode::Unavailable, "the pool sent an unusable difficulty"));
         };
         if !target.is_met_by(work.hash) {
-            // valid at the miner's difficulty but below the pool's: counted, not forwarded
-            self.forwarding.local_only.fetch_add(1, Ordering::Relaxed);
-            return Ok(0);
+            // cannot happen while a miner's job is never easier than the pool's; answering `true`
+            // for a share the pool would not credit would short the miner
+            return Err(Refusal::new(ErrorCode::JobNotFound, "stale job: the pool raised its difficulty; take the new job"));
         }
         // the pool's extranonce2: our job's difficulty tag, the miner's id, the miner's extranonce2
         let mut extranonce2 = vec![work.tag];
@@ -76,11 +75,10 @@ impl Backend for ProxyBackend {
         extranonce2.extend_from_slice(&work.extranonce2);
         self.upstream.submit(&job.job_id, &extranonce2, work.ntime, work.nonce, work.version_bits).await?;
         self.forwarding.forwarded.fetch_add(1, Ordering::Relaxed);
+        // the pool owes the work of the difficulty this proxy assigned the miner (which the
+        // share's coinbase declares), not whatever the pool's job said
         let (quote_id, unit, unit_log2) = self.earner.current().await;
-        let expected = match (UnitSize::new(unit_log2), DifficultyExp::floor_of(job.difficulty)) {
-            (Ok(u), Ok(d)) => u.credit(d).unwrap_or(0),
-            _ => 0,
-        };
+        let expected = UnitSize::new(unit_log2).and_then(|u| u.credit(work.difficulty)).unwrap_or(0);
         let logged = LoggedShare { share_id: work.hash.to_string(), quote_id, unit, expected, worker: worker.clone() };
         if let Err(e) = self.earner.audit().record(&logged).await {
             tracing::warn!(error = %e, "could not log an accepted share for the audit");

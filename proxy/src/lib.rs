@@ -71,8 +71,8 @@ pub struct Status {
     pub shares_accepted: u64,
     /// Shares forwarded to and accepted by the pool.
     pub shares_forwarded: u64,
-    /// Valid shares below the pool's difficulty.
-    pub shares_local_only: u64,
+    /// The share difficulty the pool assigns the proxy now (its miners never get easier work).
+    pub upstream_difficulty: f64,
     /// Rejected shares by SV1 error code.
     pub shares_rejected: Vec<(i64, u64)>,
     /// Earnings: quote, credited, minted, audit.
@@ -93,7 +93,11 @@ impl Inner {
     async fn status(&self) -> Status {
         let st: StatsSnapshot = self.server.stats();
         let uptime = self.started.elapsed().as_secs_f64().max(1.0);
-        let upstream_connected = self.upstream.state().borrow().connected;
+        let (upstream_connected, upstream_difficulty) = {
+            let s = self.upstream.state();
+            let s = s.borrow();
+            (s.connected, s.difficulty)
+        };
         let earnings = self.earner.earnings().await;
         Status {
             upstream_connected,
@@ -101,7 +105,7 @@ impl Inner {
             hashrate: st.hashes as f64 / uptime,
             shares_accepted: st.accepted,
             shares_forwarded: self.forwarding.forwarded.load(Ordering::Relaxed),
-            shares_local_only: self.forwarding.local_only.load(Ordering::Relaxed),
+            upstream_difficulty,
             shares_rejected: st.rejected,
             earnings,
             uptime_secs: uptime as u64,
@@ -170,6 +174,8 @@ impl Proxy {
         let mut stratum = config.stratum.clone();
         stratum.extranonce2_size = up.extranonce2_size - MINER_ID_BYTES - TAG_BYTES;
         stratum.version_mask = if config.version_rolling { up.version_mask.unwrap_or(0) } else { 0 };
+        // shares go upstream with this proxy's own difficulty declaration; a miner's is not passed on
+        stratum.share_difficulty_extension = false;
         let floor = DifficultyExp::new(ehash_protocol::work::MIN_DIFFICULTY_EXP).map_err(|e| Error::Start(e.to_string()))?;
         let difficulty = Difficulty::from_config(&stratum, floor)?;
         let forwarding = Arc::new(Forwarding::default());

@@ -1,16 +1,23 @@
 //! The one upstream connection to the pool, carrying every local miner's shares.
 //!
 //! It subscribes (resuming its previous extranonce1 after a reconnect), negotiates version
-//! rolling, authorizes with the current quote, turns the pool's jobs into templates for the
-//! local miners, and multiplexes their submissions. When the pool drops, it reconnects with
-//! backoff; local miners stay connected, and work from the dead session is never submitted.
+//! rolling and `ehash-share-difficulty`, authorizes with the current quote, turns the pool's
+//! jobs into templates for the local miners, and multiplexes their submissions. When the pool
+//! drops, it reconnects with backoff; local miners stay connected, and work from the dead
+//! session is never submitted.
+//!
+//! Difficulty: every miner is credited exactly at the difficulty the proxy assigned it. With
+//! `ehash-share-difficulty` agreed, a miner's jobs may be as hard as the proxy likes but never
+//! easier than the pool's job (the pool credits each share at the difficulty its coinbase
+//! declares, which is the miner's job tag). Without it, the miners' jobs take the pool's
+//! difficulty exactly.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ehash_protocol::stratum::client::{ServerMessage, parse_server_line, request};
-use ehash_protocol::stratum::messages::ErrorCode;
+use ehash_protocol::stratum::messages::{ErrorCode, SHARE_DIFFICULTY_EXTENSION};
 use ehash_protocol::stratum::share::{JobTemplate, TAG_BYTES};
 use ehash_protocol::work::DifficultyExp;
 use ehash_stratum::{Refusal, Template};
@@ -49,6 +56,10 @@ pub struct UpstreamState {
     pub extranonce2_size: usize,
     /// The negotiated version-rolling mask.
     pub version_mask: Option<u32>,
+    /// Whether the pool credits the difficulty each share declares (`ehash-share-difficulty`).
+    pub share_difficulty: bool,
+    /// The share difficulty the pool assigns this connection now.
+    pub difficulty: f64,
     /// The last error the pool answered `mining.authorize` with.
     pub authorize_error: Option<(i64, String)>,
 }
@@ -221,13 +232,19 @@ impl Task {
             (id, request(id, method, params))
         };
         let mut mask = None;
+        let mut extensions = vec![SHARE_DIFFICULTY_EXTENSION];
         if self.version_rolling {
-            let (id, line) = call("mining.configure", json!([["version-rolling"], {"version-rolling.mask": "1fffe000", "version-rolling.min-bit-count": 2}]));
-            send(&mut w, &line).await?;
-            let r = wait_response(&mut lines, id).await?;
-            if r.0.get("version-rolling") == Some(&Value::Bool(true)) {
-                mask = r.0.get("version-rolling.mask").and_then(Value::as_str).and_then(|m| u32::from_str_radix(m, 16).ok());
-            }
+            extensions.insert(0, "version-rolling");
+        }
+        let (id, line) = call("mining.configure", json!([extensions, {"version-rolling.mask": "1fffe000", "version-rolling.min-bit-count": 2}]));
+        send(&mut w, &line).await?;
+        let r = wait_response(&mut lines, id).await?;
+        if self.version_rolling && r.0.get("version-rolling") == Some(&Value::Bool(true)) {
+            mask = r.0.get("version-rolling.mask").and_then(Value::as_str).and_then(|m| u32::from_str_radix(m, 16).ok());
+        }
+        let share_difficulty = r.0.get(SHARE_DIFFICULTY_EXTENSION) == Some(&Value::Bool(true));
+        if !share_difficulty {
+            tracing::info!(pool = %self.pool, "the pool does not take declared share difficulties: miners get the pool's difficulty");
         }
         let subscribe_params = match extranonce1 {
             Some(en1) => json!(["ehash-proxy/0.1", hex::encode(en1)]),
@@ -257,6 +274,8 @@ impl Task {
             session,
             extranonce2_size: en2_size,
             version_mask: mask,
+            share_difficulty,
+            difficulty: 1.0,
             authorize_error: auth_err,
         });
         tracing::info!(pool = %self.pool, extranonce1 = %hex::encode(&en1), "upstream connected");
@@ -290,7 +309,7 @@ impl Task {
                         None => return Err("the pool closed the connection".into()),
                     };
                     match parse_server_line(&line) {
-                        Ok(msg) => self.on_message(msg, session, &en1, &mut difficulty, &mut pending),
+                        Ok(msg) => self.on_message(msg, session, &en1, share_difficulty, &mut difficulty, &mut pending),
                         Err(e) => tracing::warn!(error = %e, "unreadable line from the pool"),
                     }
                 }
@@ -298,7 +317,7 @@ impl Task {
         }
     }
 
-    fn on_message(&mut self, msg: ServerMessage, session: u64, en1: &[u8], difficulty: &mut f64, pending: &mut Pending) {
+    fn on_message(&mut self, msg: ServerMessage, session: u64, en1: &[u8], share_difficulty: bool, difficulty: &mut f64, pending: &mut Pending) {
         match msg {
             ServerMessage::Response { id, result, error } => {
                 let Some(reply) = id.as_u64().and_then(|id| pending.remove(&id)) else { return };
@@ -314,7 +333,10 @@ impl Task {
                 };
                 let _ = reply.send(outcome);
             }
-            ServerMessage::SetDifficulty(d) => *difficulty = d,
+            ServerMessage::SetDifficulty(d) => {
+                *difficulty = d;
+                self.state.send_modify(|s| s.difficulty = d);
+            }
             ServerMessage::Notify { job_id, job, clean } => {
                 if let Ok(mut jobs) = self.jobs.lock() {
                     if clean {
@@ -334,13 +356,15 @@ impl Task {
                 // the first job of a new session replaces all work: the old session's is stale
                 let first_of_session = self.template_session != session;
                 self.template_session = session;
+                let floor = miner_floor(*difficulty);
+                let difficulty_range = floor.map(|f| if share_difficulty { (f, DifficultyExp::MAX) } else { (f, f) });
                 self.templates.send_replace(Arc::new(Template {
                     id,
                     source_job_id: job_id,
                     height: 0,
                     job: JobTemplate { coinb1, ..job },
                     clean: clean || first_of_session,
-                    difficulty_range: None,
+                    difficulty_range,
                 }));
             }
             ServerMessage::SetVersionMask(m) => self.state.send_modify(|s| s.version_mask = Some(m)),
@@ -393,6 +417,13 @@ async fn wait_response(
             Err(e) => tracing::warn!(error = %e, "unreadable line from the pool"),
         }
     }
+}
+
+/// The easiest difficulty a miner may get on a pool job of `difficulty`: the smallest power of
+/// two not below it, so every share a miner finds meets the pool's target.
+fn miner_floor(difficulty: f64) -> Option<DifficultyExp> {
+    let d = DifficultyExp::floor_of(difficulty).ok()?;
+    Some(if d.as_f64() < difficulty { d.harder() } else { d })
 }
 
 /// The share target of an upstream difficulty (exact for powers of two; otherwise the nearest

@@ -139,7 +139,7 @@ async fn miners_earn_through_the_proxy_into_their_own_wallet() {
     assert_eq!((st.earnings.shortfall, st.earnings.logged_shares), (0, 6));
     assert_eq!((st.earnings.included_shares, st.earnings.excluded_shares), (0, 0), "nothing to look up while the epoch is open");
     // once the epoch closes, every accepted share is in the pool's committed share log
-    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    bridge.epochs().close_active(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
     proxy.mint_now().await.unwrap();
     let st = proxy.status().await;
     assert_eq!((st.earnings.included_shares, st.earnings.excluded_shares), (6, 0));
@@ -190,7 +190,7 @@ async fn an_epoch_change_moves_to_a_new_quote_without_losing_the_old_credit() {
         assert_eq!(submit(&mut a, "rig1", &job, i).await["result"], true);
     }
     let old_quote = proxy.status().await.earnings.quote_id;
-    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    bridge.epochs().close_active(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
     // the proxy follows on its own: new unit, new quote, re-authorized upstream
     wait_until("the proxy following the epoch", Duration::from_secs(20), || async {
         proxy.status().await.earnings.unit == "hash_pool_2"
@@ -266,7 +266,7 @@ async fn a_pool_that_credits_less_than_it_accepted_is_reported() {
     let st = proxy.status().await;
     assert_eq!((st.earnings.shortfall, st.earnings.logged_shares), (CREDIT, 2));
     // and once the epoch closes, the share it never credited is missing from its share log
-    bridge.epochs().close(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    bridge.epochs().close_active(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
     proxy.mint_now().await.unwrap();
     let st = proxy.status().await;
     assert_eq!((st.earnings.included_shares, st.earnings.excluded_shares), (1, 1));
@@ -395,6 +395,97 @@ async fn with_auto_redeem_a_matured_epochs_ehash_becomes_sats() {
     let st = proxy.status().await;
     assert_eq!(st.earnings.redeemed_sats, want);
     assert_eq!(st.earnings.wallet.get("hash_pool_1").copied().unwrap_or(0), 0, "all of the epoch's ehash was redeemed");
+    proxy.shutdown();
+    bridge.shutdown().await;
+}
+
+/// Mine through `proxy` as `worker` at the difficulty `suggest` asks for (the proxy may raise it)
+/// while `busy` is true, until `stop`; returns the credit, by the pool's unit of 2^12 hashes, of
+/// the difficulty of every share the proxy accepted, and the difficulties seen.
+async fn mine_at(
+    proxy: SocketAddr,
+    worker: String,
+    suggest: f64,
+    busy: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
+) -> (u64, std::collections::BTreeSet<i32>) {
+    let mut c = Sv1Client::connect(proxy).await.unwrap();
+    c.subscribe("rig/2").await.unwrap();
+    assert_eq!(c.call("mining.suggest_difficulty", serde_json::json!([suggest])).await.unwrap()["result"], true);
+    assert_eq!(c.authorize(&worker).await.unwrap()["result"], true);
+    c.wait_job(Duration::from_secs(10)).await.unwrap();
+    let (mut credit, mut seen) = (0u64, std::collections::BTreeSet::new());
+    let mut seed = 0u64;
+    while !stop.is_cancelled() {
+        if !*busy.borrow() {
+            // idle, but reading: the proxy's new work keeps arriving
+            let _ = c.read(Duration::from_millis(50)).await;
+            continue;
+        }
+        let job = c.jobs.last().cloned().unwrap();
+        seed += 1;
+        let (en2, nonce) = solve(&c, &job, seed);
+        let r = c.submit(&worker, &job.id, &en2, job.ntime, nonce, None).await.unwrap();
+        let exp = job.difficulty.log2().round() as i32;
+        seen.insert(exp);
+        if r["result"] == true {
+            credit += 1u64 << (20 + exp);
+        } else {
+            // only work the pool replaced may be refused
+            assert_eq!(response_error(&r).map(|e| e.0), Some(21), "{r}");
+        }
+    }
+    (credit, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_miner_is_credited_at_its_own_difficulty_while_the_pool_moves_the_proxys() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pool = bridge_config(&dir.path().join("pool"), free(), free());
+    // the pool's vardiff aims at one share a second from the proxy and looks every second
+    pool.stratum.min_difficulty_exp = -20;
+    pool.stratum.max_difficulty_exp = -14;
+    pool.stratum.initial_difficulty_exp = -17;
+    pool.stratum.target_share_secs = 1;
+    pool.stratum.retarget_secs = 1;
+    let bridge = MintBridge::start(pool).await.unwrap();
+    let mut c = proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url());
+    c.stratum.min_difficulty_exp = -20;
+    c.stratum.max_difficulty_exp = -14;
+    c.stratum.initial_difficulty_exp = -20;
+    c.stratum.target_share_secs = 1;
+    c.stratum.retarget_secs = 2;
+    let proxy = Proxy::start(c).await.unwrap();
+    let (busy_tx, busy) = tokio::sync::watch::channel(true);
+    let stop = CancellationToken::new();
+    let miners: Vec<_> = [-19, -17, -15]
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| tokio::spawn(mine_at(proxy.local_addr(), format!("rig{i}"), 2f64.powi(e), busy.clone(), stop.clone())))
+        .collect();
+    // busy (the pool raises the proxy's difficulty), idle (it lowers it), busy again
+    let mut pool_difficulties = std::collections::BTreeSet::new();
+    for phase in [true, false, true] {
+        busy_tx.send_replace(phase);
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            pool_difficulties.insert((proxy.status().await.upstream_difficulty.log2().round()) as i32);
+        }
+    }
+    stop.cancel();
+    let (mut assigned, mut miner_difficulties) = (0u64, std::collections::BTreeSet::new());
+    for m in miners {
+        let (credit, seen) = m.await.unwrap();
+        assert!(credit > 0);
+        assigned += credit;
+        miner_difficulties.extend(seen);
+    }
+    assert!(pool_difficulties.len() >= 2, "the pool's vardiff moved the proxy's difficulty: {pool_difficulties:?}");
+    assert!(miner_difficulties.len() >= 2, "the miners mined at different difficulties: {miner_difficulties:?}");
+    let quote = proxy.status().await.earnings.quote_id;
+    let (credited, _) = bridge.epochs().ledger().quote_totals(&quote).await.unwrap();
+    assert_eq!(credited, assigned, "the pool credited exactly the work of the difficulties the proxy assigned");
     proxy.shutdown();
     bridge.shutdown().await;
 }

@@ -62,10 +62,8 @@ pub async fn status(file: FileConfig, a: ProxyStatusArgs) -> Result<()> {
     println!("upstream   {}", if v["upstream_connected"] == true { "connected" } else { "DISCONNECTED" });
     println!("miners     {}", v["miners"]);
     println!("hashrate   {:.3} MH/s", v["hashrate"].as_f64().unwrap_or(0.0) / 1e6);
-    println!(
-        "shares     {} accepted, {} forwarded to the pool, {} below the pool's difficulty",
-        v["shares_accepted"], v["shares_forwarded"], v["shares_local_only"]
-    );
+    println!("shares     {} accepted, {} credited by the pool", v["shares_accepted"], v["shares_forwarded"]);
+    println!("pool diff  {}", v["upstream_difficulty"]);
     for r in v["shares_rejected"].as_array().into_iter().flatten() {
         println!("rejected   code {}: {}", r[0], r[1]);
     }
