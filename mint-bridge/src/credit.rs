@@ -55,6 +55,10 @@ impl From<cdk::Error> for SyncError {
 /// Pay `quote_id` at `mint` up to its credit in `ledger`. Returns what was paid now.
 pub async fn sync_quote(mint: &Mint, ledger: &Ledger, quote_id: &str) -> Result<u64, SyncError> {
     let Some(credit) = ledger.quote_credit(quote_id).await? else { return Ok(0) };
+    if credit.credited <= credit.synced {
+        // the mint was paid all of it (asking again costs it no write)
+        return Ok(0);
+    }
     let lookup = PaymentIdentifier::CustomId(quote_id.to_owned());
     let mut tx = mint.localstore().begin_transaction().await?;
     let Some(mut quote) = tx.get_mint_quote_by_request_lookup_id(&lookup).await? else {

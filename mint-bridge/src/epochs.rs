@@ -260,7 +260,7 @@ impl Epochs {
             is_block: share.is_block,
             created_at: cdk::util::unix_time(),
         };
-        match self.recorder.record(record, block).await {
+        match self.recorder.record(record, share.height, block).await {
             Ok(()) => Ok(amount),
             Err(RecordError::EpochClosed { epoch, current_unit }) => Err(CreditError::EpochClosed(QuoteError::EpochClosed {
                 quote_id: share.binding.quote_id.clone(),
@@ -271,6 +271,11 @@ impl Epochs {
             Err(e @ RecordError::Closing(_)) => Err(CreditError::Stale(e.to_string())),
             Err(RecordError::Unavailable(m)) => Err(CreditError::Unavailable(m)),
         }
+    }
+
+    /// Record a block whose share earns nothing (it met the network's target, not its own).
+    pub async fn record_block(&self, share_epoch: u32, block: BlockRecord) -> Result<(), CreditError> {
+        self.recorder.record_block(share_epoch, block).await.map_err(|e| CreditError::Unavailable(e.to_string()))
     }
 
     /// Pay the mint what the ledger credits `quote_id` (before a wallet reads or mints it).
@@ -297,7 +302,10 @@ impl Epochs {
         let next_unit = EpochUnit::new(self.pool_id.clone(), epoch + 1).unit();
         let min_height = block.as_ref().map(|b| b.height + 1);
         match self.recorder.close(epoch, reason, block, next_unit, cdk::util::unix_time()).await? {
-            Closed::Already => Ok(None),
+            Closed::Already => {
+                self.refresh().await?;
+                Ok(None)
+            }
             Closed::Amended(closed) => {
                 self.replace(&closed, min_height).await;
                 tracing::info!(epoch = closed.epoch, block = ?closed.block_hash, "an epoch closed by the operator closes on a block found in it");
@@ -351,6 +359,21 @@ impl Epochs {
         self.close(epoch, reason, block).await
     }
 
+    /// Catch up with the ledger if the book fell behind it (a close whose mint rebuild failed):
+    /// the mint is rebuilt for the ledger's epochs, then the book takes them and miners hear of it.
+    pub async fn refresh(&self) -> Result<()> {
+        let ledger = self.ledger.epochs().await?;
+        if ledger == self.all().await {
+            return Ok(());
+        }
+        self.mint.rebuild(&ledger).await?;
+        let current = ledger.last().map(|e| u64::from(e.epoch)).unwrap_or(0);
+        self.book.write().await.epochs = ledger;
+        self.changes.send_replace(current);
+        tracing::warn!(epoch = current, "the epoch book caught up with the ledger");
+        Ok(())
+    }
+
     async fn replace(&self, record: &EpochRecord, min_height: Option<u32>) {
         let mut book = self.book.write().await;
         if let Some(e) = book.epochs.iter_mut().find(|e| e.epoch == record.epoch) {
@@ -393,7 +416,11 @@ impl Epochs {
     /// and is handed to the network again by [`Self::resolve_blocks`].
     pub async fn block_answered(&self, share_id: &str, answer: Result<BlockOutcome, String>) -> Result<()> {
         let Some(block) = self.ledger.block(share_id).await? else {
-            tracing::error!(share = share_id, "a found block was not recorded (its share was refused or the ledger failed); it closes no epoch");
+            match answer {
+                // a block on a replaced tip (its share was stale) is not kept
+                Ok(BlockOutcome::Rejected(reason)) => tracing::debug!(share = share_id, %reason, "a stale block was refused"),
+                _ => tracing::error!(share = share_id, "a found block the network did not refuse could not be recorded; it closes no epoch"),
+            }
             return Ok(());
         };
         match answer {
@@ -409,7 +436,7 @@ impl Epochs {
             Ok(BlockOutcome::Rejected(reason)) => {
                 tracing::warn!(epoch = block.epoch, height = block.height, hash = %block.hash, %reason, "block refused by the network; the epoch goes on");
                 self.ledger.set_block_status(share_id, BlockStatus::Rejected, Some(&reason)).await?;
-                self.recorder.resume(block.epoch).await;
+                self.recorder.resume(block.epoch, block.share_id.clone()).await;
             }
             Err(e) => {
                 tracing::warn!(hash = %block.hash, error = %e, "could not hand the block to the network; trying again");

@@ -247,7 +247,9 @@ const MAX_QUOTES_PER_REQUEST: usize = 100;
 /// Pay the mint what the ledger credits these quotes, so the answer counts every share
 /// acknowledged before the request. A quote that cannot be paid is logged; cdk answers anyway.
 async fn sync_quotes(state: &HttpState, quotes: impl IntoIterator<Item = String>) {
-    for q in quotes.into_iter().take(MAX_QUOTES_PER_REQUEST) {
+    // the ledger keeps quote ids as the mint spells them
+    let quotes = quotes.into_iter().filter_map(|q| cdk_common::QuoteId::from_str(&q).ok().map(|q| q.to_string()));
+    for q in quotes.take(MAX_QUOTES_PER_REQUEST) {
         if let Err(e) = state.epochs.sync_quote(&q).await {
             tracing::warn!(quote = %q, error = %e, "paying the mint a quote's credit");
         }

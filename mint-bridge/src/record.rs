@@ -8,10 +8,12 @@
 //! share queued before the close is recorded (or refused) first, and none is recorded in the
 //! epoch after it.
 //!
-//! Once a share that found a block is recorded, its epoch is *closing*: later shares of it are
-//! stale (the chain moved on) until the network's answer closes the epoch on the block or, if the
-//! block was refused, lets the epoch go on.
+//! Once a block is found in the open epoch, the epoch is *closing*: later shares of it are stale
+//! (the chain moved on) until the network's answer closes the epoch on the block or, if every
+//! block found in it was refused, lets the epoch go on. A block is always kept, even when the
+//! share that found it is refused.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -59,13 +61,14 @@ pub enum Closed {
     Already,
 }
 
-/// A share to record, the block it found, and where its answer goes.
-type Pending = (ShareRecord, Option<BlockRecord>, oneshot::Sender<Result<(), RecordError>>);
+/// A share to record, its template's height, the block it found, and where its answer goes.
+type Pending = (ShareRecord, u32, Option<BlockRecord>, oneshot::Sender<Result<(), RecordError>>);
 
 enum Op {
-    Share { share: ShareRecord, block: Option<BlockRecord>, reply: oneshot::Sender<Result<(), RecordError>> },
+    Share { share: ShareRecord, height: u32, block: Option<BlockRecord>, reply: oneshot::Sender<Result<(), RecordError>> },
+    Block { share_epoch: u32, block: BlockRecord, reply: oneshot::Sender<Result<(), RecordError>> },
     Close { epoch: u32, reason: CloseReason, block: Option<ClosingBlock>, next_unit: String, now: u64, reply: oneshot::Sender<Result<Closed>> },
-    Resume { epoch: u32 },
+    Resume { epoch: u32, share_id: String },
 }
 
 /// A handle to the recorder task.
@@ -92,28 +95,48 @@ pub struct RecorderStats {
     pub shares: u64,
 }
 
+/// Closed epochs remembered for blocks found just after their close.
+const CLOSED_KEPT: usize = 4;
+
 struct Writer {
     counts: Arc<Counts>,
     ledger: Ledger,
     /// The epoch shares are recorded in, and its unit.
     active: (u32, String),
-    /// The active epoch, once a block was found in it and until the network answered.
-    closing: Option<u32>,
+    /// The highest template height a share of the active epoch was recorded on (its tip).
+    tip_height: u32,
+    /// While blocks found in the active epoch wait for the network's answer: their share ids.
+    closing: HashSet<String>,
+    /// Recently closed epochs: the tip they closed on, and whether the operator closed them.
+    closed: BTreeMap<u32, (u32, bool)>,
+    /// Set when a close failed and the ledger could not be read back: nothing is recorded
+    /// until it can (the open epoch is unknown).
+    lost: Option<String>,
 }
 
 impl Recorder {
-    /// Start the recorder over `ledger`, whose last epoch is the active one. If a block found in
-    /// it is still unresolved, the epoch starts out closing.
+    /// Start the recorder over `ledger`, whose last epoch is the active one. Blocks found in it
+    /// that are still unresolved keep it closing.
     pub async fn start(ledger: Ledger) -> Result<Self> {
         let epochs = ledger.epochs().await?;
         let active = epochs.last().ok_or_else(|| Error::Inconsistent("no epoch".into()))?;
-        let unresolved = ledger
+        let closing = ledger
             .blocks()
             .await?
-            .iter()
-            .any(|b| b.epoch == active.epoch && b.status != BlockStatus::Rejected);
+            .into_iter()
+            .filter(|b| b.epoch == active.epoch && b.status != BlockStatus::Rejected)
+            .map(|b| b.share_id)
+            .collect();
         let counts = Arc::new(Counts::default());
-        let writer = Writer { counts: counts.clone(), ledger, active: (active.epoch, active.unit.clone()), closing: unresolved.then_some(active.epoch) };
+        let writer = Writer {
+            counts: counts.clone(),
+            ledger,
+            active: (active.epoch, active.unit.clone()),
+            tip_height: 0,
+            closing,
+            closed: BTreeMap::new(),
+            lost: None,
+        };
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(writer.run(rx));
         Ok(Self { tx, counts })
@@ -124,11 +147,21 @@ impl Recorder {
         RecorderStats { groups: self.counts.groups.load(Ordering::Relaxed), shares: self.counts.shares.load(Ordering::Relaxed) }
     }
 
-    /// Record a share (and the block it found, if any); returns once it is durable.
-    pub async fn record(&self, share: ShareRecord, block: Option<BlockRecord>) -> Result<(), RecordError> {
+    /// Record a share mined on a template of `height` (and the block it found, if any);
+    /// returns once it is durable. A block is kept even when its share is refused.
+    pub async fn record(&self, share: ShareRecord, height: u32, block: Option<BlockRecord>) -> Result<(), RecordError> {
         let (reply, rx) = oneshot::channel();
         let gone = || RecordError::Unavailable("the share recorder stopped".into());
-        self.tx.send(Op::Share { share, block, reply }).await.map_err(|_| gone())?;
+        self.tx.send(Op::Share { share, height, block, reply }).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Record a block whose share earns nothing (a hash that met the network's target but not
+    /// the share's), found by a share of `share_epoch`.
+    pub async fn record_block(&self, share_epoch: u32, block: BlockRecord) -> Result<(), RecordError> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || RecordError::Unavailable("the share recorder stopped".into());
+        self.tx.send(Op::Block { share_epoch, block, reply }).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 
@@ -140,9 +173,10 @@ impl Recorder {
         rx.await.map_err(|_| gone())?
     }
 
-    /// The block found in `epoch` was refused: its shares are recorded again.
-    pub async fn resume(&self, epoch: u32) {
-        let _ = self.tx.send(Op::Resume { epoch }).await;
+    /// The block found by `share_id` in `epoch` was refused by the network: once no other block
+    /// of the epoch waits for an answer, its shares are recorded again.
+    pub async fn resume(&self, epoch: u32, share_id: String) {
+        let _ = self.tx.send(Op::Resume { epoch, share_id }).await;
     }
 }
 
@@ -152,15 +186,18 @@ impl Writer {
             let mut group = vec![];
             let mut control = None;
             match first {
-                Op::Share { share, block, reply } => group.push((share, block, reply)),
+                Op::Share { share, height, block, reply } => group.push((share, height, block, reply)),
                 other => control = Some(other),
             }
             while control.is_none() && group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(Op::Share { share, block, reply }) => group.push((share, block, reply)),
+                    Ok(Op::Share { share, height, block, reply }) => group.push((share, height, block, reply)),
                     Ok(other) => control = Some(other),
                     Err(_) => break,
                 }
+            }
+            if self.lost.is_some() {
+                self.reload().await;
             }
             if !group.is_empty() {
                 self.commit(group).await;
@@ -169,9 +206,17 @@ impl Writer {
                 Some(Op::Close { epoch, reason, block, next_unit, now, reply }) => {
                     let _ = reply.send(self.close(epoch, reason, block, &next_unit, now).await);
                 }
-                Some(Op::Resume { epoch }) => {
-                    if self.closing == Some(epoch) {
-                        self.closing = None;
+                Some(Op::Block { share_epoch, block, reply }) => {
+                    let block = self.place(share_epoch, block);
+                    let r = self.ledger.record_block(&block).await.map_err(|e| RecordError::Unavailable(e.to_string()));
+                    if r.is_err() {
+                        self.closing.remove(&block.share_id);
+                    }
+                    let _ = reply.send(r);
+                }
+                Some(Op::Resume { epoch, share_id }) => {
+                    if epoch == self.active.0 {
+                        self.closing.remove(&share_id);
                     }
                 }
                 Some(Op::Share { .. }) | None => {}
@@ -179,40 +224,72 @@ impl Writer {
         }
     }
 
+    /// Read the open epoch back from the ledger (after a close whose outcome is unknown).
+    async fn reload(&mut self) {
+        match self.ledger.epochs().await {
+            Ok(epochs) => match epochs.last() {
+                Some(last) => {
+                    if last.epoch != self.active.0 {
+                        self.active = (last.epoch, last.unit.clone());
+                        self.tip_height = 0;
+                        self.closing.clear();
+                    }
+                    self.lost = None;
+                }
+                None => self.lost = Some("the ledger has no epoch".into()),
+            },
+            Err(e) => self.lost = Some(e.to_string()),
+        }
+    }
+
+    /// Decide which epoch a found block closes if the network takes it: its share's epoch if
+    /// that is the open one, or if the operator closed it a moment before on the same tip
+    /// (then that close becomes a close on the block); otherwise the open epoch, whose miners
+    /// mine the same chain. A block for the open epoch keeps it closing until it is answered.
+    fn place(&mut self, share_epoch: u32, mut block: BlockRecord) -> BlockRecord {
+        let late_for_its_epoch = share_epoch < self.active.0
+            && self.closed.get(&share_epoch).is_some_and(|(tip, operator)| *operator && *tip == block.height);
+        block.epoch = if late_for_its_epoch { share_epoch } else { self.active.0 };
+        if block.epoch == self.active.0 {
+            self.closing.insert(block.share_id.clone());
+        }
+        block
+    }
+
     async fn commit(&mut self, group: Vec<Pending>) {
-        let closing_before = self.closing;
         let mut shares = Vec::with_capacity(group.len());
         let mut blocks = vec![];
         let mut replies = Vec::with_capacity(group.len());
-        let mut late_blocks = vec![];
+        let mut refused_blocks = vec![];
         let mut refused = vec![];
-        for (share, block, reply) in group {
-            let refusal = if share.epoch != self.active.0 {
+        let mut tip = self.tip_height;
+        for (share, height, block, reply) in group {
+            let refusal = if let Some(why) = &self.lost {
+                Some(RecordError::Unavailable(format!("the ledger's open epoch is unknown ({why}); nothing was credited, resubmit")))
+            } else if share.epoch != self.active.0 {
                 Some(RecordError::EpochClosed { epoch: share.epoch, current_unit: self.active.1.clone() })
-            } else if self.closing == Some(share.epoch) {
+            } else if !self.closing.is_empty() {
                 Some(RecordError::Closing(share.epoch))
             } else {
                 None
             };
+            let block = block.map(|b| self.place(share.epoch, b));
             if let Some(r) = refusal {
-                // a block found just after its epoch closed is still kept: it may pay that epoch
-                if let Some(b) = block.filter(|_| share.epoch < self.active.0) {
-                    late_blocks.push(b);
-                }
+                // the share is refused, but a block it found is real: it is kept
+                refused_blocks.extend(block);
                 refused.push((reply, r));
                 continue;
             }
-            if let Some(b) = block {
-                self.closing = Some(share.epoch);
-                blocks.push(b);
-            }
+            blocks.extend(block);
+            tip = tip.max(height);
             shares.push(share);
             replies.push(reply);
         }
         // on record before anyone hears of the refusal (the block's answer looks it up)
-        for b in late_blocks {
+        for b in refused_blocks {
             if let Err(e) = self.ledger.record_block(&b).await {
-                tracing::error!(block = %b.hash, error = %e, "could not record a block found in a closed epoch");
+                self.closing.remove(&b.share_id);
+                tracing::error!(block = %b.hash, error = %e, "could not record a found block");
             }
         }
         for (reply, r) in refused {
@@ -225,19 +302,24 @@ impl Writer {
             Ok(recorded) => {
                 self.counts.groups.fetch_add(1, Ordering::Relaxed);
                 self.counts.shares.fetch_add(recorded.iter().filter(|r| **r).count() as u64, Ordering::Relaxed);
-                let mut block_recorded = false;
+                self.tip_height = tip;
                 for ((share, reply), new) in shares.iter().zip(replies).zip(recorded) {
-                    block_recorded |= new && share.is_block && blocks.iter().any(|b| b.share_id == share.share_id);
+                    if !new {
+                        // a repeat: its block, if any, was handled when it was first recorded
+                        self.closing.remove(&share.share_id);
+                    }
                     let _ = reply.send(if new { Ok(()) } else { Err(RecordError::Duplicate) });
-                }
-                if !blocks.is_empty() && !block_recorded {
-                    // the block shares were repeats: their blocks were handled when first seen
-                    self.closing = closing_before;
                 }
             }
             Err(e) => {
-                self.closing = closing_before;
-                tracing::warn!(error = %e, shares = shares.len(), "recording shares failed; nothing was recorded");
+                tracing::warn!(error = %e, shares = shares.len(), "recording shares failed; nothing was credited");
+                // the shares are refused (the miner may resubmit), their blocks still kept
+                for b in blocks {
+                    if let Err(e) = self.ledger.record_block(&b).await {
+                        self.closing.remove(&b.share_id);
+                        tracing::error!(block = %b.hash, error = %e, "could not record a found block");
+                    }
+                }
                 for reply in replies {
                     let _ = reply.send(Err(RecordError::Unavailable(e.to_string())));
                 }
@@ -246,18 +328,39 @@ impl Writer {
     }
 
     async fn close(&mut self, epoch: u32, reason: CloseReason, block: Option<ClosingBlock>, next_unit: &str, now: u64) -> Result<Closed> {
+        if let Some(why) = &self.lost {
+            return Err(Error::Busy(format!("the ledger's open epoch is unknown ({why}); try again")));
+        }
         if epoch != self.active.0 {
             return match (&block, epoch < self.active.0) {
                 (Some(b), true) => Ok(self.ledger.amend_close_with_block(epoch, b).await?.map_or(Closed::Already, Closed::Amended)),
                 _ => Ok(Closed::Already),
             };
         }
-        if self.closing == Some(epoch) && reason != CloseReason::Block {
+        if !self.closing.is_empty() && reason != CloseReason::Block {
             return Err(Error::Busy(format!("epoch {epoch} is closing on a block found in it; it closes once the network answers")));
         }
-        let (closed, next) = self.ledger.close_epoch(epoch, reason, block.as_ref(), now, next_unit).await?;
-        self.active = (next.epoch, next.unit.clone());
-        self.closing = None;
-        Ok(Closed::Closed(Box::new((closed, next))))
+        match self.ledger.close_epoch(epoch, reason, block.as_ref(), now, next_unit).await {
+            Ok((closed, next)) => {
+                self.closed.insert(epoch, (self.tip_height, reason == CloseReason::Operator));
+                while self.closed.len() > CLOSED_KEPT {
+                    self.closed.pop_first();
+                }
+                self.active = (next.epoch, next.unit.clone());
+                self.tip_height = 0;
+                self.closing.clear();
+                Ok(Closed::Closed(Box::new((closed, next))))
+            }
+            Err(e) => {
+                // the commit may have happened: read the open epoch back before recording more
+                self.reload().await;
+                if self.active.0 != epoch {
+                    tracing::warn!(epoch, error = %e, "closing an epoch reported an error after it committed");
+                    self.closing.clear();
+                    return Ok(Closed::Closed(Box::new((self.ledger.epoch(epoch).await?, self.ledger.epoch(self.active.0).await?))));
+                }
+                Err(e)
+            }
+        }
     }
 }

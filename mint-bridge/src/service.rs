@@ -27,7 +27,8 @@ use ehash_stratum::{Difficulty, Server, StatsSnapshot};
 
 /// How often the payout lifecycle is looked at besides every new chain tip.
 const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(1);
-/// How often found blocks still waiting for the network's answer are handed over again.
+/// How often found blocks still waiting for the network's answer are handed over again (and
+/// closed epochs without a committed log committed).
 const BLOCK_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A running mint-bridge.
@@ -190,10 +191,11 @@ impl MintBridge {
                 tracing::error!(error = %e, "http server");
             }
         }));
+        // paying the mint credit nobody asked about
         let (rec, rec_cancel) = (epochs.clone(), cancel.clone());
         let sync_every = Duration::from_secs(config.credit_sync_secs.max(1));
         tasks.push(tokio::spawn(async move {
-            let (mut sync, mut blocks) = (tokio::time::interval(sync_every), tokio::time::interval(BLOCK_RETRY_INTERVAL));
+            let mut sync = tokio::time::interval(sync_every);
             loop {
                 tokio::select! {
                     _ = rec_cancel.cancelled() => break,
@@ -202,9 +204,25 @@ impl MintBridge {
                             tracing::warn!(error = %e, "paying the mint recorded credit");
                         }
                     }
-                    _ = blocks.tick() => {
-                        if let Err(e) = rec.resolve_blocks(source.as_ref()).await {
-                            tracing::warn!(error = %e, "finishing found blocks");
+                }
+            }
+        }));
+        // blocks still waiting for the network's answer or their close, logs not committed, a
+        // book behind the ledger
+        let (fin, fin_cancel) = (epochs.clone(), cancel.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(BLOCK_RETRY_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = fin_cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        let done = async {
+                            fin.resolve_blocks(source.as_ref()).await?;
+                            fin.refresh().await?;
+                            fin.commit_pending_logs().await
+                        };
+                        if let Err(e) = done.await {
+                            tracing::warn!(error = %e, "finishing found blocks and closed epochs");
                         }
                     }
                 }

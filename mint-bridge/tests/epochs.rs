@@ -12,7 +12,8 @@ use cdk::nuts::{CurrencyUnit, PreMintSecrets, ProofsMethods, State, SwapRequest}
 use cdk::wallet::{HttpClient, MintConnector, ReceiveOptions, SendOptions};
 use common::*;
 use ehash_protocol::epoch::{CloseReason, EpochState};
-use serde_json::Value;
+use ehash_sim_miner::response_error;
+use serde_json::{Value, json};
 
 fn amounts() -> FeeAndAmounts {
     (0u64, (0..63).map(|i| 1u64 << i).collect::<Vec<u64>>()).into()
@@ -51,6 +52,12 @@ async fn a_found_block_closes_the_epoch_and_old_ehash_stays_in_its_own_unit() {
     let r = c.submit(&user1, &job2.id, &en2, job2.ntime, nonce, None).await.unwrap();
     assert_eq!(code(&r), 26, "{r}");
     assert!(c.messages.iter().any(|m| m.contains("hash_test_2")), "{:?}", c.messages);
+    // ... but that share was a block on the new tip, which the network took: a block is never
+    // thrown away, and it closes the open epoch (whose miners mine the same tip), epoch 2
+    wait_until("epoch 3", Duration::from_secs(10), || async { bridge.epochs().current().await.unwrap().epoch == 3 }).await;
+    let e2 = bridge.epochs().all().await.remove(1);
+    assert_eq!((e2.close_reason, e2.issued, e2.block_height), (Some(CloseReason::Block), Some(0), Some(2)));
+    let unit3 = current_unit(&bridge).await;
     // work on the old tip is stale
     let (en2, nonce) = solve(&c, &job, 3);
     let r = c.submit(&user1, &job.id, &en2, job.ntime, nonce, None).await.unwrap();
@@ -58,7 +65,7 @@ async fn a_found_block_closes_the_epoch_and_old_ehash_stays_in_its_own_unit() {
     // authorizing with the old quote says which unit to use now
     let r = c.authorize(&user1).await.unwrap();
     assert_eq!(code(&r), 26);
-    assert!(r["error"][1].as_str().unwrap().contains("hash_test_2"));
+    assert!(r["error"][1].as_str().unwrap().contains(&unit3), "{r}");
     // no new quotes in the closed epoch's unit
     let pk = cdk::nuts::SecretKey::generate().public_key();
     let resp = bitreq::post(format!("{}/v1/mint/quote/ehash", bridge.mint_url()))
@@ -72,16 +79,15 @@ async fn a_found_block_closes_the_epoch_and_old_ehash_stays_in_its_own_unit() {
 
     // but the closed epoch's credit still mints, in its own unit
     assert_eq!(w.mint_credited(&unit1, &q1).await.unwrap(), CREDIT);
-    // earn in epoch 2 too (this share is a block again, closing epoch 2)
-    let unit2 = e2.unit.clone();
-    let q2 = w.create_quote(&unit2).await.unwrap();
-    let user2 = format!("{q2}.rig");
-    let r = c.authorize(&user2).await.unwrap();
+    // earn in epoch 3 too (this share is a block again, closing epoch 3)
+    let q3 = w.create_quote(&unit3).await.unwrap();
+    let user3 = format!("{q3}.rig");
+    let r = c.authorize(&user3).await.unwrap();
     assert_eq!(r["result"], Value::Bool(true));
     let job3 = c.jobs.last().cloned().unwrap();
-    submit_valid(&mut c, &user2, &job3, 4).await;
-    assert_eq!(w.mint_credited(&unit2, &q2).await.unwrap(), CREDIT);
-    wait_until("epoch 3", Duration::from_secs(10), || async { bridge.epochs().current().await.unwrap().epoch == 3 }).await;
+    submit_valid(&mut c, &user3, &job3, 4).await;
+    assert_eq!(w.mint_credited(&unit3, &q3).await.unwrap(), CREDIT);
+    wait_until("epoch 4", Duration::from_secs(10), || async { bridge.epochs().current().await.unwrap().epoch == 4 }).await;
 
     // old ehash is spendable within its unit after two rebuilds: send to a second wallet
     let w_old = w.wallet(&unit1).await.unwrap();
@@ -115,9 +121,9 @@ async fn a_found_block_closes_the_epoch_and_old_ehash_stays_in_its_own_unit() {
     .await;
     assert_ne!(bridge.mint_url(), url, "new port, same data");
     let epochs_after = bridge.epochs().all().await;
-    assert_eq!(epochs_after.len(), 3);
+    assert_eq!(epochs_after.len(), 4);
     let active = bridge.mint().mint().get_active_keysets();
-    assert_eq!((active[&CurrencyUnit::custom(&unit1)], active[&CurrencyUnit::custom(&unit2)]), (ks1, ks2));
+    assert_eq!((active[&CurrencyUnit::custom(&unit1)], active[&CurrencyUnit::custom(&e2.unit)]), (ks1, ks2));
     bridge.shutdown().await;
 }
 
@@ -390,5 +396,53 @@ async fn websocket_connections_are_capped() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ok, "the place of a closed socket is given back");
+    bridge.shutdown().await;
+}
+
+/// A hash that meets the network's target but not the share's (a network easier than the share
+/// difficulty, as on regtest) earns nothing, but it is a block: it goes to the network and
+/// closes the epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_below_its_share_target_is_not_thrown_away() {
+    use ehash_sim_miner::work::{header, meets, sha256d, target_for};
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |c| c.devnet.network_difficulty_exp = DIFF_EXP - 4).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let q = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let user = format!("{q}.rig");
+    let (mut c, job) = miner(&bridge, &user).await;
+    let (share_target, block_target) = (target_for(job.difficulty), target_for(2f64.powi(DIFF_EXP - 4)));
+    let en2 = vec![5u8; c.extranonce2_size];
+    let nonce = (0u32..)
+        .find(|n| {
+            let h = sha256d(&header(&job, &c.extranonce1, &en2, job.ntime, *n, job.version));
+            meets(&h, &block_target) && !meets(&h, &share_target)
+        })
+        .unwrap();
+    let r = c.submit(&user, &job.id, &en2, job.ntime, nonce, None).await.unwrap();
+    assert_eq!(code(&r), 23, "{r}");
+    assert!(response_error(&r).unwrap().1.contains("block"), "{r}");
+    wait_until("the epoch closes on the block", Duration::from_secs(10), || async { bridge.epochs().current().await.unwrap().epoch == 2 }).await;
+    let e1 = bridge.epochs().all().await.remove(0);
+    assert_eq!((e1.close_reason, e1.issued, e1.block_height), (Some(CloseReason::Block), Some(0), Some(1)));
+    bridge.shutdown().await;
+}
+
+/// A miner that hangs up right after handing in a block: the block is recorded and its epoch
+/// closes on it at once (the work does not die with the connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_from_a_miner_that_hangs_up_closes_its_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |c| c.devnet.network_difficulty_exp = DIFF_EXP).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let q = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let user = format!("{q}.rig");
+    let (mut c, job) = miner(&bridge, &user).await;
+    let (en2, nonce) = solve(&c, &job, 1);
+    let line = json!({"id": 9, "method": "mining.submit", "params": [user, job.id, hex::encode(&en2), format!("{:08x}", job.ntime), format!("{nonce:08x}")]});
+    c.send_raw(&line.to_string()).await.unwrap();
+    drop(c);
+    wait_until("the epoch closes on the block", Duration::from_secs(3), || async { bridge.epochs().current().await.unwrap().epoch == 2 }).await;
+    assert_eq!(bridge.epochs().all().await[0].issued, Some(CREDIT));
     bridge.shutdown().await;
 }

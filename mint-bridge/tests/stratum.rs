@@ -435,3 +435,69 @@ async fn suggest_difficulty_cannot_undo_vardiff_or_go_below_the_minimum() {
     assert!(now >= raised, "suggest_difficulty lowered the difficulty from {raised} to {now} after shares");
     bridge.shutdown().await;
 }
+
+/// `mining.subscribe` with a session id to resume; returns the extranonce1 given.
+async fn subscribe_resuming(c: &mut ehash_sim_miner::Sv1Client, session: &[u8]) -> Vec<u8> {
+    let r = c.call("mining.subscribe", json!(["resume/1", hex::encode(session)])).await.unwrap();
+    let en1 = hex::decode(r["result"][1].as_str().unwrap()).unwrap();
+    c.extranonce1 = en1.clone();
+    c.extranonce2_size = r["result"][2].as_u64().unwrap() as usize;
+    en1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_difficulty_is_credited_checked_and_agreed_only_before_subscribing() {
+    use ehash_sim_miner::work::{grind, target_for};
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |_| {}).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let user = format!("{quote}.proxy");
+    let tag = |e: i32| u8::try_from(e + 32).unwrap();
+
+    // a proxy-like connection agrees first, then declares each share's difficulty in extranonce2
+    let mut c = ehash_sim_miner::Sv1Client::connect(bridge.stratum_addr()).await.unwrap();
+    let r = c.call("mining.configure", json!([["ehash-share-difficulty"], {}])).await.unwrap();
+    assert_eq!(r["result"]["ehash-share-difficulty"], true, "{r}");
+    c.subscribe("proxy/1").await.unwrap();
+    c.authorize(&user).await.unwrap();
+    let job = c.wait_job(Duration::from_secs(10)).await.unwrap();
+    let share_at = |c: &ehash_sim_miner::Sv1Client, exp: i32, seed: u8| {
+        let mut en2 = vec![seed; c.extranonce2_size];
+        en2[0] = tag(exp);
+        let t = target_for(2f64.powi(exp));
+        let nonce = (0u32..).step_by(1 << 16).find_map(|s| grind(&job, &c.extranonce1, &en2, job.ntime, job.version, &t, s, 1 << 16)).unwrap().0;
+        (en2, nonce)
+    };
+    // harder than the job: credited at the declared difficulty (2^-16 earns 4 × 2^-18's credit)
+    let (en2, nonce) = share_at(&c, DIFF_EXP + 2, 1);
+    let r = c.submit(&user, &job.id, &en2, job.ntime, nonce, None).await.unwrap();
+    assert_eq!(r["result"], Value::Bool(true), "{r}");
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (4 * CREDIT, 1));
+    // easier than the job: refused
+    let (en2, nonce) = share_at(&c, DIFF_EXP - 1, 2);
+    assert_eq!(code(&c.submit(&user, &job.id, &en2, job.ntime, nonce, None).await.unwrap()), 23);
+    // a byte that names no difficulty: refused
+    let mut en2 = vec![3u8; c.extranonce2_size];
+    en2[0] = 250;
+    let r = c.submit(&user, &job.id, &en2, job.ntime, 0, None).await.unwrap();
+    assert_eq!(code(&r), 20, "{r}");
+    assert!(response_error(&r).unwrap().1.contains("declares"), "{r}");
+
+    // a plain connection that has mined cannot switch to declared difficulties afterwards: its
+    // held-back hashes would be paid again at the difficulty their first byte happens to name
+    let (mut plain, _) = miner(&bridge, &format!("{quote}.plain")).await;
+    let r = plain.call("mining.configure", json!([["ehash-share-difficulty"], {}])).await.unwrap();
+    assert_eq!(r["result"]["ehash-share-difficulty"], false, "{r}");
+    // nor can a declaring connection take over a plain one's extranonce1 once it is gone
+    let en1 = plain.extranonce1.clone();
+    drop(plain);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut d = ehash_sim_miner::Sv1Client::connect(bridge.stratum_addr()).await.unwrap();
+    d.call("mining.configure", json!([["ehash-share-difficulty"], {}])).await.unwrap();
+    assert_ne!(subscribe_resuming(&mut d, &en1).await, en1, "a declaring connection resumed a plain extranonce1");
+    // (a plain connection may resume it)
+    let mut p = ehash_sim_miner::Sv1Client::connect(bridge.stratum_addr()).await.unwrap();
+    assert_eq!(subscribe_resuming(&mut p, &en1).await, en1);
+    bridge.shutdown().await;
+}

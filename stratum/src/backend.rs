@@ -59,6 +59,9 @@ pub struct Work {
     pub version_bits: Option<u32>,
     /// Whether the hash meets the job's network target.
     pub is_block: bool,
+    /// Whether the hash meets the share's target. Only a block may miss it: it still goes to the
+    /// network, but earns nothing (the backend refuses it with error 23).
+    pub meets_target: bool,
     /// The username the share was submitted for.
     pub username: String,
 }

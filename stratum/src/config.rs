@@ -53,7 +53,7 @@ impl Default for Config {
             idle_timeout_secs: 900,
             max_connections_per_ip: 1000,
             max_workers: 16,
-            max_in_flight: 256,
+            max_in_flight: 1024,
             share_difficulty_extension: true,
         }
     }

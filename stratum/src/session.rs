@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ehash_protocol::RequestError;
 use ehash_protocol::stratum::messages::{
     self, ClientMessage, Configure, ErrorCode, Negotiated, Request, Submit, configure_result, error_response, parse_request, response,
 };
@@ -55,12 +54,12 @@ struct SentJob {
     difficulty: DifficultyExp,
 }
 
-/// The answer to one `mining.submit`.
-struct Outcome {
-    id: Value,
-    difficulty: DifficultyExp,
-    is_block: bool,
-    result: Result<u64, Refusal>,
+/// The answer to one request, in order.
+enum Answer {
+    /// A `mining.submit`: its difficulty, whether it found a block, and what the backend said.
+    Submit { id: Value, difficulty: DifficultyExp, is_block: bool, result: Result<u64, Refusal> },
+    /// Any other answer, queued behind the submits before it.
+    Line(String),
 }
 
 struct Session<B: Backend> {
@@ -78,8 +77,8 @@ struct Session<B: Backend> {
     template: Arc<Template>,
     sent_difficulty: Option<DifficultyExp>,
     invalid_streak: u32,
-    /// Submissions with the backend (or already refused, behind them), answered in order.
-    in_flight: FuturesOrdered<BoxFuture<'static, Outcome>>,
+    /// Submissions with the backend (and answers behind them), answered in order.
+    in_flight: FuturesOrdered<BoxFuture<'static, Answer>>,
     /// A request that waits for the submissions before it to be answered.
     deferred: Option<String>,
 }
@@ -158,13 +157,13 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, stream: TcpStream, p
                 }
                 Err(_) => Flow::Close,
             },
-            Some(outcome) = s.in_flight.next(), if !s.in_flight.is_empty() => {
+            Some(answer) = s.in_flight.next(), if !s.in_flight.is_empty() => {
                 idle_deadline.as_mut().reset(tokio::time::Instant::now() + idle);
                 // every answer that is ready goes out in one write
-                let mut flow = s.on_outcome(outcome).await;
+                let mut flow = s.on_answer(answer).await;
                 while matches!(flow, Flow::Continue) {
                     match s.in_flight.next().now_or_never() {
-                        Some(Some(o)) => flow = s.on_outcome(o).await,
+                        Some(Some(a)) => flow = s.on_answer(a).await,
                         _ => break,
                     }
                 }
@@ -176,18 +175,18 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, stream: TcpStream, p
                     Some(Ok(Line::Text(line))) => s.on_line(line).await,
                     Some(Ok(Line::TooLong)) => {
                         let msg = format!("request line longer than {} bytes", s.shared.config.max_line_bytes);
-                        s.send(&error_response(&Value::Null, ErrorCode::Other, &msg)).await
+                        s.answer(error_response(&Value::Null, ErrorCode::Other, &msg)).await
                     }
                     Some(Ok(Line::NotUtf8)) => {
-                        s.send(&error_response(&Value::Null, ErrorCode::Other, "request line is not valid UTF-8 JSON")).await
+                        s.answer(error_response(&Value::Null, ErrorCode::Other, "request line is not valid UTF-8 JSON")).await
                     }
                     Some(Err(_)) | None => Flow::Close,
                 }
             },
             _ = retarget.tick() => {
                 match s.vardiff.retarget(Instant::now()) {
-                    Some(_) => s.send_work(false).await,
-                    None => Flow::Continue,
+                    Some(_) if s.ready() => s.send_work(false).await,
+                    _ => Flow::Continue,
                 }
             }
             _ = &mut idle_deadline => {
@@ -249,6 +248,16 @@ impl<B: Backend> Session<B> {
         self.send(&error_response(id, code, msg)).await
     }
 
+    /// Send an answer now, or after the submissions before it.
+    async fn answer(&mut self, line: String) -> Flow {
+        if self.in_flight.is_empty() {
+            self.send(&line).await
+        } else {
+            self.in_flight.push_back(Box::pin(std::future::ready(Answer::Line(line))));
+            Flow::Continue
+        }
+    }
+
     async fn on_line(&mut self, line: String) -> Flow {
         let text = line.trim();
         if text.is_empty() {
@@ -256,25 +265,15 @@ impl<B: Backend> Session<B> {
         }
         let req = match parse_request(text) {
             Ok(r) => r,
-            Err((id, e)) => {
-                return if self.in_flight.is_empty() {
-                    self.reply_err(&id, ErrorCode::Other, &e.to_string()).await
-                } else {
-                    self.defer(line)
-                };
-            }
+            Err((id, e)) => return self.answer(error_response(&id, ErrorCode::Other, &e.to_string())).await,
         };
         let msg = match req.decode() {
             Ok(m) => m,
-            Err(e @ RequestError::UnknownMethod(_)) if self.in_flight.is_empty() => {
-                return self.reply_err(&req.id, ErrorCode::Other, &e.to_string()).await;
-            }
             Err(e) if req.method == "mining.submit" => {
                 let difficulty = self.vardiff.current();
                 return self.finish(req.id, difficulty, Err(Refusal::new(ErrorCode::Other, e.to_string()))).await;
             }
-            Err(e) if self.in_flight.is_empty() => return self.reply_err(&req.id, ErrorCode::Other, &e.to_string()).await,
-            Err(_) => return self.defer(line),
+            Err(e) => return self.answer(error_response(&req.id, ErrorCode::Other, &e.to_string())).await,
         };
         if let ClientMessage::Submit(sub) = msg {
             return self.on_submit(req.id, sub).await;
@@ -313,7 +312,9 @@ impl<B: Backend> Session<B> {
     }
 
     async fn on_subscribe(&mut self, req: &Request, session_id: Option<String>) -> Flow {
-        if !self.subscribed {
+        // a connection that declares difficulties never takes over an extranonce1 that mined
+        // without (its held-back hashes would be declared ones here)
+        if !self.subscribed && !self.negotiated.share_difficulty {
             let resume = session_id
                 .and_then(|s| hex::decode(s).ok())
                 .filter(|b| b.len() == self.extranonce1.len() && *b != self.extranonce1);
@@ -358,7 +359,10 @@ impl<B: Backend> Session<B> {
 
     async fn on_configure(&mut self, req: &Request, c: Configure) -> Flow {
         let server_mask = (self.shared.config.version_mask != 0).then_some(self.shared.config.version_mask);
-        let (result, negotiated) = configure_result(&c, server_mask, self.shared.config.share_difficulty_extension);
+        // declared difficulties are agreed before mining.subscribe or never: a connection that
+        // mined without them must not hand in held-back hashes as declared ones afterwards
+        let offer = self.shared.config.share_difficulty_extension && !self.subscribed;
+        let (result, negotiated) = configure_result(&c, server_mask, offer);
         if c.extensions.iter().any(|e| e == "version-rolling") {
             self.negotiated.version_mask = negotiated.version_mask;
         }
@@ -373,11 +377,11 @@ impl<B: Backend> Session<B> {
 
     /// Answer a submission now, or after the ones before it.
     async fn finish(&mut self, id: Value, difficulty: DifficultyExp, result: Result<u64, Refusal>) -> Flow {
-        let outcome = Outcome { id, difficulty, is_block: false, result };
+        let answer = Answer::Submit { id, difficulty, is_block: false, result };
         if self.in_flight.is_empty() {
-            self.on_outcome(outcome).await
+            self.on_answer(answer).await
         } else {
-            self.in_flight.push_back(Box::pin(std::future::ready(outcome)));
+            self.in_flight.push_back(Box::pin(std::future::ready(answer)));
             Flow::Continue
         }
     }
@@ -387,16 +391,20 @@ impl<B: Backend> Session<B> {
         self.finish(id, difficulty, Err(Refusal::new(code, msg))).await
     }
 
-    /// The answer to a submission, in order.
-    async fn on_outcome(&mut self, o: Outcome) -> Flow {
-        match o.result {
+    /// An answer, in order.
+    async fn on_answer(&mut self, a: Answer) -> Flow {
+        let (id, difficulty, is_block, result) = match a {
+            Answer::Line(line) => return self.send(&line).await,
+            Answer::Submit { id, difficulty, is_block, result } => (id, difficulty, is_block, result),
+        };
+        if is_block {
+            self.shared.stats.blocks.fetch_add(1, Ordering::Relaxed);
+        }
+        match result {
             Ok(amount) => {
                 self.invalid_streak = 0;
-                self.shared.stats.accept(amount, o.difficulty);
-                if o.is_block {
-                    self.shared.stats.blocks.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Flow::Close = self.send(&response(&o.id, Value::Bool(true))).await {
+                self.shared.stats.accept(amount, difficulty);
+                if let Flow::Close = self.send(&response(&id, Value::Bool(true))).await {
                     return Flow::Close;
                 }
                 match self.vardiff.on_share(Instant::now()) {
@@ -406,8 +414,11 @@ impl<B: Backend> Session<B> {
             }
             Err(r) => {
                 self.shared.stats.reject(r.code.code());
-                self.invalid_streak += 1;
-                if let Flow::Close = self.reply_err(&o.id, r.code, &r.message).await {
+                // the pool's own storage failing is not the miner's fault
+                if r.code != ErrorCode::Unavailable {
+                    self.invalid_streak += 1;
+                }
+                if let Flow::Close = self.reply_err(&id, r.code, &r.message).await {
                     return Flow::Close;
                 }
                 if self.invalid_streak >= MAX_INVALID_STREAK {
@@ -474,12 +485,13 @@ impl<B: Backend> Session<B> {
         } else {
             job_difficulty
         };
-        if !difficulty.target().is_met_by(share.hash) {
+        let network = bitcoin::Target::from_compact(share.header.bits);
+        let is_block = network.is_met_by(share.hash);
+        let meets_target = difficulty.target().is_met_by(share.hash);
+        if !meets_target && !is_block {
             let msg = format!("low difficulty share: hash {} is above the target for difficulty {}", share.hash, difficulty.as_f64());
             return self.refuse(id, ErrorCode::LowDifficulty, msg).await;
         }
-        let network = bitcoin::Target::from_compact(share.header.bits);
-        let is_block = network.is_met_by(share.hash);
         let work = Work {
             template,
             header: share.header,
@@ -492,12 +504,13 @@ impl<B: Backend> Session<B> {
             nonce: sub.nonce,
             version_bits: sub.version_bits,
             is_block,
+            meets_target,
             username: sub.username,
         };
         let backend = self.shared.backend.clone();
         self.in_flight.push_back(Box::pin(async move {
             let result = backend.submit(&worker, &work).await;
-            Outcome { id, difficulty, is_block, result }
+            Answer::Submit { id, difficulty, is_block, result }
         }));
         Flow::Continue
     }

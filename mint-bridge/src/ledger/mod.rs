@@ -13,6 +13,7 @@ mod shares;
 
 pub use blocks::{BlockRecord, BlockStatus};
 pub use log::CommittedLog;
+pub use shares::QuoteCredit;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -99,6 +100,10 @@ pub struct ShareRecord {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     pool: AnyPool,
+    /// SQLite (else PostgreSQL): statements with many parameters are written in each one's
+    /// placeholder style (SQLite looks named parameters up one by one, in time linear in
+    /// their number, so `$n` in a long statement costs quadratic time; `?` does not).
+    sqlite: bool,
 }
 
 pub(crate) fn u64_col(row: &AnyRow, col: &str) -> Result<u64> {
@@ -126,9 +131,9 @@ impl Ledger {
             }
             DatabaseConfig::Postgres(url) => (url.clone(), 8),
         };
-        let pool = ehash_outbox::connect(&url, max).await?;
+        let pool = ehash_outbox::connect_busy(&url, max).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite: matches!(db, DatabaseConfig::Sqlite) })
     }
 
     /// Every epoch, oldest first.

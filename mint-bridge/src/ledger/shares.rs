@@ -10,8 +10,9 @@ use super::blocks::BlockRecord;
 use super::{Ledger, ShareRecord, i64_of, u64_col};
 use crate::error::{Error, Result};
 
-/// Rows per INSERT statement (9 parameters each; well under SQLite's and PostgreSQL's limits).
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per INSERT statement: a group is cut into statements of these sizes, largest first, so
+/// few distinct statements are prepared (9 parameters a row; well under both databases' limits).
+const STATEMENT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
 /// Longest worker name stored (the Stratum endpoint refuses longer ones).
 const MAX_WORKER_BYTES: usize = ehash_protocol::stratum::MAX_WORKER_BYTES;
 
@@ -24,6 +25,8 @@ pub struct QuoteCredit {
     pub credited: u64,
     /// How many shares.
     pub shares: u64,
+    /// Credit the mint is known to have been paid (it may have been paid more recently).
+    pub synced: u64,
 }
 
 impl Ledger {
@@ -36,18 +39,12 @@ impl Ledger {
         let mut recorded: HashSet<String> = HashSet::with_capacity(shares.len());
         let mut seen: HashSet<&str> = HashSet::with_capacity(shares.len());
         let fresh: Vec<&ShareRecord> = shares.iter().filter(|s| seen.insert(s.share_id.as_str())).collect();
-        for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = String::from(
-                "INSERT INTO ehash_shares (share_id, epoch, quote_id, worker, header, difficulty_exp, amount, is_block, created_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 9;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(${},${},${},${},${},${},${},${},${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9));
-            }
-            sql.push_str(" ON CONFLICT (share_id) DO NOTHING RETURNING share_id");
+        let mut rest: &[&ShareRecord] = &fresh;
+        while !rest.is_empty() {
+            let rows = STATEMENT_ROWS.into_iter().find(|n| *n <= rest.len()).unwrap_or(1);
+            let (chunk, tail) = rest.split_at(rows);
+            rest = tail;
+            let sql = self.insert_shares_sql(rows);
             let mut q = sqlx::query(&sql);
             for s in chunk {
                 let worker = s.worker.as_deref().filter(|w| w.len() <= MAX_WORKER_BYTES);
@@ -94,9 +91,29 @@ impl Ledger {
         Ok(shares.iter().map(|s| once.insert(s.share_id.as_str()) && recorded.contains(&s.share_id)).collect())
     }
 
+    /// `INSERT … VALUES (…), …` for `rows` shares, returning the ids that were new.
+    fn insert_shares_sql(&self, rows: usize) -> String {
+        let mut sql = String::from(
+            "INSERT INTO ehash_shares (share_id, epoch, quote_id, worker, header, difficulty_exp, amount, is_block, created_at) VALUES ",
+        );
+        for i in 0..rows {
+            if i > 0 {
+                sql.push(',');
+            }
+            if self.sqlite {
+                sql.push_str("(?,?,?,?,?,?,?,?,?)");
+            } else {
+                let b = i * 9;
+                sql.push_str(&format!("(${},${},${},${},${},${},${},${},${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9));
+            }
+        }
+        sql.push_str(" ON CONFLICT (share_id) DO NOTHING RETURNING share_id");
+        sql
+    }
+
     /// A quote's running credit, if any share credited it.
     pub async fn quote_credit(&self, quote_id: &str) -> Result<Option<QuoteCredit>> {
-        let row = sqlx::query("SELECT epoch, credited, shares FROM ehash_quote_credits WHERE quote_id = $1")
+        let row = sqlx::query("SELECT epoch, credited, shares, synced FROM ehash_quote_credits WHERE quote_id = $1")
             .bind(quote_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -105,6 +122,7 @@ impl Ledger {
                 epoch: u32::try_from(u64_col(&r, "epoch")?).map_err(|_| Error::Inconsistent("epoch number out of range".into()))?,
                 credited: u64_col(&r, "credited")?,
                 shares: u64_col(&r, "shares")?,
+                synced: u64_col(&r, "synced")?,
             })
         })
         .transpose()
@@ -161,10 +179,36 @@ impl Ledger {
 
     /// Up to `limit` shares of `epoch`'s log after the share id `after` (from the start when
     /// `None`), in log order, with their ids. Ids are lowercase hex of equal length, so the
-    /// database's text order is the log's order.
+    /// database's text order is the log's order. A committed log is read by position; an open
+    /// epoch's along the share ids.
     pub async fn epoch_log_page(&self, epoch: u32, after: Option<&str>, limit: u32) -> Result<Vec<(String, LogShare)>> {
+        if self.committed_log(epoch).await?.is_some() {
+            let from = match after {
+                None => Some(-1),
+                Some(id) => sqlx::query("SELECT log_index FROM ehash_shares WHERE share_id = $1 AND epoch = $2")
+                    .bind(id)
+                    .bind(i64::from(epoch))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| r.try_get::<Option<i64>, _>("log_index"))
+                    .transpose()?
+                    .flatten(),
+            };
+            if let Some(from) = from {
+                let rows = sqlx::query(
+                    "SELECT share_id, header, difficulty_exp, amount FROM ehash_shares WHERE epoch = $1 AND log_index > $2 ORDER BY log_index LIMIT $3",
+                )
+                .bind(i64::from(epoch))
+                .bind(from)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                return rows.iter().map(|r| Ok((r.try_get("share_id")?, log_share_from_row(r)?))).collect();
+            }
+        }
+        // `+epoch`: walk the share id index in order, not the epoch's rows then sort them
         let rows = sqlx::query(
-            "SELECT share_id, header, difficulty_exp, amount FROM ehash_shares WHERE epoch = $1 AND share_id > $2 ORDER BY share_id LIMIT $3",
+            "SELECT share_id, header, difficulty_exp, amount FROM ehash_shares WHERE +epoch = $1 AND share_id > $2 ORDER BY share_id LIMIT $3",
         )
         .bind(i64::from(epoch))
         .bind(after.unwrap_or(""))

@@ -1,9 +1,9 @@
 //! The `ehash` custom payment method: quotes start unpaid and only the pool credits them.
 //!
 //! The processor never reports a payment by itself (its event stream is empty and polling finds
-//! nothing): ehash is issued only when the pool calls `Mint::pay_mint_quote_for_request_id` for an
-//! accepted share, with the share id as payment id. Quotes must be NUT-20 locked, and only the
-//! active epoch's processor accepts new quotes.
+//! nothing): ehash is issued only when the pool pays a quote what its recorded shares earned
+//! (`crate::credit`). Quotes must be NUT-20 locked, and only the active epoch's processor
+//! accepts new quotes.
 
 use std::collections::HashMap;
 use std::pin::Pin;

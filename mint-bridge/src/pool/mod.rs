@@ -127,14 +127,20 @@ impl Backend for PoolBackend {
             difficulty: work.difficulty,
             is_block: work.is_block,
         };
-        // a block goes to the network before anything that can fail or wait; the answer decides
-        // its epoch once the block is on record
-        let block = work.is_block.then(|| self.hand_over_block(binding, work));
-        let credited = self.epochs.credit(&share, block.as_ref().map(|(b, _)| b.clone())).await;
-        if let Some((record, answer)) = block {
-            crate::fault::point("abort-after-block-record");
-            let epochs = self.epochs.clone();
+        let credited = if work.is_block {
+            // the block goes to the network before anything that can fail or wait; it is recorded,
+            // and its answer handled, in a task of its own that a dropped connection does not stop
+            let (record, answer) = self.hand_over_block(binding, work);
+            let (epochs, credit) = (self.epochs.clone(), work.meets_target);
+            let (tx, rx) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
+                let recorded = if credit {
+                    epochs.credit(&share, Some(record.clone())).await
+                } else {
+                    epochs.record_block(share.binding.epoch, record.clone()).await.map(|()| 0)
+                };
+                crate::fault::point("abort-after-block-record");
+                let _ = tx.send(recorded);
                 let answer = match answer.await {
                     Ok(a) => a,
                     Err(e) => Err(format!("the block submission task failed: {e}")),
@@ -143,12 +149,22 @@ impl Backend for PoolBackend {
                     tracing::error!(block = %record.hash, error = %e, "finishing a found block; it is finished at the next start");
                 }
             });
-        }
+            let recorded = rx.await.unwrap_or_else(|_| Err(CreditError::Unavailable("the block task stopped".into())));
+            if !credit {
+                recorded.map_err(|e| Refusal::new(ErrorCode::Unavailable, e.to_string()))?;
+                let msg = format!("the hash is above the share's target for difficulty {}; it met the network's and went to the network as a block", work.difficulty.as_f64());
+                return Err(Refusal::new(ErrorCode::LowDifficulty, msg));
+            }
+            recorded
+        } else {
+            self.epochs.credit(&share, None).await
+        };
         credited.map_err(|e| match e {
             CreditError::Duplicate => Refusal::new(ErrorCode::DuplicateShare, "duplicate share"),
             e @ CreditError::Stale(_) => Refusal::new(ErrorCode::JobNotFound, e.to_string()),
             e @ CreditError::EpochClosed(_) => Refusal::new(ErrorCode::EpochClosed, e.to_string()),
-            e @ (CreditError::Work(_) | CreditError::Unavailable(_)) => {
+            e @ CreditError::Work(_) => Refusal::new(ErrorCode::Other, e.to_string()),
+            e @ CreditError::Unavailable(_) => {
                 tracing::warn!(error = %e, "share not recorded");
                 Refusal::new(ErrorCode::Unavailable, e.to_string())
             }
