@@ -29,8 +29,38 @@ use tokio_util::sync::CancellationToken;
 
 /// Open the database a service keeps its outbox (and its own tables) in: PostgreSQL for a
 /// `postgres://` URL, else SQLite (`sqlite://…?mode=rwc`) in WAL mode with `synchronous = FULL`
-/// (a committed write survives a power cut), a busy timeout and foreign keys on.
+/// (a committed write survives a power cut), a busy timeout, foreign keys on and a 16 MiB page
+/// cache per connection.
 pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<AnyPool, sqlx::Error> {
+    open(url, max_connections, false).await
+}
+
+/// [`connect`] for a database written continuously (the share ledger): on SQLite, a commit does
+/// not also copy the write-ahead log back into the database (which would stall the writer for
+/// as long as that takes); a task of its own does, every [`CHECKPOINT_INTERVAL`], until the pool
+/// closes.
+pub async fn connect_busy(url: &str, max_connections: u32) -> std::result::Result<AnyPool, sqlx::Error> {
+    let pool = open(url, max_connections, true).await?;
+    if url.starts_with("sqlite:") {
+        let p = pool.clone();
+        tokio::spawn(async move {
+            while !p.is_closed() {
+                tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&p).await
+                    && !p.is_closed()
+                {
+                    tracing::warn!(error = %e, "checkpointing the write-ahead log");
+                }
+            }
+        });
+    }
+    Ok(pool)
+}
+
+/// How often [`connect_busy`] copies the write-ahead log into the database.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+async fn open(url: &str, max_connections: u32, own_checkpoints: bool) -> std::result::Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
     let sqlite = url.starts_with("sqlite:");
     AnyPoolOptions::new()
@@ -43,6 +73,10 @@ pub async fn connect(url: &str, max_connections: u32) -> std::result::Result<Any
                     conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA cache_size = -16384").await?;
+                    if own_checkpoints {
+                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                    }
                 }
                 Ok(())
             })

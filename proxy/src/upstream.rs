@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Bytes of the upstream extranonce2 the proxy keeps to tell its miners apart.
 pub const MINER_ID_BYTES: usize = 2;
+/// Most submits written to the pool in one write.
+const MAX_WRITE_BATCH: usize = 256;
 /// How long an upstream request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -65,7 +67,8 @@ pub struct UpstreamState {
 }
 
 enum Command {
-    Submit { params: Value, reply: oneshot::Sender<Result<(), Refusal>> },
+    /// A `mining.submit`: its params, already serialized as a JSON array.
+    Submit { params: String, reply: oneshot::Sender<Result<(), Refusal>> },
 }
 
 /// Handle to the upstream connection.
@@ -152,20 +155,22 @@ impl Upstream {
 
     /// Submit a share to the pool and wait for its answer.
     pub async fn submit(&self, job_id: &str, extranonce2: &[u8], ntime: u32, nonce: u32, version_bits: Option<u32>) -> Result<(), Refusal> {
-        let mut params = vec![
-            json!(self.username()),
-            json!(job_id),
-            json!(hex::encode(extranonce2)),
-            json!(format!("{ntime:08x}")),
-            json!(format!("{nonce:08x}")),
-        ];
+        // written out directly: this runs for every share
+        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let mut params = format!(
+            "[{},{},\"{}\",\"{ntime:08x}\",\"{nonce:08x}\"",
+            quoted(&self.username.borrow()),
+            quoted(job_id),
+            hex::encode(extranonce2)
+        );
         if let Some(v) = version_bits {
-            params.push(json!(format!("{v:08x}")));
+            params.push_str(&format!(",\"{v:08x}\""));
         }
+        params.push(']');
         let (reply, rx) = oneshot::channel();
         let unavailable = || Refusal::new(ErrorCode::Unavailable, "the pool is unreachable; the proxy reconnects and resumes");
         self.commands
-            .send(Command::Submit { params: Value::Array(params), reply })
+            .send(Command::Submit { params, reply })
             .await
             .map_err(|_| unavailable())?;
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
@@ -225,10 +230,12 @@ impl Task {
         let _ = stream.set_nodelay(true);
         let (r, mut w) = stream.into_split();
         let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(1 << 20));
-        let mut next_id = 1u64;
-        let mut call = |method: &str, params: Value| {
-            let id = next_id;
-            next_id += 1;
+        let next_id = std::sync::atomic::AtomicU64::new(1);
+        let take_id = || {
+            next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        };
+        let call = |method: &str, params: Value| {
+            let id = take_id();
             (id, request(id, method, params))
         };
         let mut mask = None;
@@ -293,13 +300,26 @@ impl Task {
                 }
                 cmd = self.commands.recv() => match cmd {
                     None => return Ok(()),
-                    Some(Command::Submit { params, reply }) => {
-                        let (id, line) = call("mining.submit", params);
-                        if let Err(e) = send(&mut w, &line).await {
-                            let _ = reply.send(Err(Refusal::new(ErrorCode::Unavailable, "the pool is unreachable; the proxy reconnects and resumes")));
+                    Some(first) => {
+                        // every submit waiting now goes out in one write
+                        let mut batch = String::new();
+                        let mut replies = vec![];
+                        let mut next = Some(first);
+                        while let Some(Command::Submit { params, reply }) = next.take() {
+                            let id = take_id();
+                            batch.push_str(&format!("{{\"id\":{id},\"method\":\"mining.submit\",\"params\":{params}}}\n"));
+                            replies.push((id, reply));
+                            if replies.len() < MAX_WRITE_BATCH {
+                                next = self.commands.try_recv().ok();
+                            }
+                        }
+                        if let Err(e) = send_all(&mut w, batch.as_bytes()).await {
+                            for (_, reply) in replies {
+                                let _ = reply.send(Err(Refusal::new(ErrorCode::Unavailable, "the pool is unreachable; the proxy reconnects and resumes")));
+                            }
                             return Err(e);
                         }
-                        pending.insert(id, reply);
+                        pending.extend(replies);
                     }
                 },
                 line = lines.next() => {
@@ -393,7 +413,11 @@ fn pending_authorize(pending: &mut Pending, id: u64, state: &watch::Sender<Upstr
 async fn send(w: &mut tokio::net::tcp::OwnedWriteHalf, line: &str) -> Result<(), String> {
     let mut buf = line.as_bytes().to_vec();
     buf.push(b'\n');
-    tokio::time::timeout(REQUEST_TIMEOUT, w.write_all(&buf))
+    send_all(w, &buf).await
+}
+
+async fn send_all(w: &mut tokio::net::tcp::OwnedWriteHalf, bytes: &[u8]) -> Result<(), String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, w.write_all(bytes))
         .await
         .map_err(|_| "write timed out".to_owned())?
         .map_err(|e| format!("write: {e}"))
