@@ -7,7 +7,6 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ehash_protocol::api::{self, JournalEntry, JournalKind};
-use ehash_protocol::epoch::EpochState;
 use ehash_protocol::events::{EpochAnnouncement, KIND_OFFER, Offer, OfferStatus};
 use ehash_protocol::market::{Price, Side};
 use nostr_sdk::prelude::*;
@@ -388,7 +387,7 @@ impl Book {
         let ev = event_of(entry)?;
         ev.verify().map_err(|e| Refusal::Invalid(format!("signature: {e}")))?;
         let a = EpochAnnouncement::parse(&ev).map_err(|e| Refusal::Invalid(e.to_string()))?;
-        Ok(a.keyset.id.to_string() == self.market && a.state == EpochState::Expired)
+        Ok(a.keyset.id.to_string() == self.market && a.state.has_ended())
     }
 
     fn queue(&mut self, address: &str) {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use ehash_outbox::Outbox;
 use ehash_outbox::watch::watch;
 use ehash_protocol::api::{JournalEntry, JournalKind, TradeView};
-use ehash_protocol::epoch::EpochState;
 use ehash_protocol::events::{
     Blame, EpochAnnouncement, KIND_EPOCH_ANNOUNCEMENT, KIND_OFFER, KIND_SETTLEMENT, KIND_TRADE, LockStatus, OfferRef, OfferStatus, Trade,
     TradeState,
@@ -306,7 +305,7 @@ impl Inner {
         };
         tracing::info!(%market, unit = %a.keyset.unit, state = %a.state.as_str(), "epoch announcement");
         self.notify("epoch", &market, serde_json::json!({"state": a.state, "epoch": a.epoch}));
-        if a.state == EpochState::Expired {
+        if a.state.has_ended() {
             self.expire_market(&market, ev).await?;
         }
         for p in parked {
@@ -365,8 +364,8 @@ impl Inner {
             Some(format!("mint: the epoch's mint is {}, not {}", a.mint_url, v.offer.mint_url))
         } else if !a.keyset.unit.to_string().eq_ignore_ascii_case(&v.offer.unit) {
             Some(format!("unit: the epoch's unit is {}, not {}", a.keyset.unit, v.offer.unit))
-        } else if a.state == EpochState::Expired {
-            Some(format!("the epoch of {market} has expired"))
+        } else if a.state.has_ended() {
+            Some(format!("the epoch of {market} is {}: it pays nothing more", a.state))
         } else {
             None
         };

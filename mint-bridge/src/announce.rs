@@ -11,6 +11,11 @@ use cdk::mint::Mint;
 use cdk::nuts::CurrencyUnit;
 use ehash_protocol::events::{EpochAnnouncement, KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT, MintAnnouncement};
 use nostr_sdk::prelude::*;
+use std::sync::Arc;
+
+use ehash_protocol::epoch::{EpochState, hashprice};
+use ehash_stratum::Template;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -22,6 +27,17 @@ use crate::mint::MintHandle;
 /// NUTs the pool mint supports (NUT-05 melting only for redemption, method `ehash-redeem`).
 pub const SUPPORTED_NUTS: [u16; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 17, 20];
 
+/// What the announcements say of the chain the pool mines.
+#[derive(Debug)]
+pub struct ChainFacts {
+    /// The NIP-87 network name.
+    pub network: String,
+    /// The job source's templates (the hashprice follows the current one).
+    pub templates: watch::Receiver<Arc<Template>>,
+    /// The pool's fee, parts per million of a block's reward.
+    pub pool_fee_ppm: u32,
+}
+
 /// Builds, signs and queues announcements.
 #[derive(Clone)]
 pub struct Announcer {
@@ -31,6 +47,8 @@ pub struct Announcer {
     network: String,
     metadata: serde_json::Value,
     unit_log2: u32,
+    templates: watch::Receiver<Arc<Template>>,
+    pool_fee_ppm: u32,
 }
 
 impl std::fmt::Debug for Announcer {
@@ -41,9 +59,23 @@ impl std::fmt::Debug for Announcer {
 
 impl Announcer {
     /// An announcer signing with `keys`; epochs are announced with the pool's unit size
-    /// (`2^unit_log2` hashes per ehash).
-    pub fn new(keys: Keys, outbox: Outbox, mint_url: String, network: String, metadata: serde_json::Value, unit_log2: u32) -> Self {
-        Self { keys, outbox, mint_url, network, metadata, unit_log2 }
+    /// (`2^unit_log2` hashes per ehash), the chain `network`, and the active epoch's hashprice
+    /// from the job source's current template and the pool's fee.
+    pub fn new(keys: Keys, outbox: Outbox, mint_url: String, metadata: serde_json::Value, unit_log2: u32, chain: ChainFacts) -> Self {
+        let ChainFacts { network, templates, pool_fee_ppm } = chain;
+        Self { keys, outbox, mint_url, network, metadata, unit_log2, templates, pool_fee_ppm }
+    }
+
+    /// Expected sats per ehash of work on the current template (protocol §2, "Hashprice");
+    /// `None` when the job source does not say what its coinbase pays.
+    pub fn hashprice(&self) -> Option<f64> {
+        let t = self.templates.borrow();
+        (t.coinbase_value > 0).then(|| hashprice(t.job.nbits, t.coinbase_value, self.pool_fee_ppm, self.unit_log2))
+    }
+
+    /// The chain the pool mines (NIP-87 `n`).
+    pub fn network(&self) -> &str {
+        &self.network
     }
 
     /// The pool's nostr public key.
@@ -109,6 +141,8 @@ impl Announcer {
             payout: epoch.payout,
             expires: epoch.expires_at,
             mint_address: Some(self.mint_address(&mint_pubkey)),
+            network: Some(self.network.clone()),
+            hashprice: if epoch.state == EpochState::Active { self.hashprice() } else { None },
         };
         let address = format!("{KIND_EPOCH_ANNOUNCEMENT}:{}:{id}", self.keys.public_key().to_hex());
         self.publish(address, a.to_builder()).await

@@ -8,11 +8,12 @@
 //! | `stratum_listen` | `127.0.0.1:3333` | Stratum V1 pool endpoint |
 //! | `pool_id` | first 8 hex digits of the pool's nostr key | `<pool-id>` in unit names |
 //! | `unit_log2_hashes` | `32` | one ehash unit = 2^this expected hashes |
-//! | `network` | `regtest` | NIP-87 `n` tag |
+//! | `network` | the job source's chain | NIP-87 `n` tag (`mainnet`, `testnet`, `signet`, `regtest`); with `bitcoind`, the node's chain, and a different value set here refuses to start |
 //! | `relays` | `[]` | nostr relays to announce on |
 //! | `database` | `sqlite` | `sqlite` or `{ postgres = "postgres://…" }` |
 //! | `stratum.*` | see [`StratumConfig`] (`ehash_stratum::Config`) | vardiff, extranonce, connection caps |
-//! | `devnet.*` | see [`DevnetConfig`] | synthetic job source |
+//! | `devnet.*` | see [`DevnetConfig`] | synthetic job source (used when `bitcoind` is unset) |
+//! | `bitcoind` | unset | mine Bitcoin through a node's `getblocktemplate`: see [`BitcoindConfig`] |
 //! | `payout.*` | see [`PayoutConfig`] | pool fee, maturity, redemption window |
 //! | `max_ws_connections` | `1000` | NUT-17 WebSockets open at once |
 //! | `credit_sync_secs` | `60` | how often the mint is paid credit no wallet asked about (a wallet reading or minting a quote is paid up first) |
@@ -39,8 +40,9 @@ pub struct Config {
     pub pool_id: Option<String>,
     /// log2 of the expected hashes per ehash unit.
     pub unit_log2_hashes: u32,
-    /// The Bitcoin network announced in NIP-87 (`mainnet`, `testnet`, `signet`, `regtest`).
-    pub network: String,
+    /// The Bitcoin network announced in NIP-87 (`mainnet`, `testnet`, `signet`, `regtest`);
+    /// unset: the job source's (the node's chain, or `regtest` for the devnet).
+    pub network: Option<String>,
     /// Mint name (NUT-06 and NIP-87 metadata).
     pub mint_name: String,
     /// Mint description.
@@ -55,6 +57,8 @@ pub struct Config {
     pub stratum: StratumConfig,
     /// The devnet job source.
     pub devnet: DevnetConfig,
+    /// Bitcoin Core as the job source; `None`: the devnet.
+    pub bitcoind: Option<BitcoindConfig>,
     /// What an epoch closed on a found block pays, and when (protocol §2).
     pub payout: PayoutConfig,
     /// The Lightning backend paying withdrawals of redeemed sats; `None`: no withdrawals.
@@ -74,7 +78,7 @@ impl Default for Config {
             stratum_listen: SocketAddr::from(([127, 0, 0, 1], 3333)),
             pool_id: None,
             unit_log2_hashes: 32,
-            network: "regtest".into(),
+            network: None,
             mint_name: "ehash pool mint".into(),
             mint_description: "Mining-share ecash: one unit per pool epoch".into(),
             relays: vec![],
@@ -82,6 +86,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             stratum: StratumConfig::default(),
             devnet: DevnetConfig::default(),
+            bitcoind: None,
             payout: PayoutConfig::default(),
             lightning: None,
             credit_sync_secs: 60,
@@ -152,6 +157,61 @@ impl Default for DevnetConfig {
             tx_count: 7,
             block_reward_sat: 312_500_000,
             start_height: 1,
+        }
+    }
+}
+
+/// Bitcoin Core as the job source (protocol §2, "Job sources").
+///
+/// | key | default | meaning |
+/// |-----|---------|---------|
+/// | `rpc_url` | `http://127.0.0.1:8332` | the node's JSON-RPC endpoint |
+/// | `cookie_file` | unset | the node's `.cookie` (read at every call) |
+/// | `rpc_user`, `rpc_password` | unset | credentials when there is no cookie file |
+/// | `chain` | required | `main`, `testnet4`, `signet` or `regtest`: the node must run it |
+/// | `payout_address` | required | the address every found block's coinbase pays, of that chain |
+/// | `coinbase_tag` | `/ehash/` | bytes in the coinbase scriptSig after the extranonce |
+/// | `job_refresh_secs` | `30` | new work on the same tip (mempool, time) |
+/// | `tip_poll_ms` | `1000` | how often the best block hash is asked (besides the long poll) |
+/// | `rpc_timeout_secs` | `30` | the longest an RPC call may take |
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BitcoindConfig {
+    /// The node's JSON-RPC URL.
+    pub rpc_url: String,
+    /// The node's cookie file.
+    pub cookie_file: Option<PathBuf>,
+    /// RPC user (with `rpc_password`), when there is no cookie file.
+    pub rpc_user: Option<String>,
+    /// RPC password.
+    pub rpc_password: Option<String>,
+    /// The chain the node must run.
+    pub chain: String,
+    /// Where found blocks pay.
+    pub payout_address: String,
+    /// The coinbase tag.
+    pub coinbase_tag: String,
+    /// Seconds between fresh templates on one tip.
+    pub job_refresh_secs: u64,
+    /// Milliseconds between best-block-hash polls.
+    pub tip_poll_ms: u64,
+    /// RPC call timeout in seconds.
+    pub rpc_timeout_secs: u64,
+}
+
+impl Default for BitcoindConfig {
+    fn default() -> Self {
+        Self {
+            rpc_url: "http://127.0.0.1:8332".into(),
+            cookie_file: None,
+            rpc_user: None,
+            rpc_password: None,
+            chain: String::new(),
+            payout_address: String::new(),
+            coinbase_tag: "/ehash/".into(),
+            job_refresh_secs: 30,
+            tip_poll_ms: 1000,
+            rpc_timeout_secs: 30,
         }
     }
 }

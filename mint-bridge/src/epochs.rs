@@ -10,6 +10,7 @@
 //! and once the network has answered, its epoch closes on it (or, refused, goes on). A restart
 //! finds blocks whose answer or close did not happen and finishes them.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::ledger::{BlockRecord, BlockStatus, ClosingBlock, EpochRecord, Ledger, ShareRecord};
 use crate::mint::MintHandle;
 use crate::mint::processor::EHASH_METHOD;
+use crate::pool::Depth;
 use crate::record::{Closed, RecordError, Recorder};
 use ehash_stratum::{BlockOutcome, FoundBlock, JobSource};
 
@@ -476,42 +478,81 @@ impl Epochs {
         ClosingBlock { hash: b.hash.clone(), height: b.height, reward: b.reward, payout: epoch_payout(b.reward, self.payout.pool_fee_ppm) }
     }
 
-    /// Move closed epochs along their payout lifecycle (protocol §2): an epoch closed on a block
-    /// becomes redeemable once `tip` is `maturity_blocks` past that block, and expires
-    /// `redeem_window_secs` later. Each change is written, then announced. Returns the epochs
-    /// that changed.
+    /// The blocks closed epochs wait on to mature (display hex hashes).
+    pub async fn maturing_blocks(&self) -> Vec<String> {
+        let book = self.book.read().await;
+        book.epochs
+            .iter()
+            .filter(|e| e.state == EpochState::Closed && e.close_reason == Some(CloseReason::Block))
+            .filter_map(|e| e.block_hash.clone())
+            .collect()
+    }
+
+    /// [`Self::advance_on`] a chain whose tip is at height `tip` with every closed epoch's block
+    /// on it (a test's or a devnet's view).
     pub async fn advance(&self, tip: u32, now: u64) -> Result<Vec<EpochRecord>> {
+        let depths = {
+            let book = self.book.read().await;
+            book.epochs
+                .iter()
+                .filter_map(|e| Some((e.block_hash.clone()?, Depth::Confirmations(tip.checked_sub(e.block_height?)?.saturating_add(1)))))
+                .collect()
+        };
+        self.advance_on(&depths, now).await
+    }
+
+    /// Move closed epochs along their payout lifecycle (protocol §2): an epoch closed on a block
+    /// becomes redeemable once `maturity_blocks` blocks are on top of it (`depths` gives each
+    /// block's depth on the active chain; a block missing from it waits), becomes orphaned if
+    /// its block left the active chain before that, and a redeemable one expires
+    /// `redeem_window_secs` after it became redeemable. Each change is written, then announced.
+    /// Returns the epochs that changed.
+    pub async fn advance_on(&self, depths: &HashMap<String, Depth>, now: u64) -> Result<Vec<EpochRecord>> {
         let mut book = self.book.write().await;
         let mut changed = vec![];
+        let mut lowered = u32::MAX;
         for e in book.epochs.iter_mut() {
-            let matured = e.state == EpochState::Closed
-                && e.close_reason == Some(CloseReason::Block)
-                && e.block_height.is_some_and(|h| tip >= h.saturating_add(self.payout.maturity_blocks));
+            let on_block = e.state == EpochState::Closed && e.close_reason == Some(CloseReason::Block);
+            let depth = e.block_hash.as_ref().and_then(|h| depths.get(h)).filter(|_| on_block);
             let ended = e.state == EpochState::Redeemable && e.expires_at.is_some_and(|x| now >= x);
-            let next = if matured {
-                // (the ledger stores 63-bit times: a window "forever" ends at the last of them)
-                let expires = now.saturating_add(self.payout.redeem_window_secs).min(i64::MAX as u64);
-                let done = self.ledger.mark_redeemable(e.epoch, now, expires).await?;
-                if done {
-                    e.state = EpochState::Redeemable;
-                    e.redeemable_at = Some(now);
-                    e.expires_at = Some(expires);
+            let next = match depth {
+                Some(Depth::Confirmations(c)) if *c > self.payout.maturity_blocks => {
+                    // (the ledger stores 63-bit times: a window "forever" ends at the last of them)
+                    let expires = now.saturating_add(self.payout.redeem_window_secs).min(i64::MAX as u64);
+                    let done = self.ledger.mark_redeemable(e.epoch, now, expires).await?;
+                    if done {
+                        e.state = EpochState::Redeemable;
+                        e.redeemable_at = Some(now);
+                        e.expires_at = Some(expires);
+                    }
+                    done
                 }
-                done
-            } else if ended {
-                let done = self.ledger.mark_expired(e.epoch).await?;
-                if done {
-                    e.state = EpochState::Expired;
+                Some(Depth::Orphaned) => {
+                    let done = self.ledger.mark_orphaned(e.epoch).await?;
+                    if done {
+                        tracing::warn!(epoch = e.epoch, block = e.block_hash.as_deref().unwrap_or(""), "the epoch's block left the active chain before it matured: the epoch is orphaned and pays nothing");
+                        e.state = EpochState::Orphaned;
+                        e.payout = Some(0);
+                        // work at the orphaned block's height is current again
+                        lowered = lowered.min(e.block_height.unwrap_or(u32::MAX));
+                    }
+                    done
                 }
-                done
-            } else {
-                false
+                _ if ended => {
+                    let done = self.ledger.mark_expired(e.epoch).await?;
+                    if done {
+                        e.state = EpochState::Expired;
+                    }
+                    done
+                }
+                _ => false,
             };
             if next {
                 tracing::info!(epoch = e.epoch, state = e.state.as_str(), payout = e.payout.unwrap_or(0), "epoch lifecycle");
                 changed.push(e.clone());
             }
         }
+        book.min_height = book.min_height.min(lowered);
         drop(book);
         for e in &changed {
             if let Err(err) = self.announcer.announce_epoch(&self.mint, e).await {
@@ -528,6 +569,18 @@ fn found_block(b: &BlockRecord) -> std::result::Result<FoundBlock, String> {
         .ok()
         .and_then(|h| bitcoin::consensus::encode::deserialize(&h).ok())
         .ok_or_else(|| format!("the recorded header of block {} does not parse", b.hash))?;
+    if let Some(raw) = &b.block {
+        let block: bitcoin::Block = hex::decode(raw)
+            .ok()
+            .and_then(|r| bitcoin::consensus::encode::deserialize(&r).ok())
+            .ok_or_else(|| format!("the recorded block {} does not parse", b.hash))?;
+        let mut txs = block.txdata.into_iter();
+        let mut coinbase = txs.next().ok_or_else(|| format!("the recorded block {} has no coinbase", b.hash))?;
+        // the legacy serialization: FoundBlock::block puts the witness reserved value back
+        coinbase.input.iter_mut().for_each(|i| i.witness.clear());
+        let coinbase = bitcoin::consensus::encode::serialize(&coinbase);
+        return Ok(FoundBlock { height: b.height, header, coinbase, transactions: txs.collect::<Vec<_>>().into() });
+    }
     let coinbase = hex::decode(&b.coinbase).map_err(|_| format!("the recorded coinbase of block {} is not hex", b.hash))?;
-    Ok(FoundBlock { height: b.height, header, coinbase })
+    Ok(FoundBlock { height: b.height, header, coinbase, transactions: std::sync::Arc::from([]) })
 }

@@ -49,6 +49,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The Bitcoin node cannot be used as the job source.
+    #[error("{0}")]
+    Node(String),
     /// The request cannot be done now; it can be later.
     #[error("{0}")]
     Busy(String),

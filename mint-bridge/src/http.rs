@@ -138,8 +138,11 @@ async fn get_epochs(State(state): State<HttpState>) -> Response {
         })
         .collect();
     let current = epochs.last().cloned().unwrap_or(Value::Null);
+    let announcer = state.epochs.announcer();
     axum::Json(json!({
-        "pool_pubkey": state.epochs.announcer().public_key().to_hex(),
+        "pool_pubkey": announcer.public_key().to_hex(),
+        "network": announcer.network(),
+        "hashprice": announcer.hashprice(),
         "unit_log2_hashes": state.epochs.unit_size().log2(),
         "current": current,
         "epochs": epochs,
@@ -369,6 +372,7 @@ async fn post_redeem_quote(State(state): State<HttpState>, req: Request) -> Resp
     let why = match (e.state, e.payout) {
         (EpochState::Redeemable, Some(_)) => None,
         (EpochState::Expired, _) => Some(format!("epoch {} expired at {}: its ehash no longer redeems", e.epoch, e.expires_at.unwrap_or(0))),
+        (EpochState::Orphaned, _) => Some(format!("epoch {} is orphaned: its block left the chain before it matured, and it pays nothing", e.epoch)),
         (_, Some(_)) => Some(format!("epoch {} is {}: its block has not matured yet", e.epoch, e.state)),
         (_, None) => Some(format!("epoch {} is {} and pays nothing (it did not close on a block)", e.epoch, e.state)),
     };

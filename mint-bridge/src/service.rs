@@ -1,11 +1,12 @@
 //! Start and stop the whole mint-bridge: storage, mint, epochs, announcements, job source,
 //! Stratum endpoint and HTTP API.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoin::XOnlyPublicKey;
+use bitcoin::{BlockHash, XOnlyPublicKey};
 use ehash_protocol::epoch::PoolId;
 use ehash_protocol::stratum::share::TAG_BYTES;
 use ehash_protocol::work::UnitSize;
@@ -13,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::announce::Announcer;
+use crate::announce::{Announcer, ChainFacts};
 use crate::config::{Config, DatabaseConfig};
 use crate::epochs::{self, Epochs};
 use crate::error::{Error, Result};
@@ -21,8 +22,9 @@ use crate::http::{self, HttpState};
 use crate::ledger::Ledger;
 use crate::record::Recorder;
 use crate::mint::{MintHandle, MintIdentity, MintStore};
+use crate::pool::bitcoind::BitcoindJobSource;
 use crate::pool::devnet::DevnetJobSource;
-use crate::pool::{EXTRANONCE1_SIZE, PoolBackend};
+use crate::pool::{EXTRANONCE1_SIZE, PoolBackend, PoolSource};
 use ehash_stratum::{Difficulty, Server, StatsSnapshot};
 
 /// How often the payout lifecycle is looked at besides every new chain tip.
@@ -72,6 +74,25 @@ fn stratum_error(e: ehash_stratum::Error) -> Error {
     }
 }
 
+/// The job source the configuration names: Bitcoin Core, else the devnet (which goes on from
+/// the last block the ledger says it accepted).
+async fn start_source(config: &Config, keys: &nostr_sdk::prelude::Keys, ledger: &Ledger, cancel: CancellationToken) -> Result<Arc<dyn PoolSource>> {
+    let extranonce_len = TAG_BYTES + EXTRANONCE1_SIZE + config.stratum.extranonce2_size;
+    if let Some(node) = &config.bitcoind {
+        return Ok(BitcoindJobSource::start(node, extranonce_len, cancel).await?);
+    }
+    let xonly = XOnlyPublicKey::from_slice(&keys.public_key().to_bytes())
+        .map_err(|e| Error::Config(format!("pool key is not a valid x-only key: {e}")))?;
+    let mut chain = vec![];
+    for b in ledger.blocks().await? {
+        if b.status == crate::ledger::BlockStatus::Accepted {
+            let hash = b.hash.parse().map_err(|_| Error::Inconsistent(format!("block hash {} in the ledger", b.hash)))?;
+            chain.push((hash, b.height));
+        }
+    }
+    Ok(DevnetJobSource::start(config.devnet.clone(), xonly, extranonce_len, chain, cancel)?)
+}
+
 impl MintBridge {
     /// Start everything; returns once the ports are bound and the mint is serving.
     pub async fn start(config: Config) -> Result<Self> {
@@ -90,7 +111,6 @@ impl MintBridge {
         let ledger = Ledger::open(&config.database, &config.data_dir).await?;
         let all = epochs::load_or_open(&ledger, &pool_id).await?;
         let recorder = Recorder::start(ledger.clone()).await?;
-        let tip = ledger.last_accepted_block().await?;
 
         let http_listener = TcpListener::bind(config.http_listen)
             .await
@@ -114,12 +134,23 @@ impl MintBridge {
         };
         let withdrawals = lightning.is_some();
         let mint = Arc::new(MintHandle::start(store, seed, identity, &all, ledger.clone(), lightning).await?);
+        let cancel = CancellationToken::new();
+        let source = start_source(&config, &keys, &ledger, cancel.clone()).await?;
+        let network = source.network();
+        if let Some(configured) = &config.network
+            && configured != network
+        {
+            cancel.cancel();
+            return Err(Error::Config(format!("network is {configured}, but the job source mines {network}: remove the setting or point the pool at a {configured} node")));
+        }
         let metadata = serde_json::json!({ "name": config.mint_name, "about": config.mint_description });
         let outbox = ehash_outbox::Outbox::open(ledger.pool())
             .await
             .map_err(|e| Error::Inconsistent(format!("announcement outbox: {e}")))?;
-        let announcer = Announcer::new(keys.clone(), outbox, mint_url.clone(), config.network.clone(), metadata, unit_size.log2());
-        let min_height = tip.as_ref().map_or(0, |b| b.height + 1);
+        let chain = ChainFacts { network: network.to_owned(), templates: source.templates(), pool_fee_ppm: config.payout.pool_fee_ppm };
+        let announcer = Announcer::new(keys.clone(), outbox, mint_url.clone(), metadata, unit_size.log2(), chain);
+        // work on the source's current tip is current; a share on an older one is stale
+        let min_height = source.templates().borrow().height;
         let epochs = Arc::new(Epochs::new(
             ledger.clone(),
             recorder,
@@ -132,18 +163,9 @@ impl MintBridge {
             min_height,
         ));
 
-        let cancel = CancellationToken::new();
-        let xonly = XOnlyPublicKey::from_slice(&keys.public_key().to_bytes())
-            .map_err(|e| Error::Config(format!("pool key is not a valid x-only key: {e}")))?;
-        let tip = match tip {
-            Some(b) => Some((b.hash.parse().map_err(|_| Error::Inconsistent(format!("block hash {} in the ledger", b.hash)))?, b.height)),
-            None => None,
-        };
-        let extranonce_len = TAG_BYTES + EXTRANONCE1_SIZE + config.stratum.extranonce2_size;
-        let source = DevnetJobSource::start(config.devnet.clone(), xonly, extranonce_len, tip, cancel.clone())?;
         // finish what the last run left: blocks without the network's answer or their close,
         // closed epochs without a committed log, credit the mint was not paid
-        epochs.resolve_blocks(source.as_ref()).await?;
+        epochs.resolve_blocks(&*source).await?;
         epochs.commit_pending_logs().await?;
         let paid = epochs.sync_all().await?;
         if paid > 0 {
@@ -154,9 +176,10 @@ impl MintBridge {
             announcer.announce_epoch(&mint, e).await?;
         }
         let mut tasks = vec![announcer.spawn_delivery(config.relays.clone(), cancel.clone())];
-        let templates = ehash_stratum::JobSource::templates(source.as_ref());
-        // the payout lifecycle follows the chain tip (each template builds on it) and the clock
-        let (life, mut tips, life_cancel) = (epochs.clone(), templates.clone(), cancel.clone());
+        let templates = source.templates();
+        // the payout lifecycle follows the chain (every new template, and the clock): each closed
+        // epoch's block is looked up on the source's active chain
+        let (life, mut tips, life_cancel, chain) = (epochs.clone(), templates.clone(), cancel.clone(), source.clone());
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(LIFECYCLE_INTERVAL);
             loop {
@@ -165,8 +188,17 @@ impl MintBridge {
                     _ = tick.tick() => {}
                     r = tips.changed() => if r.is_err() { break },
                 }
-                let tip = tips.borrow().height.saturating_sub(1);
-                if let Err(e) = life.advance(tip, cdk::util::unix_time()).await {
+                let mut depths = HashMap::new();
+                for hash in life.maturing_blocks().await {
+                    let Ok(h) = hash.parse::<BlockHash>() else { continue };
+                    match chain.depth(&h).await {
+                        Ok(d) => {
+                            depths.insert(hash, d);
+                        }
+                        Err(e) => tracing::debug!(block = %hash, error = %e, "a closed epoch's block cannot be looked up"),
+                    }
+                }
+                if let Err(e) = life.advance_on(&depths, cdk::util::unix_time()).await {
                     tracing::warn!(error = %e, "advancing the epochs' payout lifecycle");
                 }
             }
@@ -217,7 +249,7 @@ impl MintBridge {
                     _ = fin_cancel.cancelled() => break,
                     _ = tick.tick() => {
                         let done = async {
-                            fin.resolve_blocks(source.as_ref()).await?;
+                            fin.resolve_blocks(&*source).await?;
                             fin.refresh().await?;
                             fin.commit_pending_logs().await
                         };

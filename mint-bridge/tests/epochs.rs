@@ -446,3 +446,31 @@ async fn a_block_from_a_miner_that_hangs_up_closes_its_epoch() {
     assert_eq!(bridge.epochs().all().await[0].issued, Some(CREDIT));
     bridge.shutdown().await;
 }
+
+/// The devnet keeps its chain across restarts: the block after a restart is one higher, and
+/// maturity counts the blocks on top across the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_chain_and_maturity_go_on_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tweak = |c: &mut ehash_mint_bridge::Config| {
+        c.devnet.network_difficulty_exp = DIFF_EXP; // every share is a block
+        c.payout.maturity_blocks = 1;
+    };
+    let mut heights = vec![];
+    for n in 1..=2u32 {
+        let bridge = start(dir.path(), tweak).await;
+        let w = wallet(dir.path(), &bridge, 1).await;
+        let user = format!("{}.rig", w.create_quote(&current_unit(&bridge).await).await.unwrap());
+        let (mut c, job) = miner(&bridge, &user).await;
+        submit_valid(&mut c, &user, &job, u64::from(n)).await;
+        wait_until("the epoch closes on the block", Duration::from_secs(10), || async { bridge.epochs().current().await.unwrap().epoch == n + 1 }).await;
+        heights.push(bridge.epochs().all().await[n as usize - 1].block_height.unwrap());
+        if n == 2 {
+            // one block on top of epoch 1's, found after the restart: it matured
+            wait_until("epoch 1 redeemable", Duration::from_secs(10), || async { bridge.epochs().all().await[0].state == EpochState::Redeemable }).await;
+            assert_eq!(bridge.epochs().all().await[1].state, EpochState::Closed);
+        }
+        bridge.shutdown().await;
+    }
+    assert_eq!(heights[1], heights[0] + 1, "the devnet goes on from its last block: {heights:?}");
+}

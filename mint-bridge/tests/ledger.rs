@@ -28,6 +28,7 @@ fn block(share_id: &str, epoch: u32, height: u32) -> BlockRecord {
         reward: 312_500_000,
         header: "00".repeat(80),
         coinbase: "01".into(),
+        block: None,
         status: BlockStatus::Pending,
         detail: None,
         created_at: 1_700_000_000,

@@ -32,6 +32,9 @@ pub enum EpochState {
     Redeemable,
     /// The redemption window ended.
     Expired,
+    /// The block it closed on left the active chain before it matured (a reorg): it pays
+    /// nothing and never redeems.
+    Orphaned,
 }
 
 impl EpochState {
@@ -42,7 +45,13 @@ impl EpochState {
             Self::Closed => "closed",
             Self::Redeemable => "redeemable",
             Self::Expired => "expired",
+            Self::Orphaned => "orphaned",
         }
+    }
+
+    /// Whether the epoch's ehash is worth nothing more (expired or orphaned): markets stop.
+    pub fn has_ended(self) -> bool {
+        matches!(self, Self::Expired | Self::Orphaned)
     }
 }
 
@@ -60,7 +69,8 @@ impl FromStr for EpochState {
             "closed" => Self::Closed,
             "redeemable" => Self::Redeemable,
             "expired" => Self::Expired,
-            other => return Err(format!("unknown epoch state {other:?} (active|closed|redeemable|expired)")),
+            "orphaned" => Self::Orphaned,
+            other => return Err(format!("unknown epoch state {other:?} (active|closed|redeemable|expired|orphaned)")),
         })
     }
 }
@@ -194,6 +204,21 @@ pub fn epoch_payout(reward: u64, fee_ppm: u32) -> u64 {
     reward.saturating_sub(fee)
 }
 
+/// Expected sats per ehash of work on a template (the "hashprice" of an open epoch):
+///
+/// `payout × 2^unit_log2 × (T + 1) / 2^256`, where `payout = epoch_payout(coinbase_value,
+/// fee_ppm)` (the template's subsidy plus fees, less the pool's fee) and `T` the target of the
+/// template's `nbits`: a hash finds a block with probability `(T + 1) / 2^256`, so one ehash of
+/// `2^unit_log2` hashes earns that share of a block's payout. (With the network difficulty
+/// `D`, `2^256 / (T + 1)` is about `D × 2^32`.) An estimate for valuing an open epoch: the epoch
+/// pays what its block really pays, shared by what was really issued.
+pub fn hashprice(nbits: u32, coinbase_value: u64, fee_ppm: u32, unit_log2: u32) -> f64 {
+    let target = bitcoin::Target::from_compact(bitcoin::CompactTarget::from_consensus(nbits));
+    let t = target.to_be_bytes().iter().fold(0f64, |acc, b| acc * 256.0 + f64::from(*b));
+    let p_block = (t + 1.0) / 2f64.powi(256);
+    epoch_payout(coinbase_value, fee_ppm) as f64 * 2f64.powi(unit_log2 as i32) * p_block
+}
+
 /// Sats paid for redeeming `amount` ehash of an epoch that issued `issued` and pays `payout`:
 /// `floor(amount × payout / issued)`, in 128 bits. Flooring every redemption means the total paid
 /// can never exceed the payout; what the floors leave, and whatever is not redeemed before the
@@ -224,6 +249,21 @@ mod tests {
         assert_eq!(redeem_sats(u64::MAX, u64::MAX, u64::MAX), u64::MAX);
         assert_eq!(redeem_sats(5, 10, 0), 0);
         assert_eq!(redeem_sats(1, 1, 2), 0, "dust redeems for nothing");
+    }
+
+    #[test]
+    fn hashprice_is_the_payout_shared_by_the_ehash_a_block_takes() {
+        let close = |a: f64, b: f64| (a - b).abs() / b < 1e-9;
+        // difficulty 1 (nbits 1d00ffff, T = 0xffff × 2^208): 2^48 / 0xffff hashes per block
+        let per_block = 2f64.powi(48) / 65535.0;
+        assert!(close(hashprice(0x1d00ffff, 312_500_000, 0, 32), 312_500_000.0 * 2f64.powi(32) / per_block));
+        assert!(close(hashprice(0x1d00ffff, 312_500_000, 20_000, 32), 306_250_000.0 * 2f64.powi(32) / per_block));
+        // regtest (nbits 207fffff): about 2 hashes per block, so a 2^12-hash ehash earns 2048 blocks
+        let h = hashprice(0x207fffff, 1_000, 0, 12);
+        assert!(close(h, 1_000.0 * 4096.0 * (8_388_607.0 * 2f64.powi(232) + 1.0) / 2f64.powi(256)), "{h}");
+        // mainnet-like difficulty (nbits 17034219, about 1.1e14): a few millionths of a sat
+        let h = hashprice(0x17034219, 315_000_000, 20_000, 32);
+        assert!(h > 1e-6 && h < 1e-5, "{h}");
     }
 
     #[test]

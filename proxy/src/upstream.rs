@@ -100,6 +100,8 @@ impl Upstream {
             job: JobTemplate { prev_hash: [0; 32], coinb1: vec![], coinb2: vec![], merkle_branch: vec![], version: 0, nbits: 0, ntime: 0 },
             clean: true,
             difficulty_range: None,
+            transactions: Arc::from([]),
+            coinbase_value: 0,
         };
         let (templates_tx, templates) = watch::channel(Arc::new(empty));
         let (username_tx, username_rx) = watch::channel(username);
@@ -385,6 +387,8 @@ impl Task {
                     job: JobTemplate { coinb1, ..job },
                     clean: clean || first_of_session,
                     difficulty_range,
+                    transactions: Arc::from([]),
+            coinbase_value: 0,
                 }));
             }
             ServerMessage::SetVersionMask(m) => self.state.send_modify(|s| s.version_mask = Some(m)),

@@ -17,7 +17,7 @@ pub mod vardiff;
 
 pub use backend::{Backend, Refusal, Work};
 pub use config::Config;
-pub use job::{BlockOutcome, FoundBlock, JobSource, JobSourceError, Template};
+pub use job::{BlockOutcome, FoundBlock, JobSource, JobSourceError, Template, WITNESS_COMMITMENT_PREFIX};
 pub use server::{Difficulty, Server, Stats, StatsSnapshot};
 
 /// Server errors.

@@ -15,7 +15,6 @@ use anyhow::{Context, Result};
 use ehash_exchange::Exchange;
 use ehash_mint_bridge::MintBridge;
 use ehash_protocol::api::{Book, MarketSummary};
-use ehash_protocol::epoch::EpochState;
 use ehash_protocol::market::{ExchangeInfo, Side};
 use ehash_proxy::Proxy;
 use ehash_satmint::SatMint;
@@ -488,7 +487,7 @@ impl Sim {
         };
         let markets: Vec<MarketSummary> = markets
             .into_iter()
-            .filter(|m| m.state != EpochState::Expired && m.mint_url.trim_end_matches('/') == self.setup.mint_url.trim_end_matches('/'))
+            .filter(|m| !m.state.has_ended() && m.mint_url.trim_end_matches('/') == self.setup.mint_url.trim_end_matches('/'))
             .collect();
         match self.sell().await {
             Ok(()) => self.ok("the simulated seller could not offer"),

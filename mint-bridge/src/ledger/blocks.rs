@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 
 /// The longest node answer kept with a block.
 const MAX_DETAIL_BYTES: usize = 1000;
+/// The longest whole block kept, hex (a block weighs at most 4 M units: at most 4 MB).
+const MAX_BLOCK_HEX: usize = 8_000_000;
 
 /// What became of a found block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub struct BlockRecord {
     pub header: String,
     /// The coinbase transaction, hex.
     pub coinbase: String,
+    /// The whole block, hex (`None` in ledgers from before it was kept).
+    pub block: Option<String>,
     /// What became of it.
     pub status: BlockStatus,
     /// The network's answer, if any.
@@ -74,8 +78,8 @@ pub struct BlockRecord {
 impl Ledger {
     pub(super) async fn insert_block(tx: &mut Transaction<'_, Any>, b: &BlockRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO ehash_blocks (share_id, epoch, height, hash, reward, header, coinbase, status, detail, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (share_id) DO NOTHING",
+            "INSERT INTO ehash_blocks (share_id, epoch, height, hash, reward, header, coinbase, status, detail, created_at, block) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (share_id) DO NOTHING",
         )
         .bind(&b.share_id)
         .bind(i64::from(b.epoch))
@@ -87,6 +91,7 @@ impl Ledger {
         .bind(b.status.as_str())
         .bind(b.detail.as_deref())
         .bind(i64_of(b.created_at, "time")?)
+        .bind(b.block.as_deref().filter(|h| h.len() <= MAX_BLOCK_HEX))
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -134,7 +139,7 @@ impl Ledger {
     }
 }
 
-const SELECT_BLOCK: &str = "SELECT share_id, epoch, height, hash, reward, header, coinbase, status, detail, created_at FROM ehash_blocks";
+const SELECT_BLOCK: &str = "SELECT share_id, epoch, height, hash, reward, header, coinbase, block, status, detail, created_at FROM ehash_blocks";
 
 fn block_from_row(r: &AnyRow) -> Result<BlockRecord> {
     let status: String = r.try_get("status")?;
@@ -146,6 +151,7 @@ fn block_from_row(r: &AnyRow) -> Result<BlockRecord> {
         reward: u64_col(r, "reward")?,
         header: r.try_get("header")?,
         coinbase: r.try_get("coinbase")?,
+        block: r.try_get("block")?,
         status: BlockStatus::from_str(&status).map_err(Error::Inconsistent)?,
         detail: r.try_get("detail")?,
         created_at: u64_col(r, "created_at")?,

@@ -270,6 +270,17 @@ impl Ledger {
         Ok(r.rows_affected() == 1)
     }
 
+    /// A closed epoch's block left the active chain before it matured: it pays nothing.
+    pub async fn mark_orphaned(&self, epoch: u32) -> Result<bool> {
+        let r = sqlx::query("UPDATE ehash_epochs SET state = $1, payout = 0 WHERE epoch = $2 AND state = $3")
+            .bind(EpochState::Orphaned.as_str())
+            .bind(i64::from(epoch))
+            .bind(EpochState::Closed.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// A redeemable epoch's window ended.
     pub async fn mark_expired(&self, epoch: u32) -> Result<bool> {
         let r = sqlx::query("UPDATE ehash_epochs SET state = $1 WHERE epoch = $2 AND state = $3")

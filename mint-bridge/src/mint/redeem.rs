@@ -149,6 +149,7 @@ impl RedeemProcessor {
             (EpochState::Redeemable, Some(payout), Some(issued)) if issued > 0 => Ok((payout, issued)),
             (EpochState::Expired, ..) => Err(err(format!("epoch {} expired at {}: its ehash no longer redeems", e.epoch, e.expires_at.unwrap_or(0)))),
             (EpochState::Redeemable, ..) => Err(err(format!("epoch {} pays nothing", e.epoch))),
+            (EpochState::Orphaned, ..) => Err(err(format!("epoch {} is orphaned: its block left the chain before it matured, and it pays nothing", e.epoch))),
             (state, ..) => Err(err(format!(
                 "epoch {} is {state}: only redeemable epochs redeem ({})",
                 e.epoch,

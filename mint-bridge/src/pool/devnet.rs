@@ -5,7 +5,7 @@
 //! genesis derived from the pool's key, or from the last block the ledger says it accepted, so
 //! it goes on across restarts (and a block handed over again after a crash extends it).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
 use ehash_stratum::{BlockOutcome, FoundBlock, JobSource, JobSourceError, Template};
+use super::{Depth, PoolSource};
 use crate::config::DevnetConfig;
 use crate::error::{Error, Result};
 
@@ -31,8 +32,8 @@ struct Tip {
     prev_hash: [u8; 32],
     height: u32,
     next_id: u64,
-    /// Blocks this chain took (a block handed over again is a duplicate).
-    found: HashSet<BlockHash>,
+    /// Blocks of this chain, with their heights (a block handed over again is a duplicate).
+    found: HashMap<BlockHash, u32>,
 }
 
 /// The devnet job source.
@@ -53,14 +54,14 @@ impl std::fmt::Debug for DevnetJobSource {
 
 impl DevnetJobSource {
     /// A source whose coinbase pays a P2TR output of `pool_key` and reserves
-    /// `extranonce_len` (= tag + extranonce1 + extranonce2) bytes, building on `tip` (the hash
-    /// and height of the last block the pool knows was accepted), else on the pool's genesis.
-    /// Spawns the ntime refresh task, which stops with `cancel`.
+    /// `extranonce_len` (= tag + extranonce1 + extranonce2) bytes, building on the highest of
+    /// `chain` (the blocks the ledger says were accepted, with their heights), else on the pool's
+    /// genesis. Spawns the ntime refresh task, which stops with `cancel`.
     pub fn start(
         config: DevnetConfig,
         pool_key: XOnlyPublicKey,
         extranonce_len: usize,
-        tip: Option<(BlockHash, u32)>,
+        chain: Vec<(BlockHash, u32)>,
         cancel: CancellationToken,
     ) -> Result<Arc<Self>> {
         if extranonce_len == 0 || extranonce_len > 64 {
@@ -69,6 +70,7 @@ impl DevnetJobSource {
         let nbits = DifficultyExp::new(config.network_difficulty_exp)?.compact().to_consensus();
         let secp = bitcoin::secp256k1::Secp256k1::verification_only();
         let payout = ScriptBuf::new_p2tr(&secp, pool_key, None);
+        let tip = chain.iter().max_by_key(|(_, h)| *h).copied();
         let (prev_hash, height) = match tip {
             Some((hash, height)) => (hash.to_byte_array(), height.saturating_add(1)),
             None => {
@@ -77,7 +79,7 @@ impl DevnetJobSource {
                 (sha256::Hash::hash(&seed).to_byte_array(), config.start_height)
             }
         };
-        let mut tip = Tip { prev_hash, height, next_id: 1, found: HashSet::new() };
+        let mut tip = Tip { prev_hash, height, next_id: 1, found: chain.into_iter().collect() };
         let first = make_template(&config, nbits, &payout, extranonce_len, &mut tip, true);
         let (tx, _) = watch::channel(Arc::new(first));
         let source = Arc::new(Self { config, nbits, payout, extranonce_len, tip: Mutex::new(tip), tx });
@@ -111,7 +113,7 @@ impl JobSource for DevnetJobSource {
         let hash = block.header.block_hash();
         {
             let mut tip = self.tip.lock().await;
-            if tip.found.contains(&hash) {
+            if tip.found.contains_key(&hash) {
                 return Ok(BlockOutcome::Duplicate);
             }
             if tip.height != block.height || tip.prev_hash != block.header.prev_blockhash.to_byte_array() {
@@ -120,13 +122,27 @@ impl JobSource for DevnetJobSource {
             if !bitcoin::Target::from_compact(block.header.bits).is_met_by(hash) {
                 return Ok(BlockOutcome::Rejected("high-hash: the block does not meet its target".into()));
             }
-            tip.found.insert(hash);
+            tip.found.insert(hash, block.height);
             tip.prev_hash = hash.to_byte_array();
             tip.height += 1;
         }
         tracing::info!(height = block.height, %hash, "devnet block found");
         self.publish(true).await;
         Ok(BlockOutcome::Accepted)
+    }
+}
+
+#[async_trait]
+impl PoolSource for DevnetJobSource {
+    async fn depth(&self, hash: &BlockHash) -> Result<Depth, JobSourceError> {
+        // the devnet never reorganizes: its blocks are all on its one chain
+        let tip = self.tip.lock().await;
+        let height = tip.found.get(hash).ok_or_else(|| JobSourceError(format!("block {hash} is not on the devnet chain")))?;
+        Ok(Depth::Confirmations(tip.height.saturating_sub(*height)))
+    }
+
+    fn network(&self) -> &'static str {
+        "regtest"
     }
 }
 
@@ -157,6 +173,8 @@ fn make_template(config: &DevnetConfig, nbits: u32, payout: &ScriptBuf, extranon
         },
         clean,
         difficulty_range: None,
+        transactions: Arc::from([]),
+        coinbase_value: config.block_reward_sat,
     }
 }
 

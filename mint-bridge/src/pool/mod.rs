@@ -2,6 +2,7 @@
 //! [`JobSource`], with a backend that credits every accepted share to its ehash quote and closes
 //! the epoch when a share is a block.
 
+pub mod bitcoind;
 pub mod devnet;
 
 use std::collections::HashSet;
@@ -11,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ehash_protocol::stratum::Username;
 use ehash_protocol::stratum::messages::ErrorCode;
-use ehash_stratum::{Backend, BlockOutcome, FoundBlock, JobSource, Refusal, Work};
+use bitcoin::BlockHash;
+use ehash_stratum::{Backend, BlockOutcome, FoundBlock, JobSource, JobSourceError, Refusal, Work};
 use rand::RngCore;
 use tokio::sync::watch;
 
@@ -20,6 +22,25 @@ use crate::ledger::{BlockRecord, BlockStatus};
 
 /// Extranonce1 size handed to every connection, in bytes.
 pub const EXTRANONCE1_SIZE: usize = 4;
+
+/// Where a found block stands on the job source's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// On the active chain with this many confirmations (1: it is the tip).
+    Confirmations(u32),
+    /// Off the active chain: another block took its height (a reorg).
+    Orphaned,
+}
+
+/// A job source the pool mines on: it also says where found blocks stand on its chain.
+#[async_trait]
+pub trait PoolSource: JobSource {
+    /// Where the block `hash` stands on the active chain now.
+    async fn depth(&self, hash: &BlockHash) -> Result<Depth, JobSourceError>;
+
+    /// The chain's NIP-87 network name (`mainnet`, `testnet`, `signet`, `regtest`).
+    fn network(&self) -> &'static str;
+}
 
 /// Hands out unique 4-byte extranonce1 values; a reconnecting miner may resume its old one.
 #[derive(Debug)]
@@ -56,7 +77,7 @@ impl Extranonces {
 /// The pool's backend: ehash quotes as workers, crediting through [`Epochs`].
 pub struct PoolBackend {
     epochs: Arc<Epochs>,
-    source: Arc<dyn JobSource>,
+    source: Arc<dyn PoolSource>,
     extranonces: Extranonces,
 }
 
@@ -68,14 +89,21 @@ impl std::fmt::Debug for PoolBackend {
 
 impl PoolBackend {
     /// A backend crediting through `epochs` and submitting blocks to `source`.
-    pub fn new(epochs: Arc<Epochs>, source: Arc<dyn JobSource>) -> Self {
+    pub fn new(epochs: Arc<Epochs>, source: Arc<dyn PoolSource>) -> Self {
         Self { epochs, source, extranonces: Extranonces::new() }
     }
 
     /// Hand a found block to the network at once (in its own task, which a dropped connection
     /// does not stop); returns its record and the network's answer to come.
     fn hand_over_block(&self, binding: &QuoteBinding, work: &Work) -> (BlockRecord, tokio::task::JoinHandle<Result<BlockOutcome, String>>) {
-        let found = FoundBlock { height: work.template.height, header: work.header, coinbase: work.coinbase() };
+        let found = FoundBlock {
+            height: work.template.height,
+            header: work.header,
+            coinbase: work.coinbase(),
+            transactions: work.template.transactions.clone(),
+        };
+        // the whole block is kept, so a block whose answer is lost can be sent again
+        let block = found.block().map(|b| hex::encode(bitcoin::consensus::encode::serialize(&b))).ok();
         let reward = match bitcoin::consensus::encode::deserialize::<bitcoin::Transaction>(&found.coinbase) {
             Ok(tx) => tx.output.iter().map(|o| o.value.to_sat()).sum(),
             Err(e) => {
@@ -91,6 +119,7 @@ impl PoolBackend {
             reward,
             header: hex::encode(bitcoin::consensus::encode::serialize(&work.header)),
             coinbase: hex::encode(&found.coinbase),
+            block,
             status: BlockStatus::Pending,
             detail: None,
             created_at: cdk::util::unix_time(),

@@ -61,6 +61,10 @@ pub struct EpochAnnouncement {
     pub expires: Option<u64>,
     /// Address of the mint's NIP-87 announcement, `38172:<pool pubkey>:<mint pubkey>`.
     pub mint_address: Option<String>,
+    /// The chain the pool mines (NIP-87 `n`: `mainnet`, `testnet`, `signet`, `regtest`).
+    pub network: Option<String>,
+    /// An active epoch's expected sats per ehash when announced ([`crate::epoch::hashprice`]).
+    pub hashprice: Option<f64>,
 }
 
 impl EpochAnnouncement {
@@ -106,6 +110,12 @@ impl EpochAnnouncement {
         }
         if let Some(a) = &self.mint_address {
             b = b.tag(Tag::custom("a", [a.clone()]));
+        }
+        if let Some(n) = &self.network {
+            b = b.tag(Tag::custom("n", [n.clone()]));
+        }
+        if let Some(h) = self.hashprice {
+            b = b.tag(Tag::custom("hashprice", [format!("{h:e}")]));
         }
         b.tag(alt(format!(
             "ehash epoch {} ({}) is {}: keyset {}",
@@ -200,7 +210,11 @@ impl EpochAnnouncement {
                 return Err(SchemaError::new("a", format!("{a:?} is not a 38172:<pubkey>:<d> address")));
             }
         }
-        Ok(Self { keyset, mint_url, epoch, state, start, end, issued, shares, reason, block_hash, log_root, unit_log2, height, payout, expires, mint_address })
+        let network = tag_value(event, "n").map(str::to_owned);
+        let hashprice = tag_value(event, "hashprice")
+            .map(|h| h.parse::<f64>().ok().filter(|h| h.is_finite() && *h >= 0.0).ok_or_else(|| SchemaError::new("hashprice", format!("{h:?} is not a non-negative number"))))
+            .transpose()?;
+        Ok(Self { keyset, mint_url, epoch, state, start, end, issued, shares, reason, block_hash, log_root, unit_log2, height, payout, expires, mint_address, network, hashprice })
     }
 }
 
@@ -246,6 +260,8 @@ mod tests {
             payout: Some(306_250_000),
             expires: None,
             mint_address: Some(format!("38172:{}:{}", "aa".repeat(32), "02".repeat(33))),
+            network: Some("signet".into()),
+            hashprice: Some(1.5e-6),
         }
     }
 

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use ehash_outbox::Outbox;
 use ehash_outbox::watch::{Watcher, watch};
-use ehash_protocol::epoch::EpochState;
 use ehash_protocol::events::settlement::{Body, Message};
 use ehash_protocol::events::{EpochAnnouncement, KIND_SETTLEMENT, KIND_TRADE, Offer, OfferStatus, Trade, TradeState};
 use ehash_protocol::market::{ExchangeInfo, Price, Side};
@@ -249,8 +248,8 @@ impl Agent {
             .into_iter()
             .find(|a| a.keyset.unit.to_string().eq_ignore_ascii_case(unit))
             .ok_or_else(|| Error::Nostr(format!("the pool has announced no keyset for {unit} on {:?}", self.inner.relays)))?;
-        if a.state == EpochState::Expired {
-            return Err(Error::Nostr(format!("{unit} has expired; it can no longer be traded")));
+        if a.state.has_ended() {
+            return Err(Error::Nostr(format!("{unit} is {}: it pays nothing more and can no longer be traded", a.state)));
         }
         Ok((epochs.pool_pubkey, a))
     }

@@ -181,6 +181,7 @@ async function marketsView(root: HTMLElement) {
 function payoutText(m: MarketSummary): string {
   if (m.fair_price !== null && m.fair_price !== undefined) return `${fmt(m.fair_price)} sat per lot (redeemable until ${fmtTime(m.expires ?? undefined)})`;
   if (m.state === 'expired') return 'expired: no longer redeemable';
+  if (m.state === 'orphaned') return 'orphaned: its block left the chain; it pays nothing';
   if (m.payout) return `${fmt(m.payout)} sats for ${fmt(m.issued)} ehash once the block matures`;
   return m.state === 'active' ? 'not yet known (the epoch is open)' : 'none (closed without a block)';
 }
