@@ -61,6 +61,8 @@ pub struct UpConfig {
     pub base_price: u64,
     /// Sats the simulated buyer deposits at the sat mint (again whenever it holds less than half).
     pub buyer_sats: u64,
+    /// The chain the pool mines: `devnet`, `regtest` or `signet` (`--chain`).
+    pub chain: String,
 }
 
 impl Default for UpConfig {
@@ -76,6 +78,7 @@ impl Default for UpConfig {
             trade_secs: 20,
             base_price: 100,
             buyer_sats: 100_000,
+            chain: "devnet".into(),
         }
     }
 }

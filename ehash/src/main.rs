@@ -237,9 +237,15 @@ pub enum WalletAction {
 /// `ehash up` flags.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Data directory of the local market (default `.ehash/up`).
+    /// Data directory of the local market (default `.ehash/up`, or `.ehash/up-<chain>` with
+    /// `--chain`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Mine on `devnet` (synthetic, the default), or on a Bitcoin Core node started for the
+    /// market: `regtest` (every share is a block) or `signet` (a custom signet anyone may sign
+    /// for, about 4.8 M hashes per block). The node is `$EHASH_BITCOIND` or `bitcoind` on PATH.
+    #[arg(long, value_parser = ["devnet", "regtest", "signet"])]
+    pub chain: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -21,10 +21,14 @@ use ehash_protocol::epoch::EpochState;
 use serde_json::{Value, json};
 
 async fn node(dir: &std::path::Path) -> Option<LocalNode> {
+    node_on(dir, "regtest").await
+}
+
+async fn node_on(dir: &std::path::Path, chain: &str) -> Option<LocalNode> {
     let Some(bin) = find_bitcoind() else {
         return ehash_testkit::skip_or_fail("no bitcoind: set EHASH_BITCOIND or put bitcoind on PATH");
     };
-    Some(LocalNode::start(&bin, &dir.join("node"), "regtest").await.unwrap())
+    Some(LocalNode::start(&bin, &dir.join("node"), chain).await.unwrap())
 }
 
 async fn rpc(node: &LocalNode, method: &str, params: Value) -> Value {
@@ -268,4 +272,35 @@ async fn the_pool_refuses_a_node_of_another_chain_and_a_payout_address_of_anothe
     c.bitcoind = Some(ehash_mint_bridge::config::BitcoindConfig { rpc_url: "http://127.0.0.1:1".into(), ..node.job_source(&payout.to_string()) });
     let e = MintBridge::start(c).await.unwrap_err().to_string();
     assert!(e.contains("unreachable") && e.contains("rpc_url"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_found_on_a_custom_signet_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(node) = node_on(dir.path(), "signet").await else { return };
+    let payout = Address::p2wpkh(&key(9).1, Network::Signet);
+    let job_source = node.job_source(&payout.to_string());
+    // the OP_TRUE signet's target takes about 4.8 M hashes per block: shares of 2^-9 (8.4 M
+    // hashes) are blocks
+    let bridge = start(dir.path(), move |c| {
+        c.bitcoind = Some(job_source);
+        (c.stratum.initial_difficulty_exp, c.stratum.min_difficulty_exp, c.stratum.max_difficulty_exp) = (-9, -9, -9);
+    })
+    .await;
+    let listed: Value = bitreq::get(format!("{}/v1/ehash/epochs", bridge.mint_url())).send_async().await.unwrap().json().unwrap();
+    assert_eq!(listed["network"], json!("signet"));
+    let w = wallet(dir.path(), &bridge, 1).await;
+    mine_block(&bridge, &w, 1).await;
+    wait_until("the signet node to take the pool's block", Duration::from_secs(30), || async {
+        rpc(&node, "getblockcount", json!([])).await == json!(1)
+    })
+    .await;
+    let best = rpc(&node, "getbestblockhash", json!([])).await;
+    let block = rpc(&node, "getblock", json!([best, 2])).await;
+    assert_eq!(block["tx"][0]["vout"][0]["scriptPubKey"]["address"], json!(payout.to_string()));
+    wait_until("epoch 1 to close on the block", Duration::from_secs(10), || async {
+        epoch_state(&bridge, 1).await.block_hash.as_deref() == best.as_str()
+    })
+    .await;
+    bridge.shutdown().await;
 }

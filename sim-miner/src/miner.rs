@@ -28,6 +28,9 @@ pub struct MinerConfig {
     pub agent: String,
     /// Ask for BIP310 version rolling and roll version bits.
     pub version_rolling: bool,
+    /// Hash at most this many hashes per second (`None`: as fast as one core goes), e.g. so a
+    /// chain whose blocks take a few million hashes does not find one every second.
+    pub max_hashrate: Option<u64>,
 }
 
 /// What the miner has seen.
@@ -136,9 +139,19 @@ async fn session(
         tracing::warn!(code, %msg, "authorize refused");
     }
     let mut en2_counter: u64 = 0;
+    let (started, hashed_before) = (tokio::time::Instant::now(), stats.hashes.load(Ordering::Relaxed));
     loop {
         if cancel.is_cancelled() {
             return Ok(());
+        }
+        if let Some(max) = config.max_hashrate.filter(|m| *m > 0) {
+            // sleep until the hashes done so far fit the limit
+            let done = stats.hashes.load(Ordering::Relaxed).saturating_sub(hashed_before);
+            let due = started + Duration::from_secs_f64(done as f64 / max as f64);
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(due) => {}
+            }
         }
         if username.has_changed().unwrap_or(false) {
             user = username.borrow_and_update().clone();

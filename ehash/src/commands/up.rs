@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ehash_exchange::Exchange;
 use ehash_mint_bridge::MintBridge;
+use ehash_mint_bridge::pool::bitcoind::local::{BITCOIND_ENV, LocalNode, find_bitcoind};
 use ehash_protocol::api::{Book, MarketSummary};
 use ehash_protocol::market::{ExchangeInfo, Side};
 use ehash_proxy::Proxy;
@@ -33,6 +34,13 @@ const UP_MATURITY_BLOCKS: u32 = 3;
 /// Seconds a local epoch stays redeemable.
 const UP_REDEEM_WINDOW_SECS: u64 = 3600;
 const UP_UNIT_LOG2: u32 = 20;
+/// On a node's chain (signet: about 4.8 M hashes per block), one ehash = 2^14 hashes: about 290
+/// ehash per block, so an epoch fills lots.
+const UP_CHAIN_UNIT_LOG2: u32 = 14;
+/// The simulated miner's hashes per second on a node's chain.
+const UP_CHAIN_HASHRATE: u64 = 150_000;
+/// Shares of one ehash on a node's chain.
+const UP_CHAIN_MIN_DIFFICULTY_EXP: i32 = -18;
 /// Shares start at one ehash (2^-12 difficulty = 2^20 hashes); vardiff adjusts.
 const UP_MIN_DIFFICULTY_EXP: i32 = -12;
 /// The local exchange's settlement windows (lock, claim, margin), seconds: short, so a failed
@@ -41,7 +49,15 @@ const UP_WINDOWS: (u64, u64, u64) = (30, 30, 30);
 
 /// Run until Ctrl-C.
 pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
-    let root = args.data_dir.unwrap_or_else(|| file.up.data_dir.clone());
+    let chain = args.chain.unwrap_or_else(|| file.up.chain.clone());
+    if !["devnet", "regtest", "signet"].contains(&chain.as_str()) {
+        anyhow::bail!("[up].chain is {chain:?}: use devnet, regtest or signet");
+    }
+    // a chain's market keeps its own data: a ledger never mixes two chains' blocks
+    let root = args.data_dir.unwrap_or_else(|| {
+        let d = file.up.data_dir.clone();
+        if chain == "devnet" { d } else { d.with_file_name(format!("{}-{chain}", d.file_name().and_then(|n| n.to_str()).unwrap_or("up"))) }
+    });
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let out = Out { tty: std::io::stdout().is_terminal() };
 
@@ -80,6 +96,10 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     if mb.lightning.is_none() {
         mb.lightning = Some(ehash_lightning::Lightning::Fake);
     }
+    let mut node = match chain.as_str() {
+        "devnet" => None,
+        chain => Some(start_node(&root, chain, &pool_keys, &mut mb).await?),
+    };
     let bridge = MintBridge::start(mb).await.context("starting the mint-bridge")?;
 
     let mut pc = file.proxy.clone();
@@ -124,7 +144,14 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
 
     let cancel = CancellationToken::new();
     let miner = Miner::start(
-        MinerConfig { pool: proxy.local_addr(), username: "sim1".into(), agent: "ehash-sim-miner/0.1".into(), version_rolling: true },
+        MinerConfig {
+            pool: proxy.local_addr(),
+            username: "sim1".into(),
+            agent: "ehash-sim-miner/0.1".into(),
+            version_rolling: true,
+            // on a node's chain, a signet block every half minute or so (about 4.8 M hashes)
+            max_hashrate: node.is_some().then_some(UP_CHAIN_HASHRATE),
+        },
         cancel.clone(),
     );
 
@@ -136,6 +163,9 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     println!("  pool     stratum+tcp://{}   (username: <quote-id>.<worker>)", bridge.stratum_addr());
     println!("  proxy    stratum+tcp://{}   (point your miners here; status: http://{}/status)", proxy.local_addr(), proxy.status_addr());
     println!("  pool key {}", pool_keys.public_key().to_hex());
+    if let Some(n) = &node {
+        println!("  bitcoind {}   ({chain}, data in {}; bitcoin-cli -{chain} -rpcport=… for a look)", n.rpc_url(), root.join(format!("bitcoind-{chain}")).display());
+    }
     println!("  wallet   {}   (ehash wallet --dir {} balance)", wallet_dir.display(), wallet_dir.display());
     println!("  exchange {exchange_url}   (ehash trade --exchange {exchange_url} list; API /api/markets)");
     println!("           key {}, lot {} ehash, prices in sats per lot", exchange.info().pubkey, exchange.info().lot);
@@ -197,7 +227,30 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     bridge.shutdown().await;
     relay.shutdown();
+    if let Some(n) = node.as_mut() {
+        n.stop().await;
+    }
     Ok(())
+}
+
+/// Start a Bitcoin Core node on `chain` for the local market and point the pool at it, paying
+/// a taproot output of the pool's key.
+async fn start_node(root: &Path, chain: &str, pool_keys: &nostr_sdk::prelude::Keys, mb: &mut ehash_mint_bridge::Config) -> Result<LocalNode> {
+    let bin = find_bitcoind().with_context(|| format!("--chain {chain} needs Bitcoin Core: set {BITCOIND_ENV} to a bitcoind binary or put bitcoind on PATH (or run without --chain: the devnet)"))?;
+    let node = LocalNode::start(&bin, &root.join(format!("bitcoind-{chain}")), chain)
+        .await
+        .with_context(|| format!("starting {} on {chain}", bin.display()))?;
+    let network = if chain == "signet" { bitcoin::Network::Signet } else { bitcoin::Network::Regtest };
+    let xonly = bitcoin::XOnlyPublicKey::from_slice(&pool_keys.public_key().to_bytes()).context("the pool's key is not an x-only key")?;
+    let payout = bitcoin::Address::p2tr(&bitcoin::secp256k1::Secp256k1::verification_only(), xonly, None, network);
+    let mut source = node.job_source(&payout.to_string());
+    source.job_refresh_secs = 30;
+    mb.bitcoind = Some(source);
+    // more ehash per block than the devnet's: a 2^14-hash unit, shares of one unit
+    mb.unit_log2_hashes = UP_CHAIN_UNIT_LOG2;
+    mb.stratum.min_difficulty_exp = UP_CHAIN_MIN_DIFFICULTY_EXP;
+    mb.stratum.initial_difficulty_exp = UP_CHAIN_MIN_DIFFICULTY_EXP;
+    Ok(node)
 }
 
 /// Standard output: the live status line (redrawn in place on a terminal) and event lines.

@@ -71,6 +71,8 @@ impl LocalNode {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // its own process group: a Ctrl-C meant for us does not stop it before we do
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().map_err(|e| Error::Node(format!("cannot run {}: {e}; set {BITCOIND_ENV} to a bitcoind binary", self.binary.display())))?;
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
