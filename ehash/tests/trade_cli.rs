@@ -16,10 +16,16 @@ use ehash_wallet::{MinerWallet, seed};
 use tokio_util::sync::CancellationToken;
 
 fn trade(dir: &std::path::Path, m: &Market, ex: &Exchange, args: &[&str]) -> Output {
+    trade_at(dir, m, ex, Some(&m.sat_url), args)
+}
+
+/// `ehash trade` trusting `sat_mint` (none: no `--sat-mint`, and no configuration file).
+fn trade_at(dir: &std::path::Path, m: &Market, ex: &Exchange, sat_mint: Option<&str>, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ehash"))
         .args(["--log", "warn", "trade", "--dir"])
         .arg(dir)
-        .args(["--mint-url", m.pool.mint_url(), "--exchange", &ex.url(), "--relay", m.relay.url(), "--sat-mint", &m.sat_url])
+        .args(["--mint-url", m.pool.mint_url(), "--exchange", &ex.url(), "--relay", m.relay.url()])
+        .args(sat_mint.map(|u| ["--sat-mint", u]).into_iter().flatten())
         .args(args)
         .env_remove("EHASH_CONFIG")
         .env("EHASH_TRADE__MIN_MARGIN_SECS", "5")
@@ -69,6 +75,12 @@ async fn a_buyer_takes_a_resting_offer_from_the_command_line() {
     let out = trade(&bdir, &m, &ex, &["take", &address, "--amount", "6"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lot"), "{}", String::from_utf8_lossy(&out.stderr));
+    // refused: a wallet that trusts no sat mint, or another one, does not take the offer's
+    for (trusted, named) in [(None, m.sat_url.as_str()), (Some("http://127.0.0.1:9/"), "--sat-mint")] {
+        let out = trade_at(&bdir, &m, &ex, trusted, &["take", &address, "--amount", "8"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(named) && err.contains("[trade].sat_mints"), "{err}");
+    }
     // 8 ehash cost 14 sats; the command runs the buyer's agent until the trade settled
     let out = trade(&bdir, &m, &ex, &["take", &address, "--amount", "8", "--ttl", "60"]);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 /// | `grace_secs` | `5` | a lock seen this late after its deadline still counts |
 /// | `max_clock_skew_secs` | `600` | offers dated further from the exchange's clock are refused |
 /// | `poll_secs` | `2` | how often both mints are asked (NUT-07) about open locks |
+/// | `sat_mints` | `[]` (any) | sat mints offers may name; an offer naming another is refused |
+/// | `private_mints` | `false` | contact mints at loopback or private addresses (a local market) |
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -51,6 +53,10 @@ pub struct Config {
     pub max_clock_skew_secs: u64,
     /// Mint polling interval.
     pub poll_secs: u64,
+    /// Sat mints offers may name (empty: any mint at a public address).
+    pub sat_mints: Vec<String>,
+    /// Whether mints at loopback, private or link-local addresses may be contacted.
+    pub private_mints: bool,
 }
 
 impl Default for Config {
@@ -69,6 +75,8 @@ impl Default for Config {
             grace_secs: 5,
             max_clock_skew_secs: 600,
             poll_secs: 2,
+            sat_mints: vec![],
+            private_mints: false,
         }
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::{Mutex, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::book::{Book, Fill, OfferVersion, Refusal};
+use crate::reach;
 use crate::store::{Settlement, Store};
 use crate::{Config, Error, Result};
 
@@ -89,6 +90,8 @@ pub(crate) struct State {
     pub trades: HashMap<String, Live>,
     pub refusals: VecDeque<Refused>,
     parked: Vec<Event>,
+    /// Epoch announcements whose mint could not yet say who its pool is (retried).
+    unbound: Vec<Event>,
     /// Trades whose failure is in the journal.
     failed_journaled: HashSet<String>,
 }
@@ -104,6 +107,8 @@ pub(crate) struct Inner {
     pub mints: crate::settle::Mints,
     /// Pools whose epochs are traded (empty: any).
     pub pools: Vec<PublicKey>,
+    /// The pool key each mint names (used when `pools` is empty).
+    authorities: crate::authority::Authorities,
 }
 
 /// A running exchange.
@@ -161,8 +166,9 @@ impl Exchange {
             info,
             state: Mutex::new(State::default()),
             updates,
-            mints: Default::default(),
+            mints: crate::settle::Mints::new(config.private_mints),
             pools,
+            authorities: Default::default(),
         });
         inner.recover().await?;
         let cancel = CancellationToken::new();
@@ -180,6 +186,7 @@ impl Exchange {
             }
         }));
         tasks.push(tokio::spawn(run(inner.clone(), cancel.clone())));
+        tasks.push(tokio::spawn(watch_settlements(inner.clone(), cancel.clone())));
         tracing::info!(%addr, pubkey = %inner.info.pubkey, "exchange started");
         Ok(Self { inner, addr, cancel, tasks })
     }
@@ -229,21 +236,43 @@ async fn run(inner: Arc<Inner>, cancel: CancellationToken) {
         Filter::new().kind(Kind::Custom(KIND_SETTLEMENT)).pubkey(me),
     ];
     let (_watcher, mut events) = watch(inner.config.relays.clone(), filters, Duration::from_secs(15), cancel.clone());
-    // The first round waits for the relays' stored events (messages sent while the exchange was
-    // down) before any deadline is enforced.
     let period = Duration::from_secs(inner.config.poll_secs.max(1));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + STARTUP_SETTLE, period);
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             ev = events.recv() => match ev {
+                // a settlement message or an epoch announcement may make the exchange ask a
+                // mint: handled beside the loop, so a mint that stalls never holds up offers
+                Some(ev) if matches!(ev.kind.as_u16(), KIND_SETTLEMENT | KIND_EPOCH_ANNOUNCEMENT) => {
+                    let (inner, cancel) = (inner.clone(), cancel.clone());
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = cancel.cancelled() => {}
+                            _ = inner.handle(ev) => {}
+                        }
+                    });
+                }
                 Some(ev) => inner.handle(ev).await,
                 None => break,
             },
-            _ = tick.tick() => inner.tick().await,
+            _ = tick.tick() => inner.sweep_all().await,
         }
     }
+}
+
+/// Watch the trades being settled until `cancel`: deadlines and mint checks, every
+/// `poll_secs`. The first round waits for the relays' stored events (messages sent while the
+/// exchange was down) before any deadline is enforced.
+async fn watch_settlements(inner: Arc<Inner>, cancel: CancellationToken) {
+    let period = Duration::from_secs(inner.config.poll_secs.max(1));
+    let inner = &inner;
+    ehash_outbox::rounds::every(tokio::time::Instant::now() + STARTUP_SETTLE, period, cancel, || async move {
+        inner.watch_settlements().await;
+        inner.retry_unbound().await;
+    })
+    .await;
 }
 
 impl Inner {
@@ -289,6 +318,24 @@ impl Inner {
             }
         };
         let market = a.keyset.id.to_string();
+        // with no pools configured, only the key the mint itself names may announce its markets
+        if self.pools.is_empty() {
+            match self.authorities.pool_of(&a.mint_url, self.config.private_mints).await {
+                Ok(pool) if pool == ev.pubkey => {}
+                Ok(pool) => {
+                    tracing::warn!(event = %ev.id, %market, signer = %ev.pubkey, %pool, "ignoring an epoch announcement not signed by the pool its mint names");
+                    return Ok(());
+                }
+                Err(why) => {
+                    tracing::warn!(event = %ev.id, %market, reason = %why, "cannot learn who may announce this market yet; will retry");
+                    let mut st = self.state.lock().await;
+                    if st.unbound.len() < MAX_PARKED && !st.unbound.iter().any(|p| p.id == ev.id) {
+                        st.unbound.push(ev.clone());
+                    }
+                    return Ok(());
+                }
+            }
+        }
         let parked = {
             let mut st = self.state.lock().await;
             if let Some(old) = st.epochs.get(&market)
@@ -366,8 +413,10 @@ impl Inner {
             Some(format!("unit: the epoch's unit is {}, not {}", a.keyset.unit, v.offer.unit))
         } else if a.state.has_ended() {
             Some(format!("the epoch of {market} is {}: it pays nothing more", a.state))
+        } else if let Some(why) = reach::address_refusal(&v.offer.mint_url, self.config.private_mints) {
+            Some(format!("mint: {why}"))
         } else {
-            None
+            v.offer.sat_mints.iter().find_map(|m| reach::sat_mint_refusal(m, &self.config.sat_mints, self.config.private_mints)).map(|why| format!("sat_mints: {why}"))
         };
         if let Some(why) = problem {
             self.refuse(&mut st, ev, address, why);
@@ -606,8 +655,18 @@ impl Inner {
         Ok(())
     }
 
-    /// Periodic work: expiries, deadlines, mint checks.
-    async fn tick(&self) {
+    /// Check again the epoch announcements whose mint could not say who its pool is.
+    async fn retry_unbound(&self) {
+        let events = std::mem::take(&mut self.state.lock().await.unbound);
+        for ev in events {
+            if let Err(e) = self.on_epoch(&ev).await {
+                tracing::warn!(event = %ev.id, error = %e, "handling an epoch announcement");
+            }
+        }
+    }
+
+    /// Periodic work: offers that expired leave the books.
+    async fn sweep_all(&self) {
         let markets: Vec<String> = self.state.lock().await.books.keys().cloned().collect();
         for m in markets {
             let mut st = self.state.lock().await;
@@ -615,6 +674,5 @@ impl Inner {
                 tracing::warn!(market = %m, error = %e, "expiring offers");
             }
         }
-        self.watch_settlements().await;
     }
 }

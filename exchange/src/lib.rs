@@ -16,9 +16,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
+mod authority;
 pub mod book;
 pub mod config;
 mod engine;
+pub mod reach;
 pub mod settle;
 pub mod store;
 pub mod verify;

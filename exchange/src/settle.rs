@@ -2,13 +2,18 @@
 //! verifies every lock with the agents' own code ([`ehash_wallet::htlc`]), asks both mints
 //! (NUT-07) how the locks were spent, enforces the deadlines, blames whoever missed one, and
 //! publishes each trade's progress. It holds no keys to any lock.
+//!
+//! The mints are asked without the exchange's state lock held, each call bounded by
+//! [`MINT_TIMEOUT`]: a mint that stalls delays only the trades that use it. What a mint said is
+//! applied only if the trade did not change in the meantime (else the next round asks again).
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cdk::mint_url::MintUrl;
-use cdk::nuts::{CurrencyUnit, Proofs};
+use cdk::nuts::{CurrencyUnit, KeySet, Proofs};
 use cdk::wallet::{HttpClient, MintConnector};
 use ehash_protocol::events::settlement::{Body, Message};
 use ehash_protocol::events::{Blame, LockStatus, TradeState};
@@ -17,17 +22,34 @@ use ehash_wallet::htlc::{self, LockError, LockTerms, Spend};
 use nostr_sdk::prelude::*;
 use tokio::sync::Mutex;
 
-use crate::engine::{Inner, Live, State, now};
+use crate::engine::{Inner, Live, now};
 use crate::{Error, Result};
 
+/// The longest the exchange waits for one answer of a mint.
+pub const MINT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `f`, or an error naming the mint if it takes longer than [`MINT_TIMEOUT`].
+async fn bounded<T>(url: &str, f: impl std::future::Future<Output = T>) -> std::result::Result<T, String> {
+    tokio::time::timeout(MINT_TIMEOUT, f).await.map_err(|_| format!("the mint {url} did not answer within {} s", MINT_TIMEOUT.as_secs()))
+}
+
 /// HTTP clients of the mints the exchange watches.
-#[derive(Default)]
 pub struct Mints {
     clients: Mutex<HashMap<String, Arc<HttpClient>>>,
+    private_ok: bool,
 }
 
 impl Mints {
+    /// Clients of mints at public addresses, and at private ones if `private_ok`.
+    pub fn new(private_ok: bool) -> Self {
+        Self { clients: Mutex::new(HashMap::new()), private_ok }
+    }
+
     async fn get(&self, url: &str) -> Result<Arc<HttpClient>> {
+        // booked offers were checked; this guards every other way a URL could get here
+        if let Some(why) = crate::reach::address_refusal(url, self.private_ok) {
+            return Err(Error::Remote(why));
+        }
         let mut c = self.clients.lock().await;
         if let Some(h) = c.get(url) {
             return Ok(h.clone());
@@ -93,7 +115,8 @@ impl Inner {
                     tracing::info!(trade = %t.id, "a lock arrived after its deadline");
                     return Ok(());
                 }
-                self.verify(&mut st, &msg.trade, which, token).await
+                drop(st);
+                self.verify(&msg.trade, which, token).await
             }
             Body::Preimage { preimage } => {
                 let Some(hash) = &t.hash else { return Ok(()) };
@@ -111,20 +134,22 @@ impl Inner {
                     return Ok(());
                 }
                 let who = if from_seller { "seller" } else { "buyer" };
-                self.fail(&mut st, &msg.trade, sender, format!("the {who} aborted: {reason}")).await
+                // the counterparty's lock is here but its mint could not be asked: the sender
+                // could not check it either, so the abort is nobody's fault
+                let blame = if live.s.unverified.iter().any(|(seller, _)| *seller != from_seller) { Blame::None } else { sender };
+                self.fail(&mut st, &msg.trade, blame, format!("the {who} aborted: {reason}")).await
             }
         }
     }
 
-    /// The terms a lock must meet.
-    async fn terms(&self, st: &State, live: &Live, which: Which) -> Result<LockTerms> {
+    /// The terms a lock must meet (`keyset`: the market's announced keyset, for the ehash lock).
+    async fn terms(&self, keyset: Option<&KeySet>, live: &Live, which: Which) -> Result<LockTerms> {
         let t = &live.trade;
         let key = |p: &PublicKey| lock_key(p).map_err(|e| Error::Remote(e.to_string()));
         let url = |u: &str| MintUrl::from_str(u).map_err(|e| Error::Remote(format!("mint URL {u}: {e}")));
         Ok(match which {
             Which::Ehash => {
-                let epoch = st.epochs.get(&t.market).ok_or_else(|| Error::Remote(format!("no announcement of {}", t.market)))?;
-                let ks = &epoch.announcement.keyset;
+                let ks = keyset.ok_or_else(|| Error::Remote(format!("no announcement of {}", t.market)))?;
                 LockTerms {
                     mint_url: url(&t.mint_url)?,
                     unit: CurrencyUnit::custom(&t.unit),
@@ -159,19 +184,36 @@ impl Inner {
         })
     }
 
-    /// Verify a lock token; record it, fail the trade, or keep it for a retry if a mint cannot
-    /// be reached.
-    async fn verify(&self, st: &mut State, id: &str, which: Which, token: String) -> Result<()> {
-        let Some(mut live) = st.trades.get(id).cloned() else { return Ok(()) };
+    /// Verify a lock token if the trade still waits for it; record it, fail the trade, or keep
+    /// it for a retry if a mint cannot be reached. The mints are asked without the state lock.
+    async fn verify(&self, id: &str, which: Which, token: String) -> Result<()> {
         let from_seller = which == Which::Ehash;
-        let outcome = match self.terms(st, &live, which).await {
-            Ok(terms) => {
-                let url = if from_seller { &live.trade.mint_url } else { &live.trade.sat_mint };
-                let client = self.mints.get(url).await?;
-                htlc::observe_lock(&token, &terms, client.as_ref()).await
-            }
-            Err(e) => Err(LockError::Unreachable(e.to_string())),
+        let due = |live: &Live| match which {
+            Which::Ehash => live.trade.state == TradeState::Matched && live.trade.ehash_lock == LockStatus::None,
+            Which::Sats => live.trade.state == TradeState::EhashLocked && live.trade.sats_lock == LockStatus::None,
         };
+        let (live, keyset) = {
+            let st = self.state.lock().await;
+            let Some(live) = st.trades.get(id).cloned() else { return Ok(()) };
+            let keyset = st.epochs.get(&live.trade.market).map(|e| e.announcement.keyset.clone());
+            (live, keyset)
+        };
+        if !due(&live) {
+            return Ok(());
+        }
+        let url = if from_seller { live.trade.mint_url.clone() } else { live.trade.sat_mint.clone() };
+        let outcome = match bounded(&url, self.terms(keyset.as_ref(), &live, which)).await {
+            Ok(Ok(terms)) => {
+                let client = self.mints.get(&url).await?;
+                bounded(&url, htlc::observe_lock(&token, &terms, client.as_ref())).await.unwrap_or_else(|e| Err(LockError::Unreachable(e)))
+            }
+            Ok(Err(e)) => Err(LockError::Unreachable(e.to_string())),
+            Err(e) => Err(LockError::Unreachable(e)),
+        };
+        let mut st = self.state.lock().await;
+        let st = &mut *st;
+        // the trade may have moved on while the mint was asked (a deadline passed, an abort)
+        let Some(mut live) = st.trades.get(id).cloned().filter(|l| due(l)) else { return Ok(()) };
         live.s.unverified.retain(|(s, _)| *s != from_seller);
         match outcome {
             Ok((lock, spend)) => {
@@ -219,25 +261,47 @@ impl Inner {
     }
 
     /// One round over the trades still being settled.
+    /// Every trade at once: one whose mint stalls does not hold up the others.
     pub(crate) async fn watch_settlements(&self) {
         let ids: Vec<String> = self.state.lock().await.trades.values().filter(|l| !l.s.done).map(|l| l.trade.id.clone()).collect();
-        for id in ids {
-            if let Err(e) = self.watch_one(&id).await {
+        futures::future::join_all(ids.iter().map(|id| async move {
+            if let Err(e) = self.watch_one(id).await {
                 tracing::warn!(trade = %id, error = %e, "watching a settlement");
             }
-        }
+        }))
+        .await;
     }
 
     async fn watch_one(&self, id: &str) -> Result<()> {
-        let mut st = self.state.lock().await;
-        let Some(live) = st.trades.get(id).cloned() else { return Ok(()) };
-        for (from_seller, token) in live.s.unverified.clone() {
-            let due = if from_seller { TradeState::Matched } else { TradeState::EhashLocked };
-            if st.trades.get(id).is_some_and(|l| l.trade.state == due) {
-                self.verify(&mut st, id, if from_seller { Which::Ehash } else { Which::Sats }, token).await?;
+        let unverified = match self.state.lock().await.trades.get(id) {
+            Some(live) => live.s.unverified.clone(),
+            None => return Ok(()),
+        };
+        for (from_seller, token) in unverified {
+            self.verify(id, if from_seller { Which::Ehash } else { Which::Sats }, token).await?;
+        }
+        // how the locks were spent (NUT-07), asked without the state lock
+        let Some(seen) = self.state.lock().await.trades.get(id).cloned() else { return Ok(()) };
+        let mut spends = Vec::new();
+        for which in [Which::Ehash, Which::Sats] {
+            let (status, proofs, url) = match which {
+                Which::Ehash => (seen.trade.ehash_lock, &seen.s.seller_lock, seen.trade.mint_url.clone()),
+                Which::Sats => (seen.trade.sats_lock, &seen.s.buyer_lock, seen.trade.sat_mint.clone()),
+            };
+            let (LockStatus::Locked, Some(proofs), Some(hash)) = (status, proofs, seen.trade.hash.clone()) else { continue };
+            let proofs: Proofs = serde_json::from_str(proofs).map_err(|e| Error::Database(e.to_string()))?;
+            let client = self.mints.get(&url).await?;
+            match bounded(&url, htlc::check_states(client.as_ref(), &proofs)).await.and_then(|r| r) {
+                Ok(states) => spends.push((which, htlc::spend_of(&states, &hash))),
+                Err(e) => tracing::debug!(trade = %id, mint = %url, error = %e, "NUT-07 check failed; will retry"),
             }
         }
+        let mut st = self.state.lock().await;
         let Some(mut live) = st.trades.get(id).cloned() else { return Ok(()) };
+        if live.trade != seen.trade || live.s != seen.s {
+            // changed while the mints were asked: the next round looks again
+            return Ok(());
+        }
         let t0 = live.clone();
         let n = now();
         let grace = self.config.grace_secs;
@@ -261,22 +325,8 @@ impl Inner {
             _ => {}
         }
         // how the locks were spent
-        for which in [Which::Ehash, Which::Sats] {
-            let (status, proofs, url) = match which {
-                Which::Ehash => (live.trade.ehash_lock, &live.s.seller_lock, live.trade.mint_url.clone()),
-                Which::Sats => (live.trade.sats_lock, &live.s.buyer_lock, live.trade.sat_mint.clone()),
-            };
-            let (LockStatus::Locked, Some(proofs), Some(hash)) = (status, proofs, live.trade.hash.clone()) else { continue };
-            let proofs: Proofs = serde_json::from_str(proofs).map_err(|e| Error::Database(e.to_string()))?;
-            let client = self.mints.get(&url).await?;
-            let states = match htlc::check_states(client.as_ref(), &proofs).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(trade = %id, mint = %url, error = %e, "NUT-07 check failed; will retry");
-                    continue;
-                }
-            };
-            let new = match htlc::spend_of(&states, &hash) {
+        for (which, spend) in spends {
+            let new = match spend {
                 Spend::Unspent => continue,
                 Spend::Claimed(p) => {
                     live.trade.preimage = Some(p);

@@ -17,6 +17,8 @@ use ehash_protocol::events::{Offer, Trade, TradeState};
 use ehash_protocol::market::{Price, Side, lock_key};
 use ehash_wallet::{durable, htlc};
 use nostr_sdk::prelude::{Client, EventBuilder, FinalizeEvent, Keys, PublicKey, Timestamp};
+use ehash_testkit::front::{Fault as MintFault, Front};
+use ehash_testkit::gate::Gate;
 use ehash_testkit::market::Market;
 use ehash_wallet::MinerWallet;
 use ehash_wallet::agent::record::Step;
@@ -39,9 +41,14 @@ struct Party {
 
 impl Party {
     async fn new(dir: &Path, m: &Market, ex: &Exchange, seed: u8) -> Self {
+        Self::with_relay(dir, m, ex, seed, m.relay.url()).await
+    }
+
+    /// A party that reaches the market's relay at `relay` (a gate before it, say).
+    async fn with_relay(dir: &Path, m: &Market, ex: &Exchange, seed: u8, relay: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let wallet = Arc::new(MinerWallet::open(&dir.join("wallet.sqlite"), m.pool.mint_url(), [seed; 64]).await.unwrap());
-        let config = m.trade_config();
+        let config = ehash_wallet::agent::TradeConfig { exchange_url: ex.url(), relays: vec![relay.to_owned()], ..m.trade_config() };
         let agent = Agent::open_with(wallet.clone(), dir, config, ex.info().clone()).await.unwrap();
         let mut p = Self { wallet, agent, cancel: CancellationToken::new(), task: None };
         p.start();
@@ -337,7 +344,7 @@ impl Rogue {
         let sk = ehash_protocol::market::signing_key(self.keys.secret_key()).unwrap();
         let inputs = match preimage {
             Some(p) => htlc::claim_witness(&proofs, p, &sk).unwrap(),
-            None => htlc::refund_witness(&proofs, &sk).unwrap(),
+            None => htlc::refund_witness(&proofs, &sk, false).unwrap(),
         };
         let swap = durable::prepare_redeem(&w, &[9; 64], inputs).await?;
         let out = durable::execute(&w, &swap).await?;
@@ -350,6 +357,8 @@ impl Rogue {
 /// A buyer's agent whose 8-ehash bid at 10 was matched by a rogue seller's offer.
 struct RogueSale {
     m: Market,
+    /// Before the sat mint: every party reaches it through this.
+    front: Front,
     ex: Exchange,
     buyer: Party,
     rogue: Rogue,
@@ -360,7 +369,9 @@ struct RogueSale {
 
 impl RogueSale {
     async fn start(dir: &Path) -> Self {
-        let m = Market::start(dir, SAT_FEE_PPK).await;
+        let mut m = Market::start(dir, SAT_FEE_PPK).await;
+        let front = Front::start(&m.sat_url).await;
+        m.sat_url = front.url();
         let ex = Exchange::start(exchange_config(&m)).await.unwrap();
         let buyer = Party::new(&dir.join("buyer"), &m, &ex, 2).await;
         let mut rogue = Rogue::new(&dir.join("rogue"), &m).await;
@@ -372,7 +383,7 @@ impl RogueSale {
         rogue.offer(&m, &ex, &market, &unit, 8, 10, now()).await;
         let views = wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
         let trade = parse_trade(&views[0]);
-        Self { m, ex, buyer, rogue, unit, market, trade }
+        Self { m, front, ex, buyer, rogue, unit, market, trade }
     }
 }
 
@@ -535,6 +546,75 @@ async fn replayed_and_conflicting_offer_versions_are_refused_and_the_first_booke
     m.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_naming_mints_the_exchange_does_not_contact_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), 0).await;
+    // an exchange that trades only at the market's sat mint
+    let ex = Exchange::start(Config { sat_mints: vec![m.sat_url.clone()], ..exchange_config(&m) }).await.unwrap();
+    let rogue = Rogue::new(&dir.path().join("rogue"), &m).await;
+    let unit = m.earn(&rogue.wallet, 2).await;
+    let market = market_id(&ex, &unit).await;
+    let exchange = PublicKey::parse(&ex.info().pubkey).unwrap();
+    let offer_at = |id: &str, sat_mint: &str| {
+        let mut o = m.offer(id.into(), Side::Buy, &market, &unit, 8, 10, LOT, exchange);
+        o.sat_mints = vec![sat_mint.into()];
+        o.to_builder().finalize(&rogue.keys).unwrap()
+    };
+    // a bid naming the cloud metadata address as its sat mint: the exchange would fetch it
+    let ssrf = offer_at("ssrf", "http://169.254.169.254/latest/");
+    ex_handle(&ex, &ssrf).await;
+    let ok = offer_at("ok", &m.sat_url);
+    ex_handle(&ex, &ok).await;
+    let refusals: Vec<serde_json::Value> = get(format!("{}/api/refusals", ex.url())).await;
+    let reason = |id: &nostr_sdk::prelude::EventId| {
+        refusals.iter().find(|r| r["event_id"] == id.to_hex()).and_then(|r| r["reason"].as_str()).unwrap_or_default().to_owned()
+    };
+    assert!(reason(&ssrf.id).starts_with("sat_mints:") && reason(&ssrf.id).contains("not a sat mint this exchange trades at"), "{refusals:#?}");
+    assert_eq!(reason(&ok.id), "", "{refusals:#?}");
+    assert_eq!(book(&ex, &market).await.bids.len(), 1);
+    ex.shutdown().await;
+    // by default no mint at a private address is contacted (here the pool's, on loopback)
+    let ex = Exchange::start(Config { private_mints: false, ..exchange_config(&m) }).await.unwrap();
+    let market = market_id(&ex, &unit).await;
+    let local = offer_at("local", &m.sat_url);
+    ex_handle(&ex, &local).await;
+    let refusals: Vec<serde_json::Value> = get(format!("{}/api/refusals", ex.url())).await;
+    let why = refusals.iter().find(|r| r["event_id"] == local.id.to_hex()).and_then(|r| r["reason"].as_str()).unwrap_or_default();
+    assert!(why.starts_with("mint:") && why.contains("private_mints"), "{refusals:#?}");
+    assert!(book(&ex, &market).await.bids.iter().all(|b| b.event_id != local.id.to_hex()));
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_epoch_announcement_does_not_take_the_pools_market() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), 0).await;
+    // the pool's announcement, as anyone can read it from the relay
+    let client = Client::default();
+    client.add_relay(m.relay.url()).await.unwrap();
+    client.connect().await;
+    let filter = nostr_sdk::prelude::Filter::new().kind(nostr_sdk::prelude::Kind::Custom(ehash_protocol::events::KIND_EPOCH_ANNOUNCEMENT)).author(m.pool_keys.public_key());
+    let real = client.fetch_events(filter).timeout(Duration::from_secs(10)).await.unwrap().into_iter().next().expect("the pool's announcement");
+    // a copier re-signs it, dated later so it would win a tie
+    let copier = Keys::generate();
+    let copy = EventBuilder::new(real.kind, real.content.clone())
+        .tags(real.tags.clone().to_vec())
+        .custom_created_at(Timestamp::from_secs(real.created_at.as_secs() + 1))
+        .finalize(&copier)
+        .unwrap();
+    // an exchange with no pools configured hears the copy first (handed over directly)
+    let ex = Exchange::start(Config { relays: vec!["ws://127.0.0.1:9".into()], ..exchange_config(&m) }).await.unwrap();
+    ex_handle(&ex, &copy).await;
+    ex_handle(&ex, &real).await;
+    let ms: Vec<ehash_protocol::api::MarketSummary> = get(format!("{}/api/markets", ex.url())).await;
+    assert_eq!(ms.iter().map(|s| s.pool.as_str()).collect::<Vec<_>>(), [m.pool_keys.public_key().to_hex().as_str()], "the market belongs to the pool its mint names");
+    client.shutdown().await;
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
 /// Give an event to the exchange directly, as a relay that kept it would.
 async fn ex_handle(ex: &Exchange, ev: &nostr_sdk::prelude::Event) {
     ex.handle(ev.clone()).await;
@@ -642,9 +722,109 @@ async fn a_trade_settles_through_an_exchange_restart_an_agent_restart_and_a_sat_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sat_mint_that_rate_limits_and_fails_for_a_while_delays_a_trade_and_is_not_hammered() {
+    let _ = tracing_subscriber::fmt().with_env_filter("ehash_wallet=info").with_test_writer().try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    // everyone reaches the sat mint through a front that can make it say "later"
+    let front = Front::start(&m.sat_url).await;
+    m.sat_url = front.url();
+    let config = exchange_config(&m);
+    let ex = Exchange::start(config.clone()).await.unwrap();
+    let seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let unit = m.earn(&seller.wallet, 2).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    // the buyer's lock swap is rate-limited twice (429, as nutshell answers), then the seller's
+    // claim fails with 503 until the mint heals: neither is a refusal
+    front.fail("/v1/swap", Some("preimage"), 0, MintFault::server_error());
+    front.fail("/v1/swap", None, 2, MintFault::rate_limited());
+    seller.offer(Side::Sell, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+    buyer.offer(Side::Buy, &unit, 8, 10).await;
+    wait_exchange(&ex, &market, 30, |t| t.len() == 1 && t[0].state == TradeState::SatsLocked).await;
+    assert_eq!(front.seen("/v1/swap").iter().filter(|s| s.faulted && !s.body.contains("preimage")).count(), 2, "the lock was rate-limited");
+    // while the claim keeps failing, the agents ask the sat mint about the locks at most every
+    // 2 s (the buyer waiting) and back off (the seller retrying): with the exchange (which polls
+    // too) stopped, count what reaches the mint in 10 s
+    ex.shutdown().await;
+    let (checks, claims) = (front.seen("/v1/checkstate").len(), front.seen("/v1/swap").len());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let checks = front.seen("/v1/checkstate").len() - checks;
+    let claims = front.seen("/v1/swap").len() - claims;
+    // the buyer's polls (5 in 10 s, 6 at most) plus one check after each failed claim; the
+    // claims back off 1, 2, 4, 8 s (at most 5 in 10 s)
+    assert!(claims <= 5, "the seller sent {claims} claims in 10 s");
+    assert!(checks <= 6 + claims, "{checks} checkstate calls in 10 s ({claims} failed claims)");
+    let bt = buyer.agent.trades().await.unwrap();
+    assert_eq!(bt[0].step, Step::Locked, "the buyer waits: {:?}", bt[0].note);
+    let st = seller.agent.trades().await.unwrap();
+    assert_eq!(st[0].step, Step::Claiming, "the seller keeps its claim: {:?}", st[0].note);
+    // the mint heals: the trade settles
+    front.heal();
+    let ex = Exchange::start(config).await.unwrap();
+    let st = seller.wait_trades(1, 60).await;
+    let bt = buyer.wait_trades(1, 60).await;
+    assert_eq!((st[0].step.clone(), bt[0].step.clone()), (Step::Settled, Step::Settled), "{:?} / {:?}", st[0].note, bt[0].note);
+    assert_eq!(seller.sats(&m).await, 20);
+    assert_eq!(buyer.ehash(&m, &unit).await, 8);
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sat_mint_that_never_answers_stalls_only_its_own_trade() {
+    let _ = tracing_subscriber::fmt().with_env_filter("ehash_exchange=info,ehash_wallet=info").with_test_writer().try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
+    // a second sat mint (the same mint behind another URL) that will accept connections and
+    // never answer; the second pair of traders trusts only it
+    let real = m.sat_url.clone();
+    let tarpit = Front::start(&real).await;
+    m.sat_url = tarpit.url();
+    let stuck_seller = Party::new(&dir.path().join("stuck-seller"), &m, &ex, 3).await;
+    let stuck_buyer = Party::new(&dir.path().join("stuck-buyer"), &m, &ex, 4).await;
+    m.fund(&stuck_buyer.wallet, 100).await;
+    m.sat_url = real;
+    let seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let unit = m.earn(&seller.wallet, 2).await;
+    assert_eq!(m.earn(&stuck_seller.wallet, 2).await, unit);
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    // the tarpit trade: its locks are made, then nobody can ask the mint about them
+    tarpit.fail("/v1/checkstate", None, 0, MintFault::Hang);
+    stuck_seller.offer(Side::Sell, &unit, 8, 10).await;
+    stuck_buyer.offer(Side::Buy, &unit, 8, 10).await;
+    for _ in 0..120 {
+        if tarpit.seen("/v1/checkstate").iter().any(|s| s.faulted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(tarpit.seen("/v1/checkstate").iter().any(|s| s.faulted), "nobody asked the tarpit");
+    // the rest of the market matches and settles meanwhile
+    seller.offer(Side::Sell, &unit, 8, 10).await;
+    buyer.offer(Side::Buy, &unit, 8, 10).await;
+    let st = seller.wait_trades(1, 60).await;
+    let bt = buyer.wait_trades(1, 60).await;
+    assert_eq!((st[0].step.clone(), bt[0].step.clone()), (Step::Settled, Step::Settled), "{:?} / {:?}", st[0].note, bt[0].note);
+    assert_eq!(seller.sats(&m).await, 20);
+    // the tarpit trade ends by its deadline, blaming nobody (the lock could not be verified)
+    let t = wait_exchange(&ex, &market, 90, |t| t.iter().any(|t| t.state == TradeState::Failed)).await;
+    let failed = t.iter().find(|t| t.state == TradeState::Failed).unwrap();
+    assert_eq!(parse_trade(failed).sat_mint, tarpit.url(), "{failed:?}");
+    assert_eq!(failed.blame.as_deref(), Some("none"), "{:?}", failed.reason);
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_who_claims_without_sending_the_preimage_still_pays_the_buyer() {
     let dir = tempfile::tempdir().unwrap();
-    let RogueSale { m, ex, buyer, rogue, unit, market, trade } = RogueSale::start(dir.path()).await;
+    let RogueSale { m, ex, buyer, rogue, unit, market, trade, front: _front } = RogueSale::start(dir.path()).await;
     let preimage = rogue.lock(&ex, &trade).await;
     // the buyer locks; the rogue reads the buyer's lock from its message and claims it quietly
     wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
@@ -701,15 +881,23 @@ async fn a_buyer_lock_with_the_wrong_hash_is_refused_and_the_seller_reveals_noth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_who_vanishes_after_both_locks_leaves_both_refunded_after_their_locktimes() {
     let dir = tempfile::tempdir().unwrap();
-    let RogueSale { m, ex, buyer, rogue, market, trade, .. } = RogueSale::start(dir.path()).await;
+    let RogueSale { m, front, ex, buyer, rogue, market, trade, .. } = RogueSale::start(dir.path()).await;
+    // the sat mint refuses refunds whose witness has an empty preimage (as nutshell before 0.19)
+    let empty = r#"\"preimage\":\"\""#;
+    let refusal = r#"{"code":10001,"detail":"HTLC preimage does not match."}"#;
+    front.fail("/v1/swap", Some(empty), 0, MintFault::Status { code: 400, body: refusal.into(), retry_after: None });
     // the seller locks, then is gone: the buyer's lock is never claimed
     let _preimage = rogue.lock(&ex, &trade).await;
     let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
     assert_eq!(t[0].sats, 20);
     // after T2 the buyer takes its sats back (less the mint's fees) and the exchange blames the
-    // seller
+    // seller; the refused refund is shown with the mint's reason, then retried with a dummy
+    // preimage
     let bt = buyer.wait_trades(1, 90).await;
     assert_eq!(bt[0].step, Step::Refunded, "{:?}", bt[0].note);
+    assert_eq!(front.seen("/v1/swap").iter().filter(|s| s.faulted).count(), 1);
+    let note = bt[0].note.clone().unwrap_or_default();
+    assert!(note.contains("refused the refund") && note.contains("dummy preimage"), "{note}");
     let left = buyer.sats(&m).await;
     assert!((95..100).contains(&left), "the buyer got its sats back less fees: {left}");
     let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Failed).await;
@@ -730,9 +918,88 @@ async fn a_seller_who_vanishes_after_both_locks_leaves_both_refunded_after_their
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_while_the_exchange_is_down_claims_its_ehash() {
+    let dir = tempfile::tempdir().unwrap();
+    let RogueSale { m, ex, mut buyer, rogue, unit, market, trade, front: _front } = RogueSale::start(dir.path()).await;
+    let preimage = rogue.lock(&ex, &trade).await;
+    wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
+    // the buyer's agent stops; the seller claims the sats and sends the preimage; the exchange
+    // goes down
+    buyer.stop().await;
+    let wallet = buyer.wallet.clone();
+    drop(buyer);
+    let theirs = rogue.their_lock().await;
+    assert_eq!(rogue.spend(&m.sat_url, "sat", &theirs, Some(&preimage)).await.unwrap(), 20);
+    rogue.send(&ex, &trade, trade.buyer().pubkey, Body::Preimage { preimage: preimage.clone() }).await;
+    let config = ehash_wallet::agent::TradeConfig { exchange_url: ex.url(), ..m.trade_config() };
+    ex.shutdown().await;
+    // the agent starts without the exchange and claims its ehash
+    let agent = Agent::open(wallet.clone(), &dir.path().join("buyer"), config).await.expect("the agent starts while the exchange is down");
+    let cancel = CancellationToken::new();
+    let task = agent.run(cancel.clone());
+    for _ in 0..120 {
+        if agent.trades().await.unwrap()[0].step.is_final() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let t = agent.trades().await.unwrap();
+    assert_eq!(t[0].step, Step::Settled, "{:?}", t[0].note);
+    assert_eq!(wallet.balance_at(m.pool.mint_url(), &unit).await.unwrap(), 8);
+    cancel.cancel();
+    task.await.unwrap();
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_restarted_after_the_buyers_deadline_reads_the_buyers_lock_before_judging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    // the sat mint behind a front (to hold the buyer's lock back), and a long claim window, so
+    // the seller can still claim well after the buyer's lock deadline
+    let front = Front::start(&m.sat_url).await;
+    m.sat_url = front.url();
+    let ex = Exchange::start(m.exchange_config(LOT, 15, 60, 10)).await.unwrap();
+    // the seller reaches the relay through a gate that can cut it off
+    let gate = Gate::start(m.relay.local_addr()).await;
+    let mut seller = Party::with_relay(&dir.path().join("seller"), &m, &ex, 1, &format!("ws://{}", gate.addr())).await;
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let unit = m.earn(&seller.wallet, 2).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    front.fail("/v1/swap", None, 0, MintFault::server_error());
+    seller.offer(Side::Sell, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+    buyer.offer(Side::Buy, &unit, 8, 10).await;
+    // the seller locks; then it loses its relay and stops before the buyer's lock goes through
+    wait_exchange(&ex, &market, 30, |t| t.len() == 1 && t[0].state == TradeState::EhashLocked).await;
+    gate.close();
+    seller.stop().await;
+    front.heal();
+    let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
+    let trade = parse_trade(&t[0]);
+    // it comes back after the buyer's deadline (plus the agent's grace), still without its relay:
+    // the buyer's lock is there, so the seller must not judge the buyer before it has read it
+    while now() <= trade.times.buyer_lock_by + m.trade_config().grace_secs + 1 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    seller.start();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let st = seller.agent.trades().await.unwrap();
+    assert_eq!((st[0].step.clone(), st[0].their_token.is_some()), (Step::Locked, false), "the seller waits for its relay: {:?}", st[0].note);
+    gate.open();
+    let st = seller.wait_trades(1, 60).await;
+    let bt = buyer.wait_trades(1, 60).await;
+    assert_eq!((st[0].step.clone(), bt[0].step.clone()), (Step::Settled, Step::Settled), "{:?} / {:?}", st[0].note, bt[0].note);
+    assert_eq!(seller.sats(&m).await, 20);
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buyer_away_while_the_seller_claims_claims_its_ehash_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let RogueSale { m, ex, mut buyer, rogue, unit, market, trade } = RogueSale::start(dir.path()).await;
+    let RogueSale { m, ex, mut buyer, rogue, unit, market, trade, front: _front } = RogueSale::start(dir.path()).await;
     let preimage = rogue.lock(&ex, &trade).await;
     wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
     // the buyer's agent is gone while the seller claims (and sends the preimage)

@@ -1,7 +1,7 @@
 //! # ehash-outbox
 //!
 //! The nostr side every ehash service shares: a durable outbox (below) and a resilient
-//! subscription, [`watch`].
+//! subscription, [`watch`], and periodic rounds that stop with the service, [`rounds`].
 //!
 //! A durable nostr outbox over any sqlx `Any` database (SQLite or PostgreSQL). Publishing writes
 //! the signed event to the outbox first; a background task delivers every event to every relay
@@ -15,6 +15,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod rounds;
 pub mod watch;
 
 use std::time::Duration;

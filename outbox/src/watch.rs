@@ -20,12 +20,21 @@ const SEEN_CAPACITY: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct Watcher {
     filters: watch::Sender<Vec<Filter>>,
+    caught_up: watch::Receiver<bool>,
 }
 
 impl Watcher {
     /// Replace the filters (the subscription is renewed and the new filters fetched in full).
     pub fn set_filters(&self, filters: Vec<Filter>) {
         self.filters.send_replace(filters);
+    }
+
+    /// Wait until the relays' stored events for the filters have been fetched from a connected
+    /// relay and passed on (while no relay can be reached, this waits: an event not seen yet
+    /// may still be there). `false` if the watcher stopped first.
+    pub async fn caught_up(&self) -> bool {
+        let mut rx = self.caught_up.clone();
+        rx.wait_for(|done| *done).await.is_ok()
     }
 }
 
@@ -53,6 +62,7 @@ impl Seen {
 /// channel. Every `catch_up` the filters are fetched again for the last [`CATCH_UP_WINDOW`].
 pub fn watch(relays: Vec<String>, filters: Vec<Filter>, catch_up: Duration, cancel: CancellationToken) -> (Watcher, mpsc::Receiver<Event>) {
     let (ftx, mut frx) = watch::channel(filters);
+    let (caught_up_tx, caught_up) = watch::channel(false);
     let (tx, rx) = mpsc::channel(4096);
     tokio::spawn(async move {
         let client = Client::default();
@@ -84,8 +94,13 @@ pub fn watch(relays: Vec<String>, filters: Vec<Filter>, catch_up: Duration, canc
             }
             let since = if full_fetch { None } else { Some(Timestamp::now() - CATCH_UP_WINDOW) };
             full_fetch = false;
-            if fetch(&client, &current, since, &mut seen, &tx).await.is_err() {
-                break;
+            match fetch(&client, &current, since, &mut seen, &tx).await {
+                Err(()) => break,
+                Ok(true) => {
+                    caught_up_tx.send_replace(true);
+                }
+                // nothing reached: the next catch-up fetches everything again
+                Ok(false) => full_fetch = true,
             }
             loop {
                 tokio::select! {
@@ -97,8 +112,13 @@ pub fn watch(relays: Vec<String>, filters: Vec<Filter>, catch_up: Duration, canc
                     }
                     _ = tick.tick() => {
                         let current = frx.borrow().clone();
-                        if fetch(&client, &current, Some(Timestamp::now() - CATCH_UP_WINDOW), &mut seen, &tx).await.is_err() {
-                            break 'outer;
+                        let since = if *caught_up_tx.borrow() { Some(Timestamp::now() - CATCH_UP_WINDOW) } else { None };
+                        match fetch(&client, &current, since, &mut seen, &tx).await {
+                            Err(()) => break 'outer,
+                            Ok(true) => {
+                                caught_up_tx.send_replace(true);
+                            }
+                            Ok(false) => {}
                         }
                     }
                     note = notes.next() => match note {
@@ -119,11 +139,13 @@ pub fn watch(relays: Vec<String>, filters: Vec<Filter>, catch_up: Duration, canc
         }
         client.shutdown().await;
     });
-    (Watcher { filters: ftx }, rx)
+    (Watcher { filters: ftx, caught_up }, rx)
 }
 
-/// Fetch `filters` (from `since`) and pass on unseen events; `Err` when the receiver is gone.
-async fn fetch(client: &Client, filters: &[Filter], since: Option<Timestamp>, seen: &mut Seen, tx: &mpsc::Sender<Event>) -> Result<(), ()> {
+/// Fetch `filters` (from `since`) and pass on unseen events: `Ok(true)` if every filter was
+/// fetched with a relay connected, `Err` when the receiver is gone.
+async fn fetch(client: &Client, filters: &[Filter], since: Option<Timestamp>, seen: &mut Seen, tx: &mpsc::Sender<Event>) -> Result<bool, ()> {
+    let mut complete = client.relays().await.values().any(|r| r.status().is_connected());
     for f in filters {
         let f = match since {
             Some(s) if f.since.is_none_or(|fs| fs < s) => f.clone().since(s),
@@ -137,8 +159,11 @@ async fn fetch(client: &Client, filters: &[Filter], since: Option<Timestamp>, se
                     }
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "catch-up fetch failed; retrying at the next tick"),
+            Err(e) => {
+                complete = false;
+                tracing::debug!(error = %e, "catch-up fetch failed; retrying at the next tick");
+            }
         }
     }
-    Ok(())
+    Ok(complete)
 }

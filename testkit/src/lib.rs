@@ -2,13 +2,17 @@
 //!
 //! Real external services for tests. [`postgres::PgCluster`] starts a throwaway PostgreSQL
 //! cluster with `initdb` and `postgres` in a temporary directory; [`market::Market`] starts a
-//! relay, a pool mint-bridge and a sat mint.
+//! relay, a pool mint-bridge and a sat mint; [`front::Front`] stands before a mint and makes it
+//! rate-limit, fail or stall on chosen requests; [`gate::Gate`] cuts one client's connection to a
+//! server.
 //!
 //! Tests that need a service the machine lacks skip with a message, unless
 //! `EHASH_REQUIRE_EXTERNAL=1` is set (as `.ci/run` does), in which case they fail.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod front;
+pub mod gate;
 pub mod market;
 pub mod postgres;
 

@@ -158,6 +158,8 @@ impl Market {
             margin_secs: margin,
             grace_secs: 2,
             poll_secs: 1,
+            // every mint of a test market is on loopback
+            private_mints: true,
             ..Default::default()
         }
     }

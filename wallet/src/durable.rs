@@ -216,11 +216,12 @@ pub async fn execute_at(mint: &(dyn MintConnector + Send + Sync), keys: &Keys, s
     Ok(proofs)
 }
 
-/// Whether an error is the mint's answer (the request reached it and was refused), as opposed to
-/// a transport failure or a server error whose outcome is unknown.
+/// Whether an error is the mint's definite refusal (the request reached it and was refused), as
+/// opposed to a transport failure, a server error, a rate limit or a timeout (408, 425, 429:
+/// "later", not "no"), whose request may be sent again.
 fn answered(e: &cdk::Error) -> bool {
     match e {
-        cdk::Error::HttpError(Some(status), _) => (400..500).contains(status),
+        cdk::Error::HttpError(Some(status), _) => (400..500).contains(status) && !matches!(status, 408 | 425 | 429),
         cdk::Error::HttpError(None, _)
         | cdk::Error::Timeout
         | cdk::Error::SendError(_)

@@ -338,12 +338,15 @@ pub fn claim_witness(proofs: &Proofs, preimage: &str, receiver: &SecretKey) -> R
     Ok(out)
 }
 
-/// The proofs with the maker's refund witness: an empty preimage and the refund key's signature.
-pub fn refund_witness(proofs: &Proofs, maker: &SecretKey) -> Result<Proofs, cdk::Error> {
+/// The proofs with the maker's refund witness: the refund key's signature and an empty preimage,
+/// or with `dummy_preimage` 32 zero bytes (for mints that refuse an empty one; any preimage that
+/// does not match the hash selects the refund path in NUT-14).
+pub fn refund_witness(proofs: &Proofs, maker: &SecretKey, dummy_preimage: bool) -> Result<Proofs, cdk::Error> {
+    let preimage = if dummy_preimage { "00".repeat(32) } else { String::new() };
     let mut out: Proofs = proofs.clone();
     for p in &mut out {
         p.dleq = None;
-        p.witness = Some(Witness::HTLCWitness(HTLCWitness { preimage: String::new(), signatures: None }));
+        p.witness = Some(Witness::HTLCWitness(HTLCWitness { preimage: preimage.clone(), signatures: None }));
         p.sign_p2pk(maker.clone())?;
     }
     Ok(out)

@@ -53,6 +53,14 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The exchange's HTTP API failed or answered something unexpected.
+    #[error("exchange {url}: {reason}")]
+    Exchange {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Seed file problems.
     #[error("{0}")]
     Seed(String),

@@ -83,6 +83,14 @@ pub struct ExchangeArgs {
     /// `[exchange].pools`; default: any pool announcing on the relays).
     #[arg(long = "pool", value_name = "PUBKEY", help_heading = HEADING)]
     pub pools: Vec<String>,
+    /// A sat mint offers may name (repeatable; replaces `[exchange].sat_mints`; default: any
+    /// mint at a public address). An offer naming another is refused.
+    #[arg(long = "sat-mint", value_name = "URL", help_heading = HEADING)]
+    pub sat_mints: Vec<String>,
+    /// Contact mints at loopback or private addresses (a local market; `[exchange].private_mints`).
+    /// Off by default: offers could otherwise point the exchange at its own network.
+    #[arg(long, help_heading = HEADING)]
+    pub private_mints: bool,
 }
 
 /// `ehash exchange verify` flags.
@@ -128,6 +136,10 @@ pub fn apply_flags(mut c: ehash_exchange::Config, a: ExchangeArgs) -> Result<eha
     if !a.pools.is_empty() {
         c.pools = a.pools;
     }
+    if !a.sat_mints.is_empty() {
+        c.sat_mints = a.sat_mints;
+    }
+    c.private_mints |= a.private_mints;
     let relay_src = if from_flags.0 { "--relay" } else { "[exchange].relays:" };
     let pool_src = if from_flags.1 { "--pool" } else { "[exchange].pools:" };
     for r in &c.relays {
@@ -158,6 +170,12 @@ pub async fn run(file: FileConfig, a: ExchangeArgs) -> Result<()> {
         println!("pools    any pool announcing on the relays");
     } else {
         println!("pools    {}", c.pools.join(", "));
+    }
+    let private = if c.private_mints { "; private addresses allowed" } else { "" };
+    if c.sat_mints.is_empty() {
+        println!("sat mint any at a public address{private}");
+    } else {
+        println!("sat mint {}{private}", c.sat_mints.join(", "));
     }
     match &c.database_url {
         Some(_) => println!("data     {} (key); journal in PostgreSQL", c.data_dir.display()),

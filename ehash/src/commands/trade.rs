@@ -53,8 +53,9 @@ pub struct TradeCmd {
     /// relays the exchange names).
     #[arg(long = "relay", global = true, value_name = "URL", help_heading = HEADING)]
     pub relays: Vec<String>,
-    /// A sat mint you accept when selling or hold sats at when buying (the first one) (repeatable;
-    /// default `[trade].sat_mints`).
+    /// A sat mint you trust: you accept its sats when selling and hold sats there when buying
+    /// (the first one) (repeatable; default `[trade].sat_mints`). No trade settles at a sat mint
+    /// not named here, whatever an offer names.
     #[arg(long = "sat-mint", global = true, value_name = "URL", help_heading = HEADING)]
     pub sat_mints: Vec<String>,
     #[command(subcommand)]
@@ -248,7 +249,17 @@ async fn book(exchange: &str, market: &str) -> Result<Book> {
 
 async fn open_agent(s: &Settings) -> Result<Agent> {
     let wallet = Arc::new(super::wallet::open(&s.wallet).await?);
-    let info: ExchangeInfo = get_json(&s.trade.exchange_url, "/api/info").await?;
+    let info: ExchangeInfo = match get_json(&s.trade.exchange_url, "/api/info").await {
+        Ok(info) => info,
+        // trades in flight settle without the exchange: claims and refunds need only the mints
+        Err(e) => match ehash_wallet::agent::known_exchange(&s.wallet.dir, &s.trade.exchange_url).await? {
+            Some(info) => {
+                eprintln!("warning: {e:#}; settling open trades with what the exchange said before");
+                info
+            }
+            None => return Err(e),
+        },
+    };
     Agent::open_with(wallet, &s.wallet.dir, s.trade.clone(), info).await.context("opening the trade agent")
 }
 
@@ -600,15 +611,18 @@ async fn take(s: &Settings, a: TakeArgs) -> Result<()> {
     if agent.offers().await?.iter().any(|o| o.offer.pubkey.eq_ignore_ascii_case(&entry.pubkey)) {
         bail!("offer {} is your own; cancel it with `ehash trade cancel` instead", entry.address);
     }
-    // the trade's sat mint is the first of the resting offer's that we accept
-    let sat_mints: Vec<String> = if s.trade.sat_mints.is_empty() {
-        entry.sat_mints.iter().take(1).cloned().collect()
-    } else {
-        entry.sat_mints.iter().filter(|m| s.trade.sat_mints.iter().any(|o| same_url(o, m))).cloned().collect()
-    };
+    // the trade's sat mint is the first of the resting offer's that we trust: never one named
+    // only by the counterparty (its mint could print the sats it pays with)
+    if s.trade.sat_mints.is_empty() {
+        bail!(
+            "the offer settles at the sat mint {}, and this wallet trusts no sat mint yet; if you trust it, pass --sat-mint URL or add it to [trade].sat_mints",
+            or_none(&entry.sat_mints)
+        );
+    }
+    let sat_mints: Vec<String> = entry.sat_mints.iter().filter(|m| s.trade.sat_mints.iter().any(|o| same_url(o, m))).cloned().collect();
     let Some(sat_mint) = sat_mints.first().cloned() else {
         bail!(
-            "the offer accepts the sat mints {} and you trade at {}; add one of the offer's with --sat-mint URL",
+            "the offer accepts the sat mints {} and you trust {}; if you trust one of the offer's, pass --sat-mint URL or add it to [trade].sat_mints",
             or_none(&entry.sat_mints),
             s.trade.sat_mints.join(", ")
         );

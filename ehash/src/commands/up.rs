@@ -69,6 +69,8 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     let pool_keys = ehash_keyfile::load_or_create_nostr_keys(&mb.data_dir, mb.nostr_secret_key.as_deref())?;
     let mut ex = file.exchange.clone();
     ex.data_dir = root.join("exchange");
+    // every mint of the local market is on this machine
+    ex.private_mints = true;
     std::fs::create_dir_all(&ex.data_dir).with_context(|| format!("creating {}", ex.data_dir.display()))?;
     let exchange_keys = ehash_keyfile::load_or_create_nostr_keys(&ex.data_dir, ex.nostr_secret_key.as_deref())?;
 

@@ -18,6 +18,9 @@ use crate::durable::{self, PendingSwap, SwapError};
 use crate::htlc::{self, LockTerms, Spend};
 use crate::{Error, Result};
 
+/// The longest one trade's step waits on its mints before it is tried again later.
+pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What to do after a transition.
 enum Next {
     /// Go on with the next state.
@@ -145,8 +148,30 @@ impl Agent {
         Ok(Next::Continue)
     }
 
-    /// Move `t` as far as it can go now.
+    /// A mint gave no definite answer (unreachable, rate-limited, a server error): try again
+    /// after a wait that grows with each failure.
+    fn later(&self, t: &TradeRecord, what: &str, e: &dyn std::fmt::Display) -> Next {
+        let wait = self.inner.pace.failed(&t.id);
+        tracing::warn!(trade = %t.id, error = %e, retry_in_secs = wait.as_secs(), "{what}; will retry");
+        Next::Wait
+    }
+
+    /// Move `t` as far as it can go now, giving up this round after [`STEP_TIMEOUT`] (a mint
+    /// that never answers): every state is written before the call that depends on it, so the
+    /// next round resumes where this one stopped, as after a crash.
     pub(crate) async fn step(&self, t: &mut TradeRecord) -> Result<()> {
+        let id = t.id.clone();
+        match tokio::time::timeout(STEP_TIMEOUT, self.step_now(t)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let wait = self.inner.pace.failed(&id);
+                tracing::warn!(trade = %id, retry_in_secs = wait.as_secs(), "a mint did not answer within {} s; will retry", STEP_TIMEOUT.as_secs());
+                Ok(())
+            }
+        }
+    }
+
+    async fn step_now(&self, t: &mut TradeRecord) -> Result<()> {
         for _ in 0..16 {
             let next = match (t.role, t.step.clone()) {
                 (_, s) if s.is_final() => Next::Wait,
@@ -190,10 +215,7 @@ impl Agent {
                 Ok(Next::Continue)
             }
             Err(SwapError::Refused(why)) => self.fail(t, format!("cannot lock the ehash: {why}"), true).await,
-            Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "preparing the ehash lock; will retry");
-                Ok(Next::Wait)
-            }
+            Err(e) => Ok(self.later(t, "preparing the ehash lock", &e)),
         }
     }
 
@@ -202,7 +224,8 @@ impl Agent {
             return self.fail(t, format!("the seller aborted before anything was locked: {r}"), false).await;
         }
         let Some(token) = t.their_token.clone() else {
-            if now() > t.terms.times.seller_lock_by + self.inner.config.grace_secs {
+            // only once the relays' stored messages are read: after a restart the lock may be there
+            if now() > t.terms.times.seller_lock_by + self.inner.config.grace_secs && self.caught_up() {
                 return self.fail(t, "the seller did not lock by its deadline".into(), false).await;
             }
             return Ok(Next::Wait);
@@ -213,10 +236,7 @@ impl Agent {
         let lock = match self.verify_theirs(t, &token).await? {
             Ok(l) => l,
             Err(e) if e.is_fault() => return self.fail(t, format!("the seller's lock is not acceptable: {e}"), true).await,
-            Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "cannot check the seller's lock yet");
-                return Ok(Next::Wait);
-            }
+            Err(e) => return Ok(self.later(t, "cannot check the seller's lock yet", &e)),
         };
         let them = self.counterparty_lock_key(t)?;
         let me = self.my_lock_key(t).await?;
@@ -233,9 +253,8 @@ impl Agent {
             }
             Err(SwapError::Refused(why)) => self.fail(t, format!("cannot lock the sats: {why}"), true).await,
             Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "preparing the sats lock; will retry");
                 self.save(t).await?;
-                Ok(Next::Wait)
+                Ok(self.later(t, "preparing the sats lock", &e))
             }
         }
     }
@@ -260,10 +279,7 @@ impl Agent {
             }
             Err(SwapError::Refused(why)) => self.lock_refused(t, &w, &swap, why).await,
             Err(SwapError::Conflict) => self.lock_refused(t, &w, &swap, "its inputs were spent elsewhere".into()).await,
-            Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "lock swap not confirmed; will send it again");
-                Ok(Next::Wait)
-            }
+            Err(e) => Ok(self.later(t, "lock swap not confirmed", &e)),
         }
     }
 
@@ -277,22 +293,20 @@ impl Agent {
             return self.give_up(t, format!("the buyer aborted: {r}"), false).await;
         }
         let Some(token) = t.their_token.clone() else {
-            if now() > t.terms.times.buyer_lock_by + self.inner.config.grace_secs {
+            // only once the relays' stored messages are read: after a restart the lock may be there
+            if now() > t.terms.times.buyer_lock_by + self.inner.config.grace_secs && self.caught_up() {
                 return self.give_up(t, "the buyer did not lock by its deadline".into(), false).await;
             }
             return Ok(Next::Wait);
         };
         if now() + self.inner.config.claim_guard_secs >= t.terms.times.sats_locktime {
-            return self.give_up(t, "the buyer's lock came too late to claim safely before its locktime".into(), true).await;
+            return self.give_up(t, "too late to check and claim the buyer's lock safely before its locktime".into(), true).await;
         }
         let w = self.their_wallet(t).await?;
         let lock = match self.verify_theirs(t, &token).await? {
             Ok(l) => l,
             Err(e) if e.is_fault() => return self.give_up(t, format!("the buyer's lock is not acceptable: {e}"), true).await,
-            Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "cannot check the buyer's lock yet");
-                return Ok(Next::Wait);
-            }
+            Err(e) => return Ok(self.later(t, "cannot check the buyer's lock yet", &e)),
         };
         let preimage = t.preimage.clone().ok_or_else(|| Error::Database(format!("trade {}: the seller lost its preimage", t.id)))?;
         let sk = self.my_signing_key(t).await?;
@@ -311,9 +325,8 @@ impl Agent {
                 Ok(Next::Continue)
             }
             Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "preparing the claim; will retry");
                 self.save(t).await?;
-                Ok(Next::Wait)
+                Ok(self.later(t, "preparing the claim", &e))
             }
         }
     }
@@ -326,13 +339,12 @@ impl Agent {
             }
             t.preimage_hint = None;
         }
-        // ask the sat mint how my lock stands (at most every two seconds)
-        let n = now();
-        let past_locktime = n > t.terms.times.sats_locktime + 1;
-        if n < t.last_poll + 2 && !past_locktime {
+        // ask the sat mint how my lock stands (at most every POLL_SECS)
+        let past_locktime = now() > t.terms.times.sats_locktime + 1;
+        if !past_locktime && !self.inner.pace.ready(&t.id) {
             return Ok(Next::Wait);
         }
-        t.last_poll = n;
+        self.inner.pace.polled(&t.id);
         let Some(mine) = t.my_lock.clone() else { return self.fail(t, "lost my lock".into(), false).await };
         let w = self.my_wallet(t).await?;
         match htlc::check_states(w.mint_connector().as_ref(), &mine.proofs).await {
@@ -346,10 +358,7 @@ impl Agent {
                 Spend::Unspent if past_locktime => self.start_refund(t).await,
                 Spend::Unspent => Ok(Next::Wait),
             },
-            Err(e) => {
-                tracing::debug!(trade = %t.id, error = %e, "cannot ask the sat mint about my lock");
-                Ok(Next::Wait)
-            }
+            Err(e) => Ok(self.later(t, "cannot ask the sat mint about my lock", &e)),
         }
     }
 
@@ -387,15 +396,13 @@ impl Agent {
                     if now() > t.terms.times.ehash_locktime {
                         self.fail(t, format!("could not claim the ehash before its locktime: {e}"), false).await
                     } else {
-                        tracing::warn!(trade = %t.id, error = %e, "claim refused; will retry until the locktime");
-                        Ok(Next::Wait)
+                        t.note = Some(format!("the pool's mint refused the claim: {e}; retrying until the locktime"));
+                        self.save(t).await?;
+                        Ok(self.later(t, "claim refused", &e))
                     }
                 }
             },
-            Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "claim not confirmed; will send it again");
-                Ok(Next::Wait)
-            }
+            Err(e) => Ok(self.later(t, "claim not confirmed", &e)),
         }
     }
 
@@ -421,17 +428,14 @@ impl Agent {
                 Spend::Claimed(p) if t.role == Side::Buy => self.buyer_claim(t, p).await,
                 Spend::Claimed(_) => self.fail(t, "the buyer claimed the ehash lock after the seller gave up".into(), false).await,
             },
-            Err(e) => {
-                tracing::debug!(trade = %t.id, error = %e, "cannot ask the mint about my lock; will retry");
-                Ok(Next::Wait)
-            }
+            Err(e) => Ok(self.later(t, "cannot ask the mint about my lock", &e)),
         }
     }
 
     async fn start_refund(&self, t: &mut TradeRecord) -> Result<Next> {
         let Some(mine) = t.my_lock.clone() else { return self.fail(t, "nothing to refund".into(), false).await };
         let sk = self.my_signing_key(t).await?;
-        let inputs = htlc::refund_witness(&mine.proofs, &sk)?;
+        let inputs = htlc::refund_witness(&mine.proofs, &sk, t.refund_preimage)?;
         let w = self.my_wallet(t).await?;
         match durable::prepare_redeem(&w, self.inner.wallet.seed(), inputs).await {
             Ok(swap) => {
@@ -440,10 +444,7 @@ impl Agent {
                 self.save(t).await?;
                 Ok(Next::Continue)
             }
-            Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "preparing the refund; will retry");
-                Ok(Next::Wait)
-            }
+            Err(e) => Ok(self.later(t, "preparing the refund", &e)),
         }
     }
 
@@ -459,17 +460,27 @@ impl Agent {
                 tracing::info!(trade = %t.id, role = %t.role, "refunded");
                 Ok(Next::Continue)
             }
-            Err(SwapError::Refused(_) | SwapError::Conflict) => {
-                // spent already? (claimed by the other side at the last moment, or refunded)
+            Err(SwapError::Refused(why)) => {
+                // the inputs are unspent and the mint said no: say why, and try the other witness
+                // form (mints before NUT-14's refund path allowed an empty preimage want one)
+                let next = if t.refund_preimage { "an empty preimage" } else { "a dummy preimage" };
+                tracing::warn!(trade = %t.id, reason = %why, "the mint refused my refund; retrying with {next} in the witness");
+                t.note = Some(format!("the mint refused the refund: {why}; retrying with {next} in the witness"));
+                t.refund_preimage = !t.refund_preimage;
+                t.step = Step::AwaitRefund;
+                t.pending = None;
+                self.save(t).await?;
+                self.inner.pace.failed(&t.id);
+                Ok(Next::Wait)
+            }
+            Err(SwapError::Conflict) => {
+                // spent already (claimed by the other side at the last moment, or refunded)
                 t.step = Step::AwaitRefund;
                 t.pending = None;
                 self.save(t).await?;
                 Ok(Next::Wait)
             }
-            Err(e) => {
-                tracing::warn!(trade = %t.id, error = %e, "refund not confirmed; will send it again");
-                Ok(Next::Wait)
-            }
+            Err(e) => Ok(self.later(t, "refund not confirmed", &e)),
         }
     }
 

@@ -10,6 +10,7 @@
 
 pub mod keys;
 mod machine;
+pub mod pace;
 pub mod record;
 pub mod sell;
 pub mod store;
@@ -126,13 +127,26 @@ pub struct OfferState {
 /// Ask an exchange about itself.
 pub async fn exchange_info(url: &str) -> Result<ExchangeInfo> {
     let u = format!("{}/api/info", url.trim_end_matches('/'));
-    let err = |reason: String| Error::Pool { url: u.clone(), reason: format!("{reason}; is `ehash exchange` running there? (set [trade].exchange_url)") };
+    let err = |reason: String| Error::Exchange { url: u.clone(), reason: format!("{reason}; is `ehash exchange` running there? (set [trade].exchange_url)") };
     let resp = bitreq::get(u.as_str()).with_timeout(10).send_async().await.map_err(|e| err(e.to_string()))?;
     if resp.status_code != 200 {
         return Err(err(format!("HTTP {}", resp.status_code)));
     }
     resp.json::<ExchangeInfo>().map_err(|e| err(format!("unexpected answer: {e}")))
 }
+
+/// What the exchange at `url` said about itself when an agent in `dir` last reached it (`None`
+/// if never).
+pub async fn known_exchange(dir: &Path, url: &str) -> Result<Option<ExchangeInfo>> {
+    if !dir.join("agent.sqlite").exists() {
+        return Ok(None);
+    }
+    Store::open(dir).await?.exchange(url).await
+}
+
+/// How long after reading the relays' stored messages the agent trusts that a message it has
+/// not seen was not sent (the messages read are handled by then).
+const CATCH_UP_SETTLE: Duration = Duration::from_secs(2);
 
 struct Inner {
     wallet: Arc<MinerWallet>,
@@ -146,7 +160,12 @@ struct Inner {
     watcher: Mutex<Option<Watcher>>,
     /// Offer-key indices below this are in the running subscription.
     watched_until: Mutex<u32>,
-    steps: Mutex<()>,
+    /// One lock per trade: a trade is moved by one task at a time, and a trade waiting on a
+    /// stalled mint holds up no other.
+    steps: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    pace: pace::Pace,
+    /// When the relays' stored messages had been read after the start (`None`: not yet).
+    caught_up_at: std::sync::Mutex<Option<std::time::Instant>>,
     _lock: std::fs::File,
 }
 
@@ -165,8 +184,19 @@ impl std::fmt::Debug for Agent {
 impl Agent {
     /// Open the agent of the wallet in `dir`, asking the exchange at `config.exchange_url` for its
     /// key, lot and relays. Fails if another agent runs for this wallet.
+    /// If the exchange cannot be reached but was before, the agent starts with what it said
+    /// then: claims and refunds need only the mints and relays.
     pub async fn open(wallet: Arc<MinerWallet>, dir: &Path, config: TradeConfig) -> Result<Self> {
-        let exchange = exchange_info(&config.exchange_url).await?;
+        let exchange = match exchange_info(&config.exchange_url).await {
+            Ok(info) => info,
+            Err(e) => match known_exchange(dir, &config.exchange_url).await? {
+                Some(info) => {
+                    tracing::warn!(exchange = %config.exchange_url, error = %e, "the exchange cannot be reached; settling open trades with what it said before");
+                    info
+                }
+                None => return Err(e),
+            },
+        };
         Self::open_with(wallet, dir, config, exchange).await
     }
 
@@ -188,6 +218,7 @@ impl Agent {
         }
         let exchange_key = PublicKey::parse(&exchange.pubkey).map_err(|e| Error::Nostr(format!("exchange key {:?}: {e}", exchange.pubkey)))?;
         let store = Store::open(dir).await?;
+        store.save_exchange(&config.exchange_url, &exchange).await?;
         let outbox = Outbox::open(store.pool()).await.map_err(|e| Error::Database(e.to_string()))?;
         let relays = if config.relays.is_empty() { exchange.relays.clone() } else { config.relays.clone() };
         if relays.is_empty() {
@@ -205,7 +236,9 @@ impl Agent {
                 keys: Mutex::new(HashMap::new()),
                 watcher: Mutex::new(None),
                 watched_until: Mutex::new(0),
-                steps: Mutex::new(()),
+                steps: Mutex::new(HashMap::new()),
+                pace: pace::Pace::default(),
+                caught_up_at: std::sync::Mutex::new(None),
                 _lock: lock,
             }),
         })
@@ -450,24 +483,56 @@ impl Agent {
                 }
             };
             let (watcher, mut events) = watch(agent.inner.relays.clone(), filters, Duration::from_secs(15), cancel.clone());
+            // this run has read nothing yet
+            *agent.inner.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            {
+                let (agent, watcher) = (agent.clone(), watcher.clone());
+                tokio::spawn(async move {
+                    if watcher.caught_up().await {
+                        *agent.inner.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+                    }
+                });
+            }
             *agent.inner.watcher.lock().await = Some(watcher);
             if let Err(e) = agent.recover().await {
                 tracing::warn!(error = %e, "releasing reservations of interrupted locks");
             }
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // trades move on a ticker of their own, and each event is handled in a task of its
+            // own (trades are locked one by one): a mint that stalls one trade holds up no other
+            let ticker = {
+                let (agent, cancel) = (agent.clone(), cancel.clone());
+                tokio::spawn(async move {
+                    let agent = &agent;
+                    ehash_outbox::rounds::every(tokio::time::Instant::now(), Duration::from_millis(500), cancel, || agent.tick()).await;
+                })
+            };
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     ev = events.recv() => match ev {
-                        Some(ev) => agent.handle(ev).await,
+                        Some(ev) => {
+                            let (agent, cancel) = (agent.clone(), cancel.clone());
+                            tokio::spawn(async move {
+                                tokio::select! {
+                                    _ = cancel.cancelled() => {}
+                                    _ = agent.handle(ev) => {}
+                                }
+                            });
+                        }
                         None => break,
                     },
-                    _ = tick.tick() => agent.tick().await,
                 }
             }
+            let _ = ticker.await;
             let _ = delivery.await;
         })
+    }
+
+    /// Whether the counterparties' messages stored on the relays have been read since the
+    /// start, and handled (a moment later): before that, a missing message is not evidence that
+    /// it was never sent.
+    pub(crate) fn caught_up(&self) -> bool {
+        self.inner.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|at| at.elapsed() >= CATCH_UP_SETTLE)
     }
 
     /// Move every unfinished trade along once.
@@ -479,16 +544,31 @@ impl Agent {
                 return;
             }
         };
-        for t in open {
-            self.step_id(&t.id).await;
-        }
+        // forget the locks of finished trades, but never one somebody holds or waits for (a
+        // trade being created is not in `open` yet)
+        self.inner.steps.lock().await.retain(|id, lock| Arc::strong_count(lock) > 1 || open.iter().any(|t| &t.id == id));
+        // every trade at once; one waiting on a mint (a poll interval, a backoff) is stepped
+        // when its wait is over
+        let ready = open.iter().filter(|t| self.inner.pace.ready(&t.id));
+        futures::future::join_all(ready.map(|t| self.step_id(&t.id))).await;
+    }
+
+    /// Wait for trade `id`'s turn.
+    async fn trade_lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self.inner.steps.lock().await.entry(id.to_owned()).or_default().clone();
+        lock.lock_owned().await
     }
 
     async fn step_id(&self, id: &str) {
-        let _guard = self.inner.steps.lock().await;
+        let _guard = self.trade_lock(id).await;
         match self.inner.store.trade(id).await {
             Ok(Some(mut t)) => {
-                if let Err(e) = self.step(&mut t).await {
+                let before = t.step.clone();
+                let stepped = self.step(&mut t).await;
+                if t.step != before {
+                    self.inner.pace.moved(id);
+                }
+                if let Err(e) = stepped {
                     tracing::warn!(trade = %id, error = %e, "trade step failed; will retry");
                 }
             }
@@ -562,7 +642,7 @@ impl Agent {
                 None => return Ok(()),
             },
         };
-        let _guard = self.inner.steps.lock().await;
+        let _guard = self.trade_lock(&trade.id).await;
         if let Some(mut t) = self.inner.store.trade(&trade.id).await? {
             if t.role == Side::Buy
                 && t.preimage.is_none()
@@ -603,7 +683,7 @@ impl Agent {
             pending: None,
             note: None,
             updated_at: now(),
-            last_poll: 0,
+            refund_preimage: false,
         };
         let problem = self.check_trade(&offer, role, &trade).await?;
         match problem {
@@ -688,7 +768,7 @@ impl Agent {
                 return Ok(());
             }
         };
-        let _guard = self.inner.steps.lock().await;
+        let _guard = self.trade_lock(&msg.trade).await;
         match self.inner.store.trade(&msg.trade).await? {
             Some(mut t) => {
                 if self.apply_message(&mut t, ev).await? {

@@ -157,7 +157,8 @@ pub struct TradeRecord {
     pub note: Option<String>,
     /// Last change (unix seconds).
     pub updated_at: u64,
-    /// When the mint was last asked about my lock (buyer, waiting for the preimage).
+    /// Whether my refund's witness carries a dummy 32-byte preimage instead of an empty one
+    /// (tried after a mint refused the empty one: nutshell before 0.19 wants one).
     #[serde(default)]
-    pub last_poll: u64,
+    pub refund_preimage: bool,
 }

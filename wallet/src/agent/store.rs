@@ -5,6 +5,8 @@ use std::path::Path;
 
 use sqlx::{AnyPool, Row};
 
+use ehash_protocol::market::ExchangeInfo;
+
 use super::record::{OfferRecord, TradeRecord};
 use crate::{Error, Result};
 
@@ -31,6 +33,7 @@ impl Store {
             "CREATE TABLE IF NOT EXISTS agent_trades (id TEXT PRIMARY KEY, offer_d TEXT NOT NULL, final BOOLEAN NOT NULL, data TEXT NOT NULL, updated_at BIGINT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS agent_inbox (event_id TEXT PRIMARY KEY, trade_id TEXT NOT NULL, event_json TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS agent_meta (k TEXT PRIMARY KEY, v BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS agent_exchange (url TEXT PRIMARY KEY, info TEXT NOT NULL)",
         ] {
             sqlx::query(ddl).execute(&pool).await.map_err(db)?;
         }
@@ -40,6 +43,27 @@ impl Store {
     /// The pool (shared with the outbox).
     pub fn pool(&self) -> AnyPool {
         self.pool.clone()
+    }
+
+    /// Remember what the exchange at `url` said about itself (its key, lot and relays), so the
+    /// agent can settle its trades while the exchange is away.
+    pub async fn save_exchange(&self, url: &str, info: &ExchangeInfo) -> Result<()> {
+        let json = serde_json::to_string(info).map_err(db)?;
+        sqlx::query("INSERT INTO agent_exchange (url, info) VALUES ($1, $2) ON CONFLICT (url) DO UPDATE SET info = excluded.info")
+            .bind(url.trim_end_matches('/'))
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// What the exchange at `url` last said about itself, if it was ever reached.
+    pub async fn exchange(&self, url: &str) -> Result<Option<ExchangeInfo>> {
+        let row = sqlx::query("SELECT info FROM agent_exchange WHERE url = $1").bind(url.trim_end_matches('/')).fetch_optional(&self.pool).await.map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let json: String = row.try_get("info").map_err(db)?;
+        serde_json::from_str(&json).map(Some).map_err(db)
     }
 
     /// The offer-key index the next offer will take.

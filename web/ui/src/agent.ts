@@ -58,6 +58,8 @@ export interface TradeRecord {
   myLock?: { token: string; proofs: cashu.StoredProof[] };
   pending?: string;
   note?: string;
+  /** Whether my refund's witness carries a dummy 32-byte preimage (after a mint refused an empty one). */
+  refundPreimage?: boolean;
   lastPoll: number;
   createdAt: number;
   updatedAt: number;
@@ -671,7 +673,7 @@ export class Agent {
       if (now() > t.buyerLockBy + CONFIG.graceSecs) return this.giveUp(t, 'the buyer did not lock by its deadline', false);
       return false;
     }
-    if (now() + CONFIG.claimGuardSecs >= t.satsLocktime) return this.giveUp(t, "the buyer's lock came too late to claim safely before its locktime", true);
+    if (now() + CONFIG.claimGuardSecs >= t.satsLocktime) return this.giveUp(t, "too late to check and claim the buyer's lock safely before its locktime", true);
     let lock;
     try {
       lock = await cashu.verifyLock(t.theirToken, await this.theirTerms(t));
@@ -801,7 +803,7 @@ export class Agent {
     const o = await this.offerOf(t);
     const key = await this.keyFor(o.pubkey);
     const [mint, unit] = t.role === 'sell' ? [t.mint, t.unit] : [t.satMint, 'sat'];
-    const inputs = cashu.refundWitness(t.myLock.proofs, key.sk).map((p) => ({ ...p, state: undefined as never }));
+    const inputs = cashu.refundWitness(t.myLock.proofs, key.sk, t.refundPreimage ?? false).map((p) => ({ ...p, state: undefined as never }));
     const ks = unit === 'sat' ? await cashu.activeKeyset(mint, unit) : { ...o.keyset };
     const total = inputs.reduce((s, p) => s + p.amount, 0);
     const fee = await cashu.inputFee(mint, inputs);
@@ -822,7 +824,14 @@ export class Agent {
       proofs = await cashu.execute(op);
     } catch (e) {
       if (e instanceof cashu.Refused) {
-        // spent already? (claimed by the other side at the last moment, or refunded)
+        if (!e.conflict) {
+          // the inputs are unspent and the mint said no: say why, and try the other witness form
+          const next = t.refundPreimage ? 'an empty preimage' : 'a dummy preimage';
+          t.note = `the mint refused the refund: ${e.message}; retrying with ${next} in the witness`;
+          t.refundPreimage = !t.refundPreimage;
+          this.log(t, t.note);
+        }
+        // else spent already (claimed by the other side at the last moment, or refunded)
         t.step = 'await_refund';
         t.pending = undefined;
         await this.save(t, (b) => b.del('ops', op.id));

@@ -316,7 +316,8 @@ export async function execute(op: Op): Promise<StoredProof[]> {
     const why = `${op.mint}: ${(e as Error).message}`;
     if (!(e instanceof HttpResponseError)) throw new Unreachable(why);
     const code = e instanceof MintOperationError ? e.code : undefined;
-    const answered = e.status >= 400 && e.status < 500 && code !== PENDING;
+    // a rate limit or a timeout (408, 425, 429) is "later", not "no"
+    const answered = e.status >= 400 && e.status < 500 && ![408, 425, 429].includes(e.status) && code !== PENDING;
     if (op.kind === 'mint') {
       signatures = await restore(why);
       if (!signatures) throw answered ? new Refused(why) : new Unreachable(why);
@@ -422,9 +423,14 @@ export function claimWitness(proofs: StoredProof[], preimage: string, sk: Uint8A
   return proofs.map((p) => ({ ...p, dleq: undefined, witness: JSON.stringify({ preimage, signatures: [signSecret(p.secret, sk)] }) }));
 }
 
-/** Inputs that take HTLC proofs back after the locktime (empty preimage, the maker's signature). */
-export function refundWitness(proofs: StoredProof[], sk: Uint8Array): StoredProof[] {
-  return proofs.map((p) => ({ ...p, dleq: undefined, witness: JSON.stringify({ preimage: '', signatures: [signSecret(p.secret, sk)] }) }));
+/**
+ * Inputs that take HTLC proofs back after the locktime: the maker's signature and an empty
+ * preimage, or with `dummyPreimage` 32 zero bytes (for mints that refuse an empty one; a preimage
+ * that does not match the hash selects the NUT-14 refund path).
+ */
+export function refundWitness(proofs: StoredProof[], sk: Uint8Array, dummyPreimage = false): StoredProof[] {
+  const preimage = dummyPreimage ? '00'.repeat(32) : '';
+  return proofs.map((p) => ({ ...p, dleq: undefined, witness: JSON.stringify({ preimage, signatures: [signSecret(p.secret, sk)] }) }));
 }
 
 /** What a lock must be (the counterparty's, before anything is locked in return). */

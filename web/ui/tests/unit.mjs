@@ -35,6 +35,13 @@ refused(secret(good, 'P2PK'), 'HTLC');
 refused(secret({ ...good, data: 'zz' }), 'data');
 refused('not json', 'JSON');
 
+// a refund witness has an empty preimage, or 32 zero bytes for mints that want one
+const sk = new Uint8Array(32).fill(7);
+const lock = [{ id: '00aa', amount: 8, secret: secret(good), C: '02' + '22'.repeat(32), mint: 'http://m', unit: 'sat' }];
+assert.equal(JSON.parse(c.refundWitness(lock, sk)[0].witness).preimage, '');
+assert.equal(JSON.parse(c.refundWitness(lock, sk, true)[0].witness).preimage, '00'.repeat(32));
+assert.equal(JSON.parse(c.refundWitness(lock, sk, true)[0].witness).signatures.length, 1);
+
 // the lock carries the receiver's redemption fee on top of the agreed amount
 const keys = Object.fromEntries([1, 2, 4, 8, 16, 32, 64, 128].map((a) => [String(a), '02' + '11'.repeat(32)]));
 assert.deepEqual(c.split(13, keys), [1, 4, 8]);

@@ -1,0 +1,98 @@
+//! Which mints the exchange contacts (protocol §10). Offers name sat mints and pools announce
+//! mint URLs; the exchange calls them to verify locks. So that nobody can point it at its own
+//! network (server-side request forgery), it contacts a sat mint only if its operator allows it
+//! (`[exchange].sat_mints`; empty: any), and a mint at a loopback, private or link-local address
+//! only if the operator said so (`[exchange].private_mints`, for a local market).
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use cdk::mint_url::MintUrl;
+
+/// Why a mint at `url` may not be contacted, if it may not: it names no host, or a private
+/// address while `private_ok` is false.
+pub fn address_refusal(url: &str, private_ok: bool) -> Option<String> {
+    let host = match MintUrl::from_str(url).ok().and_then(|m| m.join("").ok()) {
+        Some(u) => u.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase(),
+        None => return Some(format!("{url} is not a mint URL")),
+    };
+    if host.is_empty() {
+        return Some(format!("{url} names no host"));
+    }
+    let private = match IpAddr::from_str(&host) {
+        Ok(ip) => is_private(ip),
+        Err(_) => host == "localhost" || host.ends_with(".localhost"),
+    };
+    (private && !private_ok).then(|| format!("{url} is at a loopback or private address, which this exchange does not contact (its operator can allow it: [exchange].private_mints)"))
+}
+
+/// Why the exchange does not trade at the sat mint `url`, if it does not.
+pub fn sat_mint_refusal(url: &str, allowed: &[String], private_ok: bool) -> Option<String> {
+    if !allowed.is_empty() && !allowed.iter().any(|a| same_mint(a, url)) {
+        return Some(format!("{url} is not a sat mint this exchange trades at ({})", allowed.join(", ")));
+    }
+    address_refusal(url, private_ok)
+}
+
+/// Whether two URLs name the same mint (as cdk normalises them).
+fn same_mint(a: &str, b: &str) -> bool {
+    match (MintUrl::from_str(a), MintUrl::from_str(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a.trim_end_matches('/').eq_ignore_ascii_case(b.trim_end_matches('/')),
+    }
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_are_refused_unless_allowed() {
+        for url in [
+            "http://127.0.0.1:3338",
+            "http://localhost:3338",
+            "http://10.1.2.3",
+            "http://192.168.1.1",
+            "http://172.16.0.1",
+            "http://169.254.169.254/latest",
+            "http://100.64.0.1",
+            "http://0.0.0.0",
+            "http://[::1]:3338",
+            "http://[fd00::1]",
+            "http://[fe80::1]",
+            "http://[::ffff:127.0.0.1]",
+        ] {
+            assert!(address_refusal(url, false).is_some_and(|r| r.contains("private_mints")), "{url}");
+            assert_eq!(address_refusal(url, true), None, "{url}");
+        }
+        for url in ["https://mint.example.com", "https://8.8.8.8", "http://[2001:db8::1]"] {
+            assert_eq!(address_refusal(url, false), None, "{url}");
+        }
+        assert!(address_refusal("not a url", true).is_some());
+    }
+
+    #[test]
+    fn an_allow_list_limits_the_sat_mints() {
+        let allowed = vec!["https://sats.example.com/".to_owned()];
+        assert_eq!(sat_mint_refusal("https://sats.example.com", &allowed, false), None);
+        assert!(sat_mint_refusal("https://evil.example.com", &allowed, false).is_some_and(|r| r.contains("not a sat mint this exchange trades at")));
+        assert_eq!(sat_mint_refusal("https://evil.example.com", &[], false), None);
+        assert!(sat_mint_refusal("http://127.0.0.1:1", &[], false).is_some());
+    }
+}
