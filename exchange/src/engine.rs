@@ -31,6 +31,8 @@ pub(crate) fn now() -> u64 {
 
 /// Offers kept waiting for their market's announcement.
 const MAX_PARKED: usize = 10_000;
+/// Epoch announcements kept while their mint cannot be asked who its pool is.
+const MAX_UNBOUND: usize = 1_000;
 /// How long a started exchange reads stored events before enforcing deadlines.
 const STARTUP_SETTLE: Duration = Duration::from_secs(5);
 /// Refusals remembered for the API.
@@ -109,6 +111,9 @@ pub(crate) struct Inner {
     pub pools: Vec<PublicKey>,
     /// The pool key each mint names (used when `pools` is empty).
     authorities: crate::authority::Authorities,
+    /// When this exchange started (unix seconds): messages dated earlier may have waited on a
+    /// relay while it was down.
+    pub started_at: u64,
 }
 
 /// A running exchange.
@@ -169,6 +174,7 @@ impl Exchange {
             mints: crate::settle::Mints::new(config.private_mints),
             pools,
             authorities: Default::default(),
+            started_at: now(),
         });
         inner.recover().await?;
         let cancel = CancellationToken::new();
@@ -187,6 +193,7 @@ impl Exchange {
         }));
         tasks.push(tokio::spawn(run(inner.clone(), cancel.clone())));
         tasks.push(tokio::spawn(watch_settlements(inner.clone(), cancel.clone())));
+        tasks.push(tokio::spawn(retry_unbound(inner.clone(), cancel.clone())));
         tracing::info!(%addr, pubkey = %inner.info.pubkey, "exchange started");
         Ok(Self { inner, addr, cancel, tasks })
     }
@@ -262,17 +269,20 @@ async fn run(inner: Arc<Inner>, cancel: CancellationToken) {
     }
 }
 
+/// Check again, every 10 s until `cancel`, the epoch announcements whose mint could not say who
+/// its pool is (a task of its own: mints that do not answer hold up nothing else).
+async fn retry_unbound(inner: Arc<Inner>, cancel: CancellationToken) {
+    let inner = &inner;
+    ehash_outbox::rounds::every(tokio::time::Instant::now() + STARTUP_SETTLE, Duration::from_secs(10), cancel, || inner.retry_unbound()).await;
+}
+
 /// Watch the trades being settled until `cancel`: deadlines and mint checks, every
 /// `poll_secs`. The first round waits for the relays' stored events (messages sent while the
 /// exchange was down) before any deadline is enforced.
 async fn watch_settlements(inner: Arc<Inner>, cancel: CancellationToken) {
     let period = Duration::from_secs(inner.config.poll_secs.max(1));
     let inner = &inner;
-    ehash_outbox::rounds::every(tokio::time::Instant::now() + STARTUP_SETTLE, period, cancel, || async move {
-        inner.watch_settlements().await;
-        inner.retry_unbound().await;
-    })
-    .await;
+    ehash_outbox::rounds::every(tokio::time::Instant::now() + STARTUP_SETTLE, period, cancel, || inner.watch_settlements()).await;
 }
 
 impl Inner {
@@ -329,7 +339,7 @@ impl Inner {
                 Err(why) => {
                     tracing::warn!(event = %ev.id, %market, reason = %why, "cannot learn who may announce this market yet; will retry");
                     let mut st = self.state.lock().await;
-                    if st.unbound.len() < MAX_PARKED && !st.unbound.iter().any(|p| p.id == ev.id) {
+                    if st.unbound.len() < MAX_UNBOUND && !st.unbound.iter().any(|p| p.id == ev.id) {
                         st.unbound.push(ev.clone());
                     }
                     return Ok(());
@@ -655,14 +665,18 @@ impl Inner {
         Ok(())
     }
 
-    /// Check again the epoch announcements whose mint could not say who its pool is.
+    /// Check again the epoch announcements whose mint could not say who its pool is, a few at
+    /// a time.
     async fn retry_unbound(&self) {
+        use futures::StreamExt;
         let events = std::mem::take(&mut self.state.lock().await.unbound);
-        for ev in events {
-            if let Err(e) = self.on_epoch(&ev).await {
-                tracing::warn!(event = %ev.id, error = %e, "handling an epoch announcement");
-            }
-        }
+        futures::stream::iter(events)
+            .for_each_concurrent(4, |ev| async move {
+                if let Err(e) = self.on_epoch(&ev).await {
+                    tracing::warn!(event = %ev.id, error = %e, "handling an epoch announcement");
+                }
+            })
+            .await;
     }
 
     /// Periodic work: offers that expired leave the books.

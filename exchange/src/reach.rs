@@ -10,10 +10,14 @@ use std::str::FromStr;
 use cdk::mint_url::MintUrl;
 
 /// Why a mint at `url` may not be contacted, if it may not: it names no host, or a private
-/// address while `private_ok` is false.
+/// address while `private_ok` is false. URLs with a backslash or user information are refused:
+/// HTTP clients disagree on where their host starts.
 pub fn address_refusal(url: &str, private_ok: bool) -> Option<String> {
+    if url.contains('\\') || url.split("://").nth(1).unwrap_or(url).split(['/', '?', '#']).next().unwrap_or("").contains('@') {
+        return Some(format!("{url} carries a backslash or user information"));
+    }
     let host = match MintUrl::from_str(url).ok().and_then(|m| m.join("").ok()) {
-        Some(u) => u.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase(),
+        Some(u) => u.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase(),
         None => return Some(format!("{url} is not a mint URL")),
     };
     if host.is_empty() {
@@ -49,11 +53,24 @@ fn is_private(ip: IpAddr) -> bool {
             v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || (a == 100 && (64..128).contains(&b))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let s = v6.segments();
+            // IPv4 inside IPv6: mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64 64:ff9b::/96
+            // and 6to4 2002:AABB:CCDD::
+            let embedded = if let Some(v4) = v6.to_ipv4_mapped() {
+                Some(v4)
+            } else if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., a, b, c, d] = v6.octets();
+                Some(std::net::Ipv4Addr::new(a, b, c, d))
+            } else if s[0] == 0x2002 {
+                let o = v6.octets();
+                Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5]))
+            } else {
+                None
+            };
+            if let Some(v4) = embedded {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            v6.is_loopback() || v6.is_unspecified() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
         }
     }
 }
@@ -77,6 +94,10 @@ mod tests {
             "http://[fd00::1]",
             "http://[fe80::1]",
             "http://[::ffff:127.0.0.1]",
+            "http://[::127.0.0.1]",
+            "http://[64:ff9b::a00:1]",
+            "http://[2002:c0a8:101::1]",
+            "http://localhost.:3338",
         ] {
             assert!(address_refusal(url, false).is_some_and(|r| r.contains("private_mints")), "{url}");
             assert_eq!(address_refusal(url, true), None, "{url}");
@@ -85,6 +106,10 @@ mod tests {
             assert_eq!(address_refusal(url, false), None, "{url}");
         }
         assert!(address_refusal("not a url", true).is_some());
+        // clients disagree on where the host of these starts: refused whatever the setting
+        for url in ["http://mint.example.com\\@127.0.0.1:3338", "http://user@127.0.0.1:3338", "http://mint.example.com@127.0.0.1:3338/"] {
+            assert!(address_refusal(url, true).is_some_and(|r| r.contains("user information")), "{url}");
+        }
     }
 
     #[test]

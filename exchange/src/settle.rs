@@ -28,6 +28,10 @@ use crate::{Error, Result};
 /// The longest the exchange waits for one answer of a mint.
 pub const MINT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Seconds past a deadline a lock received in time may take to be verified (its checks ask the
+/// mint a few times, each bounded by [`MINT_TIMEOUT`]).
+const VERIFY_SECS: u64 = 3 * MINT_TIMEOUT.as_secs();
+
 /// `f`, or an error naming the mint if it takes longer than [`MINT_TIMEOUT`].
 async fn bounded<T>(url: &str, f: impl std::future::Future<Output = T>) -> std::result::Result<T, String> {
     tokio::time::timeout(MINT_TIMEOUT, f).await.map_err(|_| format!("the mint {url} did not answer within {} s", MINT_TIMEOUT.as_secs()))
@@ -109,12 +113,22 @@ impl Inner {
                     }
                     return Ok(());
                 }
-                // Timely if sent in time: judged by the earlier of its date and its arrival,
-                // so copies read after an exchange restart still count.
-                if ev.created_at.as_secs().min(now()) > deadline + self.config.grace_secs {
+                // Timely if it reached the exchange in time: its date is the sender's to choose.
+                // Only a message dated before this exchange started (read from a relay after a
+                // restart) is judged by its date, the one evidence there is.
+                let sent = ev.created_at.as_secs();
+                let at = if sent < self.started_at { sent } else { now() };
+                if at > deadline + self.config.grace_secs {
                     tracing::info!(trade = %t.id, "a lock arrived after its deadline");
                     return Ok(());
                 }
+                // written down as received in time before the mint is asked: the deadline round
+                // waits for its check instead of blaming its sender
+                let mut live = live;
+                live.s.unverified.retain(|(s, _)| *s != from_seller);
+                live.s.unverified.push((from_seller, token.clone()));
+                self.store.save_settlement(&msg.trade, &live.s).await?;
+                st.trades.insert(msg.trade.clone(), live);
                 drop(st);
                 self.verify(&msg.trade, which, token).await
             }
@@ -239,6 +253,13 @@ impl Inner {
                         live.trade.state = TradeState::SatsLocked;
                     }
                 }
+                // the lock the exchange judged goes to the other party too: a sender who gave it
+                // a different lock (or none) cannot make it miss its deadline and take the blame
+                let other = if from_seller { live.trade.buyer().pubkey } else { live.trade.seller().pubkey };
+                let copy = Message::new(id.to_owned(), Body::Lock { token })
+                    .to_event(&self.keys, &other, live.trade.times.ehash_locktime + 86_400)
+                    .map_err(|e| Error::Remote(e.to_string()))?;
+                self.outbox.queue(&copy).await?;
                 self.publish(&mut live).await?;
                 st.trades.insert(id.to_owned(), live);
                 Ok(())
@@ -290,7 +311,14 @@ impl Inner {
             };
             let (LockStatus::Locked, Some(proofs), Some(hash)) = (status, proofs, seen.trade.hash.clone()) else { continue };
             let proofs: Proofs = serde_json::from_str(proofs).map_err(|e| Error::Database(e.to_string()))?;
-            let client = self.mints.get(&url).await?;
+            let client = match self.mints.get(&url).await {
+                Ok(c) => c,
+                Err(e) => {
+                    // the deadlines below are judged all the same
+                    tracing::warn!(trade = %id, mint = %url, error = %e, "cannot ask the mint about a lock");
+                    continue;
+                }
+            };
             match bounded(&url, htlc::check_states(client.as_ref(), &proofs)).await.and_then(|r| r) {
                 Ok(states) => spends.push((which, htlc::spend_of(&states, &hash))),
                 Err(e) => tracing::debug!(trade = %id, mint = %url, error = %e, "NUT-07 check failed; will retry"),
@@ -308,18 +336,24 @@ impl Inner {
         let unverified = |seller: bool| live.s.unverified.iter().any(|(s, _)| *s == seller);
         // deadlines
         match live.trade.state {
+            // a lock received in time is given the time its check may take before the trade ends
+            // without blame
             TradeState::Matched if n > live.trade.times.seller_lock_by + grace => {
-                return if unverified(true) {
+                return if !unverified(true) {
+                    self.fail(&mut st, id, Blame::Seller, "the seller did not lock by the deadline".into()).await
+                } else if n > live.trade.times.seller_lock_by + grace + VERIFY_SECS {
                     self.fail(&mut st, id, Blame::None, "the seller's lock could not be verified by its deadline (the pool mint was unreachable)".into()).await
                 } else {
-                    self.fail(&mut st, id, Blame::Seller, "the seller did not lock by the deadline".into()).await
+                    Ok(())
                 };
             }
             TradeState::EhashLocked if n > live.trade.times.buyer_lock_by + grace => {
-                return if unverified(false) {
+                return if !unverified(false) {
+                    self.fail(&mut st, id, Blame::Buyer, "the buyer did not lock by the deadline".into()).await
+                } else if n > live.trade.times.buyer_lock_by + grace + VERIFY_SECS {
                     self.fail(&mut st, id, Blame::None, "the buyer's lock could not be verified by its deadline (the sat mint was unreachable)".into()).await
                 } else {
-                    self.fail(&mut st, id, Blame::Buyer, "the buyer did not lock by the deadline".into()).await
+                    Ok(())
                 };
             }
             _ => {}

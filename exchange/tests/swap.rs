@@ -298,17 +298,29 @@ impl Rogue {
 
     /// Send `body` to the counterparty and the exchange.
     async fn send(&self, ex: &Exchange, trade: &Trade, to: PublicKey, body: Body) {
-        let msg = Message::new(trade.id.clone(), body);
         for r in [to, PublicKey::parse(&ex.info().pubkey).unwrap()] {
-            let ev = msg.to_event(&self.keys, &r, now() + 86_400).unwrap();
-            self.client.send_event(&ev).await.unwrap();
+            self.send_to(trade, r, body.clone()).await;
         }
+    }
+
+    /// Send `body` to `to` only.
+    async fn send_to(&self, trade: &Trade, to: PublicKey, body: Body) {
+        let ev = Message::new(trade.id.clone(), body).to_event(&self.keys, &to, now() + 86_400).unwrap();
+        self.client.send_event(&ev).await.unwrap();
     }
 }
 
 impl Rogue {
-    /// A correct seller's lock for `trade`; returns the preimage.
+    /// A correct seller's lock for `trade`, sent to the buyer and the exchange; returns the
+    /// preimage.
     async fn lock(&self, ex: &Exchange, trade: &Trade) -> String {
+        let (preimage, token) = self.make_lock(trade).await;
+        self.send(ex, trade, trade.buyer().pubkey, Body::Lock { token }).await;
+        preimage
+    }
+
+    /// A correct seller's lock for `trade`, not sent: (preimage, token).
+    async fn make_lock(&self, trade: &Trade) -> (String, String) {
         let preimage = htlc::new_preimage();
         let hash = htlc::hash_of(&preimage).unwrap();
         let w = self.wallet.wallet_at(&trade.mint_url, &trade.unit).await.unwrap();
@@ -316,9 +328,8 @@ impl Rogue {
         let swap = durable::prepare_lock(&w, &[9; 64], trade.amount, &cond).await.unwrap();
         let locked = durable::finish(&w, &swap, durable::execute(&w, &swap).await.unwrap()).await.unwrap();
         let token = Token::new(w.mint_url.clone(), locked, None, w.unit.clone()).to_string();
-        self.send(ex, trade, trade.buyer().pubkey, Body::Lock { token: token.clone() }).await;
-        *self.my_lock.lock().unwrap() = Some(token);
-        preimage
+        *self.my_lock.lock().unwrap() = Some(token.clone());
+        (preimage, token)
     }
 
     /// The counterparty's lock token, read from its message to us.
@@ -369,10 +380,15 @@ struct RogueSale {
 
 impl RogueSale {
     async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, exchange_config).await
+    }
+
+    /// [`RogueSale::start`] with the exchange's settings from `config`.
+    async fn start_with(dir: &Path, config: impl FnOnce(&Market) -> Config) -> Self {
         let mut m = Market::start(dir, SAT_FEE_PPK).await;
         let front = Front::start(&m.sat_url).await;
         m.sat_url = front.url();
-        let ex = Exchange::start(exchange_config(&m)).await.unwrap();
+        let ex = Exchange::start(config(&m)).await.unwrap();
         let buyer = Party::new(&dir.join("buyer"), &m, &ex, 2).await;
         let mut rogue = Rogue::new(&dir.join("rogue"), &m).await;
         let unit = m.earn(&rogue.wallet, 2).await;
@@ -817,6 +833,52 @@ async fn a_sat_mint_that_never_answers_stalls_only_its_own_trade() {
     let failed = t.iter().find(|t| t.state == TradeState::Failed).unwrap();
     assert_eq!(parse_trade(failed).sat_mint, tarpit.url(), "{failed:?}");
     assert_eq!(failed.blame.as_deref(), Some("none"), "{:?}", failed.reason);
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_arrives_late_is_late_whatever_date_its_sender_gives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // a short lock window, and deadlines enforced only once a minute: the lock below is judged
+    // when it arrives, not by the deadline round
+    let RogueSale { m, ex, rogue, market, trade, buyer: _buyer, front: _front, .. } =
+        RogueSale::start_with(dir.path(), |m| Config { poll_secs: 60, ..m.exchange_config(LOT, 4, 15, 10) }).await;
+    // the rogue seller locks after its deadline (and the grace) and dates its message before it
+    while now() <= trade.times.seller_lock_by + 2 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, token) = rogue.make_lock(&trade).await;
+    let ev = Message::new(trade.id.clone(), Body::Lock { token }).to_event(&rogue.keys, &PublicKey::parse(&ex.info().pubkey).unwrap(), now() + 86_400).unwrap();
+    let backdated = EventBuilder::new(ev.kind, ev.content.clone())
+        .tags(ev.tags.clone().to_vec())
+        .custom_created_at(Timestamp::from_secs(trade.times.seller_lock_by - 1))
+        .finalize(&rogue.keys)
+        .unwrap();
+    ex_handle(&ex, &backdated).await;
+    assert_eq!(trades(&ex, &market).await[0].state, TradeState::Matched, "the late lock does not count");
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_who_shows_the_buyer_another_lock_than_the_exchange_cannot_make_the_buyer_miss_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let RogueSale { m, ex, buyer, rogue, unit, market, trade, front: _front } = RogueSale::start(dir.path()).await;
+    // the rogue seller equivocates: a valid lock to the exchange, garbage to the buyer
+    let (preimage, token) = rogue.make_lock(&trade).await;
+    rogue.send_to(&trade, trade.buyer().pubkey, Body::Lock { token: "cashuBnot-a-lock".into() }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rogue.send_to(&trade, PublicKey::parse(&ex.info().pubkey).unwrap(), Body::Lock { token }).await;
+    // the buyer locks against the lock the exchange verified, which the exchange passed on
+    let t = wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
+    assert_eq!(t[0].blame, None);
+    let theirs = rogue.their_lock().await;
+    assert_eq!(rogue.spend(&m.sat_url, "sat", &theirs, Some(&preimage)).await.unwrap(), 20);
+    let bt = buyer.wait_trades(1, 60).await;
+    assert_eq!(bt[0].step, Step::Settled, "{:?}", bt[0].note);
+    assert_eq!(buyer.ehash(&m, &unit).await, 8);
+    wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::Settled).await;
     ex.shutdown().await;
     m.shutdown().await;
 }

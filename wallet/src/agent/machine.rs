@@ -148,6 +148,52 @@ impl Agent {
         Ok(Next::Continue)
     }
 
+    /// Prepare my lock (its inputs reserved in the wallet) and write it into the trade as
+    /// `Locking` (with the seller's `secret`: preimage and hash), in a task of its own: a step
+    /// given up in between must not leave inputs reserved that no trade names.
+    async fn prepare_and_record(
+        &self,
+        t: &mut TradeRecord,
+        w: Wallet,
+        net: u64,
+        cond: cdk::nuts::SpendingConditions,
+        secret: Option<(String, String)>,
+    ) -> Result<std::result::Result<(), SwapError>> {
+        let (agent, mut rec, seed) = (self.clone(), t.clone(), *self.inner.wallet.seed());
+        let task = tokio::spawn(async move {
+            match durable::prepare_lock(&w, &seed, net, &cond).await {
+                Ok(swap) => {
+                    if let Some((preimage, hash)) = secret {
+                        rec.preimage = Some(preimage);
+                        rec.hash = Some(hash);
+                    }
+                    rec.pending = Some(swap);
+                    rec.step = Step::Locking;
+                    agent.save(&mut rec).await.map(|()| Ok(rec))
+                }
+                Err(e) => Ok(Err(e)),
+            }
+        });
+        match task.await.map_err(|e| Error::Database(format!("preparing a lock: {e}")))?? {
+            Ok(rec) => {
+                *t = rec;
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// The counterparty's lock does not verify: remember why and drop it, so the lock the
+    /// exchange verified (sent by the exchange) can take its place; the deadline decides.
+    async fn bad_lock(&self, t: &mut TradeRecord, why: String) -> Result<Next> {
+        tracing::warn!(trade = %t.id, reason = %why, "the counterparty's lock is not acceptable; waiting for the exchange's copy until the deadline");
+        t.bad_lock = Some(why.clone());
+        t.note = Some(format!("the counterparty's lock is not acceptable: {why}"));
+        t.their_token = None;
+        self.save(t).await?;
+        Ok(Next::Wait)
+    }
+
     /// A mint gave no definite answer (unreachable, rate-limited, a server error): try again
     /// after a wait that grows with each failure.
     fn later(&self, t: &TradeRecord, what: &str, e: &dyn std::fmt::Display) -> Next {
@@ -205,15 +251,8 @@ impl Agent {
         let me = self.my_lock_key(t).await?;
         let cond = htlc::conditions(&hash, t.terms.times.ehash_locktime, them, me)?;
         let w = self.my_wallet(t).await?;
-        match durable::prepare_lock(&w, self.inner.wallet.seed(), t.terms.amount, &cond).await {
-            Ok(swap) => {
-                t.preimage = Some(preimage);
-                t.hash = Some(hash);
-                t.pending = Some(swap);
-                t.step = Step::Locking;
-                self.save(t).await?;
-                Ok(Next::Continue)
-            }
+        match self.prepare_and_record(t, w, t.terms.amount, cond, Some((preimage, hash))).await? {
+            Ok(()) => Ok(Next::Continue),
             Err(SwapError::Refused(why)) => self.fail(t, format!("cannot lock the ehash: {why}"), true).await,
             Err(e) => Ok(self.later(t, "preparing the ehash lock", &e)),
         }
@@ -224,33 +263,39 @@ impl Agent {
             return self.fail(t, format!("the seller aborted before anything was locked: {r}"), false).await;
         }
         let Some(token) = t.their_token.clone() else {
-            // only once the relays' stored messages are read: after a restart the lock may be there
-            if now() > t.terms.times.seller_lock_by + self.inner.config.grace_secs && self.caught_up() {
-                return self.fail(t, "the seller did not lock by its deadline".into(), false).await;
+            // judged only once the relays' stored messages are read (after a restart the lock may
+            // be there), or once no lock could help any more
+            let n = now();
+            if n > t.terms.times.seller_lock_by + self.inner.config.grace_secs && (self.caught_up() || n + self.inner.config.lock_guard_secs >= t.terms.times.buyer_lock_by) {
+                return match t.bad_lock.clone() {
+                    Some(why) => self.fail(t, format!("the seller's lock is not acceptable: {why}"), true).await,
+                    None => self.fail(t, "the seller did not lock by its deadline".into(), false).await,
+                };
             }
             return Ok(Next::Wait);
         };
         if now() + self.inner.config.lock_guard_secs >= t.terms.times.buyer_lock_by {
             return self.fail(t, "the seller's lock came too late for the buyer to lock before its deadline".into(), true).await;
         }
+        // lock only against the lock the exchange judged (its trade event names the hash): one
+        // the seller showed only us would leave our lock unmatched there, and the blame with us
+        let Some(judged) = t.judged_hash.clone() else { return Ok(Next::Wait) };
         let lock = match self.verify_theirs(t, &token).await? {
             Ok(l) => l,
-            Err(e) if e.is_fault() => return self.fail(t, format!("the seller's lock is not acceptable: {e}"), true).await,
+            Err(e) if e.is_fault() => return self.bad_lock(t, e.to_string()).await,
             Err(e) => return Ok(self.later(t, "cannot check the seller's lock yet", &e)),
         };
+        if !judged.eq_ignore_ascii_case(&lock.hash) {
+            return self.bad_lock(t, "hash: not the lock the exchange verified".into()).await;
+        }
         let them = self.counterparty_lock_key(t)?;
         let me = self.my_lock_key(t).await?;
         let cond = htlc::conditions(&lock.hash, t.terms.times.sats_locktime, them, me)?;
         t.hash = Some(lock.hash.clone());
         t.their_lock = Some(Lock { token, proofs: lock.proofs });
         let mine = self.my_wallet(t).await?;
-        match durable::prepare_lock(&mine, self.inner.wallet.seed(), t.terms.sats, &cond).await {
-            Ok(swap) => {
-                t.pending = Some(swap);
-                t.step = Step::Locking;
-                self.save(t).await?;
-                Ok(Next::Continue)
-            }
+        match self.prepare_and_record(t, mine, t.terms.sats, cond, None).await? {
+            Ok(()) => Ok(Next::Continue),
             Err(SwapError::Refused(why)) => self.fail(t, format!("cannot lock the sats: {why}"), true).await,
             Err(e) => {
                 self.save(t).await?;
@@ -293,9 +338,14 @@ impl Agent {
             return self.give_up(t, format!("the buyer aborted: {r}"), false).await;
         }
         let Some(token) = t.their_token.clone() else {
-            // only once the relays' stored messages are read: after a restart the lock may be there
-            if now() > t.terms.times.buyer_lock_by + self.inner.config.grace_secs && self.caught_up() {
-                return self.give_up(t, "the buyer did not lock by its deadline".into(), false).await;
+            // judged only once the relays' stored messages are read (after a restart the lock may
+            // be there), or once it is too late to claim anyway
+            let n = now();
+            if n > t.terms.times.buyer_lock_by + self.inner.config.grace_secs && (self.caught_up() || n + self.inner.config.claim_guard_secs >= t.terms.times.sats_locktime) {
+                return match t.bad_lock.clone() {
+                    Some(why) => self.give_up(t, format!("the buyer's lock is not acceptable: {why}"), true).await,
+                    None => self.give_up(t, "the buyer did not lock by its deadline".into(), false).await,
+                };
             }
             return Ok(Next::Wait);
         };
@@ -305,7 +355,7 @@ impl Agent {
         let w = self.their_wallet(t).await?;
         let lock = match self.verify_theirs(t, &token).await? {
             Ok(l) => l,
-            Err(e) if e.is_fault() => return self.give_up(t, format!("the buyer's lock is not acceptable: {e}"), true).await,
+            Err(e) if e.is_fault() => return self.bad_lock(t, e.to_string()).await,
             Err(e) => return Ok(self.later(t, "cannot check the buyer's lock yet", &e)),
         };
         let preimage = t.preimage.clone().ok_or_else(|| Error::Database(format!("trade {}: the seller lost its preimage", t.id)))?;

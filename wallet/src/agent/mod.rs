@@ -499,8 +499,10 @@ impl Agent {
             }
             // trades move on a ticker of their own, and each event is handled in a task of its
             // own (trades are locked one by one): a mint that stalls one trade holds up no other
+            // the ticker stops with the run, also when the relay events end
+            let stop = cancel.child_token();
             let ticker = {
-                let (agent, cancel) = (agent.clone(), cancel.clone());
+                let (agent, cancel) = (agent.clone(), stop.clone());
                 tokio::spawn(async move {
                     let agent = &agent;
                     ehash_outbox::rounds::every(tokio::time::Instant::now(), Duration::from_millis(500), cancel, || agent.tick()).await;
@@ -523,6 +525,7 @@ impl Agent {
                     },
                 }
             }
+            stop.cancel();
             let _ = ticker.await;
             let _ = delivery.await;
         })
@@ -644,11 +647,33 @@ impl Agent {
         };
         let _guard = self.trade_lock(&trade.id).await;
         if let Some(mut t) = self.inner.store.trade(&trade.id).await? {
+            let mut changed = false;
+            if t.judged_hash.is_none()
+                && let Some(h) = &trade.hash
+            {
+                t.judged_hash = Some(h.clone());
+                changed = true;
+            }
             if t.role == Side::Buy
                 && t.preimage.is_none()
                 && let Some(p) = &trade.preimage
             {
                 t.preimage_hint = Some(p.clone());
+                changed = true;
+            }
+            if trade.state == TradeState::Failed && t.step == Step::Matched {
+                // nothing of mine is locked, and the exchange does not go on with the trade
+                let why = match &t.bad_lock {
+                    Some(b) => format!("the counterparty's lock is not acceptable: {b}"),
+                    None => format!("the exchange ended the trade: {}", trade.reason.as_deref().unwrap_or("no reason given")),
+                };
+                tracing::info!(trade = %t.id, reason = %why, "trade failed");
+                t.step = Step::Failed;
+                t.note = Some(why);
+                t.pending = None;
+                changed = true;
+            }
+            if changed {
                 self.save_and_step(&mut t).await?;
             }
             return Ok(());
@@ -683,8 +708,12 @@ impl Agent {
             pending: None,
             note: None,
             updated_at: now(),
+            bad_lock: None,
+            judged_hash: trade.hash.clone(),
             refund_preimage: false,
         };
+        // one new trade of an offer at a time: two checked at once could overfill it
+        let _offer_guard = self.trade_lock(&format!("offer:{}", offer.d)).await;
         let problem = self.check_trade(&offer, role, &trade).await?;
         match problem {
             Some(why) => {
@@ -782,7 +811,11 @@ impl Agent {
 
     /// Record what a counterparty's message says; `true` if the trade changed.
     async fn apply_message(&self, t: &mut TradeRecord, ev: &Event) -> Result<bool> {
-        if ev.pubkey.to_hex() != t.terms.counterparty {
+        // the counterparty's messages, and the exchange's copy of a lock it verified (a sender
+        // cannot show the exchange one lock and us another, or none); every lock is verified
+        // here before anything depends on it
+        let from_exchange = ev.pubkey == self.inner.exchange_key;
+        if ev.pubkey.to_hex() != t.terms.counterparty && !from_exchange {
             return Ok(false);
         }
         let offer = self.inner.store.offer(&t.offer_d).await?.ok_or_else(|| Error::Database(format!("trade {} names an unknown offer", t.id)))?;
@@ -792,7 +825,12 @@ impl Agent {
             return Ok(false);
         }
         match msg.body {
-            Body::Lock { token } if t.their_token.is_none() => t.their_token = Some(token),
+            // the exchange's copy replaces another lock until one is used (verified and
+            // answered or claimed)
+            Body::Lock { token } if t.their_lock.is_none() && (t.their_token.is_none() || (from_exchange && t.their_token.as_deref() != Some(token.as_str()))) => {
+                t.their_token = Some(token)
+            }
+            _ if from_exchange => return Ok(false),
             Body::Preimage { preimage } if t.preimage.is_none() => t.preimage_hint = Some(preimage),
             Body::Abort { reason } if t.their_abort.is_none() => t.their_abort = Some(reason),
             _ => return Ok(false),

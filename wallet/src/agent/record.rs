@@ -157,6 +157,15 @@ pub struct TradeRecord {
     pub note: Option<String>,
     /// Last change (unix seconds).
     pub updated_at: u64,
+    /// Why the counterparty's last lock did not verify. Not final before its deadline: the
+    /// exchange sends the lock it verified, which may differ (a sender can show it one lock and
+    /// us another).
+    #[serde(default)]
+    pub bad_lock: Option<String>,
+    /// The hash of the seller's lock as the exchange judged it (from its trade event): a buyer
+    /// locks only against that one.
+    #[serde(default)]
+    pub judged_hash: Option<String>,
     /// Whether my refund's witness carries a dummy 32-byte preimage instead of an empty one
     /// (tried after a mint refused the empty one: nutshell before 0.19 wants one).
     #[serde(default)]
