@@ -217,10 +217,12 @@ impl Inner {
         }
         let url = if from_seller { live.trade.mint_url.clone() } else { live.trade.sat_mint.clone() };
         let outcome = match bounded(&url, self.terms(keyset.as_ref(), &live, which)).await {
-            Ok(Ok(terms)) => {
-                let client = self.mints.get(&url).await?;
-                bounded(&url, htlc::observe_lock(&token, &terms, client.as_ref())).await.unwrap_or_else(|e| Err(LockError::Unreachable(e)))
-            }
+            // a mint that may not be asked is one that cannot be: no early return, so the
+            // deadline round still judges the trade
+            Ok(Ok(terms)) => match self.mints.get(&url).await {
+                Ok(client) => bounded(&url, htlc::observe_lock(&token, &terms, client.as_ref())).await.unwrap_or_else(|e| Err(LockError::Unreachable(e))),
+                Err(e) => Err(LockError::Unreachable(e.to_string())),
+            },
             Ok(Err(e)) => Err(LockError::Unreachable(e.to_string())),
             Err(e) => Err(LockError::Unreachable(e)),
         };
