@@ -33,8 +33,57 @@ pub(crate) fn now() -> u64 {
 const MAX_PARKED: usize = 10_000;
 /// Epoch announcements kept while their mint cannot be asked who its pool is.
 const MAX_UNBOUND: usize = 1_000;
-/// How long a started exchange reads stored events before enforcing deadlines.
-const STARTUP_SETTLE: Duration = Duration::from_secs(5);
+/// When the first check of unbound epoch announcements runs after the start.
+const FIRST_UNBOUND_RETRY: Duration = Duration::from_secs(5);
+/// How long after catching up with the relays the messages read are taken as handled (each is
+/// handled in a task of its own).
+const CATCH_UP_SETTLE: Duration = Duration::from_secs(2);
+
+/// How far the exchange has read the relays. Deadlines are judged only while it is caught up,
+/// and a message's own date is believed only for messages that may have waited on a relay while
+/// the exchange could not read it.
+#[derive(Debug)]
+pub(crate) struct Reading {
+    /// Since when the relays' stored events are read (`None`: behind, while starting or while
+    /// no relay is connected).
+    caught_up_at: Option<std::time::Instant>,
+    /// When it last stopped reading (unix seconds; 0 at the start: unknown).
+    behind_since: u64,
+    /// When it last caught up (unix seconds).
+    back_at: u64,
+}
+
+impl Reading {
+    fn new(now: u64) -> Self {
+        Self { caught_up_at: None, behind_since: 0, back_at: now }
+    }
+
+    /// Whether deadlines may be judged: caught up, and what was read handled.
+    pub(crate) fn caught_up(&self) -> bool {
+        self.caught_up_at.is_some_and(|at| at.elapsed() >= CATCH_UP_SETTLE)
+    }
+
+    /// The time a message dated `sent` counts as received: its arrival (`now`), except for one
+    /// read while the exchange is behind, or dated before it last caught up, which may have
+    /// waited on a relay: its date, but never before the exchange stopped reading nor after now.
+    pub(crate) fn received(&self, sent: u64, now: u64) -> u64 {
+        if self.caught_up_at.is_none() || sent < self.back_at { sent.max(self.behind_since).min(now) } else { now }
+    }
+
+    fn set(&mut self, caught_up: bool) {
+        match (caught_up, self.caught_up_at.is_some()) {
+            (true, false) => {
+                self.caught_up_at = Some(std::time::Instant::now());
+                self.back_at = now();
+            }
+            (false, true) => {
+                self.caught_up_at = None;
+                self.behind_since = now();
+            }
+            _ => {}
+        }
+    }
+}
 /// Refusals remembered for the API.
 const MAX_REFUSALS: usize = 1_000;
 
@@ -111,9 +160,8 @@ pub(crate) struct Inner {
     pub pools: Vec<PublicKey>,
     /// The pool key each mint names (used when `pools` is empty).
     authorities: crate::authority::Authorities,
-    /// When this exchange started (unix seconds): messages dated earlier may have waited on a
-    /// relay while it was down.
-    pub started_at: u64,
+    /// How far the relays are read.
+    pub reading: std::sync::Mutex<Reading>,
 }
 
 /// A running exchange.
@@ -174,7 +222,7 @@ impl Exchange {
             mints: crate::settle::Mints::new(config.private_mints),
             pools,
             authorities: Default::default(),
-            started_at: now(),
+            reading: std::sync::Mutex::new(Reading::new(now())),
         });
         inner.recover().await?;
         let cancel = CancellationToken::new();
@@ -242,7 +290,20 @@ async fn run(inner: Arc<Inner>, cancel: CancellationToken) {
         Filter::new().kind(Kind::EventDeletion).custom_tag(SingleLetterTag::from_char('k').expect("k is a single-letter tag"), KIND_OFFER.to_string()),
         Filter::new().kind(Kind::Custom(KIND_SETTLEMENT)).pubkey(me),
     ];
-    let (_watcher, mut events) = watch(inner.config.relays.clone(), filters, Duration::from_secs(15), cancel.clone());
+    let (watcher, mut events) = watch(inner.config.relays.clone(), filters, Duration::from_secs(15), cancel.clone());
+    {
+        // caught up or behind, as it changes (a relay outage makes it behind again)
+        let (inner, mut changes) = (inner.clone(), watcher.caught_up_changes());
+        tokio::spawn(async move {
+            loop {
+                let now_caught_up = *changes.borrow_and_update();
+                inner.reading().set(now_caught_up);
+                if changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let period = Duration::from_secs(inner.config.poll_secs.max(1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -273,19 +334,23 @@ async fn run(inner: Arc<Inner>, cancel: CancellationToken) {
 /// its pool is (a task of its own: mints that do not answer hold up nothing else).
 async fn retry_unbound(inner: Arc<Inner>, cancel: CancellationToken) {
     let inner = &inner;
-    ehash_outbox::rounds::every(tokio::time::Instant::now() + STARTUP_SETTLE, Duration::from_secs(10), cancel, || inner.retry_unbound()).await;
+    ehash_outbox::rounds::every(tokio::time::Instant::now() + FIRST_UNBOUND_RETRY, Duration::from_secs(10), cancel, || inner.retry_unbound()).await;
 }
 
 /// Watch the trades being settled until `cancel`: deadlines and mint checks, every
-/// `poll_secs`. The first round waits for the relays' stored events (messages sent while the
-/// exchange was down) before any deadline is enforced.
+/// `poll_secs`. Deadlines are enforced only while the relays are read (see [`Reading`]).
 async fn watch_settlements(inner: Arc<Inner>, cancel: CancellationToken) {
     let period = Duration::from_secs(inner.config.poll_secs.max(1));
     let inner = &inner;
-    ehash_outbox::rounds::every(tokio::time::Instant::now() + STARTUP_SETTLE, period, cancel, || inner.watch_settlements()).await;
+    ehash_outbox::rounds::every(tokio::time::Instant::now(), period, cancel, || inner.watch_settlements()).await;
 }
 
 impl Inner {
+    /// How far the relays are read.
+    pub(crate) fn reading(&self) -> std::sync::MutexGuard<'_, Reading> {
+        self.reading.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Handle one event from the relays.
     pub(crate) async fn handle(&self, ev: Event) {
         let r = match ev.kind.as_u16() {

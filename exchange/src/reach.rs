@@ -30,6 +30,35 @@ pub fn address_refusal(url: &str, private_ok: bool) -> Option<String> {
     (private && !private_ok).then(|| format!("{url} is at a loopback or private address, which this exchange does not contact (its operator can allow it: [exchange].private_mints)"))
 }
 
+/// Longest wait for a mint's name to resolve.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`address_refusal`], and for a mint named by a host name, why it may not be contacted
+/// because the name resolves to a loopback or private address (a public-looking name can point
+/// anywhere). A name that does not resolve is not refused here: contacting it fails anyway.
+pub async fn resolved_refusal(url: &str, private_ok: bool) -> Option<String> {
+    if let Some(why) = address_refusal(url, private_ok) {
+        return Some(why);
+    }
+    if private_ok {
+        return None;
+    }
+    let u = MintUrl::from_str(url).ok()?.join("").ok()?;
+    let host = u.host_str()?.to_owned();
+    if IpAddr::from_str(host.trim_start_matches('[').trim_end_matches(']')).is_ok() {
+        return None;
+    }
+    let port = u.port_or_known_default().unwrap_or(443);
+    let addrs = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await.ok()?.ok()?;
+    let private: Vec<String> = addrs.map(|a| a.ip()).filter(|ip| is_private(*ip)).map(|ip| ip.to_string()).collect();
+    (!private.is_empty()).then(|| {
+        format!(
+            "{url}: {host} resolves to a loopback or private address ({}), which this exchange does not contact (its operator can allow it: [exchange].private_mints)",
+            private.join(", ")
+        )
+    })
+}
+
 /// Why the exchange does not trade at the sat mint `url`, if it does not.
 pub fn sat_mint_refusal(url: &str, allowed: &[String], private_ok: bool) -> Option<String> {
     if !allowed.is_empty() && !allowed.iter().any(|a| same_mint(a, url)) {
@@ -110,6 +139,27 @@ mod tests {
         for url in ["http://mint.example.com\\@127.0.0.1:3338", "http://user@127.0.0.1:3338", "http://mint.example.com@127.0.0.1:3338/"] {
             assert!(address_refusal(url, true).is_some_and(|r| r.contains("user information")), "{url}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_a_private_address_is_refused_unless_allowed() {
+        // every machine resolves its own name (here through /etc/hosts), most often to loopback
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned();
+        let resolved: Vec<IpAddr> = match tokio::net::lookup_host((name.as_str(), 80)).await {
+            Ok(a) => a.map(|a| a.ip()).collect(),
+            Err(_) => vec![],
+        };
+        if name.is_empty() || !resolved.iter().any(|ip| is_private(*ip)) {
+            eprintln!("skipped: this machine's name {name:?} does not resolve to a private address ({resolved:?})");
+            return;
+        }
+        let url = format!("http://{name}:3338");
+        assert_eq!(address_refusal(&url, false), None, "the name alone says nothing");
+        let why = resolved_refusal(&url, false).await.expect("refused once resolved");
+        assert!(why.contains("resolves to") && why.contains("private_mints"), "{why}");
+        assert_eq!(resolved_refusal(&url, true).await, None);
+        assert_eq!(resolved_refusal("http://mint.invalid:3338", false).await, None, "no answer, no refusal");
+        assert!(resolved_refusal("http://127.0.0.1:3338", false).await.is_some());
     }
 
     #[test]

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use cdk::mint_url::MintUrl;
 use cdk::nuts::{CurrencyUnit, KeySet, Proofs};
-use cdk::wallet::{HttpClient, MintConnector};
+use cdk::wallet::MintConnector;
 use ehash_protocol::events::settlement::{Body, Message};
 use ehash_protocol::events::{Blame, LockStatus, TradeState};
 use ehash_protocol::market::lock_key;
 use ehash_wallet::htlc::{self, LockError, LockTerms, Spend};
+use ehash_wallet::transport::{self, MintClient};
 use nostr_sdk::prelude::*;
 use tokio::sync::Mutex;
 
@@ -39,7 +40,7 @@ async fn bounded<T>(url: &str, f: impl std::future::Future<Output = T>) -> std::
 
 /// HTTP clients of the mints the exchange watches.
 pub struct Mints {
-    clients: Mutex<HashMap<String, Arc<HttpClient>>>,
+    clients: Mutex<HashMap<String, Arc<MintClient>>>,
     private_ok: bool,
 }
 
@@ -49,9 +50,10 @@ impl Mints {
         Self { clients: Mutex::new(HashMap::new()), private_ok }
     }
 
-    async fn get(&self, url: &str) -> Result<Arc<HttpClient>> {
+    async fn get(&self, url: &str) -> Result<Arc<MintClient>> {
         // booked offers were checked; this guards every other way a URL could get here
-        if let Some(why) = crate::reach::address_refusal(url, self.private_ok) {
+        // (names resolved each time: what a name points at can change)
+        if let Some(why) = crate::reach::resolved_refusal(url, self.private_ok).await {
             return Err(Error::Remote(why));
         }
         let mut c = self.clients.lock().await;
@@ -59,7 +61,8 @@ impl Mints {
             return Ok(h.clone());
         }
         let mint = MintUrl::from_str(url).map_err(|e| Error::Remote(format!("mint URL {url}: {e}")))?;
-        let h = Arc::new(HttpClient::new(mint, None));
+        // bounded in time and size, and honouring Retry-After
+        let h = Arc::new(transport::client(mint));
         c.insert(url.to_owned(), h.clone());
         Ok(h)
     }
@@ -114,10 +117,9 @@ impl Inner {
                     return Ok(());
                 }
                 // Timely if it reached the exchange in time: its date is the sender's to choose.
-                // Only a message dated before this exchange started (read from a relay after a
-                // restart) is judged by its date, the one evidence there is.
-                let sent = ev.created_at.as_secs();
-                let at = if sent < self.started_at { sent } else { now() };
+                // Only a message dated while this exchange could not read the relays (read after
+                // a restart or an outage) is judged by its date, the one evidence there is.
+                let at = self.reading().received(ev.created_at.as_secs(), now());
                 if at > deadline + self.config.grace_secs {
                     tracing::info!(trade = %t.id, "a lock arrived after its deadline");
                     return Ok(());
@@ -336,8 +338,11 @@ impl Inner {
         let n = now();
         let grace = self.config.grace_secs;
         let unverified = |seller: bool| live.s.unverified.iter().any(|(s, _)| *s == seller);
-        // deadlines
+        // deadlines, judged only while the relays are read: a lock sent while the exchange
+        // could not read them may be waiting there
+        let judge = self.reading().caught_up();
         match live.trade.state {
+            TradeState::Matched | TradeState::EhashLocked if !judge => {}
             // a lock received in time is given the time its check may take before the trade ends
             // without blame
             TradeState::Matched if n > live.trade.times.seller_lock_by + grace => {

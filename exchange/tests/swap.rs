@@ -1079,3 +1079,118 @@ async fn a_buyer_away_while_the_seller_claims_claims_its_ehash_when_it_returns()
     ex.shutdown().await;
     m.shutdown().await;
 }
+
+/// A key to lock ehash to (so that sending it swaps the proofs at the mint).
+fn elsewhere() -> cdk::nuts::PublicKey {
+    cdk::nuts::SecretKey::generate().public_key()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ehash_behind_an_open_ask_is_reserved_and_an_ask_whose_ehash_vanishes_is_withdrawn_without_blaming_the_buyer() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    let ex = Exchange::start(exchange_config(&m)).await.unwrap();
+    let mut seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let unit = m.earn(&seller.wallet, 2).await;
+    assert_eq!(seller.ehash(&m, &unit).await, 8);
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+
+    // an ask of one lot holds 4 of the 8: the other 4 may be sent, not more
+    let ask = seller.offer(Side::Sell, &unit, LOT, 10).await;
+    let d = ask.rsplit(':').next().unwrap().to_owned();
+    let e = seller.wallet.send(&unit, 8, None).await.unwrap_err();
+    assert!(matches!(e, ehash_wallet::Error::Reserved { reserved: 4, have: 8, .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("offer {d}")) && msg.contains("cancel"), "the refusal names the offer and the way out: {msg}");
+    let req = OfferRequest { side: Side::Sell, unit: unit.clone(), amount: 8, min: None, sats_per_lot: 10, sat_mints: vec![], ttl_secs: Some(600) };
+    let e = seller.agent.place_offer(req).await.unwrap_err();
+    assert!(matches!(e, ehash_wallet::Error::Reserved { .. }), "the same ehash is not offered twice: {e}");
+    seller.wallet.send(&unit, 4, None).await.expect("what no offer holds can be sent");
+    assert_eq!(seller.ehash(&m, &unit).await, 4);
+    wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+
+    // another device with the same seed spends the 4 behind the ask while this agent is away;
+    // a bid matches the stale ask, the seller cannot lock: the ask is withdrawn, the seller is
+    // blamed and the buyer's bid goes back in full
+    seller.stop().await;
+    let other = MinerWallet::open(&dir.path().join("other.sqlite"), m.pool.mint_url(), [1; 64]).await.unwrap();
+    // (it also finds the 4 sent as a token, not yet received by anyone, and spends all 8)
+    let found = other.restore_from_seed().await.unwrap()[&unit];
+    assert_eq!(found, 8);
+    other.send(&unit, found, Some(elsewhere())).await.expect("the other device spends the ehash");
+    let bid = buyer.offer(Side::Buy, &unit, LOT, 10).await;
+    wait_exchange(&ex, &market, 30, |t| t.len() == 1).await;
+    seller.start();
+    let t = wait_exchange(&ex, &market, 60, |t| t[0].state == TradeState::Failed).await;
+    assert_eq!(t[0].blame.as_deref(), Some("seller"), "{:?}", t[0].reason);
+    let b = wait_book(&ex, &market, |b| b.bids.len() == 1 && b.asks.is_empty()).await;
+    assert_eq!((b.bids[0].address.clone(), b.bids[0].remaining), (bid, LOT), "the buyer's bid is back in full");
+    let offers = seller.agent.offers().await.unwrap();
+    let o = offers.iter().find(|o| o.offer.d == d).unwrap();
+    assert!(o.offer.canceled && !o.open, "the seller's ask was withdrawn: {o:?}");
+    assert_eq!(buyer.sats(&m).await, 100, "the buyer locked nothing");
+
+    // new ehash, a new ask at a price no bid crosses, and the other device spends it again: the
+    // agent's check with the mint withdraws the ask before anything can match it
+    m.earn(&seller.wallet, 1).await;
+    let ask = seller.offer(Side::Sell, &unit, LOT, 50).await;
+    let d = ask.rsplit(':').next().unwrap().to_owned();
+    wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+    assert_eq!(seller.agent.check_backing().await.unwrap(), Vec::<String>::new(), "a backed ask stays");
+    let found = other.restore_from_seed().await.unwrap()[&unit];
+    other.send(&unit, found, Some(elsewhere())).await.expect("the other device spends the ehash");
+    assert_eq!(seller.agent.check_backing().await.unwrap(), vec![d], "the unbacked ask is withdrawn");
+    wait_book(&ex, &market, |b| b.asks.is_empty()).await;
+    assert_eq!(seller.ehash(&m, &unit).await, 0, "the spent proofs left the wallet");
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_cut_off_from_its_relay_judges_no_deadline_until_it_has_read_the_locks_sent_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Market::start(dir.path(), SAT_FEE_PPK).await;
+    // the sat mint behind a front (to hold the buyer's lock back until the exchange is away)
+    let front = Front::start(&m.sat_url).await;
+    m.sat_url = front.url();
+    // the exchange reaches the relay through a gate that can cut it off
+    let gate = Gate::start(m.relay.local_addr()).await;
+    let ex = Exchange::start(Config { relays: vec![format!("ws://{}", gate.addr())], ..exchange_config(&m) }).await.unwrap();
+    let seller = Party::new(&dir.path().join("seller"), &m, &ex, 1).await;
+    let buyer = Party::new(&dir.path().join("buyer"), &m, &ex, 2).await;
+    let unit = m.earn(&seller.wallet, 2).await;
+    m.fund(&buyer.wallet, 100).await;
+    let market = market_id(&ex, &unit).await;
+    front.fail("/v1/swap", None, 0, MintFault::server_error());
+    seller.offer(Side::Sell, &unit, 8, 10).await;
+    wait_book(&ex, &market, |b| b.asks.len() == 1).await;
+    buyer.offer(Side::Buy, &unit, 8, 10).await;
+    let t = wait_exchange(&ex, &market, 30, |t| t.len() == 1 && t[0].state == TradeState::EhashLocked).await;
+    let trade = parse_trade(&t[0]);
+    // the buyer has seen the judged lock; the exchange loses its relay, then the buyer locks
+    for _ in 0..40 {
+        if buyer.agent.trades().await.unwrap().first().is_some_and(|t| t.judged_hash.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    gate.close();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    front.heal();
+    // past the buyer's deadline (and the exchange's grace), the exchange has not read the lock
+    while now() <= trade.times.buyer_lock_by + 2 + 3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let t = trades(&ex, &market).await;
+    assert_eq!((t[0].state, t[0].blame.clone()), (TradeState::EhashLocked, None), "nobody is judged while the exchange cannot read: {:?}", t[0].reason);
+    gate.open();
+    let t = wait_exchange(&ex, &market, 60, |t| t[0].state == TradeState::Settled || t[0].state == TradeState::Failed).await;
+    assert_eq!((t[0].state, t[0].blame.clone()), (TradeState::Settled, None), "{:?}", t[0].reason);
+    let st = seller.wait_trades(1, 60).await;
+    let bt = buyer.wait_trades(1, 60).await;
+    assert_eq!((st[0].step.clone(), bt[0].step.clone()), (Step::Settled, Step::Settled), "{:?} / {:?}", st[0].note, bt[0].note);
+    ex.shutdown().await;
+    m.shutdown().await;
+}

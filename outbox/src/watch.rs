@@ -36,6 +36,21 @@ impl Watcher {
         let mut rx = self.caught_up.clone();
         rx.wait_for(|done| *done).await.is_ok()
     }
+
+    /// Whether the watcher is caught up now, as it changes: `true` once the stored events have
+    /// been fetched and passed on, `false` again while no relay is connected (events sent
+    /// meanwhile are not here yet) until they are fetched again after the reconnection.
+    pub fn caught_up_changes(&self) -> watch::Receiver<bool> {
+        self.caught_up.clone()
+    }
+}
+
+/// How often the relays' connections are looked at (to know when the watcher fell behind).
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether any of the client's relays is connected.
+async fn connected(client: &Client) -> bool {
+    client.relays().await.values().any(|r| r.status() == RelayStatus::Connected)
 }
 
 struct Seen {
@@ -78,6 +93,10 @@ pub fn watch(relays: Vec<String>, filters: Vec<Filter>, catch_up: Duration, canc
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut subs: Vec<SubscriptionId> = Vec::new();
         let mut full_fetch = true;
+        let mut status = tokio::time::interval(STATUS_EVERY);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // no relay connected since the last time it was caught up
+        let mut lost = false;
         'outer: loop {
             // (re)subscribe to the current filters: the new subscriptions first, so nothing
             // live is missed in between (duplicates are dropped)
@@ -109,6 +128,18 @@ pub fn watch(relays: Vec<String>, filters: Vec<Filter>, catch_up: Duration, canc
                         if changed.is_err() { break 'outer; }
                         full_fetch = true;
                         continue 'outer;
+                    }
+                    _ = status.tick() => {
+                        let up = connected(&client).await;
+                        if !up && !lost {
+                            lost = true;
+                            caught_up_tx.send_replace(false);
+                        } else if up && lost {
+                            // fetch what was sent while away (and renew the subscriptions)
+                            lost = false;
+                            full_fetch = true;
+                            continue 'outer;
+                        }
                     }
                     _ = tick.tick() => {
                         let current = frx.borrow().clone();

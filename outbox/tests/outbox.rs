@@ -111,3 +111,48 @@ async fn events_queued_while_the_relay_is_down_are_delivered_when_it_comes_up() 
     client.shutdown().await;
     relay.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_cut_off_from_its_relay_is_behind_until_it_has_read_what_was_sent_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = ehash_relay::Relay::start(&ehash_relay::Config {
+        data_dir: dir.path().join("relay"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        map_size: 64 << 20,
+        extra_kinds: vec![1],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let relay_addr: std::net::SocketAddr = relay.url().trim_start_matches("ws://").trim_end_matches('/').parse().unwrap();
+    let gate = ehash_testkit::gate::Gate::start(relay_addr).await;
+    let keys = Keys::generate();
+    let cancel = CancellationToken::new();
+    let filter = Filter::new().kind(Kind::TextNote).author(keys.public_key());
+    let (watcher, mut events) = ehash_outbox::watch::watch(vec![format!("ws://{}", gate.addr())], vec![filter], Duration::from_secs(600), cancel.clone());
+    let mut state = watcher.caught_up_changes();
+    let wait_for = |state: &mut tokio::sync::watch::Receiver<bool>, want: bool| {
+        let mut state = state.clone();
+        async move { tokio::time::timeout(Duration::from_secs(20), state.wait_for(|v| *v == want)).await.is_ok() }
+    };
+    assert!(wait_for(&mut state, true).await, "caught up once connected");
+
+    gate.close();
+    assert!(wait_for(&mut state, false).await, "behind while the relay is away");
+    // sent while the watcher is away (the catch-up fetch is ten minutes off)
+    let client = Client::default();
+    client.add_relay(relay.url()).await.unwrap();
+    client.connect().await;
+    let note = EventBuilder::new(Kind::TextNote, "sent while you were away").finalize(&keys).unwrap();
+    client.send_event(&note).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!*state.borrow(), "still behind");
+
+    gate.open();
+    let got = tokio::time::timeout(Duration::from_secs(30), events.recv()).await.expect("the note arrives after the reconnection").unwrap();
+    assert_eq!(got.id, note.id);
+    assert!(wait_for(&mut state, true).await, "caught up again");
+    cancel.cancel();
+    client.shutdown().await;
+    relay.shutdown();
+}

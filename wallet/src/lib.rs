@@ -16,6 +16,7 @@ pub mod durable;
 pub mod htlc;
 pub mod nip60;
 pub mod seed;
+pub mod transport;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -97,6 +98,23 @@ pub enum Error {
         have: u64,
         /// Asked for.
         need: u64,
+    },
+    /// The balance is there but backs open offers.
+    #[error(
+        "{need} {unit} wanted, but {reserved} of the {have} held backs {} (`ehash trade status`); cancel or shrink it first (`ehash trade cancel ID`)",
+        by.join(", ")
+    )]
+    Reserved {
+        /// Unit.
+        unit: String,
+        /// Held.
+        have: u64,
+        /// Held for offers and trades.
+        reserved: u64,
+        /// Asked for.
+        need: u64,
+        /// Who holds it (`offer ID`, `trade ID`).
+        by: Vec<String>,
     },
     /// nostr problems (backup, announcements).
     #[error("nostr: {0}")]
@@ -185,6 +203,8 @@ pub struct MinerWallet {
     seed: [u8; 64],
     store: Arc<WalletSqliteDatabase>,
     wallets: Mutex<HashMap<(String, String), Wallet>>,
+    /// The trade agent's store beside this wallet, whose offers and trades reserve funds.
+    reservations: std::sync::RwLock<Option<agent::store::Store>>,
 }
 
 impl std::fmt::Debug for MinerWallet {
@@ -198,7 +218,47 @@ impl MinerWallet {
     pub async fn open(db_path: &Path, mint_url: &str, seed: [u8; 64]) -> Result<Self> {
         let mint_url: MintUrl = mint_url.parse().map_err(|e| Error::Pool { url: mint_url.to_owned(), reason: format!("not a mint URL: {e}") })?;
         let store = WalletSqliteDatabase::new(&db_path.to_path_buf()).await.map_err(|e| Error::Database(e.to_string()))?;
-        Ok(Self { mint_url, seed, store: Arc::new(store), wallets: Mutex::new(HashMap::new()) })
+        // a trade agent's offers beside the wallet hold funds even when no agent runs
+        let agent_dir = db_path.parent().unwrap_or(Path::new("."));
+        let reservations = match agent_dir.join("agent.sqlite").exists() {
+            true => Some(agent::store::Store::open(agent_dir).await?),
+            false => None,
+        };
+        Ok(Self { mint_url, seed, store: Arc::new(store), wallets: Mutex::new(HashMap::new()), reservations: std::sync::RwLock::new(reservations) })
+    }
+
+    /// Reserve for the offers and trades in `store` (the agent of this wallet does this).
+    pub(crate) fn reserve_for(&self, store: agent::store::Store) {
+        *self.reservations.write().unwrap_or_else(|p| p.into_inner()) = Some(store);
+    }
+
+    /// What open offers and unlocked trades hold of `unit` at `mint_url`: the total and who
+    /// holds it.
+    pub async fn reserved_at(&self, mint_url: &str, unit: &str) -> Result<(u64, Vec<String>)> {
+        let store = self.reservations.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(store) = store else { return Ok((0, vec![])) };
+        let mut total = 0u64;
+        let mut by = vec![];
+        for r in store.reservations().await?.into_iter().filter(|r| r.holds(mint_url, unit)) {
+            total = total.saturating_add(r.amount);
+            by.push(r.by);
+        }
+        Ok((total, by))
+    }
+
+    /// Check that `need` of `unit` at `mint_url` can be spent without touching what open offers
+    /// hold: [`Error::Insufficient`] if the wallet has too little, [`Error::Reserved`] if the
+    /// rest backs offers.
+    pub async fn ensure_free(&self, mint_url: &str, unit: &str, need: u64) -> Result<()> {
+        let have = self.balance_at(mint_url, unit).await?;
+        if have < need {
+            return Err(Error::Insufficient { unit: unit.to_owned(), have, need });
+        }
+        let (reserved, by) = self.reserved_at(mint_url, unit).await?;
+        if have.saturating_sub(reserved) < need {
+            return Err(Error::Reserved { unit: unit.to_owned(), have, reserved, need, by });
+        }
+        Ok(())
     }
 
     /// The mint URL.
@@ -231,6 +291,7 @@ impl MinerWallet {
             .localstore(self.store.clone())
             .seed(self.seed)
             .without_rate_limiting()
+            .client(transport::client(parsed.clone()))
             .build()?;
         // The keyset cache is shared by every unit of this mint and may predate this epoch.
         w.keysets(KeysetLoadPolicy::Refresh).await.map_err(|e| match e {
@@ -270,10 +331,7 @@ impl MinerWallet {
         let w = self.wallet_at(mint, "sat").await?;
         let q = w.melt_quote(PaymentMethod::BOLT11, invoice.to_owned(), None, None).await?;
         let need = q.amount.to_u64().saturating_add(q.fee_reserve.to_u64());
-        let have = w.total_balance().await?.to_u64();
-        if have < need {
-            return Err(Error::Insufficient { unit: "sat".into(), have, need });
-        }
+        self.ensure_free(mint, "sat", need).await?;
         let done = w.prepare_melt(&q.id, std::collections::HashMap::new()).await?.confirm().await?;
         if done.state() != cdk::nuts::MeltQuoteState::Paid {
             return Err(Error::Pool { url: mint.to_owned(), reason: format!("the Lightning payment ended {}; the sats stay in the wallet", done.state()) });
@@ -360,10 +418,12 @@ impl MinerWallet {
         }
         let w = self.wallet(unit).await?;
         let have = w.total_balance().await?.to_u64();
-        let amount = amount.unwrap_or(have);
-        if amount == 0 || amount > have {
-            return Err(Error::Insufficient { unit: unit.to_owned(), have, need: amount.max(1) });
-        }
+        // by default everything no offer holds
+        let amount = match amount {
+            Some(n) => n,
+            None => have.saturating_sub(self.reserved_at(&self.mint_url.to_string(), unit).await?.0),
+        };
+        self.ensure_free(&self.mint_url.to_string(), unit, amount.max(1)).await?;
         let sats = ehash_protocol::epoch::redeem_sats(amount, payout, issued);
         if sats == 0 {
             return Err(Error::InvalidToken(format!(
@@ -443,10 +503,7 @@ impl MinerWallet {
     /// Send `amount` of `unit` as a `cashuB` token, optionally P2PK-locked to `lock_to`.
     pub async fn send(&self, unit: &str, amount: u64, lock_to: Option<PublicKey>) -> Result<String> {
         let w = self.wallet(unit).await?;
-        let have = w.total_balance().await?.to_u64();
-        if have < amount {
-            return Err(Error::Insufficient { unit: unit.to_owned(), have, need: amount });
-        }
+        self.ensure_free(&self.mint_url.to_string(), unit, amount).await?;
         let opts = SendOptions { conditions: lock_to.map(|pk| SpendingConditions::new_p2pk(pk, None)), ..Default::default() };
         let prepared = w.prepare_send(amount.into(), opts).await?;
         Ok(prepared.confirm(None).await?.to_string())

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// |-----|---------|---------|
 /// | `listen` | `127.0.0.1:8080` | where the page is served |
 /// | `exchange_url` | `http://127.0.0.1:8090` | the exchange's API as the *browser* reaches it |
-/// | `sat_mints` | `[]` | sat mints the page offers for deposits (empty: those named in offers) |
+/// | `sat_mints` | `[]` | sat mints the page suggests (each trusted by its user before use) |
 /// | `relays` | `[]` | relays the page uses (empty: the exchange's, from `GET /api/info`) |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -584,6 +584,8 @@ impl Sim {
             }
             sats = buyer.wallet.balance_at(&sat_mint, "sat").await?;
         }
+        // what open bids hold is not bid again
+        sats = sats.saturating_sub(buyer.wallet.reserved_at(&sat_mint, "sat").await?.0);
         let offers = buyer.agent.offers().await?;
         let mine: HashSet<&str> = offers.iter().map(|o| o.offer.pubkey.as_str()).collect();
         for m in markets.iter().filter(|m| m.ask.is_some()) {

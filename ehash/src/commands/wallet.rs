@@ -73,11 +73,14 @@ pub async fn run(c: ehash_wallet::Config, action: WalletAction, sat_mints: Vec<S
             if b.is_empty() && sats.is_empty() {
                 println!("0 (no ehash yet)");
             }
+            let held = |reserved: u64| if reserved > 0 { format!(" ({reserved} held by open offers)") } else { String::new() };
             for (unit, n) in b {
-                println!("{n:>14} {unit}");
+                let (reserved, _) = w.reserved_at(&c.mint_url, &unit).await?;
+                println!("{n:>14} {unit}{}", held(reserved));
             }
             for (mint, n) in sats {
-                println!("{n:>14} sat at {mint}");
+                let (reserved, _) = w.reserved_at(&mint, "sat").await?;
+                println!("{n:>14} sat at {mint}{}", held(reserved));
             }
         }
         WalletAction::Deposit { amount, wait } => {

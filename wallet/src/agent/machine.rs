@@ -253,7 +253,10 @@ impl Agent {
         let w = self.my_wallet(t).await?;
         match self.prepare_and_record(t, w, t.terms.amount, cond, Some((preimage, hash))).await? {
             Ok(()) => Ok(Next::Continue),
-            Err(SwapError::Refused(why)) => self.fail(t, format!("cannot lock the ehash: {why}"), true).await,
+            Err(SwapError::Refused(why)) => {
+                self.unbacked(t, &why).await;
+                self.fail(t, format!("cannot lock the ehash: {why}"), true).await
+            }
             Err(e) => Ok(self.later(t, "preparing the ehash lock", &e)),
         }
     }
@@ -296,7 +299,10 @@ impl Agent {
         let mine = self.my_wallet(t).await?;
         match self.prepare_and_record(t, mine, t.terms.sats, cond, None).await? {
             Ok(()) => Ok(Next::Continue),
-            Err(SwapError::Refused(why)) => self.fail(t, format!("cannot lock the sats: {why}"), true).await,
+            Err(SwapError::Refused(why)) => {
+                self.unbacked(t, &why).await;
+                self.fail(t, format!("cannot lock the sats: {why}"), true).await
+            }
             Err(e) => {
                 self.save(t).await?;
                 Ok(self.later(t, "preparing the sats lock", &e))
@@ -330,6 +336,8 @@ impl Agent {
 
     async fn lock_refused(&self, t: &mut TradeRecord, w: &Wallet, swap: &PendingSwap, why: String) -> Result<Next> {
         durable::release(w, swap).await.map_err(|e| Error::Database(e.to_string()))?;
+        // the same funds would fail the next match too (most often they were spent elsewhere)
+        self.unbacked(t, &why).await;
         self.fail(t, format!("the mint refused the lock: {why}"), true).await
     }
 

@@ -8,6 +8,7 @@
 //! restarted agent resumes every trade or refunds it. Only one agent runs per wallet directory
 //! (a lock file keeps a second one out).
 
+pub mod backing;
 pub mod keys;
 mod machine;
 pub mod pace;
@@ -218,6 +219,7 @@ impl Agent {
         }
         let exchange_key = PublicKey::parse(&exchange.pubkey).map_err(|e| Error::Nostr(format!("exchange key {:?}: {e}", exchange.pubkey)))?;
         let store = Store::open(dir).await?;
+        wallet.reserve_for(store.clone());
         store.save_exchange(&config.exchange_url, &exchange).await?;
         let outbox = Outbox::open(store.pool()).await.map_err(|e| Error::Database(e.to_string()))?;
         let relays = if config.relays.is_empty() { exchange.relays.clone() } else { config.relays.clone() };
@@ -305,21 +307,19 @@ impl Agent {
         }
         let (pool, announcement) = self.market_of(&req.unit).await?;
         match req.side {
-            Side::Sell => {
-                let have = self.inner.wallet.balance_at(&self.inner.wallet.mint_url(), &req.unit).await?;
-                if have < req.amount {
-                    return Err(Error::Insufficient { unit: req.unit.clone(), have, need: req.amount });
-                }
-            }
+            // what other offers hold is not on offer twice
+            Side::Sell => self.inner.wallet.ensure_free(&self.inner.wallet.mint_url(), &req.unit, req.amount).await?,
             Side::Buy => {
                 // the lock carries the seller's claim fee and the locking swap pays its own:
                 // at most one input fee each for up to 64 proofs at the mint's active keyset
                 let w = self.inner.wallet.wallet_at(&sat_mints[0], "sat").await?;
                 let ppk = w.active_keyset().await.map(|k| k.input_fee_ppk).unwrap_or(0);
                 let need = sats.saturating_add(2 * crate::htlc::input_fee(64, ppk));
-                let have = self.inner.wallet.balance_at(&sat_mints[0], "sat").await?;
-                if have < need {
-                    return Err(Error::Insufficient { unit: format!("sat at {} (the price plus up to {} in mint fees)", sat_mints[0], need - sats), have, need });
+                match self.inner.wallet.ensure_free(&sat_mints[0], "sat", need).await {
+                    Err(Error::Insufficient { have, need, .. }) => {
+                        return Err(Error::Insufficient { unit: format!("sat at {} (the price plus up to {} in mint fees)", sat_mints[0], need - sats), have, need });
+                    }
+                    r => r?,
                 }
             }
         }
@@ -487,9 +487,22 @@ impl Agent {
             *agent.inner.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
             {
                 let (agent, watcher) = (agent.clone(), watcher.clone());
+                // caught up since when, as it changes (a relay outage makes it behind again)
+                let mut changes = watcher.caught_up_changes();
                 tokio::spawn(async move {
-                    if watcher.caught_up().await {
-                        *agent.inner.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+                    loop {
+                        let now_caught_up = *changes.borrow_and_update();
+                        {
+                            let mut at = agent.inner.caught_up_at.lock().unwrap_or_else(|p| p.into_inner());
+                            match (now_caught_up, at.is_some()) {
+                                (true, false) => *at = Some(std::time::Instant::now()),
+                                (false, true) => *at = None,
+                                _ => {}
+                            }
+                        }
+                        if changes.changed().await.is_err() {
+                            break;
+                        }
                     }
                 });
             }
@@ -506,6 +519,20 @@ impl Agent {
                 tokio::spawn(async move {
                     let agent = &agent;
                     ehash_outbox::rounds::every(tokio::time::Instant::now(), Duration::from_millis(500), cancel, || agent.tick()).await;
+                })
+            };
+            // the funds behind open offers, checked with their mints now and then
+            let backing = {
+                let (agent, cancel) = (agent.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let agent = &agent;
+                    let period = Duration::from_secs(backing::BACKING_SECS);
+                    ehash_outbox::rounds::every(tokio::time::Instant::now() + period, period, cancel, || async {
+                        if let Err(e) = agent.check_backing().await {
+                            tracing::warn!(error = %e, "checking the funds behind open offers");
+                        }
+                    })
+                    .await;
                 })
             };
             loop {
@@ -527,13 +554,14 @@ impl Agent {
             }
             stop.cancel();
             let _ = ticker.await;
+            let _ = backing.await;
             let _ = delivery.await;
         })
     }
 
     /// Whether the counterparties' messages stored on the relays have been read since the
-    /// start, and handled (a moment later): before that, a missing message is not evidence that
-    /// it was never sent.
+    /// start (and since the last relay outage), and handled (a moment later): before that, a
+    /// missing message is not evidence that it was never sent.
     pub(crate) fn caught_up(&self) -> bool {
         self.inner.caught_up_at.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|at| at.elapsed() >= CATCH_UP_SETTLE)
     }

@@ -7,7 +7,7 @@ use ehash_protocol::market::{Side, whole_lots};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::record::{OfferRecord, Step};
+use super::record::OfferRecord;
 use super::{Agent, OfferRequest};
 use crate::Result;
 
@@ -39,23 +39,6 @@ impl Default for SellPolicy {
 }
 
 impl Agent {
-    /// Ehash of `unit` already promised: what open sell offers have left, and trades whose lock
-    /// is not made yet.
-    async fn committed(&self, unit: &str) -> Result<u64> {
-        let mut n = 0u64;
-        for o in self.offers().await? {
-            if o.open && o.offer.side == Side::Sell && o.offer.unit.eq_ignore_ascii_case(unit) {
-                n = n.saturating_add(o.remaining);
-            }
-        }
-        for t in self.inner.store.trades(true).await? {
-            if t.role == Side::Sell && t.terms.unit.eq_ignore_ascii_case(unit) && matches!(t.step, Step::Matched | Step::Locking) {
-                n = n.saturating_add(t.terms.amount);
-            }
-        }
-        Ok(n)
-    }
-
     /// One round of the policy: offer every whole lot of each epoch's ehash not kept back or
     /// already offered. Units whose epoch cannot be traded (expired, unannounced) are skipped.
     pub async fn sell_once(&self, policy: &SellPolicy) -> Result<Vec<OfferRecord>> {
@@ -67,7 +50,7 @@ impl Agent {
         let mint = self.inner.wallet.mint_url();
         for unit in self.inner.wallet.known_units().await? {
             let balance = self.inner.wallet.balance_at(&mint, &unit).await?;
-            let free = balance.saturating_sub(policy.keep).saturating_sub(self.committed(&unit).await?);
+            let free = balance.saturating_sub(policy.keep).saturating_sub(self.inner.wallet.reserved_at(&mint, &unit).await?.0);
             let amount = whole_lots(free, lot);
             if amount == 0 {
                 continue;

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use sqlx::{AnyPool, Row};
 
-use ehash_protocol::market::ExchangeInfo;
+use ehash_protocol::market::{ExchangeInfo, Side};
 
-use super::record::{OfferRecord, TradeRecord};
+use super::record::{OfferRecord, Step, TradeRecord};
 use crate::{Error, Result};
 
 /// Largest JSON document stored (RUSTSEC-2024-0363 concerns values over 4 GiB).
@@ -15,6 +15,35 @@ pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
 fn db(e: impl std::fmt::Display) -> Error {
     Error::Database(format!("agent database: {e}"))
+}
+
+/// Funds promised to an offer or a trade (see [`Store::reservations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The mint the funds are at.
+    pub mint_url: String,
+    /// Their unit (an epoch unit, or `sat`).
+    pub unit: String,
+    /// How much.
+    pub amount: u64,
+    /// What holds them, for people (`offer ID` or `trade ID`).
+    pub by: String,
+}
+
+impl Reservation {
+    /// Whether this holds funds of `unit` at `mint_url` (URLs compared as mint URLs, units
+    /// without regard to case).
+    pub fn holds(&self, mint_url: &str, unit: &str) -> bool {
+        self.unit.eq_ignore_ascii_case(unit) && same_mint(&self.mint_url, mint_url)
+    }
+}
+
+/// Whether two strings name the same mint (as cdk normalises mint URLs).
+fn same_mint(a: &str, b: &str) -> bool {
+    match (a.parse::<cdk::mint_url::MintUrl>(), b.parse::<cdk::mint_url::MintUrl>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// The agent's store.
@@ -110,6 +139,39 @@ impl Store {
     pub async fn remaining(&self, offer: &OfferRecord) -> Result<u64> {
         let taken: u64 = self.trades_of(&offer.d).await?.iter().filter(|t| t.step != super::record::Step::Failed).map(|t| t.terms.amount).sum();
         Ok(offer.amount.saturating_sub(taken))
+    }
+
+    /// What this wallet's offers and trades have promised and not locked yet, so it is not spent
+    /// otherwise: each open sell offer's remaining ehash, each open buy offer's remaining price
+    /// at its first sat mint, and each trade matched but not locked (its lock's inputs are set
+    /// aside in the wallet once the lock is prepared). Works while an agent runs.
+    pub async fn reservations(&self) -> Result<Vec<Reservation>> {
+        let mut out = vec![];
+        for s in self.offer_states().await? {
+            if !s.open {
+                continue;
+            }
+            let o = &s.offer;
+            let (mint_url, unit, amount) = match o.side {
+                Side::Sell => (o.mint_url.clone(), o.unit.clone(), s.remaining),
+                Side::Buy => {
+                    let Some(mint) = o.sat_mints.first() else { continue };
+                    (mint.clone(), "sat".to_owned(), o.price.sats_for(s.remaining).unwrap_or(0))
+                }
+            };
+            out.push(Reservation { mint_url, unit, amount, by: format!("offer {}", o.d) });
+        }
+        for t in self.trades(true).await? {
+            if t.step != Step::Matched {
+                continue;
+            }
+            let (mint_url, unit, amount) = match t.role {
+                Side::Sell => (t.terms.mint_url.clone(), t.terms.unit.clone(), t.terms.amount),
+                Side::Buy => (t.terms.sat_mint.clone(), "sat".to_owned(), t.terms.sats),
+            };
+            out.push(Reservation { mint_url, unit, amount, by: format!("trade {}", t.id) });
+        }
+        Ok(out)
     }
 
     /// Save an offer (insert or replace).
