@@ -543,27 +543,28 @@ async function walletView(root: HTMLElement) {
             'div',
             { class: 'scroll' },
             h(
-            'table',
-            { 'data-testid': 'balances' },
-            h('thead', {}, h('tr', {}, ...['unit', 'held', 'reserved by your offers', 'free', 'in trades', 'mint'].map((c) => h('th', {}, c)))),
-            h(
-              'tbody',
-              {},
-              ...bs.map((b) => {
-                const k = b.unit === 'sat' ? 'sat' : 'ehash';
-                return h(
-                  'tr',
-                  { 'data-unit': b.unit },
-                  h('td', {}, b.unit),
-                  h('td', { class: 'num', 'data-testid': `balance-${k}` }, fmt(b.amount)),
-                  h('td', { class: 'num', 'data-testid': `offers-${k}` }, fmt(b.offers)),
-                  h('td', { class: 'num', 'data-testid': `free-${k}` }, fmt(b.free)),
-                  h('td', { class: 'num' }, fmt(b.reserved)),
-                  h('td', { class: 'muted' }, b.mint),
-                );
-              }),
+              'table',
+              { 'data-testid': 'balances' },
+              h('thead', {}, h('tr', {}, ...['unit', 'held', 'reserved by your offers', 'free', 'in trades', 'mint'].map((c) => h('th', {}, c)))),
+              h(
+                'tbody',
+                {},
+                ...bs.map((b) => {
+                  const k = b.unit === 'sat' ? 'sat' : 'ehash';
+                  return h(
+                    'tr',
+                    { 'data-unit': b.unit },
+                    h('td', {}, b.unit),
+                    h('td', { class: 'num', 'data-testid': `balance-${k}` }, fmt(b.amount)),
+                    h('td', { class: 'num', 'data-testid': `offers-${k}` }, fmt(b.offers)),
+                    h('td', { class: 'num', 'data-testid': `free-${k}` }, fmt(b.free)),
+                    h('td', { class: 'num' }, fmt(b.reserved)),
+                    h('td', { class: 'muted' }, b.mint),
+                  );
+                }),
+              ),
             ),
-          ))
+          )
         : h('p', { class: 'muted', 'data-testid': 'balances-empty' }, 'The wallet is empty. Deposit sats below.'),
       h('p', { class: 'muted' }, `NIP-60 backup: ${wallet.backupState()}`),
     );
