@@ -4,8 +4,12 @@
 //! browser, with both balances changing; then it sells into a bid whose buyer never locks and
 //! gets its ehash back after the locktime. On the way it sends and receives a token, places,
 //! edits and cancels an offer, exports its nsec, and a second browser restores the wallet from
-//! the relay's NIP-60 backup with that nsec alone. The exchange's own record of both trades is checked
-//! here, independently of the page.
+//! the relay's NIP-60 backup with that nsec alone. It also trusts mints only when the user says
+//! so: a deposit, a pasted token of an unknown mint (which the page does not contact before the
+//! user looks it up) and a take at a sat mint the user stopped trusting each show the trust
+//! prompt first, and nothing is published or locked before the user agrees; and an open ask's
+//! ehash is reserved: a token of it is refused until the offer is cancelled. The exchange's own
+//! record of both trades is checked here, independently of the page.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -83,10 +87,8 @@ fn scenario(ui: &Path, chromium: &Path, name: &str, web: SocketAddr, profile: &P
     assert!(out.status.success() && stdout.contains(&format!("ok {name}")), "browser scenario {name} failed (screenshots in {}):\n{stdout}\n{stderr}", shots.display());
 }
 
-/// The page's pure money code in node (`web/ui/tests/unit.mjs`): the strict NUT-14 secret reader
-/// the buyer relies on before locking sats, lock face values, amount splits.
-#[test]
-fn the_page_reads_htlc_secrets_as_strictly_as_a_mint() {
+/// Run one of the page's node unit test files; it prints `ok <name>` on success.
+fn node_unit(file: &str, name: &str) {
     let ui = match tools() {
         Ok((_, ui)) => ui,
         Err(why) => {
@@ -94,9 +96,23 @@ fn the_page_reads_htlc_secrets_as_strictly_as_a_mint() {
             return;
         }
     };
-    let out = Command::new("node").arg("tests/unit.mjs").current_dir(&ui).output().unwrap();
+    let out = Command::new("node").arg(file).current_dir(&ui).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("ok unit"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains(&format!("ok {name}")), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The page's pure money code in node (`web/ui/tests/unit.mjs`): the strict NUT-14 secret reader
+/// the buyer relies on before locking sats, lock face values, amount splits.
+#[test]
+fn the_page_reads_htlc_secrets_as_strictly_as_a_mint() {
+    node_unit("tests/unit.mjs", "unit");
+}
+
+/// What open offers reserve in the page's wallet (`web/ui/tests/reserve.mjs`): an ask its
+/// ehash, a bid its sats, a trade not locked yet its side; spending it is refused, saying why.
+#[test]
+fn the_page_reserves_what_open_offers_need() {
+    node_unit("tests/reserve.mjs", "reserve");
 }
 
 #[test]

@@ -10,8 +10,10 @@ import type { ExchangeInfo, MarketSummary } from './api';
 import * as cashu from './cashu';
 import * as store from './db';
 import * as nostr from './nostr';
+import * as reserve from './reserve';
+import * as trust from './trust';
 import * as wallet from './wallet';
-import { now, randomId } from './util';
+import { now, randomId, short } from './util';
 
 /** An offer made in this browser. */
 export interface OfferRecord extends nostr.OfferTerms {
@@ -21,6 +23,8 @@ export interface OfferRecord extends nostr.OfferTerms {
   eventId: string;
   /** Epoch keyset (from the verified announcement) the ehash side is in. */
   keyset: { id: string; keys: Record<string, string>; fee: number };
+  /** Why the agent cancelled the offer by itself (the funds backing it were gone). */
+  withdrawn?: string;
 }
 
 export type Step = 'matched' | 'locking' | 'locked' | 'claiming' | 'await_refund' | 'refunding' | 'settled' | 'refunded' | 'failed';
@@ -60,6 +64,10 @@ export interface TradeRecord {
   note?: string;
   /** Whether my refund's witness carries a dummy 32-byte preimage (after a mint refused an empty one). */
   refundPreimage?: boolean;
+  /** Why the counterparty's last lock did not verify. Not final before its deadline: the exchange sends the lock it verified, which may differ. */
+  badLock?: string;
+  /** The hash of the seller's lock as the exchange judged it (its trade event): a buyer locks only against that one. */
+  judgedHash?: string;
   lastPoll: number;
   createdAt: number;
   updatedAt: number;
@@ -76,7 +84,7 @@ interface OutboxItem {
 }
 
 /** Agent settings (as TradeConfig in the Rust agent). */
-const CONFIG = { minMarginSecs: 30, maxLockSecs: 7200, claimGuardSecs: 10, lockGuardSecs: 2, graceSecs: 5, offerTtlSecs: 86_400, lookahead: 16 };
+const CONFIG = { minMarginSecs: 30, maxLockSecs: 7200, claimGuardSecs: 10, lockGuardSecs: 2, graceSecs: 5, offerTtlSecs: 86_400, lookahead: 16, backingCheckSecs: 30 };
 
 type Listener = () => void;
 
@@ -88,6 +96,11 @@ export class Agent {
   private busy: Promise<void> = Promise.resolve();
   private timer: ReturnType<typeof setInterval> | null = null;
   private keyCache = new Map<string, nostr.OfferKey>();
+  private noticeListeners = new Set<(text: string) => void>();
+  /** Whether the relays' stored trades and messages have been read and handled since the start: before that, a missing lock is not evidence that none was sent. */
+  private caughtUp = false;
+  private subGen = 0;
+  private lastBackingCheck = 0;
 
   constructor(
     readonly info: ExchangeInfo,
@@ -100,6 +113,15 @@ export class Agent {
   }
   private changed() {
     for (const f of this.listeners) f();
+  }
+
+  /** Hear what the agent did by itself that the user must know (an offer withdrawn, funds gone). */
+  onNotice(f: (text: string) => void): () => void {
+    this.noticeListeners.add(f);
+    return () => this.noticeListeners.delete(f);
+  }
+  private tell(text: string) {
+    for (const f of this.noticeListeners) f(text);
   }
 
   /** Start: resume, subscribe, and step every trade each second. */
@@ -131,8 +153,7 @@ export class Agent {
 
   /** What is left of an offer: its latest version's amount less what traded since. */
   async remaining(o: OfferRecord): Promise<number> {
-    const ts = (await this.trades()).filter((t) => t.offerD === o.d && t.createdAt >= o.createdAt && !(t.step === 'failed' && !t.myLock));
-    return Math.max(0, o.amount - ts.reduce((s, t) => s + t.amount, 0));
+    return reserve.remainingOf(o, await this.trades());
   }
 
   private async keyFor(pubkey: string): Promise<nostr.OfferKey> {
@@ -156,13 +177,18 @@ export class Agent {
     const sats = (BigInt(req.amount) / BigInt(lot)) * BigInt(req.price);
     if (sats > 2_100_000_000_000_000n) throw new Error('that offer is worth more than 21 million bitcoin');
     if (req.satMints.length === 0) throw new Error('name at least one sat mint you accept');
+    // never an offer settling at a mint the user has not trusted: nothing is published before
+    for (const u of req.satMints) await trust.need(u, req.side === 'buy' ? 'where this bid would hold and pay its sats' : 'where this ask would be paid');
+    const holds = await reserve.current();
     if (req.side === 'buy') {
       const lockFace = await this.satsNeeded(req.satMints[0], Number(sats));
       const have = await wallet.balance(req.satMints[0], 'sat');
       if (have < lockFace) throw new Error(`a bid of ${Number(sats)} sats needs about ${lockFace} sats at ${req.satMints[0]} (the lock plus fees); the wallet holds ${have}. Deposit sats first.`);
+      reserve.checkFree(holds, cashu.normalizeUrl(req.satMints[0]), 'sat', have, lockFace, `a bid of ${Number(sats)} sats`);
     } else {
       const have = await wallet.balance(m.mint_url, m.unit);
       if (have < req.amount) throw new Error(`an ask of ${req.amount} ${m.unit} needs that much ehash plus fees; the wallet holds ${have}`);
+      reserve.checkFree(holds, cashu.normalizeUrl(m.mint_url), m.unit, have, req.amount, `an ask of ${req.amount} ${m.unit}`);
     }
     const index = (await store.kvGet<number>('offer_index')) ?? 0;
     const key = await wallet.offerKeyAt(index);
@@ -207,8 +233,8 @@ export class Agent {
     return cashu.lockFace(sats, ks.keys, ks.fee) + Math.ceil((ks.fee * 8) / 1000);
   }
 
-  /** Publish a new version of an offer (edit), or its cancellation. */
-  async revise(d: string, change: { price?: number; amount?: number; cancel?: boolean }): Promise<void> {
+  /** Publish a new version of an offer (edit), or its cancellation (`withdrawn`: why the agent cancelled it by itself). */
+  async revise(d: string, change: { price?: number; amount?: number; cancel?: boolean; withdrawn?: string }): Promise<void> {
     const o = await store.get<OfferRecord>('offers', d);
     if (!o) throw new Error('unknown offer');
     if (o.status === 'canceled') throw new Error('the offer is already cancelled');
@@ -222,6 +248,13 @@ export class Agent {
       if (!Number.isSafeInteger(change.amount) || change.amount <= 0 || change.amount % o.lot !== 0) throw new Error(`the amount must be whole lots of ${o.lot}`);
       next.amount = change.amount;
       next.min = Math.min(next.min, change.amount);
+    }
+    if (change.withdrawn) next.withdrawn = change.withdrawn;
+    if (!change.cancel) {
+      // the new version replaces what is left: it must be backed as a new offer would be
+      const left = change.amount ?? (await this.remaining(o));
+      const [mint, unit, need] = o.side === 'sell' ? [o.mint, o.unit, left] : [o.satMints[0], 'sat', Math.floor(left / o.lot) * next.price];
+      reserve.checkFree(await reserve.current(), mint, unit, await wallet.balance(mint, unit), need, `offer ${short(o.d)} at ${left} ehash for ${next.price} sat/lot`, o.d);
     }
     next.createdAt = Math.max(now(), o.createdAt + 1);
     const key = await wallet.offerKeyAt(o.index);
@@ -249,9 +282,16 @@ export class Agent {
     this.subKeys = sig;
     this.sub?.close();
     const since = now() - 7 * 86_400;
+    // caught up once both subscriptions have read what the relays store (EOSE, or a relay
+    // failing) and every event read before it has been handled (the queue runs in order)
+    const gen = ++this.subGen;
+    let eoses = 0;
+    const oneose = () => {
+      if (++eoses === 2 && gen === this.subGen && !this.caughtUp) void this.queue(async () => void (this.caughtUp = true));
+    };
     const subs = [
-      nostr.pool.subscribeMany(this.relays, { kinds: [nostr.KIND_TRADE], authors: [this.info.pubkey], '#p': list }, { onevent: (e) => this.queue(() => this.onTrade(e)) }),
-      nostr.pool.subscribeMany(this.relays, { kinds: [nostr.KIND_SETTLEMENT], '#p': list, since }, { onevent: (e) => this.queue(() => this.onMessage(e)) }),
+      nostr.pool.subscribeMany(this.relays, { kinds: [nostr.KIND_TRADE], authors: [this.info.pubkey], '#p': list }, { onevent: (e) => this.queue(() => this.onTrade(e)), oneose }),
+      nostr.pool.subscribeMany(this.relays, { kinds: [nostr.KIND_SETTLEMENT], '#p': list, since }, { onevent: (e) => this.queue(() => this.onMessage(e)), oneose }),
     ];
     this.sub = { close: () => subs.forEach((s) => s.close()) };
   }
@@ -281,7 +321,13 @@ export class Agent {
         old.exchangeState = tr.state;
         old.exchangeAt = ev.created_at;
       }
+      if (!old.judgedHash && tr.hash) old.judgedHash = tr.hash;
       if (old.role === 'buy' && !old.preimage && tr.preimage) old.preimageHint = tr.preimage;
+      if (tr.state === 'failed' && old.step === 'matched') {
+        // nothing of mine is locked, and the exchange does not go on with the trade
+        await this.fail(old, old.badLock ? `the counterparty's lock is not acceptable: ${old.badLock}` : `the exchange ended the trade: ${tr.reason ?? 'no reason given'}`, false);
+        return;
+      }
       await this.save(old);
       await this.step(old);
       return;
@@ -308,6 +354,7 @@ export class Agent {
       exchangeState: tr.state,
       exchangeAt: ev.created_at,
       preimageHint: tr.preimage,
+      judgedHash: tr.hash,
       lastPoll: 0,
       createdAt: ev.created_at,
       updatedAt: now(),
@@ -333,6 +380,7 @@ export class Agent {
     if (role !== o.side) return `the offer is a ${o.side} offer`;
     if (tr.market !== o.market || tr.unit.toLowerCase() !== o.unit.toLowerCase() || cashu.normalizeUrl(tr.mint) !== o.mint) return 'the trade is in another market';
     if (!o.satMints.includes(cashu.normalizeUrl(tr.satMint))) return `the offer does not accept the sat mint ${tr.satMint}`;
+    if (!(await trust.isTrusted(tr.satMint))) return `the trade settles at the sat mint ${tr.satMint}, which this wallet does not trust`;
     const rate = (p: number, lot: number) => BigInt(p) * BigInt(o.lot) * 1n - BigInt(o.price) * BigInt(lot);
     const cmp = rate(tr.price, tr.lot);
     if (role === 'sell' ? cmp < 0n : cmp > 0n) return `the price ${tr.price} is worse than the offer's ${o.price}`;
@@ -376,7 +424,11 @@ export class Agent {
   }
 
   private async applyMessage(t: TradeRecord, ev: nostr.Event): Promise<boolean> {
-    if (ev.pubkey !== t.counterparty) return false;
+    // the counterparty's messages, and the exchange's copy of a lock it verified (a sender
+    // cannot show the exchange one lock and us another, or none); every lock is verified here
+    // before anything depends on it
+    const fromExchange = ev.pubkey === t.exchange;
+    if (ev.pubkey !== t.counterparty && !fromExchange) return false;
     const o = await store.get<OfferRecord>('offers', t.offerD);
     if (!o) return false;
     let m: nostr.Message;
@@ -386,10 +438,12 @@ export class Agent {
       return false;
     }
     if (m.trade !== t.id) return false;
-    if (m.type === 'lock' && !t.theirToken) {
+    // the exchange's copy replaces another lock until one is used (verified and answered or claimed)
+    if (m.type === 'lock' && !t.theirLock && (!t.theirToken || (fromExchange && t.theirToken !== m.token))) {
       t.theirToken = m.token;
-      this.log(t, 'received the counterparty’s lock');
-    } else if (m.type === 'preimage' && !t.preimage) {
+      this.log(t, fromExchange ? 'received the counterparty’s lock as the exchange verified it' : 'received the counterparty’s lock');
+    } else if (fromExchange) return false;
+    else if (m.type === 'preimage' && !t.preimage) {
       t.preimageHint = m.preimage;
       this.log(t, 'received the preimage');
     } else if (m.type === 'abort' && !t.theirAbort) {
@@ -450,9 +504,55 @@ export class Agent {
       await this.queue(async () => {
         await this.resubscribe();
         for (const t of await this.trades()) if (!FINAL.includes(t.step)) await this.step(t);
+        if (now() >= this.lastBackingCheck + CONFIG.backingCheckSecs) {
+          this.lastBackingCheck = now();
+          await this.checkBacking();
+        }
       });
     } finally {
       this.ticking = false;
+    }
+  }
+
+  /**
+   * Ask the mints (NUT-07) whether the proofs backing open offers are still unspent: another
+   * device with the same recovery words may have spent them. Spent proofs leave the wallet, and
+   * offers no longer backed are withdrawn (newest first) before they can be matched again.
+   */
+  private async checkBacking(): Promise<void> {
+    const holds = await reserve.current();
+    const places = new Map(holds.map((x) => [`${x.mint} ${x.unit}`, { mint: x.mint, unit: x.unit }]));
+    for (const { mint, unit } of places.values()) {
+      const proofs = await cashu.unspent(mint, unit);
+      let states;
+      try {
+        states = proofs.length ? await cashu.checkStates(mint, proofs) : [];
+      } catch {
+        continue; // the mint is asked again next round
+      }
+      const spent = new Set(proofs.filter((_, i) => states[i]?.state === 'SPENT').map((p) => p.secret));
+      if (spent.size) {
+        let gone = 0;
+        // only proofs still unspent here: one this page spent meanwhile is its operation's
+        await cashu.exclusive(async () => {
+          const still = (await cashu.unspent(mint, unit)).filter((p) => spent.has(p.secret));
+          gone = still.reduce((s, p) => s + p.amount, 0);
+          await store.write((b) => still.forEach((p) => b.del('proofs', p.secret)));
+        });
+        if (gone) {
+          wallet.changed();
+          this.tell(`${gone} ${unit} at ${mint} were spent elsewhere (another device with this wallet's recovery words?) and left the wallet.`);
+        }
+      }
+      const have = await wallet.balance(mint, unit);
+      const mine = reserve.holdsAt(await reserve.current(), mint, unit);
+      let held = mine.reduce((s, x) => s + x.amount, 0);
+      const offers = (await this.offers()).filter((o) => mine.some((x) => x.offer === o.d && !x.trade));
+      for (const o of offers) {
+        if (held <= have) break;
+        held -= mine.filter((x) => x.offer === o.d && !x.trade).reduce((s, x) => s + x.amount, 0);
+        await this.withdraw(o.d, `the wallet holds ${have} ${unit} at ${mint}, less than its open offers need`);
+      }
     }
   }
 
@@ -530,6 +630,16 @@ export class Agent {
     return true;
   }
 
+  /** The counterparty's lock does not verify: remember why and drop it, so the lock the exchange verified (its copy) can take its place; the deadline decides. */
+  private async badLock(t: TradeRecord, why: string): Promise<boolean> {
+    t.badLock = why;
+    t.note = `the counterparty's lock is not acceptable: ${why}; waiting for the exchange's copy until the deadline`;
+    t.theirToken = undefined;
+    this.log(t, t.note);
+    await this.save(t);
+    return false;
+  }
+
   private myLockKey(o: OfferRecord): string {
     return nostr.lockKey(o.pubkey);
   }
@@ -573,9 +683,33 @@ export class Agent {
     return cashu.newOp({ kind: 'swap', mint, unit, keysetId: ks.id, inputs, outputs: [...lock, ...change], give: lock.length, purpose: `lock for trade ${t.id}`, owner: `trade:${t.id}` });
   }
 
+  /** Refuse to lock anything against a sat mint the user does not trust (they may have removed it since the offer). */
+  private async untrustedSatMint(t: TradeRecord): Promise<boolean> {
+    if (await trust.isTrusted(t.satMint)) return false;
+    await this.fail(t, `the trade settles at the sat mint ${t.satMint}, which this wallet does not trust; nothing was locked`, true);
+    return true;
+  }
+
+  /** My lock cannot be paid for: the funds backing the offer are gone. End the trade and withdraw the offer before it is matched again. */
+  private async unbacked(t: TradeRecord, e: cashu.Insufficient): Promise<boolean> {
+    const what = t.role === 'sell' ? 'ehash' : 'sats';
+    await this.fail(t, `cannot lock the ${what}: ${e.message}`, true);
+    await this.withdraw(t.offerD, `the ${what} backing it are no longer in the wallet (${e.message})`);
+    return true;
+  }
+
+  /** Cancel an open offer on the relays because the agent cannot honour it, and tell the user. */
+  private async withdraw(d: string, why: string): Promise<void> {
+    const o = await store.get<OfferRecord>('offers', d);
+    if (!o || o.status !== 'pending') return;
+    await this.revise(d, { cancel: true, withdrawn: why });
+    this.tell(`Your offer to ${o.side} ${o.amount} ehash at ${o.price} sat/lot (offer ${short(d)}) was withdrawn: ${why}.`);
+  }
+
   private async sellerLock(t: TradeRecord): Promise<boolean> {
     if (t.theirAbort) return this.fail(t, `the buyer aborted before anything was locked: ${t.theirAbort}`, false);
     if (now() + CONFIG.lockGuardSecs >= t.sellerLockBy) return this.fail(t, "too late to lock before the seller's deadline", true);
+    if (await this.untrustedSatMint(t)) return true;
     const o = await this.offerOf(t);
     const { preimage, hash } = cashu.newPreimage();
     try {
@@ -590,6 +724,7 @@ export class Agent {
         await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
       });
     } catch (e) {
+      if (e instanceof cashu.Insufficient) return this.unbacked(t, e);
       if (e instanceof cashu.Refused) return this.fail(t, `cannot lock the ehash: ${e.message}`, true);
       throw e;
     }
@@ -600,17 +735,28 @@ export class Agent {
   private async buyerLock(t: TradeRecord): Promise<boolean> {
     if (t.theirAbort) return this.fail(t, `the seller aborted before anything was locked: ${t.theirAbort}`, false);
     if (!t.theirToken) {
-      if (now() > t.sellerLockBy + CONFIG.graceSecs) return this.fail(t, 'the seller did not lock by its deadline', false);
+      // judged only once the relays' stored messages are read (after a reload the lock may be
+      // there), or once no lock could help any more
+      const n = now();
+      if (n > t.sellerLockBy + CONFIG.graceSecs && (this.caughtUp || n + CONFIG.lockGuardSecs >= t.buyerLockBy)) {
+        return t.badLock ? this.fail(t, `the seller's lock is not acceptable: ${t.badLock}`, true) : this.fail(t, 'the seller did not lock by its deadline', false);
+      }
       return false;
     }
     if (now() + CONFIG.lockGuardSecs >= t.buyerLockBy) return this.fail(t, "the seller's lock came too late for the buyer to lock before its deadline", true);
+    if (await this.untrustedSatMint(t)) return true;
+    // lock only against the lock the exchange judged (its trade event names the hash): one the
+    // seller showed only us would leave our lock unmatched there, and the blame with us
+    const judged = t.judgedHash;
+    if (!judged) return false;
     let lock;
     try {
       lock = await cashu.verifyLock(t.theirToken, await this.theirTerms(t));
     } catch (e) {
-      if (e instanceof cashu.LockError) return this.fail(t, `the seller's lock is not acceptable: ${e.message}`, true);
+      if (e instanceof cashu.LockError) return this.badLock(t, e.message);
       throw e;
     }
+    if (judged.toLowerCase() !== lock.hash.toLowerCase()) return this.badLock(t, 'hash: not the lock the exchange verified');
     this.log(t, 'verified the seller’s ehash lock');
     const o = await this.offerOf(t);
     t.hash = lock.hash;
@@ -624,6 +770,7 @@ export class Agent {
         await cashu.saveOp(op, (b) => b.put('trades', { ...t, updatedAt: now() }));
       });
     } catch (e) {
+      if (e instanceof cashu.Insufficient) return this.unbacked(t, e);
       if (e instanceof cashu.Refused) return this.fail(t, `cannot lock the sats: ${e.message}`, true);
       throw e;
     }
@@ -670,7 +817,12 @@ export class Agent {
   private async sellerClaim(t: TradeRecord): Promise<boolean> {
     if (t.theirAbort) return this.giveUp(t, `the buyer aborted: ${t.theirAbort}`, false);
     if (!t.theirToken) {
-      if (now() > t.buyerLockBy + CONFIG.graceSecs) return this.giveUp(t, 'the buyer did not lock by its deadline', false);
+      // judged only once the relays' stored messages are read (after a reload the lock may be
+      // there), or once it is too late to claim anyway
+      const n = now();
+      if (n > t.buyerLockBy + CONFIG.graceSecs && (this.caughtUp || n + CONFIG.claimGuardSecs >= t.satsLocktime)) {
+        return t.badLock ? this.giveUp(t, `the buyer's lock is not acceptable: ${t.badLock}`, true) : this.giveUp(t, 'the buyer did not lock by its deadline', false);
+      }
       return false;
     }
     if (now() + CONFIG.claimGuardSecs >= t.satsLocktime) return this.giveUp(t, "too late to check and claim the buyer's lock safely before its locktime", true);
@@ -682,10 +834,10 @@ export class Agent {
         try {
           lock = await cashu.verifyLock(t.theirToken, await this.theirTerms(t, true));
         } catch (e2) {
-          if (e2 instanceof cashu.LockError) return this.giveUp(t, `the buyer's lock is not acceptable: ${e2.message}`, true);
+          if (e2 instanceof cashu.LockError) return this.badLock(t, e2.message);
           throw e2;
         }
-      } else if (e instanceof cashu.LockError) return this.giveUp(t, `the buyer's lock is not acceptable: ${e.message}`, true);
+      } else if (e instanceof cashu.LockError) return this.badLock(t, e.message);
       else throw e;
     }
     const o = await this.offerOf(t);

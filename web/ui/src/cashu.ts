@@ -65,6 +65,9 @@ export class Refused extends Error {
 /** The mint could not be reached or did not answer clearly: try again. */
 export class Unreachable extends Error {}
 
+/** The wallet does not hold enough to pay for something (nothing was sent to a mint). */
+export class Insufficient extends Refused {}
+
 // ---------------------------------------------------------------- keysets
 
 export interface KeysetInfo {
@@ -205,15 +208,20 @@ export function encodeToken(mint: string, unit: string, proofs: StoredProof[]): 
   return getEncodedToken({ mint: normalizeUrl(mint), unit, proofs: proofs.map((p) => ({ ...toCashu(p), witness: undefined })) });
 }
 
-/** Decode a token, resolving its keyset ids with the mint's list. */
-export async function decodeToken(token: string): Promise<{ mint: string; unit: string; proofs: StoredProof[] }> {
+/** The mint and unit a token names, read without contacting anyone. */
+export function tokenMint(token: string): { mint: string; unit: string } {
   let meta;
   try {
     meta = getTokenMetadata(token.trim());
   } catch (e) {
     throw new Refused(`that is not a Cashu token (${(e as Error).message}); paste the whole cashuA…/cashuB… text`);
   }
-  const mint = normalizeUrl(meta.mint);
+  return { mint: normalizeUrl(meta.mint), unit: meta.unit ?? 'sat' };
+}
+
+/** Decode a token, resolving its keyset ids with the mint's list. */
+export async function decodeToken(token: string): Promise<{ mint: string; unit: string; proofs: StoredProof[] }> {
+  const { mint } = tokenMint(token);
   const ids = (await keysets(mint)).map((k) => k.id);
   const t = getDecodedToken(token.trim(), ids);
   const unit = t.unit ?? 'sat';
@@ -251,7 +259,7 @@ export async function select(mint: string, unit: string, target: number): Promis
     total += p.amount;
   }
   const fee = await inputFee(mint, inputs);
-  if (total < target + fee) throw new Refused(`not enough ${unit} at ${mint}: have ${balance}, need ${target} plus ${fee} fee`);
+  if (total < target + fee) throw new Insufficient(`not enough ${unit} at ${mint}: have ${balance}, need ${target} plus ${fee} fee`);
   return { inputs, fee, total };
 }
 

@@ -7,6 +7,7 @@ import * as cashu from './cashu';
 import { candleChart, depthChart } from './charts';
 import * as store from './db';
 import * as nostr from './nostr';
+import * as trust from './trust';
 import { errText, fmt, fmtRelative, fmtTime, h, now, short } from './util';
 import * as wallet from './wallet';
 
@@ -84,12 +85,106 @@ async function loadEpochs() {
     const old = app.epochs.get(c.keysetId);
     if (!old || old.event.created_at <= ev.created_at) app.epochs.set(c.keysetId, c);
   }
+  // the pool mints of markets whose announcement checks out are trusted without asking
+  trust.setPoolMints(app.markets.filter((m) => app.epochs.get(m.market)?.ok).map((m) => m.mint_url));
 }
 
-function satMintsKnown(book?: Book): string[] {
-  const s = new Set(app.satMints);
-  for (const e of [...(book?.asks ?? []), ...(book?.bids ?? [])]) for (const m of e.sat_mints) s.add(cashu.normalizeUrl(m));
-  return [...s];
+/** Whether the wallet may use a mint, decided for many at once. */
+async function trustedNow(): Promise<(url: string) => boolean> {
+  const mine = new Set((await trust.list()).map((m) => m.url));
+  return (u) => mine.has(cashu.normalizeUrl(u)) || trust.isPoolMint(u);
+}
+
+/**
+ * Sat mints to pick from: the trusted ones, then those this page's operator suggests (the user
+ * is asked before one is used). Never the mints other people's offers name.
+ */
+async function satMintChoices(): Promise<{ url: string; trusted: boolean }[]> {
+  const ok = await trustedNow();
+  const mine = (await trust.list()).filter((m) => m.keysets.some((k) => k.unit === 'sat')).map((m) => m.url);
+  const out = mine.map((url) => ({ url, trusted: true }));
+  for (const u of app.satMints) if (!out.some((x) => x.url === u)) out.push({ url: u, trusted: ok(u) });
+  return out;
+}
+
+function mintOption(c: { url: string; trusted: boolean }): HTMLOptionElement {
+  return h('option', { value: c.url }, c.trusted ? c.url : `${c.url} (not trusted yet: you will be asked)`);
+}
+
+/**
+ * Ask the user whether to trust `mint`. The page shows its URL, and contacts the mint (its
+ * `/v1/info` name and keysets) only when the user asks to look it up; it can be trusted only
+ * after that. Resolves `true` once it is trusted.
+ */
+function askTrust(mint: string, what: string): Promise<boolean> {
+  return new Promise((done) => {
+    const name = h('dd', { 'data-testid': 'trust-name' }, 'not asked yet: the page contacts the mint only when you look it up');
+    const keysets = h('dd', { 'data-testid': 'trust-keysets' }, '–');
+    const status = h('p', { 'aria-live': 'polite' });
+    let found: Awaited<ReturnType<typeof trust.lookUp>> | null = null;
+    const look = h('button', { type: 'button', 'data-testid': 'trust-lookup' }, 'Look up this mint') as HTMLButtonElement;
+    const accept = h('button', { type: 'button', class: 'primary', disabled: true, 'data-testid': 'trust-accept' }, 'Trust this mint') as HTMLButtonElement;
+    const decline = h('button', { type: 'button', 'data-testid': 'trust-decline' }, 'Do not trust it') as HTMLButtonElement;
+    const dlg = h(
+      'dialog',
+      { class: 'trust', 'data-testid': 'trust-dialog', 'aria-labelledby': 'trust-title' },
+      h('h2', { id: 'trust-title' }, 'Trust this mint?'),
+      h('p', {}, `This is the mint ${what}. You have not said you trust it.`),
+      h('dl', { class: 'kv' }, h('dt', {}, 'URL'), h('dd', {}, h('code', { 'data-testid': 'trust-url' }, mint)), h('dt', {}, 'name'), name, h('dt', {}, 'keysets'), keysets),
+      h('p', { class: 'warn' }, 'A mint holds the money itself: it can print the sats it pays you with, or refuse to pay out. Trust only a mint you know and would keep sats at.'),
+      status,
+      h('div', { class: 'row' }, look, accept, decline),
+    );
+    const close = (ok: boolean) => {
+      dlg.close();
+      dlg.remove();
+      done(ok);
+    };
+    look.onclick = async () => {
+      look.disabled = true;
+      status.className = 'muted';
+      status.textContent = `asking ${mint}…`;
+      try {
+        found = await trust.lookUp(mint);
+        name.textContent = found.name ?? '(the mint gives no name)';
+        keysets.replaceChildren(...found.keysets.map((k) => h('div', {}, h('code', {}, k.id), ` ${k.unit}${k.active ? '' : ' (inactive)'}`)));
+        status.textContent = '';
+        accept.disabled = false;
+        accept.focus();
+      } catch (e) {
+        status.className = 'error';
+        status.textContent = errText(e);
+        look.disabled = false;
+      }
+    };
+    accept.onclick = async () => {
+      if (!found) return;
+      await trust.add(found);
+      close(true);
+    };
+    decline.onclick = () => close(false);
+    dlg.addEventListener('cancel', (e) => {
+      e.preventDefault();
+      close(false);
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    look.focus();
+  });
+}
+
+/** Run `f`; when it needs a mint the user has not trusted, ask, and run it again once they agree. */
+async function trusting<T>(f: () => Promise<T>): Promise<T> {
+  const asked = new Set<string>();
+  for (;;) {
+    try {
+      return await f();
+    } catch (e) {
+      if (!(e instanceof trust.Untrusted) || asked.has(e.mint)) throw e;
+      asked.add(e.mint);
+      if (!(await askTrust(e.mint, e.what))) throw new Error(`not done: you did not trust the mint ${e.mint}, ${e.what}`);
+    }
+  }
 }
 
 /** The verified keyset of a market, or an error saying why it cannot be traded here. */
@@ -214,9 +309,11 @@ async function marketView(root: HTMLElement, id: string) {
     const side = h('select', { 'aria-label': 'side', 'data-testid': 'order-side' }, h('option', { value: 'buy' }, 'buy ehash'), h('option', { value: 'sell' }, 'sell ehash')) as HTMLSelectElement;
     const amount = h('input', { inputmode: 'numeric', value: String(prefill?.amount ?? app.info.lot), 'data-testid': 'order-amount' }) as HTMLInputElement;
     const price = h('input', { inputmode: 'numeric', value: String(prefill?.price ?? m.ask ?? m.last ?? 100), 'data-testid': 'order-price' }) as HTMLInputElement;
-    // a take names its sat mints: the form is drawn at once, with nothing to wait for
-    const mints = prefill?.satMints?.length ? prefill.satMints : satMintsKnown(await app.api.book(m.market).catch(() => undefined));
-    const satMint = h('select', { 'aria-label': 'sat mint', 'data-testid': 'order-satmint' }, ...mints.map((u) => h('option', { value: u }, u))) as HTMLSelectElement;
+    // a take settles at one of the offer's sat mints, the trusted ones first (any other is
+    // asked about before anything is published); a new offer at the trusted or suggested ones
+    const ok = await trustedNow();
+    const mints = prefill?.satMints?.length ? [...prefill.satMints].sort((a, b) => Number(ok(b)) - Number(ok(a))).map((url) => ({ url, trusted: ok(url) })) : await satMintChoices();
+    const satMint = h('select', { 'aria-label': 'sat mint', 'data-testid': 'order-satmint' }, ...mints.map(mintOption)) as HTMLSelectElement;
     if (prefill) side.value = prefill.side;
     const cost = h('p', { class: 'muted', 'aria-live': 'polite' });
     const update = () => {
@@ -234,7 +331,8 @@ async function marketView(root: HTMLElement, id: string) {
         onsubmit: (e: Event) => {
           e.preventDefault();
           void act(submit, async () => {
-            const o = await app.agent.place(m, marketKeyset(m), { side: side.value as 'buy' | 'sell', amount: intOf(amount, 'amount'), price: intOf(price, 'price'), satMints: [satMint.value] });
+            if (!satMint.value) throw new Error('no sat mint to settle at: trust one first (Wallet → Trusted mints)');
+            const o = await trusting(() => app.agent.place(m, marketKeyset(m), { side: side.value as 'buy' | 'sell', amount: intOf(amount, 'amount'), price: intOf(price, 'price'), satMints: [satMint.value] }));
             notice(`offer ${o.side} ${fmt(o.amount)} ehash at ${o.price} sat/lot published; matching trades settle automatically while this page is open`);
             await drawOrder();
           });
@@ -284,6 +382,7 @@ async function marketView(root: HTMLElement, id: string) {
     const sel = h('select', { 'aria-label': 'candle interval', onchange: (e: Event) => ((interval = Number((e.target as HTMLSelectElement).value)), void draw()) }, ...[60, 300, 3600, 86400].map((s) => h('option', { value: s, selected: s === interval }, s < 3600 ? `${s / 60} min` : s === 3600 ? '1 h' : '1 day')));
     sections.candles.replaceChildren(sel, candleChart(candles));
     const mine = new Set((await app.agent.offers()).map((o) => o.pubkey));
+    const ok = await trustedNow();
     const row = (e: Book['asks'][number]) =>
       h(
         'tr',
@@ -291,7 +390,12 @@ async function marketView(root: HTMLElement, id: string) {
         h('td', { class: 'num' }, fmt(e.price)),
         h('td', { class: 'num' }, fmt(e.remaining)),
         h('td', { class: 'num' }, fmt((e.remaining / book.lot) * e.price)),
-        h('td', {}, mine.has(e.pubkey) ? h('span', { class: 'muted' }, 'yours') : h('button', { class: 'small', 'data-testid': `take-${e.side}`, onclick: () => take(e) }, e.side === 'sell' ? 'Buy' : 'Sell')),
+        h(
+          'td',
+          {},
+          mine.has(e.pubkey) ? h('span', { class: 'muted' }, 'yours') : h('button', { class: 'small', 'data-testid': `take-${e.side}`, onclick: () => take(e) }, e.side === 'sell' ? 'Buy' : 'Sell'),
+          e.sat_mints.some(ok) ? null : h('small', { class: 'warn', title: `settles at ${e.sat_mints.join(', ')}`, 'data-testid': 'untrusted-mint' }, ' sat mint not trusted'),
+        ),
       );
     const head = h('thead', {}, h('tr', {}, h('th', {}, 'price'), h('th', {}, 'ehash'), h('th', {}, 'sats'), h('th', {}, '')));
     sections.book.replaceChildren(
@@ -385,6 +489,7 @@ async function tradesView(root: HTMLElement) {
   const draw = async () => {
     const trades = await app.agent.trades();
     const offers = await openOffers();
+    const withdrawn = (await app.agent.offers()).filter((o) => o.withdrawn && o.expiration > now());
     const undelivered = await app.agent.undelivered();
     root.replaceChildren(
       h('h1', {}, 'Your trades'),
@@ -414,6 +519,9 @@ async function tradesView(root: HTMLElement) {
         : h('p', { class: 'muted' }, 'No trades yet. Take an offer in a market.'),
       h('h2', {}, 'Open offers'),
       offers.length ? await offerList(offers) : h('p', { class: 'muted' }, 'none'),
+      withdrawn.length
+        ? h('section', {}, h('h2', {}, 'Offers withdrawn by this page'), h('ul', { class: 'offers', 'data-testid': 'withdrawn' }, ...withdrawn.map((o) => h('li', {}, h('strong', {}, `${o.side} ${fmt(o.amount)} ehash at ${o.price} sat/lot`), `: ${o.withdrawn}`))))
+        : '',
     );
   };
   await draw();
@@ -431,7 +539,32 @@ async function walletView(root: HTMLElement) {
     bal.replaceChildren(
       h('h2', {}, 'Balances'),
       bs.length
-        ? h('table', { 'data-testid': 'balances' }, h('thead', {}, h('tr', {}, h('th', {}, 'unit'), h('th', {}, 'amount'), h('th', {}, 'in trades'), h('th', {}, 'mint'))), h('tbody', {}, ...bs.map((b) => h('tr', { 'data-unit': b.unit }, h('td', {}, b.unit), h('td', { class: 'num', 'data-testid': `balance-${b.unit === 'sat' ? 'sat' : 'ehash'}` }, fmt(b.amount)), h('td', { class: 'num' }, fmt(b.reserved)), h('td', { class: 'muted' }, b.mint)))))
+        ? h(
+            'div',
+            { class: 'scroll' },
+            h(
+              'table',
+              { 'data-testid': 'balances' },
+              h('thead', {}, h('tr', {}, ...['unit', 'held', 'reserved by your offers', 'free', 'in trades', 'mint'].map((c) => h('th', {}, c)))),
+              h(
+                'tbody',
+                {},
+                ...bs.map((b) => {
+                  const k = b.unit === 'sat' ? 'sat' : 'ehash';
+                  return h(
+                    'tr',
+                    { 'data-unit': b.unit },
+                    h('td', {}, b.unit),
+                    h('td', { class: 'num', 'data-testid': `balance-${k}` }, fmt(b.amount)),
+                    h('td', { class: 'num', 'data-testid': `offers-${k}` }, fmt(b.offers)),
+                    h('td', { class: 'num', 'data-testid': `free-${k}` }, fmt(b.free)),
+                    h('td', { class: 'num' }, fmt(b.reserved)),
+                    h('td', { class: 'muted' }, b.mint),
+                  );
+                }),
+              ),
+            ),
+          )
         : h('p', { class: 'muted', 'data-testid': 'balances-empty' }, 'The wallet is empty. Deposit sats below.'),
       h('p', { class: 'muted' }, `NIP-60 backup: ${wallet.backupState()}`),
     );
@@ -444,7 +577,7 @@ async function walletView(root: HTMLElement) {
     );
   };
   // deposit
-  const depMint = h('select', { 'aria-label': 'sat mint', 'data-testid': 'deposit-mint' }, ...satMintsKnown().map((u) => h('option', { value: u }, u))) as HTMLSelectElement;
+  const depMint = h('select', { 'aria-label': 'sat mint', 'data-testid': 'deposit-mint' }, ...(await satMintChoices()).map(mintOption)) as HTMLSelectElement;
   const depAmount = h('input', { inputmode: 'numeric', value: '1000', 'data-testid': 'deposit-amount' }) as HTMLInputElement;
   const invoice = h('div', { 'aria-live': 'polite' });
   const depBtn = h('button', { class: 'primary', type: 'submit', 'data-testid': 'deposit-submit' }, 'Get invoice') as HTMLButtonElement;
@@ -455,8 +588,8 @@ async function walletView(root: HTMLElement) {
       onsubmit: (e: Event) => {
         e.preventDefault();
         void act(depBtn, async () => {
-          if (!depMint.value) throw new Error('no sat mint is known: the exchange page names none; ask the operator for one');
-          const item = await wallet.deposit(depMint.value, intOf(depAmount, 'amount'));
+          if (!depMint.value) throw new Error('no sat mint to deposit at: trust one first (Trusted mints, below)');
+          const item = await trusting(() => wallet.deposit(depMint.value, intOf(depAmount, 'amount')));
           invoice.replaceChildren(h('p', {}, 'Pay this Lightning invoice; the sats arrive in the wallet once it is paid:'), h('textarea', { readonly: true, rows: 3, 'data-testid': 'invoice' }, item.request ?? ''));
         });
       },
@@ -478,7 +611,7 @@ async function walletView(root: HTMLElement) {
         e.preventDefault();
         void act(recBtn, async () => {
           if (!tokenIn.value.trim()) throw new Error('paste a Cashu token first');
-          const r = await wallet.receive(tokenIn.value);
+          const r = await trusting(() => wallet.receive(tokenIn.value));
           tokenIn.value = '';
           notice(`received ${fmt(r.amount)} ${r.unit} from ${r.mint}`);
         });
@@ -490,7 +623,11 @@ async function walletView(root: HTMLElement) {
   );
   // send a token
   const sendWhich = h('select', { 'aria-label': 'balance to send from', 'data-testid': 'send-from' }) as HTMLSelectElement;
-  const fillSend = async () => sendWhich.replaceChildren(...(await wallet.balances()).map((b) => h('option', { value: `${b.mint} ${b.unit}` }, `${b.unit} at ${b.mint} (${fmt(b.amount)})`)));
+  const fillSend = async () => {
+    const was = sendWhich.value;
+    sendWhich.replaceChildren(...(await wallet.balances()).map((b) => h('option', { value: `${b.mint} ${b.unit}` }, `${b.unit} at ${b.mint} (${fmt(b.free)} free${b.offers ? ` of ${fmt(b.amount)}` : ''})`)));
+    if (was && [...sendWhich.options].some((o) => o.value === was)) sendWhich.value = was;
+  };
   const sendAmount = h('input', { inputmode: 'numeric', value: '1', 'data-testid': 'send-amount' }) as HTMLInputElement;
   const sendOut = h('div', {});
   const sendBtn = h('button', { type: 'submit', 'data-testid': 'send-submit' }, 'Create token') as HTMLButtonElement;
@@ -519,9 +656,67 @@ async function walletView(root: HTMLElement) {
   const backupBtn = h('button', { type: 'button', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => (await wallet.backup(), notice(wallet.backupState()))) }, 'Back up now') as HTMLButtonElement;
   const wordsBox = h('div', {});
   const showWords = h('button', { type: 'button', onclick: async () => wordsBox.replaceChildren(h('p', { class: 'warn' }, 'Anyone with these words can find your offers and trades. Write them down; never share them.'), h('code', { class: 'words' }, await wallet.words())) }, 'Show recovery words');
-  root.replaceChildren(h('h1', {}, 'Wallet'), bal, h('div', { class: 'grid' }, depForm, recForm, sendForm), h('section', { class: 'card' }, h('h2', {}, 'Backup'), h('div', { class: 'row' }, backupBtn, restoreBtn, showWords), wordsBox), hist);
+  // trusted mints
+  const trusted = h('section', { class: 'card', 'data-testid': 'trusted-mints' });
+  const trustIn = h('input', { placeholder: 'https://mint.example', 'aria-label': 'mint URL to trust', 'data-testid': 'trust-url-input' }) as HTMLInputElement;
+  const trustBtn = h('button', { type: 'submit' }, 'Trust a mint…') as HTMLButtonElement;
+  const drawTrusted = async () => {
+    const pools = [...new Set(app.markets.map((m) => cashu.normalizeUrl(m.mint_url)))].filter(trust.isPoolMint);
+    const list = await trust.list();
+    const remove = (url: string) => (e: Event) =>
+      void act(e.currentTarget as HTMLButtonElement, async () => {
+        const users = [
+          ...(await openOffers()).filter((o) => o.satMints.includes(url)).map((o) => `your offer to ${o.side} ${o.amount} ehash (offer ${short(o.d)})`),
+          ...(await app.agent.trades()).filter((t) => t.satMint === url && !['settled', 'refunded', 'failed'].includes(t.step)).map((t) => `trade ${short(t.id)}`),
+        ];
+        await trust.remove(url, users);
+        notice(`you no longer trust ${url}`);
+        await drawTrusted();
+      });
+    trusted.replaceChildren(
+      h('h2', {}, 'Trusted mints'),
+      h('p', { class: 'muted' }, 'The wallet deposits at, receives tokens from and trades against these mints only; any other is shown to you first, and asked nothing until you look it up.'),
+      h(
+        'ul',
+        { class: 'trusted' },
+        ...pools.map((u) => h('li', {}, h('code', {}, u), h('span', { class: 'muted' }, ' the pool’s mint of the markets here (always trusted)'))),
+        ...list.map((m) =>
+          h(
+            'li',
+            { 'data-mint': m.url },
+            h('code', {}, m.url),
+            ` ${m.name ?? '(no name)'}; keysets ${m.keysets.map((k) => `${k.id} (${k.unit})`).join(', ') || 'none'}; trusted ${fmtTime(m.at)} `,
+            h('button', { type: 'button', class: 'small danger', 'data-testid': 'trusted-remove', onclick: remove(m.url) }, 'Remove'),
+          ),
+        ),
+      ),
+      h(
+        'form',
+        {
+          class: 'row',
+          onsubmit: (e: Event) => {
+            e.preventDefault();
+            void act(trustBtn, async () => {
+              const url = cashu.normalizeUrl(trustIn.value.trim());
+              if (!/^https?:\/\/\S+$/.test(url)) throw new Error('enter the mint’s URL, http://… or https://…');
+              if (await trust.isTrusted(url)) throw new Error(`${url} is trusted already`);
+              if (await askTrust(url, 'you entered')) {
+                trustIn.value = '';
+                notice(`you trust ${url} now`);
+              }
+              await drawTrusted();
+            });
+          },
+        },
+        trustIn,
+        trustBtn,
+      ),
+    );
+  };
+  root.replaceChildren(h('h1', {}, 'Wallet'), bal, h('div', { class: 'grid' }, depForm, recForm, sendForm), trusted, h('section', { class: 'card' }, h('h2', {}, 'Backup'), h('div', { class: 'row' }, backupBtn, restoreBtn, showWords), wordsBox), hist);
   await drawBal();
   await fillSend();
+  await drawTrusted();
   if (root === viewRoot) rerender = () => void drawBal().then(fillSend);
   keep(root, wallet.onChange(() => redrawSoon()));
 }
@@ -674,6 +869,7 @@ async function start() {
   await loadMarkets();
   await loadEpochs().catch(() => undefined);
   app.agent = new Agent(app.info, app.relays);
+  app.agent.onNotice((text) => notice(text, 'error'));
   await app.agent.start();
   await wallet.resume();
   document.getElementById('who')!.textContent = short(nostr.npub(app.identity.pubkey).slice(5));
@@ -704,4 +900,4 @@ start().catch((e) => {
 });
 
 // for tests and debugging in the console
-(window as unknown as { ehash: unknown }).ehash = { app, store, wallet };
+(window as unknown as { ehash: unknown }).ehash = { app, store, wallet, trust };

@@ -8,6 +8,8 @@ import { hasValidDleq } from '@cashu/cashu-ts';
 import * as cashu from './cashu';
 import * as store from './db';
 import * as nostr from './nostr';
+import * as reserve from './reserve';
+import * as trust from './trust';
 import { now, randomId, sha256Hex, sleep } from './util';
 
 /** What changed, for the views to redraw. */
@@ -48,23 +50,35 @@ export async function offerKeyAt(i: number): Promise<nostr.OfferKey> {
 
 // ---------------------------------------------------------------- balances
 
+/** What the wallet holds of one unit at one mint. */
 export interface Balance {
   mint: string;
   unit: string;
+  /** Held and spendable: `free` plus what open offers reserve. */
   amount: number;
+  /** Of `amount`, what open offers and their trades not yet locked hold back. */
+  offers: number;
+  /** Of `amount`, what nothing holds back: what a token can be sent from. */
+  free: number;
+  /** In operations under way (a lock, a send) and not in `amount`. */
   reserved: number;
 }
 
 export async function balances(): Promise<Balance[]> {
   const all = await store.all<cashu.StoredProof>('proofs');
+  const holds = await reserve.current();
   const m = new Map<string, Balance>();
   for (const p of all) {
     if (cashu.isHtlc(p.secret)) continue;
     const k = `${p.mint} ${p.unit}`;
-    const b = m.get(k) ?? { mint: p.mint, unit: p.unit, amount: 0, reserved: 0 };
+    const b = m.get(k) ?? { mint: p.mint, unit: p.unit, amount: 0, offers: 0, free: 0, reserved: 0 };
     if (p.state === 'unspent') b.amount += p.amount;
     else b.reserved += p.amount;
     m.set(k, b);
+  }
+  for (const b of m.values()) {
+    b.offers = Math.min(b.amount, reserve.holdsAt(holds, b.mint, b.unit).reduce((s, x) => s + x.amount, 0));
+    b.free = b.amount - b.offers;
   }
   return [...m.values()].sort((a, b) => (a.unit === 'sat' ? -1 : b.unit === 'sat' ? 1 : a.unit.localeCompare(b.unit)));
 }
@@ -142,6 +156,7 @@ export async function resume(): Promise<void> {
 /** Ask the sat mint for an invoice of `amount` sats. */
 export async function deposit(mint: string, amount: number): Promise<HistoryItem> {
   if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error('the amount must be a whole number of sats above 0');
+  await trust.need(mint, 'where the deposit would be');
   let q;
   try {
     q = await cashu.mintOf(mint).createMintQuoteBolt11({ amount, unit: 'sat' } as never);
@@ -195,6 +210,8 @@ async function waitDeposit(h: HistoryItem): Promise<void> {
 
 /** Receive a pasted token: every proof's DLEQ (when present) checked, swapped into new proofs. */
 export async function receive(token: string): Promise<{ mint: string; unit: string; amount: number }> {
+  // the mint a token names is asked nothing before the user trusts it
+  await trust.need(cashu.tokenMint(token).mint, 'which issued the token you pasted');
   const t = await cashu.decodeToken(token);
   if (t.proofs.length === 0) throw new Error('the token holds no proofs');
   const ks = await cashu.activeKeyset(t.mint, t.unit).catch(async () => {
@@ -231,6 +248,7 @@ export async function send(mint: string, unit: string, amount: number): Promise<
   if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error('the amount must be a whole number above 0');
   const { op, h } = await cashu.exclusive(async () => {
     const { inputs, fee, total } = await cashu.select(mint, unit, amount);
+    reserve.checkFree(await reserve.current(), cashu.normalizeUrl(mint), unit, await balance(mint, unit), amount + fee, `a token of ${amount} ${unit}`);
     const ks = await cashu.activeKeyset(mint, unit);
     const out = cashu.randomOutputs(amount, ks);
     const change = cashu.randomOutputs(total - fee - amount, ks);
@@ -365,6 +383,8 @@ export async function restoreFromRelays(): Promise<number> {
     });
     for (const p of keep) known.add(p.secret);
     added += keep.reduce((s, p) => s + p.amount, 0);
+    // the backup is the user's own: a mint it holds proofs at was trusted where it was made
+    if (keep.length && !(await trust.isTrusted(c.mint))) await trust.add(await trust.lookUp(c.mint));
   }
   changed();
   return added;

@@ -5,12 +5,17 @@
 //   PROFILE     a user-data directory kept between scenarios (the wallet lives in its IndexedDB)
 //   SHOTS       where screenshots go
 //   SCENARIO    `buy`: load the market, receive sats, take an ehash offer of the simulated
-//               seller (a Rust agent), watch the swap settle, see both balances change;
+//               seller (a Rust agent), watch the swap settle, see both balances change; on the
+//               way, the trust prompt before a deposit, a token of an unknown mint and a take
+//               at an untrusted sat mint (the mint asked nothing, nothing locked before the user
+//               agrees), and an open ask's ehash reserved against sending;
 //               `refund`: sell into a resting bid whose buyer never locks; the browser's ehash
 //               lock comes back after its locktime.
 //   LOT         the exchange's lot
 // Prints `ok <scenario>` and exits 0 on success; any failure exits 1 with the reason.
 import { chromium } from 'playwright-core';
+import { getEncodedToken } from '@cashu/cashu-ts';
+import { createServer } from 'node:net';
 import { finalizeEvent, getPublicKey } from 'nostr-tools/pure';
 import * as nip19 from 'nostr-tools/nip19';
 import * as nip44 from 'nostr-tools/nip44';
@@ -81,6 +86,34 @@ async function marketWith(side, market) {
   throw new Error(`no market has a resting ${side} within 60 s`);
 }
 
+/** A local URL nothing listens at: a mint the browser has never heard of. */
+async function deadUrl() {
+  const srv = createServer();
+  await new Promise((ok) => srv.listen(0, '127.0.0.1', ok));
+  const { port } = srv.address();
+  await new Promise((ok) => srv.close(ok));
+  return `http://127.0.0.1:${port}`;
+}
+
+/** The trust prompt is open for `url`; look the mint up and trust it. */
+async function trustPrompted(url) {
+  await page.locator('[data-testid=trust-dialog]').waitFor({ timeout: 10_000 });
+  const shown = await page.locator('[data-testid=trust-url]').textContent();
+  if (url && shown !== url) throw new Error(`the trust prompt names ${shown}, not ${url}`);
+  await page.click('[data-testid=trust-lookup]');
+  await page.locator('[data-testid=trust-accept]:enabled').waitFor({ timeout: 10_000 });
+  const name = await page.locator('[data-testid=trust-name]').textContent();
+  const keysets = await page.locator('[data-testid=trust-keysets]').textContent();
+  if (!/[0-9a-f]{16}/.test(keysets ?? '')) throw new Error(`the trust prompt shows no keyset of ${shown}: ${keysets}`);
+  step(`trusting ${shown} (${name}; ${keysets})`);
+  await page.click('[data-testid=trust-accept]');
+  await page.locator('[data-testid=trust-dialog]').waitFor({ state: 'detached', timeout: 5000 });
+  return shown;
+}
+
+/** What this browser's wallet database holds in `store` (offers, trades, ops…). */
+const stored = (store) => page.evaluate((s) => window.ehash.store.all(s), store);
+
 /** How many trades the trades page lists. */
 async function tradeCount() {
   await page.goto(`${WEB}/#/epochs`);
@@ -148,9 +181,35 @@ try {
     await page.click('[data-testid=receive-submit]');
     await page.getByRole('alert').filter({ hasText: /token/i }).first().waitFor({ timeout: 5000 });
 
-    step('receive sats by Lightning (the local sat mint fakes payment)');
+    step('a token of a mint never trusted: the prompt names it, and the mint is asked nothing until the user looks it up');
+    const stranger = await deadUrl();
+    const strangerToken = getEncodedToken({ mint: stranger, unit: 'sat', proofs: [{ id: '00ffd48b8f5ecf80', amount: 1, secret: 'e2e-token-of-a-stranger', C: '0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798' }] });
+    const asked = [];
+    const onRequest = (r) => {
+      if (r.url().startsWith(stranger)) asked.push(r.url());
+    };
+    page.on('request', onRequest);
+    await page.fill('[data-testid=receive-token]', strangerToken);
+    await page.click('[data-testid=receive-submit]');
+    await page.locator('[data-testid=trust-dialog]').waitFor({ timeout: 10_000 });
+    const named = await page.locator('[data-testid=trust-url]').textContent();
+    if (named !== stranger) throw new Error(`the trust prompt names ${named}, the token's mint is ${stranger}`);
+    await page.waitForTimeout(1500);
+    await snap('trust-unknown-mint');
+    if (asked.length) throw new Error(`the page contacted the token's mint before the user agreed: ${asked.join(', ')}`);
+    await page.click('[data-testid=trust-lookup]');
+    await page.locator('[data-testid=trust-dialog] p.error').filter({ hasText: stranger }).waitFor({ timeout: 15_000 });
+    if (!asked.length) throw new Error('looking the mint up did not ask it');
+    if (await page.locator('[data-testid=trust-accept]').isEnabled()) throw new Error('a mint that did not answer can be trusted');
+    await page.click('[data-testid=trust-decline]');
+    await page.getByRole('alert').filter({ hasText: `you did not trust the mint ${stranger}` }).first().waitFor({ timeout: 5000 });
+    page.off('request', onRequest);
+    if ((await stored('history')).length) throw new Error('a token of an untrusted mint left a trace in the wallet');
+
+    step('receive sats by Lightning (the local sat mint fakes payment), after trusting the sat mint');
     await page.fill('[data-testid=deposit-amount]', '1000');
     await page.click('[data-testid=deposit-submit]');
+    const satMint = await trustPrompted();
     await page.waitForSelector('[data-testid=invoice]');
     await page.waitForFunction(() => Number((document.querySelector('[data-testid=balance-sat]')?.textContent ?? '0').replace(/\D/g, '')) >= 1000, null, { timeout: 30_000 });
     await snap('wallet-funded');
@@ -164,8 +223,14 @@ try {
     if (!verdicts.length || verdicts.some((v) => !v.includes('verified'))) throw new Error(`epoch announcements do not verify: ${verdicts.join(', ')}`);
     await snap('epochs');
 
+    step('stop trusting the sat mint: its offers show as such, and taking one asks first');
+    await page.goto(`${WEB}/#/wallet`);
+    await page.locator(`[data-testid=trusted-mints] li[data-mint="${satMint}"] [data-testid=trusted-remove]`).click();
+    await page.getByText(`you no longer trust ${satMint}`).first().waitFor({ timeout: 5000 });
+
     step('take the simulated seller’s ask for one lot');
     await marketWith('ask');
+    await page.locator('[data-testid=asks] [data-testid=untrusted-mint]').first().waitFor({ timeout: 15_000 });
     await page.waitForSelector('[data-testid=take-sell]', { timeout: 60_000 });
     await snap('market');
     step('keyboard only: Tab reaches a Buy button, Enter opens the take form');
@@ -183,6 +248,18 @@ try {
     await page.getByRole('alert').filter({ hasText: /whole number of lots|needs about/ }).first().waitFor({ timeout: 5000 });
     await page.fill('[data-testid=order-amount]', String(LOT));
     await page.click('[data-testid=order-submit]');
+    step('the take waits for the trust prompt: nothing is published or locked before the user agrees');
+    await page.locator('[data-testid=trust-dialog]').waitFor({ timeout: 10_000 });
+    if ((await page.locator('[data-testid=trust-url]').textContent()) !== satMint) throw new Error('the trust prompt names another mint than the offer’s');
+    await snap('trust-take');
+    const early = { offers: (await stored('offers')).length, trades: (await stored('trades')).length, ops: (await stored('ops')).length };
+    if (early.offers || early.trades || early.ops) throw new Error(`before the user agreed the page already has ${JSON.stringify(early)}`);
+    await page.click('[data-testid=trust-decline]');
+    await page.getByRole('alert').filter({ hasText: `you did not trust the mint ${satMint}` }).first().waitFor({ timeout: 5000 });
+    await page.waitForTimeout(1500);
+    if ((await stored('offers')).length || (await stored('trades')).length) throw new Error('declining the trust prompt still published an offer');
+    await page.click('[data-testid=order-submit]');
+    await trustPrompted(satMint);
     await page.getByText('published').first().waitFor({ timeout: 15_000 });
 
     step('watch the swap settle');
@@ -230,8 +307,34 @@ try {
     await page.locator('[data-testid=asks] td', { hasText: /^9\D?998$/ }).first().waitFor({ timeout: 15_000 });
     if (await page.locator('[data-testid=asks] td', { hasText: /^9\D?999$/ }).count()) throw new Error('the old version of the edited ask is still on the book');
     await snap('own-ask');
+
+    step('the open ask reserves its ehash: a token of it is refused, saying why, until the offer is cancelled');
+    const holding = await balances();
+    const tooMuch = holding.ehash - LOT + 1;
+    const sendEhash = async () => {
+      await page.goto(`${WEB}/#/wallet`);
+      const from = await page.locator('[data-testid=send-from] option', { hasText: 'hash_' }).first().getAttribute('value');
+      await page.selectOption('[data-testid=send-from]', from);
+      await page.fill('[data-testid=send-amount]', String(tooMuch));
+      await page.click('[data-testid=send-submit]');
+    };
+    const shown = async (id) => Number(((await page.locator(`[data-testid=${id}]`).first().textContent()) ?? '').replace(/\D/g, ''));
+    await page.goto(`${WEB}/#/wallet`);
+    await page.waitForSelector('[data-testid=offers-ehash]');
+    if ((await shown('offers-ehash')) !== LOT || (await shown('free-ehash')) !== holding.ehash - LOT) throw new Error(`the wallet shows ${await shown('offers-ehash')} ehash reserved and ${await shown('free-ehash')} free; the ask holds ${LOT} of ${holding.ehash}`);
+    await sendEhash();
+    await page.getByRole('alert').filter({ hasText: `${LOT} is reserved by your open offer (sell ${LOT} ehash at 9998 sat/lot` }).filter({ hasText: 'Cancel or shrink the offer first' }).first().waitFor({ timeout: 5000 });
+    await snap('reserved-refused');
+    if ((await balances()).ehash !== holding.ehash) throw new Error('a refused token still took ehash from the wallet');
+    await marketWith('ask', bought);
     await page.click('[data-testid=cancel-offer]');
     await page.waitForFunction(() => ![...document.querySelectorAll('[data-testid=asks] td')].some((td) => (td.textContent ?? '').replace(/\D/g, '') === '9998'), null, { timeout: 15_000 });
+    await sendEhash();
+    const ehashToken = (await page.locator('[data-testid=sent-token]').inputValue({ timeout: 15_000 })).trim();
+    await page.fill('[data-testid=receive-token]', ehashToken);
+    await page.click('[data-testid=receive-submit]');
+    await page.getByText(/received \d+ hash_/).first().waitFor({ timeout: 15_000 });
+    if ((await balances()).ehash !== holding.ehash) throw new Error(`sending ${tooMuch} ehash and receiving it back left ${(await balances()).ehash} of ${holding.ehash}`);
 
     step('identity: export the nsec; a bad import is refused');
     await page.goto(`${WEB}/#/identity`);
