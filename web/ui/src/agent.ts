@@ -10,6 +10,7 @@ import type { ExchangeInfo, MarketSummary } from './api';
 import * as cashu from './cashu';
 import * as store from './db';
 import * as nostr from './nostr';
+import * as rules from './rules';
 import * as wallet from './wallet';
 import { now, randomId } from './util';
 
@@ -129,10 +130,10 @@ export class Agent {
     return (await store.all<TradeRecord>('trades')).sort((a, b) => b.createdAt - a.createdAt);
   }
 
-  /** What is left of an offer: its latest version's amount less what traded since. */
+  /** What is left of an offer (`rules.remaining`). */
   async remaining(o: OfferRecord): Promise<number> {
-    const ts = (await this.trades()).filter((t) => t.offerD === o.d && t.createdAt >= o.createdAt && !(t.step === 'failed' && !t.myLock));
-    return Math.max(0, o.amount - ts.reduce((s, t) => s + t.amount, 0));
+    const ts = (await this.trades()).filter((t) => t.offerD === o.d);
+    return rules.remaining(o.amount, ts.map((t) => ({ amount: t.amount, step: t.step, locked: !!t.myLock })));
   }
 
   private async keyFor(pubkey: string): Promise<nostr.OfferKey> {
@@ -341,11 +342,7 @@ export class Agent {
     if (tr.amount < Math.min(o.min, remaining)) return `${tr.amount} ehash is less than the offer's minimum fill ${o.min}`;
     const fresh = role === 'sell' ? tr.state === 'matched' : tr.state === 'matched' || tr.state === 'ehash_locked';
     if (!fresh) return `the trade was already ${tr.state} when this agent first saw it`;
-    const margin = tr.ehashLocktime - tr.satsLocktime;
-    if (margin < CONFIG.minMarginSecs) return `the locktimes leave a margin of ${margin} s; this agent needs ${CONFIG.minMarginSecs}`;
-    const mine = role === 'sell' ? tr.ehashLocktime : tr.satsLocktime;
-    if (mine - now() > CONFIG.maxLockSecs) return `my lock would stay locked until ${mine}, longer than this agent's ${CONFIG.maxLockSecs} s`;
-    return null;
+    return rules.timesRefusal(tr, role, now(), CONFIG.minMarginSecs, CONFIG.maxLockSecs);
   }
 
   private async onMessage(ev: nostr.Event): Promise<void> {
