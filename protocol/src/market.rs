@@ -165,6 +165,27 @@ impl SettlementTimes {
         self.ehash_locktime.saturating_sub(self.sats_locktime)
     }
 
+    /// Why an agent on `side` with these settings refuses a trade with these times at `now`, if
+    /// it does: times out of order ([`Self::check`]), a margin below `min_margin_secs`, or its own
+    /// lock (the seller's is the ehash lock, T1; the buyer's the sats lock, T2) locked for more
+    /// than `max_lock_secs` from now.
+    pub fn refusal(&self, side: Side, now: u64, min_margin_secs: u64, max_lock_secs: u64) -> Option<String> {
+        if let Err(e) = self.check() {
+            return Some(format!("the trade's times are out of order: {e}"));
+        }
+        if self.margin() < min_margin_secs {
+            return Some(format!("the locktimes leave a margin of {} s; this agent needs {min_margin_secs}", self.margin()));
+        }
+        let mine = match side {
+            Side::Sell => self.ehash_locktime,
+            Side::Buy => self.sats_locktime,
+        };
+        if mine.saturating_sub(now) > max_lock_secs {
+            return Some(format!("my lock would stay locked until {mine}, longer than this agent's {max_lock_secs} s"));
+        }
+        None
+    }
+
     /// Check the ordering every agent relies on: deadlines before locktimes, T2 before T1.
     pub fn check(&self) -> Result<(), MarketError> {
         if self.seller_lock_by > self.buyer_lock_by
@@ -178,6 +199,26 @@ impl SettlementTimes {
         }
         Ok(())
     }
+}
+
+/// One trade of an offer as the offer's own agent sees it, for [`offer_remaining`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferTrade {
+    /// Ehash traded.
+    pub amount: u64,
+    /// Whether the trade failed (is over with nothing more to do).
+    pub failed: bool,
+    /// Whether anything of the agent's was locked for it.
+    pub locked: bool,
+}
+
+/// What is left of an offer whose latest version offers `amount` (protocol §9): every trade of
+/// the offer, of any version, takes its amount, except one that failed with nothing of the
+/// agent's locked (the exchange returns that quantity, §10). A new version's amount is the
+/// offer's total, as the exchange books it: an edit never undoes fills.
+pub fn offer_remaining(amount: u64, trades: impl IntoIterator<Item = OfferTrade>) -> u64 {
+    let taken = trades.into_iter().filter(|t| !t.failed || t.locked).fold(0u64, |sum, t| sum.saturating_add(t.amount));
+    amount.saturating_sub(taken)
 }
 
 /// What an exchange says about itself at `GET /api/info`: the key its trade events are signed

@@ -6,6 +6,7 @@
 //! be taken back by `refund = [maker]`; it is always `SIG_INPUTS` with one signature on each path.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::str::FromStr;
 
 use bitcoin::hashes::{Hash, sha256};
@@ -43,8 +44,8 @@ pub enum LockError {
     /// A proof from a keyset the trade does not allow.
     #[error("keyset: proof of keyset {0} is not of the trade's market")]
     Keyset(String),
-    /// A proof that is not an HTLC.
-    #[error("secret: a proof is not a NUT-14 HTLC ({0})")]
+    /// A proof whose secret is not a lock every mint reads the same way (see [`read_lock_secret`]).
+    #[error("secret: {0}")]
     NotHtlc(String),
     /// A wrong payment hash.
     #[error("hash: the lock pays against {got}, the trade's hash is {want}")]
@@ -175,9 +176,203 @@ pub fn new_preimage() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
+/// The NUT-02 input fee of inputs whose keysets' `input_fee_ppk` add up to `total_ppk`:
+/// `ceil(total_ppk / 1000)` (cdk `fees::calculate_fee`).
+pub fn fee_for_ppk(total_ppk: u64) -> u64 {
+    total_ppk.div_ceil(1000)
+}
+
 /// The NUT-02 input fee of `count` proofs at `ppk`: `ceil(count × ppk / 1000)`.
 pub fn input_fee(count: u64, ppk: u64) -> u64 {
-    (count.saturating_mul(ppk)).div_ceil(1000)
+    fee_for_ppk(count.saturating_mul(ppk))
+}
+
+/// The conditions of a NUT-14 lock secret, read by [`read_lock_secret`]. Hex is in lowercase;
+/// a tag the secret leaves out is `None` (or an empty key list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockSecret {
+    /// The payment hash (`data`).
+    pub data: String,
+    /// `locktime`.
+    pub locktime: Option<u64>,
+    /// `pubkeys`: the keys that may claim it with the preimage.
+    pub pubkeys: Vec<String>,
+    /// `refund`: the keys that may take it back after the locktime.
+    pub refund: Vec<String>,
+    /// `n_sigs`.
+    pub n_sigs: Option<u64>,
+    /// `n_sigs_refund`.
+    pub n_sigs_refund: Option<u64>,
+    /// `sigflag`.
+    pub sigflag: Option<String>,
+}
+
+/// The largest integer a tag may carry: 2^53 − 1, the largest a JavaScript reader reads exactly.
+const MAX_TAG_INTEGER: u64 = (1 << 53) - 1;
+
+/// The keys of a JSON object in the order written, repeats kept (serde_json keeps the last copy).
+struct ObjectKeys(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for ObjectKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = ObjectKeys;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ObjectKeys, A::Error> {
+                let mut keys = vec![];
+                while let Some(k) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(ObjectKeys(keys))
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
+/// Read a counterparty's lock secret strictly (protocol §10, "Reading a lock secret"): exactly
+/// `["HTLC", {nonce, data, tags}]` where every mint reads the same conditions. Refused: text
+/// that is not JSON to every parser, a key repeated in the body, unknown fields, unknown tags, a
+/// tag given twice (cdk and nutshell read the first copy, nutshell joins repeated key lists), a
+/// tag value that is not in its one canonical form, and conditions cdk would not parse (then no
+/// path spends the lock) — checked last against cdk's own reading.
+pub fn read_lock_secret(secret: &str) -> Result<LockSecret, LockError> {
+    let bad = |why: String| LockError::NotHtlc(why);
+    let json: serde_json::Value = serde_json::from_str(secret).map_err(|e| bad(format!("not JSON ({e})")))?;
+    let body = match json.as_array().map(Vec::as_slice) {
+        Some([kind, body]) if kind == "HTLC" => body.as_object().ok_or_else(|| bad("the body must be an object".into()))?,
+        _ => return Err(bad(r#"not a NUT-14 HTLC: the secret must be ["HTLC", {nonce, data, tags}]"#.into())),
+    };
+    let (_, ObjectKeys(keys)) = serde_json::from_str::<(serde::de::IgnoredAny, ObjectKeys)>(secret).map_err(|e| bad(format!("not JSON ({e})")))?;
+    let mut seen = HashSet::new();
+    for k in &keys {
+        if !seen.insert(k.as_str()) {
+            return Err(bad(format!("an object repeats a key ({k})")));
+        }
+        if !["nonce", "data", "tags"].contains(&k.as_str()) {
+            return Err(bad(format!("unknown field {k}")));
+        }
+    }
+    if body.get("nonce").and_then(serde_json::Value::as_str).is_none_or(str::is_empty) {
+        return Err(bad("the nonce must be a non-empty string".into()));
+    }
+    let data = body.get("data").and_then(serde_json::Value::as_str).filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()));
+    let data = data.ok_or_else(|| bad("data must be a 32-byte hash in hex".into()))?.to_ascii_lowercase();
+    let tags = match body.get("tags") {
+        None => &[][..],
+        Some(serde_json::Value::Array(t)) => t.as_slice(),
+        Some(_) => return Err(bad("tags must be an array".into())),
+    };
+    let mut out = LockSecret { data, locktime: None, pubkeys: vec![], refund: vec![], n_sigs: None, n_sigs_refund: None, sigflag: None };
+    let mut names = HashSet::new();
+    for tag in tags {
+        let tag: Vec<&str> = tag.as_array().map(|t| t.iter().map(serde_json::Value::as_str).collect::<Option<_>>()).unwrap_or_default().unwrap_or_default();
+        let [name, values @ ..] = tag.as_slice() else {
+            return Err(bad("each tag must be a name and at least one value, all strings".into()));
+        };
+        if values.is_empty() {
+            return Err(bad("each tag must be a name and at least one value, all strings".into()));
+        }
+        if !["locktime", "pubkeys", "refund", "n_sigs", "n_sigs_refund", "sigflag"].contains(name) {
+            return Err(bad(format!("unknown tag {name}")));
+        }
+        if !names.insert(*name) {
+            return Err(bad(format!("the tag {name} appears twice")));
+        }
+        let one = || match values {
+            [v] => Ok(*v),
+            _ => Err(bad(format!("{name} must have exactly one value"))),
+        };
+        let integer = |least: u64| {
+            let v = one()?;
+            let canonical = v == "0" || (!v.starts_with('0') && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+            match v.parse::<u64>() {
+                Ok(n) if canonical && n <= MAX_TAG_INTEGER && n >= least => Ok(n),
+                _ => Err(bad(format!("{name} must be a decimal integer from {least} to 2^53 - 1 (digits only, no leading zero), not {v:?}"))),
+            }
+        };
+        let keys = || {
+            let mut out: Vec<String> = vec![];
+            for v in values {
+                let compressed = v.len() == 66 && (v.starts_with("02") || v.starts_with("03"));
+                if !compressed || PublicKey::from_hex(v).is_err() {
+                    return Err(bad(format!("{name}: {v} is not a compressed public key")));
+                }
+                let v = v.to_ascii_lowercase();
+                if out.contains(&v) {
+                    return Err(bad(format!("{name} repeats a key")));
+                }
+                out.push(v);
+            }
+            Ok(out)
+        };
+        match *name {
+            "locktime" => out.locktime = Some(integer(0)?),
+            "n_sigs" => out.n_sigs = Some(integer(1)?),
+            "n_sigs_refund" => out.n_sigs_refund = Some(integer(1)?),
+            "pubkeys" => out.pubkeys = keys()?,
+            "refund" => out.refund = keys()?,
+            _ => match one() {
+                Ok(f @ ("SIG_INPUTS" | "SIG_ALL")) => out.sigflag = Some(f.to_owned()),
+                _ => return Err(bad("sigflag must be one value, SIG_INPUTS or SIG_ALL".into())),
+            },
+        }
+    }
+    if out.n_sigs_refund.is_some_and(|n| n > out.refund.len() as u64) {
+        return Err(bad("n_sigs_refund needs that many refund keys".into()));
+    }
+    if !cdk_reads_the_same(secret, &out) {
+        return Err(bad("cdk reads other conditions in it".into()));
+    }
+    Ok(out)
+}
+
+/// Whether cdk (as a cdk mint) reads `secret` as an HTLC with exactly the conditions `read`.
+fn cdk_reads_the_same(secret: &str, read: &LockSecret) -> bool {
+    let Ok(SpendingConditions::HTLCConditions { data, conditions }) = cdk::secret::Secret::from_str(secret).map_err(|_| ()).and_then(|s| SpendingConditions::try_from(&s).map_err(|_| ()))
+    else {
+        return false;
+    };
+    let c = conditions.unwrap_or_default();
+    let hexes = |k: Option<Vec<PublicKey>>| k.unwrap_or_default().iter().map(PublicKey::to_hex).collect::<Vec<_>>();
+    data.to_string() == read.data
+        && c.locktime == read.locktime
+        && hexes(c.pubkeys) == read.pubkeys
+        && hexes(c.refund_keys) == read.refund
+        && c.num_sigs == read.n_sigs
+        && c.num_sigs_refund == read.n_sigs_refund
+        && c.sig_flag.to_string() == read.sigflag.as_deref().unwrap_or("SIG_INPUTS")
+}
+
+/// Check a lock secret's conditions against a trade's, naming the first field that differs:
+/// the payment hash (when `hash` is given), `pubkeys` exactly `[receiver]`, `refund` exactly
+/// `[maker]`, `locktime` exactly the trade's, one signature on each path, `SIG_INPUTS`.
+pub fn check_conditions(s: &LockSecret, hash: Option<&str>, locktime: u64, receiver: &PublicKey, maker: &PublicKey) -> Result<(), LockError> {
+    if let Some(want) = hash
+        && !want.eq_ignore_ascii_case(&s.data)
+    {
+        return Err(LockError::Hash { got: s.data.clone(), want: want.to_owned() });
+    }
+    if s.pubkeys != [receiver.to_hex()] {
+        return Err(LockError::Receiver { got: s.pubkeys.join(","), want: receiver.to_hex() });
+    }
+    if s.refund != [maker.to_hex()] {
+        return Err(LockError::Refund { got: s.refund.join(","), want: maker.to_hex() });
+    }
+    if s.locktime != Some(locktime) {
+        return Err(LockError::Locktime { got: s.locktime, want: locktime });
+    }
+    if s.n_sigs.unwrap_or(1) != 1 || s.n_sigs_refund.unwrap_or(1) != 1 {
+        return Err(LockError::Conditions("each path must need exactly one signature".into()));
+    }
+    if s.sigflag.as_deref().unwrap_or("SIG_INPUTS") != "SIG_INPUTS" {
+        return Err(LockError::Conditions("the lock must be SIG_INPUTS".into()));
+    }
+    Ok(())
 }
 
 /// Check `proofs` (already taken from the token) against `terms`, without asking the mint.
@@ -194,33 +389,9 @@ pub fn check_proofs(proofs: &Proofs, terms: &LockTerms) -> Result<VerifiedLock, 
             return Err(LockError::Duplicate);
         }
         let (keys, ppk) = terms.keysets.get(&p.keyset_id).ok_or_else(|| LockError::Keyset(p.keyset_id.to_string()))?;
-        let cond = SpendingConditions::try_from(&p.secret).map_err(|e| LockError::NotHtlc(e.to_string()))?;
-        let SpendingConditions::HTLCConditions { data, conditions } = cond else {
-            return Err(LockError::NotHtlc("it is P2PK".into()));
-        };
-        let h = data.to_string();
-        match &hash {
-            Some(want) if !want.eq_ignore_ascii_case(&h) => return Err(LockError::Hash { got: h, want: want.clone() }),
-            Some(_) => {}
-            None => hash = Some(h),
-        }
-        let c = conditions.ok_or_else(|| LockError::Conditions("the HTLC has no conditions (anyone with the preimage could take it)".into()))?;
-        let names = |keys: &Option<Vec<PublicKey>>| keys.as_ref().map(|k| k.iter().map(|k| k.to_hex()).collect::<Vec<_>>().join(",")).unwrap_or_default();
-        if c.pubkeys.as_deref() != Some(&[terms.receiver][..]) {
-            return Err(LockError::Receiver { got: names(&c.pubkeys), want: terms.receiver.to_hex() });
-        }
-        if c.refund_keys.as_deref() != Some(&[terms.maker][..]) {
-            return Err(LockError::Refund { got: names(&c.refund_keys), want: terms.maker.to_hex() });
-        }
-        if c.locktime != Some(terms.locktime) {
-            return Err(LockError::Locktime { got: c.locktime, want: terms.locktime });
-        }
-        if c.num_sigs.unwrap_or(1) != 1 || c.num_sigs_refund.unwrap_or(1) != 1 {
-            return Err(LockError::Conditions("each path must need exactly one signature".into()));
-        }
-        if c.sig_flag != SigFlag::SigInputs {
-            return Err(LockError::Conditions("the lock must be SIG_INPUTS".into()));
-        }
+        let secret = read_lock_secret(&p.secret.to_string())?;
+        check_conditions(&secret, hash.as_deref(), terms.locktime, &terms.receiver, &terms.maker)?;
+        hash.get_or_insert(secret.data);
         let dleq_err = |reason: String| LockError::Dleq { keyset: p.keyset_id.to_string(), amount: p.amount.to_u64(), reason };
         let key = keys.amount_key(p.amount).ok_or_else(|| dleq_err("the keyset has no key for this amount".into()))?;
         if p.dleq.is_none() {
@@ -230,7 +401,7 @@ pub fn check_proofs(proofs: &Proofs, terms: &LockTerms) -> Result<VerifiedLock, 
         total = total.checked_add(p.amount.to_u64()).ok_or_else(|| LockError::Token("amounts overflow".into()))?;
         fee_ppk = fee_ppk.saturating_add(*ppk);
     }
-    let fee = fee_ppk.div_ceil(1000);
+    let fee = fee_for_ppk(fee_ppk);
     let net = total.saturating_sub(fee);
     if net < terms.amount {
         return Err(LockError::Amount { net, fee, want: terms.amount });

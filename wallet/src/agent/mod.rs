@@ -801,18 +801,7 @@ impl Agent {
         if !fresh {
             return Ok(Some(format!("the trade was already {} when this agent first saw it", trade.state)));
         }
-        let times = trade.times;
-        if times.check().is_err() || times.margin() < self.inner.config.min_margin_secs {
-            return Ok(Some(format!("the locktimes leave a margin of {} s; this agent needs {}", times.margin(), self.inner.config.min_margin_secs)));
-        }
-        let my_locktime = match role {
-            Side::Sell => times.ehash_locktime,
-            Side::Buy => times.sats_locktime,
-        };
-        if my_locktime.saturating_sub(now()) > self.inner.config.max_lock_secs {
-            return Ok(Some(format!("my lock would stay locked until {my_locktime}, longer than this agent's {} s", self.inner.config.max_lock_secs)));
-        }
-        Ok(None)
+        Ok(trade.times.refusal(role, now(), self.inner.config.min_margin_secs, self.inner.config.max_lock_secs))
     }
 
     async fn on_message(&self, ev: &Event) -> Result<()> {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use sqlx::{AnyPool, Row};
 
-use ehash_protocol::market::{ExchangeInfo, Side};
+use ehash_protocol::market::{ExchangeInfo, OfferTrade, Side, offer_remaining};
 
 use super::record::{OfferRecord, Step, TradeRecord};
 use crate::{Error, Result};
@@ -122,8 +122,8 @@ impl Store {
         u32::try_from(next).map_err(|_| db("offer key index out of range"))
     }
 
-    /// Every offer with what is left of it: every trade that did not fail takes its amount; an
-    /// offer is open while not cancelled, expired or filled. Works while an agent runs.
+    /// Every offer with what is left of it ([`Self::remaining`]); an offer is open while not
+    /// cancelled, expired or filled. Works while an agent runs.
     pub async fn offer_states(&self) -> Result<Vec<super::OfferState>> {
         let now = super::now();
         let mut out = vec![];
@@ -135,10 +135,11 @@ impl Store {
         Ok(out)
     }
 
-    /// What is left of an offer: every trade of it that did not fail takes its amount.
+    /// What is left of an offer ([`offer_remaining`]).
     pub async fn remaining(&self, offer: &OfferRecord) -> Result<u64> {
-        let taken: u64 = self.trades_of(&offer.d).await?.iter().filter(|t| t.step != super::record::Step::Failed).map(|t| t.terms.amount).sum();
-        Ok(offer.amount.saturating_sub(taken))
+        let trades = self.trades_of(&offer.d).await?;
+        let trades = trades.iter().map(|t| OfferTrade { amount: t.terms.amount, failed: t.step == super::record::Step::Failed, locked: t.my_lock.is_some() });
+        Ok(offer_remaining(offer.amount, trades))
     }
 
     /// What this wallet's offers and trades have promised and not locked yet, so it is not spent

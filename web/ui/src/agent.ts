@@ -11,6 +11,7 @@ import * as cashu from './cashu';
 import * as store from './db';
 import * as nostr from './nostr';
 import * as reserve from './reserve';
+import * as rules from './rules';
 import * as trust from './trust';
 import * as wallet from './wallet';
 import { now, randomId, short } from './util';
@@ -151,7 +152,7 @@ export class Agent {
     return (await store.all<TradeRecord>('trades')).sort((a, b) => b.createdAt - a.createdAt);
   }
 
-  /** What is left of an offer: its latest version's amount less what traded since. */
+  /** What is left of an offer (`rules.remaining`, through `reserve.remainingOf`). */
   async remaining(o: OfferRecord): Promise<number> {
     return reserve.remainingOf(o, await this.trades());
   }
@@ -389,11 +390,7 @@ export class Agent {
     if (tr.amount < Math.min(o.min, remaining)) return `${tr.amount} ehash is less than the offer's minimum fill ${o.min}`;
     const fresh = role === 'sell' ? tr.state === 'matched' : tr.state === 'matched' || tr.state === 'ehash_locked';
     if (!fresh) return `the trade was already ${tr.state} when this agent first saw it`;
-    const margin = tr.ehashLocktime - tr.satsLocktime;
-    if (margin < CONFIG.minMarginSecs) return `the locktimes leave a margin of ${margin} s; this agent needs ${CONFIG.minMarginSecs}`;
-    const mine = role === 'sell' ? tr.ehashLocktime : tr.satsLocktime;
-    if (mine - now() > CONFIG.maxLockSecs) return `my lock would stay locked until ${mine}, longer than this agent's ${CONFIG.maxLockSecs} s`;
-    return null;
+    return rules.timesRefusal(tr, role, now(), CONFIG.minMarginSecs, CONFIG.maxLockSecs);
   }
 
   private async onMessage(ev: nostr.Event): Promise<void> {

@@ -4,7 +4,7 @@
 // did it the outputs' signatures are fetched back with NUT-09 restore. HTLC locks (NUT-14) for
 // the market's swaps are built and checked here too (protocol §10).
 import { Amount, HttpResponseError, Mint, MintOperationError, OutputData, getDecodedToken, getEncodedToken, getTokenMetadata, hasValidDleq, hashToCurve, type Proof } from '@cashu/cashu-ts';
-import { schnorr } from '@noble/curves/secp256k1.js';
+import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import * as store from './db';
 import { bytesToHex, hexToBytes, randomId, sha256Bytes, sha256Hex } from './util';
 
@@ -149,14 +149,20 @@ export async function inputFee(mint: string, proofs: { id: string }[]): Promise<
     if (!k) throw new Refused(`keyset ${p.id} is not known at ${mint}`);
     ppk += k.fee;
   }
-  return Math.ceil(ppk / 1000);
+  return feeForPpk(ppk);
 }
 
-/** The amounts a value splits into (powers of two the keyset signs), smallest first. */
+/** NUT-02 input fee of inputs whose keysets' `input_fee_ppk` add up to `totalPpk` (as `wallet::htlc::fee_for_ppk`). */
+export function feeForPpk(totalPpk: number): number {
+  return Math.ceil(totalPpk / 1000);
+}
+
+/** The amounts a value splits into (powers of two the keyset signs), smallest first (as cdk's `Amount::split`). */
 export function split(value: number, keys: Record<string, string>): number[] {
   const have = Object.keys(keys)
     .map(Number)
     .sort((a, b) => b - a);
+  if (!have.every((a) => Number.isSafeInteger(a) && a > 0)) throw new Refused('the keyset has an amount that is not a positive whole number');
   const out: number[] = [];
   let left = value;
   for (const a of have) {
@@ -457,40 +463,134 @@ export interface LockTerms {
 /** A lock that does not meet the terms, naming the field (as wallet::htlc::LockError). */
 export class LockError extends Error {}
 
-const SECRET_TAGS = new Set(['sigflag', 'n_sigs', 'locktime', 'refund', 'pubkeys', 'n_sigs_refund']);
+/** The conditions of a NUT-14 lock secret (as `wallet::htlc::LockSecret`): hex in lowercase, a tag left out null (or no keys). */
+export interface LockSecret {
+  data: string;
+  locktime: number | null;
+  pubkeys: string[];
+  refund: string[];
+  nSigs: number | null;
+  nSigsRefund: number | null;
+  sigflag: string | null;
+}
+
+const SECRET_TAGS = ['locktime', 'pubkeys', 'refund', 'n_sigs', 'n_sigs_refund', 'sigflag'];
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /**
- * Parse a NUT-14 secret exactly as strictly as a mint reads it: `["HTLC", {nonce, data, tags}]`
- * and nothing else, no key twice (a mint reads a secret it cannot parse as a plain, unlocked
- * one, and takes the first copy of a repeated tag, so a lenient reader could be shown other
- * conditions than the mint enforces).
+ * What in a JSON text (one that parses) other parsers read differently: a key repeated in an
+ * object (JavaScript and Python keep the last copy, serde refuses it, so cdk reads no lock at
+ * all) or a string that is not valid Unicode (serde_json refuses a lone surrogate).
  */
-export function parseHtlc(secret: string): { data: string; tags: Map<string, string[]> } {
+function jsonAmbiguity(text: string): string | null {
+  const objects: (Set<string> | null)[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === '{') objects.push(new Set());
+    else if (ch === '[') objects.push(null);
+    else if (ch === '}' || ch === ']') objects.pop();
+    else if (ch === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const str = JSON.parse(text.slice(i, j + 1)) as string;
+      if (LONE_SURROGATE.test(str)) return 'not JSON (a string is not valid Unicode)';
+      let k = j + 1;
+      while (' \t\r\n'.includes(text[k] ?? '.')) k++;
+      const keys = objects[objects.length - 1];
+      if (text[k] === ':' && keys) {
+        if (keys.has(str)) return `an object repeats a key (${str})`;
+        keys.add(str);
+      }
+      i = j;
+    }
+  }
+  return null;
+}
+
+/**
+ * Read a counterparty's lock secret strictly (protocol §10, "Reading a lock secret"; as
+ * `wallet::htlc::read_lock_secret`): exactly `["HTLC", {nonce, data, tags}]` where every mint
+ * reads the same conditions. Refused: text other parsers read otherwise, unknown fields and
+ * tags, a tag given twice (cdk and nutshell read the first copy, nutshell joins repeated key
+ * lists), a value not in its one canonical form, and conditions cdk would not parse.
+ */
+export function parseHtlc(secret: string): LockSecret {
   const bad = (why: string) => new LockError(`secret: ${why}`);
   let s: unknown;
   try {
     s = JSON.parse(secret);
-  } catch {
-    throw bad('a proof is not a NUT-14 HTLC (not JSON)');
+  } catch (e) {
+    throw bad(`not JSON (${(e as Error).message})`);
   }
-  if (JSON.stringify(s) !== secret) throw bad('not in canonical form (a repeated key or extra spacing)');
-  if (!Array.isArray(s) || s.length !== 2 || s[0] !== 'HTLC') throw bad(`a proof is not a NUT-14 HTLC (${Array.isArray(s) ? String(s[0]) : 'plain'})`);
+  if (!Array.isArray(s) || s.length !== 2 || s[0] !== 'HTLC') throw bad('not a NUT-14 HTLC: the secret must be ["HTLC", {nonce, data, tags}]');
   const body = s[1] as Record<string, unknown>;
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the secret has no body');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the body must be an object');
+  const ambiguity = jsonAmbiguity(secret);
+  if (ambiguity) throw bad(ambiguity);
   for (const k of Object.keys(body)) if (!['nonce', 'data', 'tags'].includes(k)) throw bad(`unknown field ${k}`);
-  if (typeof body.nonce !== 'string' || body.nonce.length === 0) throw bad('the nonce must be a string');
+  if (typeof body.nonce !== 'string' || body.nonce.length === 0) throw bad('the nonce must be a non-empty string');
   if (typeof body.data !== 'string' || !/^[0-9a-fA-F]{64}$/.test(body.data)) throw bad('data must be a 32-byte hash in hex');
-  const tags = new Map<string, string[]>();
-  const raw = body.tags ?? [];
-  if (!Array.isArray(raw)) throw bad('tags must be an array');
-  for (const t of raw) {
-    if (!Array.isArray(t) || t.length === 0 || t.some((x) => typeof x !== 'string')) throw bad('each tag must be an array of strings');
-    const [k, ...v] = t as string[];
-    if (tags.has(k)) throw bad(`the tag ${k} appears twice`);
-    if (!SECRET_TAGS.has(k)) throw bad(`unknown tag ${k}`);
-    tags.set(k, v);
+  if (body.tags !== undefined && !Array.isArray(body.tags)) throw bad('tags must be an array');
+  const out: LockSecret = { data: body.data.toLowerCase(), locktime: null, pubkeys: [], refund: [], nSigs: null, nSigsRefund: null, sigflag: null };
+  const names = new Set<string>();
+  for (const t of (body.tags ?? []) as unknown[]) {
+    if (!Array.isArray(t) || t.length < 2 || t.some((x) => typeof x !== 'string')) throw bad('each tag must be a name and at least one value, all strings');
+    const [name, ...values] = t as string[];
+    if (!SECRET_TAGS.includes(name)) throw bad(`unknown tag ${name}`);
+    if (names.has(name)) throw bad(`the tag ${name} appears twice`);
+    names.add(name);
+    const one = () => {
+      if (values.length !== 1) throw bad(`${name} must have exactly one value`);
+      return values[0];
+    };
+    const integer = (least: number) => {
+      const v = one();
+      const n = Number(v);
+      if (!/^(0|[1-9][0-9]*)$/.test(v) || !Number.isSafeInteger(n) || n < least) throw bad(`${name} must be a decimal integer from ${least} to 2^53 - 1 (digits only, no leading zero), not ${JSON.stringify(v)}`);
+      return n;
+    };
+    const keys = () => {
+      const got: string[] = [];
+      for (const v of values) {
+        let point = /^0[23][0-9a-fA-F]{64}$/.test(v);
+        try {
+          if (point) secp256k1.Point.fromHex(v);
+        } catch {
+          point = false;
+        }
+        if (!point) throw bad(`${name}: ${v} is not a compressed public key`);
+        if (got.includes(v.toLowerCase())) throw bad(`${name} repeats a key`);
+        got.push(v.toLowerCase());
+      }
+      return got;
+    };
+    if (name === 'locktime') out.locktime = integer(0);
+    else if (name === 'n_sigs') out.nSigs = integer(1);
+    else if (name === 'n_sigs_refund') out.nSigsRefund = integer(1);
+    else if (name === 'pubkeys') out.pubkeys = keys();
+    else if (name === 'refund') out.refund = keys();
+    else {
+      const f = values.length === 1 ? values[0] : '';
+      if (f !== 'SIG_INPUTS' && f !== 'SIG_ALL') throw bad('sigflag must be one value, SIG_INPUTS or SIG_ALL');
+      out.sigflag = f;
+    }
   }
-  return { data: body.data.toLowerCase(), tags };
+  if (out.nSigsRefund !== null && out.nSigsRefund > out.refund.length) throw bad('n_sigs_refund needs that many refund keys');
+  return out;
+}
+
+/**
+ * Check a lock secret's conditions against a trade's, naming the first field that differs (as
+ * `wallet::htlc::check_conditions`): the hash when given, `pubkeys` exactly `[receiver]`,
+ * `refund` exactly `[maker]`, the trade's `locktime`, one signature on each path, `SIG_INPUTS`.
+ */
+export function checkConditions(s: LockSecret, t: { hash?: string; locktime: number; receiver: string; maker: string }): void {
+  if (t.hash !== undefined && t.hash.toLowerCase() !== s.data) throw new LockError(`hash: the lock pays against ${s.data}, the trade's hash is ${t.hash}`);
+  if (s.pubkeys.length !== 1 || s.pubkeys[0] !== t.receiver.toLowerCase()) throw new LockError(`pubkeys: the lock must be claimable by exactly the receiver's key ${t.receiver}; it names ${s.pubkeys.join(',')}`);
+  if (s.refund.length !== 1 || s.refund[0] !== t.maker.toLowerCase()) throw new LockError(`refund: the lock must be refundable to exactly its maker's key ${t.maker}; it names ${s.refund.join(',')}`);
+  if (s.locktime !== t.locktime) throw new LockError(`locktime: the lock expires at ${s.locktime}, the trade says ${t.locktime}`);
+  if ((s.nSigs ?? 1) !== 1 || (s.nSigsRefund ?? 1) !== 1) throw new LockError('conditions: each path must need exactly one signature');
+  if ((s.sigflag ?? 'SIG_INPUTS') !== 'SIG_INPUTS') throw new LockError('conditions: the lock must be SIG_INPUTS');
 }
 
 /** Check a lock token completely (protocol §10 "Verifying a lock"), including NUT-07 UNSPENT. */
@@ -520,19 +620,9 @@ export async function verifyLock(token: string, t: LockTerms): Promise<{ proofs:
     seen.add(p.secret);
     const ks = t.keysets.get(p.id);
     if (!ks) throw new LockError(`keyset: proof of keyset ${p.id} is not of the trade's market`);
-    const { data, tags } = parseHtlc(p.secret);
-    if (hash && hash.toLowerCase() !== data) throw new LockError(`hash: the lock pays against ${data}, the trade's hash is ${hash}`);
-    hash = hash ?? data;
-    const pubkeys = tags.get('pubkeys') ?? [];
-    if (pubkeys.length !== 1 || pubkeys[0].toLowerCase() !== t.receiver) throw new LockError(`pubkeys: the lock must be claimable by exactly the receiver's key ${t.receiver}; it names ${pubkeys.join(',')}`);
-    const refund = tags.get('refund') ?? [];
-    if (refund.length !== 1 || refund[0].toLowerCase() !== t.maker) throw new LockError(`refund: the lock must be refundable to exactly its maker's key ${t.maker}; it names ${refund.join(',')}`);
-    const lt = Number(tags.get('locktime')?.[0]);
-    if (lt !== t.locktime) throw new LockError(`locktime: the lock expires at ${tags.get('locktime')?.[0]}, the trade says ${t.locktime}`);
-    const nSigs = Number(tags.get('n_sigs')?.[0] ?? 1);
-    const nRefund = Number(tags.get('n_sigs_refund')?.[0] ?? 1);
-    if (nSigs !== 1 || nRefund !== 1) throw new LockError('conditions: each path must need exactly one signature');
-    if ((tags.get('sigflag')?.[0] ?? 'SIG_INPUTS') !== 'SIG_INPUTS') throw new LockError('conditions: the lock must be SIG_INPUTS');
+    const read = parseHtlc(p.secret);
+    checkConditions(read, { hash, locktime: t.locktime, receiver: t.receiver, maker: t.maker });
+    hash = hash ?? read.data;
     if (!p.dleq) throw new LockError(`dleq: proof of ${p.amount} in keyset ${p.id}: no DLEQ proof`);
     let dleqOk = false;
     try {
@@ -544,7 +634,7 @@ export async function verifyLock(token: string, t: LockTerms): Promise<{ proofs:
     total += p.amount;
     ppk += ks.fee;
   }
-  const fee = Math.ceil(ppk / 1000);
+  const fee = feeForPpk(ppk);
   if (total - fee < t.amount) throw new LockError(`amount: the lock is worth ${total - fee} after the mint's fee of ${fee}; the trade needs ${t.amount}`);
   let states;
   try {

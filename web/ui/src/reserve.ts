@@ -4,6 +4,7 @@
 // offer that would use reserved funds, is refused, naming the offers that hold them.
 import type { OfferRecord, TradeRecord } from './agent';
 import * as store from './db';
+import * as rules from './rules';
 import { now, short } from './util';
 
 /** Funds one offer (or one of its trades not yet locked) holds back. */
@@ -19,10 +20,10 @@ export interface Hold {
   what: string;
 }
 
-/** What is left of an offer: its latest version's amount less what traded since (trades that failed before I locked anything give it back). */
+/** What is left of an offer (`rules.remaining`, the shared rule of protocol/vectors/remaining.json): its amount less every trade of it, except one that failed before I locked anything. */
 export function remainingOf(o: OfferRecord, trades: TradeRecord[]): number {
-  const ts = trades.filter((t) => t.offerD === o.d && t.createdAt >= o.createdAt && !(t.step === 'failed' && !t.myLock));
-  return Math.max(0, o.amount - ts.reduce((s, t) => s + t.amount, 0));
+  const ts = trades.filter((t) => t.offerD === o.d);
+  return rules.remaining(o.amount, ts.map((t) => ({ amount: t.amount, step: t.step, locked: !!t.myLock })));
 }
 
 /** Whether an offer is open at `at`: not cancelled, not expired, something left. */
