@@ -49,13 +49,11 @@ pub(crate) struct Reading {
     caught_up_at: Option<std::time::Instant>,
     /// When it last stopped reading (unix seconds; 0 at the start: unknown).
     behind_since: u64,
-    /// When it last caught up (unix seconds).
-    back_at: u64,
 }
 
 impl Reading {
-    fn new(now: u64) -> Self {
-        Self { caught_up_at: None, behind_since: 0, back_at: now }
+    fn new() -> Self {
+        Self { caught_up_at: None, behind_since: 0 }
     }
 
     /// Whether deadlines may be judged: caught up, and what was read handled.
@@ -64,18 +62,18 @@ impl Reading {
     }
 
     /// The time a message dated `sent` counts as received: its arrival (`now`), except for one
-    /// read while the exchange is behind, or dated before it last caught up, which may have
-    /// waited on a relay: its date, but never before the exchange stopped reading nor after now.
-    pub(crate) fn received(&self, sent: u64, now: u64) -> u64 {
-        if self.caught_up_at.is_none() || sent < self.back_at { sent.max(self.behind_since).min(now) } else { now }
+    /// read while the exchange is behind or just after it caught up (the stored messages it
+    /// fetched then), dated before that, which may have waited on a relay: its date, but never
+    /// before `floor` (the trade's start), before the exchange stopped reading, nor after now.
+    /// A message arriving live later counts at its arrival whatever its date.
+    pub(crate) fn received(&self, sent: u64, floor: u64, now: u64) -> u64 {
+        let catching_up = self.caught_up_at.is_none_or(|at| at.elapsed() < CATCH_UP_SETTLE * 2);
+        if catching_up { sent.max(self.behind_since).max(floor).min(now) } else { now }
     }
 
     fn set(&mut self, caught_up: bool) {
         match (caught_up, self.caught_up_at.is_some()) {
-            (true, false) => {
-                self.caught_up_at = Some(std::time::Instant::now());
-                self.back_at = now();
-            }
+            (true, false) => self.caught_up_at = Some(std::time::Instant::now()),
             (false, true) => {
                 self.caught_up_at = None;
                 self.behind_since = now();
@@ -222,7 +220,7 @@ impl Exchange {
             mints: crate::settle::Mints::new(config.private_mints),
             pools,
             authorities: Default::default(),
-            reading: std::sync::Mutex::new(Reading::new(now())),
+            reading: std::sync::Mutex::new(Reading::new()),
         });
         inner.recover().await?;
         let cancel = CancellationToken::new();

@@ -117,9 +117,10 @@ impl Inner {
                     return Ok(());
                 }
                 // Timely if it reached the exchange in time: its date is the sender's to choose.
-                // Only a message dated while this exchange could not read the relays (read after
-                // a restart or an outage) is judged by its date, the one evidence there is.
-                let at = self.reading().received(ev.created_at.as_secs(), now());
+                // Only a message read while this exchange catches up with the relays (after a
+                // restart or an outage) is judged by its date, the one evidence there is.
+                let matched = t.times.seller_lock_by.saturating_sub(self.config.lock_secs);
+                let at = self.reading().received(ev.created_at.as_secs(), matched, now());
                 if at > deadline + self.config.grace_secs {
                     tracing::info!(trade = %t.id, "a lock arrived after its deadline");
                     return Ok(());
@@ -366,6 +367,7 @@ impl Inner {
             _ => {}
         }
         // how the locks were spent
+        let sats_read = spends.iter().any(|(which, _)| *which == Which::Sats);
         for (which, spend) in spends {
             let new = match spend {
                 Spend::Unspent => continue,
@@ -389,7 +391,14 @@ impl Inner {
         }
         let mut failure = None;
         if t.state == TradeState::SatsLocked && n > t.times.sats_locktime + grace && t.sats_lock != LockStatus::Claimed {
-            failure = Some((Blame::Seller, "the seller did not claim the sats before their locktime".to_owned()));
+            // blamed only on a reading of the sat mint taken now: a claim it could not be asked
+            // about may have happened
+            let read_now = sats_read || t.sats_lock != LockStatus::Locked;
+            if read_now {
+                failure = Some((Blame::Seller, "the seller did not claim the sats before their locktime".to_owned()));
+            } else if n > t.times.sats_locktime + grace + VERIFY_SECS {
+                failure = Some((Blame::None, "whether the seller claimed the sats could not be read (the sat mint did not answer)".to_owned()));
+            }
         }
         if t.state == TradeState::SatsClaimed && t.ehash_lock == LockStatus::Refunded {
             failure = Some((Blame::Buyer, "the buyer did not claim the ehash before its locktime".to_owned()));

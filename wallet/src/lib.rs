@@ -101,12 +101,14 @@ pub enum Error {
     },
     /// The balance is there but backs open offers.
     #[error(
-        "{need} {unit} wanted, but {reserved} of the {have} held backs {} (`ehash trade status`); cancel or shrink it first (`ehash trade cancel ID`)",
+        "{need} {unit} at {mint} wanted, but {reserved} of the {have} held there is promised to {} (`ehash trade status`): cancel or shrink those offers first (`ehash trade cancel ID`); what a matched trade holds is free again once it settles or fails",
         by.join(", ")
     )]
     Reserved {
         /// Unit.
         unit: String,
+        /// The mint.
+        mint: String,
         /// Held.
         have: u64,
         /// Held for offers and trades.
@@ -246,6 +248,15 @@ impl MinerWallet {
         Ok((total, by))
     }
 
+    /// What of `unit` at `mint_url` is set aside for this wallet's own swaps in flight (proofs
+    /// reserved or pending): it comes back as change, or is spent, when they finish.
+    pub async fn in_flight(&self, mint_url: &str, unit: &str) -> Result<u64> {
+        let w = self.wallet_at(mint_url, unit).await?;
+        let states = Some(vec![cdk::nuts::State::Reserved, cdk::nuts::State::Pending]);
+        let proofs = self.store.get_proofs(Some(w.mint_url.clone()), Some(w.unit.clone()), states, None).await.map_err(|e| Error::Database(e.to_string()))?;
+        Ok(proofs.iter().map(|p| p.proof.amount.to_u64()).sum())
+    }
+
     /// Check that `need` of `unit` at `mint_url` can be spent without touching what open offers
     /// hold: [`Error::Insufficient`] if the wallet has too little, [`Error::Reserved`] if the
     /// rest backs offers.
@@ -256,7 +267,7 @@ impl MinerWallet {
         }
         let (reserved, by) = self.reserved_at(mint_url, unit).await?;
         if have.saturating_sub(reserved) < need {
-            return Err(Error::Reserved { unit: unit.to_owned(), have, reserved, need, by });
+            return Err(Error::Reserved { unit: unit.to_owned(), mint: mint_url.to_owned(), have, reserved, need, by });
         }
         Ok(())
     }

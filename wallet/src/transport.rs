@@ -26,14 +26,14 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_BODY: usize = 4 << 20;
 /// Largest answer head read from a mint.
 pub const MAX_HEADERS: usize = 64 << 10;
-/// Longest `Retry-After` honoured; a longer one counts as this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// Longest `Retry-After` honoured; a longer one (or an HTTP date) counts as this. Kept well
+/// below the least margin between a trade's two locktimes (30 s): a claim or refund must never
+/// wait past its deadline because a mint asked for a pause.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
-/// One connection pool for every mint client of the process.
-static CLIENT: LazyLock<bitreq::Client> = LazyLock::new(|| {
-    // cdk's client installs the TLS crypto provider bitreq needs for https mints
+/// cdk's client installs the TLS crypto provider bitreq needs for https mints.
+static TLS: LazyLock<()> = LazyLock::new(|| {
     let _ = cdk::http_client::HttpClient::new();
-    bitreq::Client::new(16)
 });
 
 /// Until when each origin asked not to be called (`Retry-After`).
@@ -42,20 +42,43 @@ static HELD: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Default::
 /// A cdk mint client over the [`Bounded`] transport.
 pub type MintClient = BaseHttpClient<Bounded>;
 
-/// A mint client for `mint`.
+/// A mint client for `mint`, with connections of its own (as cdk's clients have).
 pub fn client(mint: MintUrl) -> MintClient {
-    BaseHttpClient::with_transport(mint, Bounded, None)
+    BaseHttpClient::with_transport(mint, Bounded::new(), None)
 }
 
 /// The bounded transport (see the module documentation).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Bounded;
+#[derive(Clone)]
+pub struct Bounded {
+    client: std::sync::Arc<bitreq::Client>,
+}
+
+impl std::fmt::Debug for Bounded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bounded").finish_non_exhaustive()
+    }
+}
+
+impl Bounded {
+    /// A transport with a connection pool of its own.
+    pub fn new() -> Self {
+        LazyLock::force(&TLS);
+        Self { client: std::sync::Arc::new(bitreq::Client::new(10)) }
+    }
+}
+
+impl Default for Bounded {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 fn held() -> std::sync::MutexGuard<'static, HashMap<String, Instant>> {
     HELD.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Seconds of a `Retry-After` value (delay-seconds; an HTTP date counts as [`MAX_RETRY_AFTER`]).
+/// The pause a `Retry-After` value asks for (delay-seconds; an HTTP date counts as
+/// [`MAX_RETRY_AFTER`]), at most [`MAX_RETRY_AFTER`].
 fn retry_after(v: &str) -> Duration {
     v.trim().parse::<u64>().map(Duration::from_secs).unwrap_or(MAX_RETRY_AFTER).min(MAX_RETRY_AFTER)
 }
@@ -80,7 +103,7 @@ impl Bounded {
             .with_max_redirects(0)
             .with_max_headers_size(MAX_HEADERS)
             .with_max_body_size(MAX_BODY);
-        let r = match tokio::time::timeout(TIMEOUT, req.send_async_with_client(&CLIENT)).await {
+        let r = match tokio::time::timeout(TIMEOUT, req.send_async_with_client(&self.client)).await {
             Err(_) => return Err(HttpError::Timeout),
             Ok(Err(bitreq::Error::BodyOverflow)) => return Err(HttpError::Other(format!("{origin} answered more than {} MiB", MAX_BODY >> 20))),
             Ok(Err(bitreq::Error::HeadersOverflow)) => return Err(HttpError::Other(format!("{origin} answered a head over {} KiB", MAX_HEADERS >> 10))),
@@ -147,6 +170,7 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_and_caps_the_rest() {
         assert_eq!(retry_after("3"), Duration::from_secs(3));
+        assert_eq!(retry_after("10"), MAX_RETRY_AFTER);
         assert_eq!(retry_after(" 0 "), Duration::ZERO);
         assert_eq!(retry_after("99999"), MAX_RETRY_AFTER);
         assert_eq!(retry_after("Wed, 21 Oct 2026 07:28:00 GMT"), MAX_RETRY_AFTER);

@@ -43,7 +43,9 @@ impl Agent {
         let mut withdrawn = vec![];
         for ((mint, unit), offers) in groups {
             match tokio::time::timeout(CHECK_TIMEOUT, self.refresh_unspent(&mint, &unit)).await {
-                Ok(Ok(())) => {}
+                // nothing spent elsewhere: a shortfall is change of my own swaps still in flight
+                Ok(Ok(0)) => continue,
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(%mint, %unit, error = %e, "cannot check the funds behind offers now");
                     continue;
@@ -67,14 +69,26 @@ impl Agent {
         Ok(withdrawn)
     }
 
-    /// Drop from the wallet the proofs of `unit` at `mint` that the mint says are spent.
-    async fn refresh_unspent(&self, mint: &str, unit: &str) -> Result<()> {
+    /// Drop from the wallet the proofs of `unit` at `mint` that the mint says are spent; returns
+    /// how many there were.
+    async fn refresh_unspent(&self, mint: &str, unit: &str) -> Result<usize> {
         let w = self.inner.wallet.wallet_at(mint, unit).await?;
         let proofs = w.get_unspent_proofs().await?;
-        if !proofs.is_empty() {
-            w.check_proofs_spent(proofs).await?;
+        if proofs.is_empty() {
+            return Ok(0);
         }
-        Ok(())
+        let states = w.check_proofs_spent(proofs).await?;
+        Ok(states.iter().filter(|s| s.state == cdk::nuts::State::Spent).count())
+    }
+
+    /// Whether my lock of `t` may have failed for want of funds only because another swap of
+    /// this wallet has them set aside (its change is still to come).
+    pub(crate) async fn change_due(&self, t: &TradeRecord) -> bool {
+        let (mint, unit) = match t.role {
+            Side::Sell => (t.terms.mint_url.as_str(), t.terms.unit.as_str()),
+            Side::Buy => (t.terms.sat_mint.as_str(), "sat"),
+        };
+        self.inner.wallet.in_flight(mint, unit).await.is_ok_and(|n| n > 0)
     }
 
     /// Cancel offer `d` unless it is cancelled or expired already (also while its trades take

@@ -253,6 +253,7 @@ impl Agent {
         let w = self.my_wallet(t).await?;
         match self.prepare_and_record(t, w, t.terms.amount, cond, Some((preimage, hash))).await? {
             Ok(()) => Ok(Next::Continue),
+            Err(SwapError::Refused(why)) if self.change_due(t).await => Ok(self.later(t, "the ehash is tied up in another swap of this wallet", &why)),
             Err(SwapError::Refused(why)) => {
                 self.unbacked(t, &why).await;
                 self.fail(t, format!("cannot lock the ehash: {why}"), true).await
@@ -299,6 +300,10 @@ impl Agent {
         let mine = self.my_wallet(t).await?;
         match self.prepare_and_record(t, mine, t.terms.sats, cond, None).await? {
             Ok(()) => Ok(Next::Continue),
+            Err(SwapError::Refused(why)) if self.change_due(t).await => {
+                self.save(t).await?;
+                Ok(self.later(t, "the sats are tied up in another swap of this wallet", &why))
+            }
             Err(SwapError::Refused(why)) => {
                 self.unbacked(t, &why).await;
                 self.fail(t, format!("cannot lock the sats: {why}"), true).await

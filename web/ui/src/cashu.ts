@@ -159,10 +159,12 @@ export function feeForPpk(totalPpk: number): number {
 
 /** The amounts a value splits into (powers of two the keyset signs), smallest first (as cdk's `Amount::split`). */
 export function split(value: number, keys: Record<string, string>): number[] {
+  if (!Object.keys(keys).every((k) => /^[1-9][0-9]*$/.test(k))) throw new Refused('the keyset has an amount that is not a positive whole number');
+  // amounts past 2^53 (keysets often sign up to 2^63) are larger than any value a page holds
   const have = Object.keys(keys)
     .map(Number)
+    .filter((a) => Number.isSafeInteger(a))
     .sort((a, b) => b - a);
-  if (!have.every((a) => Number.isSafeInteger(a) && a > 0)) throw new Refused('the keyset has an amount that is not a positive whole number');
   const out: number[] = [];
   let left = value;
   for (const a of have) {
