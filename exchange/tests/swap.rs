@@ -1194,3 +1194,32 @@ async fn an_exchange_cut_off_from_its_relay_judges_no_deadline_until_it_has_read
     ex.shutdown().await;
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_whose_claim_the_exchange_cannot_read_is_not_blamed_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let RogueSale { m, ex, buyer, rogue, market, trade, front, .. } = RogueSale::start(dir.path()).await;
+    let preimage = rogue.lock(&ex, &trade).await;
+    wait_exchange(&ex, &market, 30, |t| t[0].state == TradeState::SatsLocked).await;
+    // from now on nobody can read the sat mint's proof states (NUT-07 hangs); the seller claims
+    // the sats and tells the buyer, who claims the ehash at the pool mint
+    front.fail("/v1/checkstate", None, 0, MintFault::Hang);
+    let theirs = rogue.their_lock().await;
+    assert_eq!(rogue.spend(&m.sat_url, "sat", &theirs, Some(&preimage)).await.unwrap(), 20);
+    rogue.send(&ex, &trade, trade.buyer().pubkey, Body::Preimage { preimage: preimage.clone() }).await;
+    let bt = buyer.wait_trades(1, 30).await;
+    assert_eq!(bt[0].step, Step::Settled, "{:?}", bt[0].note);
+    // past the sats locktime and its grace: the exchange could not read the claim, so it blames
+    // nobody for it
+    while now() <= trade.times.sats_locktime + 2 + 3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let t = trades(&ex, &market).await;
+    assert_eq!((t[0].state, t[0].blame.clone()), (TradeState::SatsLocked, None), "{:?}", t[0].reason);
+    // the sat mint answers again: the claim is read and the trade settles
+    front.heal();
+    let t = wait_exchange(&ex, &market, 60, |t| t[0].state == TradeState::Settled || t[0].state == TradeState::Failed).await;
+    assert_eq!((t[0].state, t[0].blame.clone()), (TradeState::Settled, None), "{:?}", t[0].reason);
+    ex.shutdown().await;
+    m.shutdown().await;
+}
