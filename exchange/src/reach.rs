@@ -35,7 +35,9 @@ const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// [`address_refusal`], and for a mint named by a host name, why it may not be contacted
 /// because the name resolves to a loopback or private address (a public-looking name can point
-/// anywhere). A name that does not resolve is not refused here: contacting it fails anyway.
+/// anywhere), or does not resolve within 5 s. A name that does not resolve at all is not refused
+/// here: contacting it fails anyway. (The HTTP client resolves the name again when it connects:
+/// a name whose answers change from one moment to the next is not caught.)
 pub async fn resolved_refusal(url: &str, private_ok: bool) -> Option<String> {
     if let Some(why) = address_refusal(url, private_ok) {
         return Some(why);
@@ -49,7 +51,11 @@ pub async fn resolved_refusal(url: &str, private_ok: bool) -> Option<String> {
         return None;
     }
     let port = u.port_or_known_default().unwrap_or(443);
-    let addrs = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await.ok()?.ok()?;
+    // a name that does not resolve in time is not called (a slow answer may be another one)
+    let addrs = match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await {
+        Err(_) => return Some(format!("{url}: {host} did not resolve within {} s", RESOLVE_TIMEOUT.as_secs())),
+        Ok(r) => r.ok()?,
+    };
     let private: Vec<String> = addrs.map(|a| a.ip()).filter(|ip| is_private(*ip)).map(|ip| ip.to_string()).collect();
     (!private.is_empty()).then(|| {
         format!(

@@ -664,6 +664,17 @@ async fn a_seller_who_vanishes_after_the_match_is_blamed_and_the_buyer_keeps_its
     let st = seller.wait_trades(1, 30).await;
     assert_eq!(st[0].step, Step::Failed, "{:?}", st[0].note);
     assert_eq!(seller.ehash(&m, &unit).await, 8);
+    // blamed, its ask is off the exchange's book: the agent withdraws it, and its ehash is free
+    let mut freed = false;
+    for _ in 0..40 {
+        if seller.wallet.reserved_at(m.pool.mint_url(), &unit).await.unwrap().0 == 0 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(freed, "the blamed seller's offer still holds its ehash: {:?}", seller.agent.offers().await.unwrap());
+    assert!(seller.agent.offers().await.unwrap().iter().all(|o| o.offer.canceled));
     ex.shutdown().await;
     m.shutdown().await;
 }

@@ -97,7 +97,7 @@ impl Agent {
         let live = self.inner.store.offer(d).await?.is_some_and(|o| !o.canceled && o.expiration > super::now());
         if live {
             self.cancel_offer(d).await?;
-            tracing::warn!(offer = %d, reason = %why, "offer withdrawn: its funds are gone");
+            tracing::warn!(offer = %d, reason = %why, "offer withdrawn");
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use ehash_outbox::Outbox;
 use ehash_outbox::watch::{Watcher, watch};
 use ehash_protocol::events::settlement::{Body, Message};
-use ehash_protocol::events::{EpochAnnouncement, KIND_SETTLEMENT, KIND_TRADE, Offer, OfferStatus, Trade, TradeState};
+use ehash_protocol::events::{Blame, EpochAnnouncement, KIND_SETTLEMENT, KIND_TRADE, Offer, OfferStatus, Trade, TradeState};
 use ehash_protocol::market::{ExchangeInfo, Price, Side};
 use nostr_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -673,6 +673,11 @@ impl Agent {
                 None => return Ok(()),
             },
         };
+        // a party the exchange blames leaves its book: the offer is over, its funds free
+        let blamed = matches!((trade.blame, role), (Some(Blame::Seller), Side::Sell) | (Some(Blame::Buyer), Side::Buy));
+        if trade.state == TradeState::Failed && blamed {
+            self.withdraw_offer(&offer.d, "the exchange blamed this side of a trade and took the offer off its book").await?;
+        }
         let _guard = self.trade_lock(&trade.id).await;
         if let Some(mut t) = self.inner.store.trade(&trade.id).await? {
             let mut changed = false;
