@@ -49,16 +49,30 @@ pub(crate) struct Reading {
     caught_up_at: Option<std::time::Instant>,
     /// When it last stopped reading (unix seconds; 0 at the start: unknown).
     behind_since: u64,
+    /// Since when no event read from the relays waits to be taken up (`None`: some do).
+    drained_at: Option<std::time::Instant>,
 }
 
 impl Reading {
     fn new() -> Self {
-        Self { caught_up_at: None, behind_since: 0 }
+        Self { caught_up_at: None, behind_since: 0, drained_at: Some(std::time::Instant::now()) }
     }
 
-    /// Whether deadlines may be judged: caught up, and what was read handled.
+    /// Whether deadlines may be judged: caught up, every event read taken up, and a moment
+    /// given to the tasks writing settlement messages down (a lock message still queued, say
+    /// behind a long history of offers, may be the one a deadline asks about).
     pub(crate) fn caught_up(&self) -> bool {
-        self.caught_up_at.is_some_and(|at| at.elapsed() >= CATCH_UP_SETTLE)
+        let settled = |at: Option<std::time::Instant>| at.is_some_and(|at| at.elapsed() >= CATCH_UP_SETTLE);
+        settled(self.caught_up_at) && settled(self.drained_at)
+    }
+
+    /// Note whether events wait to be taken up.
+    fn backlog(&mut self, waiting: bool) {
+        match (waiting, self.drained_at.is_some()) {
+            (true, true) => self.drained_at = None,
+            (false, false) => self.drained_at = Some(std::time::Instant::now()),
+            _ => {}
+        }
     }
 
     /// The time a message dated `sent` counts as received: its arrival (`now`), except for one
@@ -82,6 +96,7 @@ impl Reading {
         }
     }
 }
+
 /// Refusals remembered for the API.
 const MAX_REFUSALS: usize = 1_000;
 
@@ -313,6 +328,7 @@ async fn run(inner: Arc<Inner>, cancel: CancellationToken) {
                 // mint: handled beside the loop, so a mint that stalls never holds up offers
                 Some(ev) if matches!(ev.kind.as_u16(), KIND_SETTLEMENT | KIND_EPOCH_ANNOUNCEMENT) => {
                     let (inner, cancel) = (inner.clone(), cancel.clone());
+                    inner.reading().backlog(!events.is_empty());
                     tokio::spawn(async move {
                         tokio::select! {
                             _ = cancel.cancelled() => {}
@@ -320,7 +336,11 @@ async fn run(inner: Arc<Inner>, cancel: CancellationToken) {
                         }
                     });
                 }
-                Some(ev) => inner.handle(ev).await,
+                Some(ev) => {
+                    inner.reading().backlog(!events.is_empty());
+                    inner.handle(ev).await;
+                    inner.reading().backlog(!events.is_empty());
+                }
                 None => break,
             },
             _ = tick.tick() => inner.sweep_all().await,
