@@ -1,6 +1,7 @@
 //! `ehash trade list` and `ehash trade take` against a real exchange: a buyer takes a seller's
 //! resting offer from the command line and the swap settles; bad takes are refused with the
-//! reason and nothing is published.
+//! reason and nothing is published; what an open offer holds cannot be sent until it is
+//! cancelled.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::process::{Command, Output};
@@ -97,6 +98,31 @@ async fn a_buyer_takes_a_resting_offer_from_the_command_line() {
     assert_eq!(sw.balance_at(&m.sat_url, "sat").await.unwrap(), 14);
     let status = trade(&bdir, &m, &ex, &["status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("settled"), "{}", String::from_utf8_lossy(&status.stdout));
+
+    // the ehash behind an open ask cannot be sent until the ask is cancelled
+    let wallet = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ehash"))
+            .args(["--log", "warn", "wallet", "--dir"])
+            .arg(&bdir)
+            .args(["--mint-url", m.pool.mint_url()])
+            .args(args)
+            .env_remove("EHASH_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = trade(&bdir, &m, &ex, &["offer", "--side", "sell", "--unit", &unit, "--amount", "8", "--price", "1000", "--no-wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = ehash_wallet::agent::store::Store::open(&bdir).await.unwrap();
+    let ask = store.offers().await.unwrap().into_iter().find(|o| o.side == Side::Sell).expect("the ask").d;
+    let out = wallet(&["send", "--unit", &unit, "--amount", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("offer {ask}")) && err.contains("ehash trade cancel"), "{err}");
+    let out = wallet(&["balance"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(8 held by open offers)"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = trade(&bdir, &m, &ex, &["cancel", &ask]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = wallet(&["send", "--unit", &unit, "--amount", "4"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("cashuB"), "{}", String::from_utf8_lossy(&out.stderr));
     cancel.cancel();
     ex.shutdown().await;
     m.shutdown().await;
