@@ -112,6 +112,32 @@ pub async fn run(c: ehash_wallet::Config, action: WalletAction, sat_mints: Vec<S
         WalletAction::Mint => {
             let w = open(&c).await?;
             println!("minted {}", w.mint_all_credited().await?);
+            // a miner mining straight to the pool hears here that its username stopped earning
+            let quotes = w.ehash_quotes().await?;
+            let pool = ehash_wallet::pool_epochs(&c.mint_url).await?;
+            if !quotes.is_empty() && !quotes.iter().any(|(unit, _)| unit.eq_ignore_ascii_case(&pool.current.unit)) {
+                println!(
+                    "epoch {} (unit {}) is open now and this wallet has no quote in it: usernames of its older quotes earn nothing more; run `ehash wallet quote` for the username to mine with",
+                    pool.current.epoch, pool.current.unit
+                );
+            }
+        }
+        WalletAction::Quote { worker } => {
+            let max = ehash_protocol::stratum::MAX_WORKER_BYTES;
+            if worker.is_empty() || worker.len() > max {
+                bail!("--worker must be 1 to {max} bytes (the pool stores it with every share), not {} bytes", worker.len());
+            }
+            let w = open(&c).await?;
+            let pool = ehash_wallet::pool_epochs(&c.mint_url).await?;
+            let e = &pool.current;
+            let quote = w.quote_for(&e.unit).await.with_context(|| format!("creating a quote in unit {} at {}", e.unit, c.mint_url))?;
+            println!("quote {quote} of epoch {} (unit {}), locked to this wallet's key (NUT-20)", e.epoch, e.unit);
+            println!("Stratum username: {quote}.{worker}");
+            println!("Mine to the pool's Stratum endpoint with that username (any password); `ehash wallet mint` mints what its shares earned, at any time.");
+            println!(
+                "When epoch {} closes, the pool answers error 26 and names the new unit: run `ehash wallet quote` again and authorize the new username (on the same connection if the miner can send mining.authorize; `ehash proxy` follows epochs by itself).",
+                e.epoch
+            );
         }
         WalletAction::Send { unit, amount, lock } => {
             let w = open(&c).await?;
