@@ -160,11 +160,19 @@ pub enum WalletAction {
         earns only in its epoch: when the epoch closes the pool answers error 26 and sends a \
         message naming the new unit; run this again for the new username and authorize it (a \
         miner that sends `mining.authorize` can do so on the same connection, no reconnect). \
-        `ehash proxy` follows epochs by itself.")]
+        `ehash proxy` follows epochs by itself. With --import ID --key SECRET, a quote made \
+        elsewhere (POST /v1/mint/quote/ehash, locked to the public key of SECRET) is added to \
+        the wallet instead, so `ehash wallet mint` mints its credit too.")]
     Quote {
         /// Worker name appended to the username (`<quote id>.<worker>`), to tell rigs apart.
         #[arg(long, default_value = "rig1")]
         worker: String,
+        /// Import this quote id (made elsewhere) instead of using the wallet's own.
+        #[arg(long, value_name = "QUOTE_ID", requires = "key")]
+        import: Option<String>,
+        /// The secret key (hex) whose public key locks the imported quote (NUT-20).
+        #[arg(long, value_name = "HEX", requires = "import")]
+        key: Option<String>,
     },
     /// Send ehash as a cashuB token.
     Send {

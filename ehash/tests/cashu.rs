@@ -9,7 +9,8 @@
 //!   makes them optional) and refuses one whose DLEQ proof is wrong;
 //! - a miner mining straight to the pool gets its Stratum username from `ehash wallet quote`,
 //!   mints its credit with `ehash wallet mint`, and after an epoch change is told, by the pool
-//!   and the wallet, how to go on; the new username is authorized on the same connection.
+//!   and the wallet, how to go on; the new username is authorized on the same connection; a
+//!   quote made elsewhere is imported with its key (`ehash wallet quote --import`) and minted.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -235,5 +236,39 @@ async fn a_miner_mining_straight_to_the_pool_mints_with_the_wallets_quote_and_fo
     assert!(out.contains(&format!("minted {CREDIT}")) && !out.contains("ehash wallet quote"), "{out}");
     let out = ok(&m, &cli, &["balance"]);
     assert!(out.contains(&format!("{} {unit1}", 2 * CREDIT)) && out.contains(&format!("{CREDIT} {unit2}")), "{out}");
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quote_made_elsewhere_is_imported_with_its_key_and_minted() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), 0).await;
+    let cli = dir.path().join("cli");
+    ok(&m, &cli, &["init"]);
+    let unit = m.unit().await;
+    // the miner made its quote by hand and mines two shares to it
+    let sk = cdk::nuts::SecretKey::generate();
+    let body = json!({"unit": unit, "amount": 1, "pubkey": sk.public_key().to_hex()}).to_string();
+    let resp = bitreq::post(format!("{}/v1/mint/quote/ehash", m.pool.mint_url().trim_end_matches('/')))
+        .with_header("content-type", "application/json")
+        .with_body(body)
+        .send_async()
+        .await
+        .unwrap();
+    let id = serde_json::from_str::<Value>(resp.as_str().unwrap()).unwrap()["quote"].as_str().unwrap().to_owned();
+    let accepted = ehash_sim_miner::client::submit_shares(m.pool.stratum_addr(), &format!("{id}.rig"), 2, 11).await.unwrap();
+    assert_eq!(accepted, 2);
+    // not the wallet's quote yet: nothing to mint
+    assert!(ok(&m, &cli, &["mint"]).contains("minted 0"));
+    // a key that does not lock it is refused, naming the key that does
+    let other = cdk::nuts::SecretKey::generate().to_secret_hex();
+    let (passed, out) = wallet(&m, &cli, &["quote", "--import", &id, "--key", &other]);
+    assert!(!passed && out.contains(&sk.public_key().to_hex()), "{out}");
+    let out = ok(&m, &cli, &["quote", "--import", &id, "--key", &sk.to_secret_hex()]);
+    assert_eq!(username(&out), format!("{id}.rig1"));
+    let out = ok(&m, &cli, &["mint"]);
+    assert!(out.contains(&format!("minted {}", 2 * CREDIT)), "{out}");
+    let (passed, out) = wallet(&m, &cli, &["quote", "--import", &id, "--key", &sk.to_secret_hex()]);
+    assert!(!passed && out.contains("already in this wallet"), "{out}");
     m.shutdown().await;
 }
