@@ -48,8 +48,11 @@ async fn sat_balances(c: &ehash_wallet::Config, sat_mints: &[String]) -> Result<
 }
 
 /// Add the ehash quote `id`, made elsewhere and locked to the public key of `key` (hex), to the
-/// wallet, so `ehash wallet mint` mints its credit. Returns its unit and epoch.
-async fn import_quote(c: &ehash_wallet::Config, w: &MinerWallet, id: &str, key: &str) -> Result<(String, u32)> {
+/// wallet, so `ehash wallet mint` mints its credit. Returns its epoch.
+async fn import_quote(c: &ehash_wallet::Config, w: &MinerWallet, id: &str, key: &str) -> Result<ehash_wallet::PoolEpoch> {
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        bail!("--import {id:?} is not a quote id (the `quote` of the pool's answer: letters, digits, - and _)");
+    }
     let sk = cdk::nuts::SecretKey::from_hex(key).context("--key is not a secret key (64 hex digits)")?;
     if w.ehash_quotes().await?.iter().any(|(_, q)| q == id) {
         bail!("quote {id} is already in this wallet; `ehash wallet mint` mints its credit");
@@ -71,7 +74,6 @@ async fn import_quote(c: &ehash_wallet::Config, w: &MinerWallet, id: &str, key: 
         .epochs
         .into_iter()
         .find(|e| e.unit.eq_ignore_ascii_case(&unit))
-        .map(|e| e.epoch)
         .with_context(|| format!("quote {id} is in unit {unit}, which is not an epoch unit of this pool"))?;
     let mint_url = MintUrl::from_str(&c.mint_url).with_context(|| format!("the pool mint URL {:?}", c.mint_url))?;
     let request = q.get("request").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
@@ -89,7 +91,7 @@ async fn import_quote(c: &ehash_wallet::Config, w: &MinerWallet, id: &str, key: 
     let path = c.dir.join("wallet.sqlite");
     let db = cdk_sqlite::WalletSqliteDatabase::new(&path).await.with_context(|| format!("opening {}", path.display()))?;
     db.add_mint_quote(quote).await.with_context(|| format!("writing quote {id} to {}", path.display()))?;
-    Ok((unit, epoch))
+    Ok(epoch)
 }
 
 /// Run one wallet action. `sat_mints`: `--sat-mint` flags, else `[trade].sat_mints`.
@@ -174,9 +176,13 @@ pub async fn run(c: ehash_wallet::Config, action: WalletAction, sat_mints: Vec<S
             }
             let w = open(&c).await?;
             if let (Some(id), Some(key)) = (import, key) {
-                let (unit, epoch) = import_quote(&c, &w, id.trim(), key.trim()).await?;
-                println!("imported quote {} of epoch {epoch} (unit {unit}); `ehash wallet mint` mints what its shares earn", id.trim());
-                println!("Stratum username: {}.{worker}", id.trim());
+                let e = import_quote(&c, &w, id.trim(), key.trim()).await?;
+                println!("imported quote {} of epoch {} (unit {}); `ehash wallet mint` mints what its shares earn", id.trim(), e.epoch, e.unit);
+                if e.state == "active" {
+                    println!("Stratum username: {}.{worker}", id.trim());
+                } else {
+                    println!("epoch {} is {}: the quote earns nothing more; `ehash wallet quote` prints the username to mine with now", e.epoch, e.state);
+                }
                 return Ok(());
             }
             let pool = ehash_wallet::pool_epochs(&c.mint_url).await?;
