@@ -152,6 +152,28 @@ pub enum WalletAction {
     Balance,
     /// Mint everything the pool credited to this wallet's quotes.
     Mint,
+    /// Print the Stratum username to mine straight to the pool into this wallet.
+    #[command(long_about = "Print the Stratum username to mine straight to the pool into this \
+        wallet: the wallet's NUT-20-locked ehash quote in the active epoch's unit (created if it \
+        has none), as `<quote id>.<worker>`. Point any Stratum V1 miner at the pool with it (any \
+        password); `ehash wallet mint` then mints what its shares earned, at any time. A quote \
+        earns only in its epoch: when the epoch closes the pool answers error 26 and sends a \
+        message naming the new unit; run this again for the new username and authorize it (a \
+        miner that sends `mining.authorize` can do so on the same connection, no reconnect). \
+        `ehash proxy` follows epochs by itself. With --import ID --key SECRET, a quote made \
+        elsewhere (POST /v1/mint/quote/ehash, locked to the public key of SECRET) is added to \
+        the wallet instead, so `ehash wallet mint` mints its credit too.")]
+    Quote {
+        /// Worker name appended to the username (`<quote id>.<worker>`), to tell rigs apart.
+        #[arg(long, default_value = "rig1")]
+        worker: String,
+        /// Import this quote id (made elsewhere) instead of using the wallet's own.
+        #[arg(long, value_name = "QUOTE_ID", requires = "key")]
+        import: Option<String>,
+        /// The secret key (hex) whose public key locks the imported quote (NUT-20).
+        #[arg(long, value_name = "HEX", requires = "import")]
+        key: Option<String>,
+    },
     /// Send ehash as a cashuB token.
     Send {
         /// The epoch unit, e.g. hash_3f9a1c2e_7.
@@ -164,7 +186,8 @@ pub enum WalletAction {
         #[arg(long)]
         lock: Option<String>,
     },
-    /// Receive a token (checks DLEQ proofs against the pool's announced keyset when relays are set).
+    /// Receive a token (with relays set, its keyset and the DLEQ proofs it carries are checked
+    /// against the pool's announced keysets; a token without DLEQ proofs is received, NUT-12).
     Receive {
         /// The token.
         token: String,

@@ -8,7 +8,7 @@
 //! the current version; nothing on the share path ever waits for a relay.
 
 use cdk::mint::Mint;
-use cdk::nuts::CurrencyUnit;
+use cdk::nuts::{CurrencyUnit, MintInfo};
 use ehash_protocol::events::{EpochAnnouncement, KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT, MintAnnouncement};
 use nostr_sdk::prelude::*;
 use std::sync::Arc;
@@ -24,8 +24,36 @@ use ehash_outbox::Outbox;
 use crate::ledger::EpochRecord;
 use crate::mint::MintHandle;
 
-/// NUTs the pool mint supports (NUT-05 melting only for redemption, method `ehash-redeem`).
-pub const SUPPORTED_NUTS: [u16; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 17, 20];
+/// The NUTs a mint serves, as its NUT-06 info (`GET /v1/info`) advertises them: the base NUTs
+/// every mint serves (00–03, and 06 itself), each listed NUT the info marks as supported, NUT-04
+/// and NUT-05 when not disabled, NUT-15, 17 and 19 when they list methods, subscriptions or
+/// cached endpoints, and NUT-21, 22 and 29 when present; in increasing order. This is the
+/// NIP-87 `nuts` tag of the mint announcement, so the two never disagree.
+pub fn served_nuts(info: &MintInfo) -> Vec<u16> {
+    let n = &info.nuts;
+    let listed = [
+        (4, !n.nut04.disabled && !n.nut04.methods.is_empty()),
+        (5, !n.nut05.disabled && !n.nut05.methods.is_empty()),
+        (7, n.nut07.supported),
+        (8, n.nut08.supported),
+        (9, n.nut09.supported),
+        (10, n.nut10.supported),
+        (11, n.nut11.supported),
+        (12, n.nut12.supported),
+        (14, n.nut14.supported),
+        (15, !n.nut15.methods.is_empty()),
+        (17, !n.nut17.supported.is_empty()),
+        (19, !n.nut19.cached_endpoints.is_empty()),
+        (20, n.nut20.supported),
+        (21, n.nut21.is_some()),
+        (22, n.nut22.is_some()),
+        (29, !n.nut29.is_empty()),
+    ];
+    let mut out = vec![0, 1, 2, 3, 6];
+    out.extend(listed.into_iter().filter(|(_, on)| *on).map(|(nut, _)| nut));
+    out.sort_unstable();
+    out
+}
 
 /// What the announcements say of the chain the pool mines.
 #[derive(Debug)]
@@ -102,7 +130,7 @@ impl Announcer {
         let a = MintAnnouncement {
             mint_pubkey: mint_pubkey.clone(),
             urls: vec![self.mint_url.clone()],
-            nuts: SUPPORTED_NUTS.to_vec(),
+            nuts: served_nuts(&mint.mint_info().await?),
             network: self.network.clone(),
             metadata: Some(self.metadata.clone()),
         };

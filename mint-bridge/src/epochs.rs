@@ -53,7 +53,7 @@ pub enum QuoteError {
     #[error("quote {0} is not an ehash quote of this pool")]
     Foreign(String),
     /// The quote's epoch has closed.
-    #[error("quote {quote_id} is for epoch {epoch}, which has closed; create a quote in unit {current_unit} and authorize with it")]
+    #[error("quote {quote_id} is for epoch {epoch}, which has closed; create a quote in unit {current_unit} (`ehash wallet quote` prints its username) and authorize with it")]
     EpochClosed {
         /// The quote.
         quote_id: String,

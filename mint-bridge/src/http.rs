@@ -6,8 +6,9 @@
 //! | `GET /health` | `ok` |
 //! | `GET /v1/ehash/epochs` | pool key, unit size and every epoch with its unit, keyset and state |
 //! | `GET /v1/ehash/epochs/{n}/log?after=&limit=` | one page of the epoch's share log (protocol §12) |
-//! | `POST /v1/mint/quote/ehash` | NUT-04 quote; refused unless NUT-20 locked and in the active epoch's unit |
+//! | `POST /v1/mint/quote/ehash` | NUT-04 quote; refused unless NUT-20 locked and in the active epoch's unit; a malformed field is a 400 naming it |
 //! | `GET /v1/mint/quote/ehash/{id}`, `POST /v1/mint/quote/ehash/check`, `POST /v1/mint/ehash`, `POST /v1/mint/ehash/batch` | the quotes named are paid up to what the ledger credits them, then cdk answers |
+//! | (every ehash quote answered, here and on `/v1/ws`) | `expiry: null` and a `state`, see [`quote_on_the_wire`] |
 //! | `POST /v1/melt/quote/ehash-redeem` | NUT-05 redemption quote; refused with the reason unless the epoch is redeemable |
 //! | `POST /v1/melt/ehash-redeem` | NUT-05 redemption melt, always answered with its final state |
 //! | `POST /v1/mint/quote/bolt11` | refused: sats are issued only for redeemed ehash |
@@ -71,7 +72,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/ehash/epochs/{epoch}/proof/{share}", get(get_proof))
         .route("/v1/ehash/epochs/{epoch}/liabilities", get(get_liabilities))
         .route("/v1/mint/quote/ehash", post(post_quote))
-        .route("/v1/mint/quote/ehash/check", post(post_synced))
+        .route("/v1/mint/quote/ehash/check", post(post_check_synced))
         .route("/v1/mint/quote/ehash/{quote}", get(get_quote_synced))
         .route("/v1/mint/ehash", post(post_synced))
         .route("/v1/mint/ehash/batch", post(post_synced))
@@ -272,7 +273,7 @@ async fn get_quote_synced(State(state): State<HttpState>, Path(quote): Path<Stri
     if let Some(peer) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
         fresh.extensions_mut().insert(*peer);
     }
-    forward(State(state), fresh).await
+    quote_answer(forward(State(state), fresh).await).await
 }
 
 /// Mint and quote-check requests naming quotes (`quote` or `quotes` in the body): paid up
@@ -288,6 +289,11 @@ async fn post_synced(State(state): State<HttpState>, req: Request) -> Response {
     }
     sync_quotes(&state, quotes).await;
     forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// `POST /v1/mint/quote/ehash/check` (NUT-29): the quotes, paid up first.
+async fn post_check_synced(state: State<HttpState>, req: Request) -> Response {
+    quote_answer(post_synced(state, req).await).await
 }
 
 /// What the mint has signed and taken back in the epoch's keyset (cdk's totals): the ecash
@@ -326,34 +332,111 @@ async fn json_body(req: Request, limit: usize) -> Result<(axum::http::request::P
     Ok((parts, bytes, parsed))
 }
 
-/// Refuse unlocked quotes and quotes in a closed epoch's unit with clear errors, then hand the
-/// request to cdk (whose payment processor enforces the same rules).
+/// Refuse malformed requests naming the field, unlocked quotes and quotes in a closed epoch's
+/// unit with clear errors, then hand the request to cdk (whose payment processor enforces the
+/// same rules) and answer its quote in the protocol's form ([`quote_on_the_wire`]).
 async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
     let (parts, bytes, parsed) = match json_body(req, MAX_QUOTE_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if parsed.get("pubkey").is_none_or(Value::is_null) {
-        return cashu_error(
-            StatusCode::BAD_REQUEST,
-            20009,
-            "ehash quotes must be NUT-20 locked: include \"pubkey\" (a public key whose secret signs the mint request)".into(),
-        );
-    }
-    let unit = parsed.get("unit").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-    if let Ok(current) = state.epochs.current().await
-        && unit != current.unit {
-            let all = state.epochs.all().await;
-            let detail = match all.iter().find(|e| e.unit == unit) {
-                Some(e) if e.state != EpochState::Active => format!(
-                    "unit {unit} belongs to epoch {}, which is {}; create quotes in the current epoch's unit {}",
-                    e.epoch, e.state, current.unit
-                ),
-                _ => format!("unit {unit:?} is not an ehash unit of this pool; the current epoch's unit is {}", current.unit),
-            };
-            return cashu_error(StatusCode::BAD_REQUEST, 11013, detail);
+    let current = state.epochs.current().await.ok().map(|c| c.unit);
+    let current_unit = current.as_deref().unwrap_or("listed at GET /v1/ehash/epochs");
+    let bad = |detail: String| cashu_error(StatusCode::BAD_REQUEST, 10000, detail);
+    let Some(unit) = parsed.get("unit").and_then(Value::as_str).map(str::to_ascii_lowercase) else {
+        return bad(format!("unit: missing or not a string; give the current epoch's unit, {current_unit}"));
+    };
+    match parsed.get("pubkey") {
+        None | Some(Value::Null) => {
+            return cashu_error(
+                StatusCode::BAD_REQUEST,
+                20009,
+                "ehash quotes must be NUT-20 locked: include \"pubkey\" (a public key whose secret signs the mint request)".into(),
+            );
         }
-    forward(State(state), Request::from_parts(parts, Body::from(bytes))).await
+        Some(pk) if pk.as_str().is_none_or(|k| cdk::nuts::PublicKey::from_hex(k).is_err()) => {
+            return bad(format!(
+                "pubkey: {pk} is not a public key; give the 33-byte compressed secp256k1 public key (66 hex digits) whose secret key will sign the mint request (NUT-20)"
+            ));
+        }
+        Some(_) => {}
+    }
+    if let Some(a) = parsed.get("amount").filter(|a| !a.is_null())
+        && a.as_u64().is_none()
+    {
+        return bad(format!("amount: {a} is not a whole number; give any whole number from 1 (it is informational: an ehash quote is credited share by share), or leave it out"));
+    }
+    if let Some(d) = parsed.get("description").filter(|d| !d.is_null())
+        && !d.is_string()
+    {
+        return bad(format!("description: {d} is not a string; give a string or leave it out"));
+    }
+    if let Some(current) = &current
+        && unit != *current
+    {
+        let all = state.epochs.all().await;
+        let detail = match all.iter().find(|e| e.unit == unit) {
+            Some(e) if e.state != EpochState::Active => format!(
+                "unit {unit} belongs to epoch {}, which is {}; create quotes in the current epoch's unit {current}",
+                e.epoch, e.state
+            ),
+            _ => format!("unit {unit:?} is not an ehash unit of this pool; the current epoch's unit is {current}"),
+        };
+        return cashu_error(StatusCode::BAD_REQUEST, 11013, detail);
+    }
+    quote_answer(forward(State(state), Request::from_parts(parts, Body::from(bytes))).await).await
+}
+
+/// An ehash quote as the protocol puts it on the wire (NUT-04; protocol §3): cdk stores a quote
+/// without an expiry as expiry 0, which a wallet reads as a time long past, so it becomes
+/// `null` (the quote never expires); and the quote's `state` is added, derived from its
+/// counters as cdk's own wallet derives it: `UNPAID` before any credit, `PAID` while credit
+/// waits to be minted, `ISSUED` when all of it is minted (until the next share's credit).
+/// Anything that is not an ehash quote is left as it is. Returns whether `quote` was one.
+pub fn quote_on_the_wire(quote: &mut Value) -> bool {
+    let Some(q) = quote.as_object_mut() else { return false };
+    if q.get("method").and_then(Value::as_str) != Some(crate::mint::processor::EHASH_METHOD) {
+        return false;
+    }
+    if q.get("expiry").and_then(Value::as_u64) == Some(0) {
+        q.insert("expiry".into(), Value::Null);
+    }
+    let paid = q.get("amount_paid").and_then(Value::as_u64).unwrap_or(0);
+    let issued = q.get("amount_issued").and_then(Value::as_u64).unwrap_or(0);
+    let state = if paid == 0 {
+        "UNPAID"
+    } else if issued >= paid {
+        "ISSUED"
+    } else {
+        "PAID"
+    };
+    q.insert("state".into(), state.into());
+    true
+}
+
+/// cdk's answer to a quote request, with every ehash quote in it (one, or a list) put in the
+/// protocol's form by [`quote_on_the_wire`]. Errors and other answers pass unchanged.
+async fn quote_answer(resp: Response) -> Response {
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_MELT_BODY).await else {
+        return cashu_error(StatusCode::INTERNAL_SERVER_ERROR, 0, "the mint's answer was too large to read".into());
+    };
+    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let changed = match &mut answer {
+        Value::Array(quotes) => quotes.iter_mut().fold(false, |any, q| quote_on_the_wire(q) | any),
+        quote => quote_on_the_wire(quote),
+    };
+    if !changed {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let out = answer.to_string();
+    parts.headers.insert(header::CONTENT_LENGTH, out.len().into());
+    Response::from_parts(parts, Body::from(out))
 }
 
 /// Redemption melt quotes: say plainly why an epoch does not redeem (cdk reports every

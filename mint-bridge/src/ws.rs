@@ -6,7 +6,9 @@
 //! socket itself, opens an in-process socket to the current cdk-axum router (over an in-memory
 //! stream, no port) and relays messages between the two; when a new instance starts it closes
 //! the client's socket with 1012 (service restart). Clients reconnect and subscribe again, and
-//! the new mint sends them the current state (cdk's wallet does this by itself).
+//! the new mint sends them the current state (cdk's wallet does this by itself). Notifications of
+//! custom-method quotes carry the quote as NUT-17 says (cdk sends `[<method>, <quote>]`), ehash
+//! quotes in the protocol's form, as over HTTP ([`crate::http::quote_on_the_wire`]).
 
 use axum::Router;
 use axum::extract::ws::{self, CloseFrame, WebSocket};
@@ -56,7 +58,7 @@ pub async fn relay(mut client: WebSocket, router: Router, mut rebuilt: watch::Re
             },
             m = from_mint.next() => match m {
                 Some(Ok(tungstenite::Message::Text(t))) => {
-                    if client.send(ws::Message::Text(t.as_str().into())).await.is_err() {
+                    if client.send(ws::Message::Text(on_the_wire(t.as_str()).into())).await.is_err() {
                         break;
                     }
                 }
@@ -87,6 +89,31 @@ pub async fn relay(mut client: WebSocket, router: Router, mut rebuilt: watch::Re
             }
         }
     }
+}
+
+/// A message from the mint as the client gets it. NUT-17 makes a notification's `payload` the
+/// quote itself, as `GET /v1/mint/quote/{method}/{id}` answers it; cdk sends a custom method's
+/// quote as `[<method>, <quote>]`, so that pair becomes the quote. An ehash quote is then put in
+/// the protocol's form, as over HTTP ([`crate::http::quote_on_the_wire`]). Anything else passes
+/// unchanged.
+fn on_the_wire(text: &str) -> String {
+    let Ok(mut msg) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_owned();
+    };
+    let Some(payload) = msg.pointer_mut("/params/payload") else {
+        return text.to_owned();
+    };
+    let mut changed = false;
+    if let Some([method, quote]) = payload.as_array_mut().map(Vec::as_mut_slice)
+        && method.is_string()
+        && quote.is_object()
+    {
+        let quote = quote.take();
+        *payload = quote;
+        changed = true;
+    }
+    changed |= crate::http::quote_on_the_wire(payload);
+    if changed { msg.to_string() } else { text.to_owned() }
 }
 
 /// A WebSocket to `router`'s `/v1/ws`, served in-process over an in-memory stream.

@@ -9,8 +9,10 @@
 //! - `{ lnd = { address, cert_file, macaroon_file } }`: an LND node over gRPC (`cdk-lnd`).
 //!
 //! Buyers deposit sats with an ordinary NUT-04 bolt11 quote and swap and lock them like at any
-//! Cashu mint. Inputs can carry a fee (`input_fee_ppk`), so fee handling is exercised. Browsers
-//! may call it from any origin (the web UI; see `ehash-cors`).
+//! Cashu mint; `/v1/info` (NUT-06) lists the NUT-17 WebSocket subscriptions served
+//! (`bolt11_mint_quote`, `bolt11_melt_quote` and `proof_state` in `sat`). Inputs can carry a fee
+//! (`input_fee_ppk`), so fee handling is exercised. Browsers may call it from any origin (the web
+//! UI; see `ehash-cors`).
 //!
 //! | key | default | meaning |
 //! |-----|---------|---------|
@@ -30,6 +32,7 @@ use std::sync::Arc;
 use axum::response::IntoResponse;
 use cdk::cdk_database::{self, MintDatabase, MintKeysDatabase};
 use cdk::mint::{Mint, MintBuilder, MintMeltLimits, UnitConfig};
+use cdk::nuts::nut17::SupportedMethods;
 use cdk::nuts::{CurrencyUnit, PaymentMethod};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -149,7 +152,14 @@ impl SatMint {
         builder
             .add_payment_processor(CurrencyUnit::Sat, PaymentMethod::BOLT11, MintMeltLimits::new(1, config.max_deposit), processor)
             .await?;
-        let mint = Arc::new(builder.build_with_seed(keys, &seed).await?);
+        // NUT-17: quote and proof state subscriptions on /v1/ws (cdk-axum serves them)
+        let builder = builder.with_supported_websockets(SupportedMethods::default_bolt11(CurrencyUnit::Sat));
+        let mut info = builder.current_mint_info();
+        let mint = builder.build_with_seed(keys, &seed).await?;
+        // cdk keeps the mint info stored at first start: write back what this version serves
+        info.pubkey = mint.mint_info().await?.pubkey;
+        mint.set_mint_info(info).await?;
+        let mint = Arc::new(mint);
         mint.start().await?;
         let cdk_router = cdk_axum::create_mint_router(mint.clone(), vec!["bolt11".to_string()])
             .await

@@ -1,5 +1,6 @@
-//! The keysets a pool announced on nostr (kind 38180), used to check the DLEQ proofs of received
-//! ehash without trusting the mint's own answer about its keys.
+//! The keysets a pool announced on nostr (kind 38180), used to check received ehash without
+//! trusting the mint's own answer about its keys: its keyset must be announced, and the NUT-12
+//! DLEQ proofs it carries must verify against the announced keys.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -71,16 +72,18 @@ impl AnnouncedKeysets {
         self.keys.is_empty()
     }
 
-    /// Check every proof's DLEQ against the announced key for its keyset and amount.
+    /// Check every proof against the pool's announcements: its keyset must be one the pool
+    /// announced, with a key for its amount, and a DLEQ proof it carries must verify against
+    /// that key. A proof without a DLEQ proof passes (NUT-12 makes it optional, and many wallets
+    /// leave it out): the swap that receives it is what proves the mint signed it.
     pub fn verify(&self, proofs: &Proofs) -> Result<()> {
         for p in proofs {
             let bad = |reason: String| Error::BadDleq { keyset: p.keyset_id.to_string(), amount: p.amount.to_u64(), reason };
             let keys = self.keys.get(&p.keyset_id).ok_or_else(|| bad("the pool announced no such keyset".into()))?;
             let key = keys.amount_key(p.amount).ok_or_else(|| bad("the keyset has no key for this amount".into()))?;
-            if p.dleq.is_none() {
-                return Err(bad("the proof carries no DLEQ proof".into()));
+            if p.dleq.is_some() {
+                p.verify_dleq(key).map_err(|e| bad(e.to_string()))?;
             }
-            p.verify_dleq(key).map_err(|e| bad(e.to_string()))?;
         }
         Ok(())
     }

@@ -79,8 +79,9 @@ pub enum Error {
     /// A token whose proofs were already spent (or already received).
     #[error("the token was already spent or already received; nothing changed")]
     AlreadySpent,
-    /// A DLEQ proof that does not verify against the announced keyset.
-    #[error("proof of {amount} in keyset {keyset} fails its DLEQ check against the pool's announced keys: {reason}; nothing was received")]
+    /// A proof that does not check out against the pool's announced keysets: a keyset or amount
+    /// the pool never announced, or a DLEQ proof that does not verify.
+    #[error("proof of {amount} in keyset {keyset} does not check out against the pool's announced keys: {reason}; nothing was received")]
     BadDleq {
         /// The keyset.
         keyset: String,
@@ -520,9 +521,11 @@ impl MinerWallet {
         Ok(prepared.confirm(None).await?.to_string())
     }
 
-    /// Receive a token: it must be from this wallet's mint; its DLEQ proofs are checked against
-    /// `announced` keysets when given (else cdk checks them against the mint's keys); then it is
-    /// swapped at the mint. Returns the unit and amount. On any error nothing changes.
+    /// Receive a token: it must be from this wallet's mint; with `announced` keysets, each
+    /// proof's keyset must be one of them and the DLEQ proofs present are checked against them
+    /// (else cdk checks those against the mint's keys); a proof without a DLEQ proof is taken
+    /// as NUT-12 allows, the swap at the mint proving its signature. Then it is swapped at the
+    /// mint. Returns the unit and amount. On any error nothing changes.
     pub async fn receive(&self, token: &str, p2pk_keys: Vec<SecretKey>, announced: Option<&announced::AnnouncedKeysets>) -> Result<(String, u64)> {
         let t = Token::from_str(token.trim()).map_err(|e| Error::InvalidToken(e.to_string()))?;
         let token_mint = t.mint_url().map_err(|e| Error::InvalidToken(e.to_string()))?;

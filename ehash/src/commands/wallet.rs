@@ -47,6 +47,53 @@ async fn sat_balances(c: &ehash_wallet::Config, sat_mints: &[String]) -> Result<
     Ok(out)
 }
 
+/// Add the ehash quote `id`, made elsewhere and locked to the public key of `key` (hex), to the
+/// wallet, so `ehash wallet mint` mints its credit. Returns its epoch.
+async fn import_quote(c: &ehash_wallet::Config, w: &MinerWallet, id: &str, key: &str) -> Result<ehash_wallet::PoolEpoch> {
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        bail!("--import {id:?} is not a quote id (the `quote` of the pool's answer: letters, digits, - and _)");
+    }
+    let sk = cdk::nuts::SecretKey::from_hex(key).context("--key is not a secret key (64 hex digits)")?;
+    if w.ehash_quotes().await?.iter().any(|(_, q)| q == id) {
+        bail!("quote {id} is already in this wallet; `ehash wallet mint` mints its credit");
+    }
+    let url = format!("{}/v1/mint/quote/ehash/{id}", c.mint_url.trim_end_matches('/'));
+    let resp = bitreq::get(url.as_str()).with_timeout(15).send_async().await.with_context(|| format!("asking the pool for quote {id} ({url})"))?;
+    if resp.status_code != 200 {
+        bail!("the pool at {} does not know ehash quote {id} (HTTP {}): check the id and --mint-url", c.mint_url, resp.status_code);
+    }
+    let q: serde_json::Value = resp.json().with_context(|| format!("reading quote {id} from {url}"))?;
+    let unit = q.get("unit").and_then(serde_json::Value::as_str).with_context(|| format!("the pool's quote {id} names no unit"))?.to_owned();
+    match q.get("pubkey").and_then(serde_json::Value::as_str) {
+        Some(pk) if pk.eq_ignore_ascii_case(&sk.public_key().to_hex()) => {}
+        Some(pk) => bail!("--key does not lock quote {id}: the quote is locked to {pk}, the key's public key is {}; give the secret key of {pk}", sk.public_key().to_hex()),
+        None => bail!("quote {id} is not NUT-20 locked, so it is not an ehash quote of this pool"),
+    }
+    let epoch = ehash_wallet::pool_epochs(&c.mint_url)
+        .await?
+        .epochs
+        .into_iter()
+        .find(|e| e.unit.eq_ignore_ascii_case(&unit))
+        .with_context(|| format!("quote {id} is in unit {unit}, which is not an epoch unit of this pool"))?;
+    let mint_url = MintUrl::from_str(&c.mint_url).with_context(|| format!("the pool mint URL {:?}", c.mint_url))?;
+    let request = q.get("request").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    let amount = q.get("amount").and_then(serde_json::Value::as_u64).map(cdk::Amount::from);
+    let quote = cdk::wallet::MintQuote::new(
+        id.to_owned(),
+        mint_url,
+        cdk::nuts::PaymentMethod::Custom(ehash_wallet::EHASH_METHOD.into()),
+        amount,
+        CurrencyUnit::custom(&unit),
+        request,
+        0,
+        Some(sk),
+    );
+    let path = c.dir.join("wallet.sqlite");
+    let db = cdk_sqlite::WalletSqliteDatabase::new(&path).await.with_context(|| format!("opening {}", path.display()))?;
+    db.add_mint_quote(quote).await.with_context(|| format!("writing quote {id} to {}", path.display()))?;
+    Ok(epoch)
+}
+
 /// Run one wallet action. `sat_mints`: `--sat-mint` flags, else `[trade].sat_mints`.
 pub async fn run(c: ehash_wallet::Config, action: WalletAction, sat_mints: Vec<String>) -> Result<()> {
     match action {
@@ -112,6 +159,42 @@ pub async fn run(c: ehash_wallet::Config, action: WalletAction, sat_mints: Vec<S
         WalletAction::Mint => {
             let w = open(&c).await?;
             println!("minted {}", w.mint_all_credited().await?);
+            // a miner mining straight to the pool hears here that its username stopped earning
+            let quotes = w.ehash_quotes().await?;
+            let pool = ehash_wallet::pool_epochs(&c.mint_url).await?;
+            if !quotes.is_empty() && !quotes.iter().any(|(unit, _)| unit.eq_ignore_ascii_case(&pool.current.unit)) {
+                println!(
+                    "epoch {} (unit {}) is open now and this wallet has no quote in it: usernames of its older quotes earn nothing more; run `ehash wallet quote` for the username to mine with",
+                    pool.current.epoch, pool.current.unit
+                );
+            }
+        }
+        WalletAction::Quote { worker, import, key } => {
+            let max = ehash_protocol::stratum::MAX_WORKER_BYTES;
+            if worker.is_empty() || worker.len() > max {
+                bail!("--worker must be 1 to {max} bytes (the pool stores it with every share), not {} bytes", worker.len());
+            }
+            let w = open(&c).await?;
+            if let (Some(id), Some(key)) = (import, key) {
+                let e = import_quote(&c, &w, id.trim(), key.trim()).await?;
+                println!("imported quote {} of epoch {} (unit {}); `ehash wallet mint` mints what its shares earn", id.trim(), e.epoch, e.unit);
+                if e.state == "active" {
+                    println!("Stratum username: {}.{worker}", id.trim());
+                } else {
+                    println!("epoch {} is {}: the quote earns nothing more; `ehash wallet quote` prints the username to mine with now", e.epoch, e.state);
+                }
+                return Ok(());
+            }
+            let pool = ehash_wallet::pool_epochs(&c.mint_url).await?;
+            let e = &pool.current;
+            let quote = w.quote_for(&e.unit).await.with_context(|| format!("creating a quote in unit {} at {}", e.unit, c.mint_url))?;
+            println!("quote {quote} of epoch {} (unit {}), locked to this wallet's key (NUT-20)", e.epoch, e.unit);
+            println!("Stratum username: {quote}.{worker}");
+            println!("Mine to the pool's Stratum endpoint with that username (any password); `ehash wallet mint` mints what its shares earned, at any time.");
+            println!(
+                "When epoch {} closes, the pool answers error 26 and names the new unit: run `ehash wallet quote` again and authorize the new username (on the same connection if the miner can send mining.authorize; `ehash proxy` follows epochs by itself).",
+                e.epoch
+            );
         }
         WalletAction::Send { unit, amount, lock } => {
             let w = open(&c).await?;

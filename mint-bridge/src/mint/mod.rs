@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use axum::Router;
 use cdk::cdk_database::{self, MintDatabase, MintKeysDatabase};
 use cdk::mint::{Mint, MintBuilder, MintMeltLimits, UnitConfig};
+use cdk::nuts::nut17::{SupportedMethods, WsCommand};
 use cdk::nuts::{CurrencyUnit, PaymentMethod};
 use ehash_protocol::epoch::EpochState;
 use tokio::sync::Mutex;
@@ -173,6 +174,31 @@ impl MintHandle {
     }
 }
 
+/// NUT-17: the subscriptions the mint serves on `/v1/ws`, one entry per method and unit it
+/// mints (NUT-04) or melts (NUT-05) in: `<method>_mint_quote` and `<method>_melt_quote` for the
+/// quotes of that method (cdk publishes every state change of them), and `proof_state`.
+fn websocket_support(mint: &cdk::nuts::nut04::Settings, melt: &cdk::nuts::nut05::Settings) -> Vec<SupportedMethods> {
+    let mut out: Vec<SupportedMethods> = vec![];
+    let minted = mint.methods.iter().map(|m| (&m.method, &m.unit, true));
+    let melted = melt.methods.iter().map(|m| (&m.method, &m.unit, false));
+    for (method, unit, is_mint) in minted.chain(melted) {
+        let command = match (*method == PaymentMethod::BOLT11, is_mint) {
+            (true, true) => WsCommand::Bolt11MintQuote,
+            (true, false) => WsCommand::Bolt11MeltQuote,
+            (false, true) => WsCommand::custom_mint_quote(&method.to_string()),
+            (false, false) => WsCommand::custom_melt_quote(&method.to_string()),
+        };
+        match out.iter_mut().find(|s| &s.method == method && &s.unit == unit) {
+            Some(s) => s.commands.push(command),
+            None => out.push(SupportedMethods::new(method.clone(), unit.clone(), vec![command])),
+        }
+    }
+    for s in &mut out {
+        s.commands.push(WsCommand::ProofState);
+    }
+    out
+}
+
 async fn build(
     store: &Arc<dyn MintStore>,
     seed: &[u8; 64],
@@ -235,6 +261,7 @@ async fn build(
     info.nuts.nut04.methods.retain(|m| m.method != PaymentMethod::BOLT11 && (m.method != redeem || m.unit == CurrencyUnit::Sat));
     info.nuts.nut05.methods.retain(|m| (m.method == redeem && m.unit != CurrencyUnit::Sat) || (m.method == PaymentMethod::BOLT11 && m.unit == CurrencyUnit::Sat));
     info.nuts.nut05.disabled = info.nuts.nut05.methods.is_empty();
+    info.nuts.nut17.supported = websocket_support(&info.nuts.nut04, &info.nuts.nut05);
     let mint = builder.build_with_seed(keys, seed).await?;
     // cdk keeps the mint info stored at first start; units added since must be written back.
     let stored = mint.mint_info().await?;

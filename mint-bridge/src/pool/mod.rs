@@ -207,7 +207,10 @@ impl Backend for PoolBackend {
     async fn notice_for(&self, binding: &QuoteBinding) -> Option<String> {
         let current = self.epochs.current().await.ok()?;
         (binding.epoch < current.epoch).then(|| {
-            format!("ehash epoch {} started: authorize with a quote in unit {} to keep earning", current.epoch, current.unit)
+            format!(
+                "ehash epoch {} started: shares for epoch {}'s quotes earn nothing more. To keep earning, create a quote in unit {} (`ehash wallet quote` prints its username) and authorize <quote id>.<worker> with it, on this connection (no reconnect needed) or a new one",
+                current.epoch, binding.epoch, current.unit
+            )
         })
     }
 
