@@ -323,7 +323,7 @@ pub struct RelayArgs {
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// The URL clients use, e.g. wss://relay.example.com behind a TLS reverse proxy; NIP-42 AUTH
-    /// events must name it.
+    /// events must name it (or one of `public_urls` in the configuration).
     #[arg(long)]
     pub public_url: Option<String>,
     /// LMDB map size in bytes (the most the database can grow to).
@@ -353,10 +353,10 @@ pub struct RelayArgs {
     /// Largest event, bytes.
     #[arg(long)]
     pub max_event_bytes: Option<usize>,
-    /// EVENTs per minute per connection.
+    /// EVENTs per minute per client address (all its connections together).
     #[arg(long)]
     pub events_per_minute: Option<u32>,
-    /// REQs per minute per connection.
+    /// REQs, COUNTs and NEG-OPENs per minute per client address (all its connections together).
     #[arg(long)]
     pub reqs_per_minute: Option<u32>,
     /// Messages of any kind per minute per connection; exceeding it closes the connection.

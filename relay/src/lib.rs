@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod expiry;
+mod limit;
 pub mod metrics;
 pub mod policy;
 mod proxy;
@@ -88,22 +89,24 @@ impl Relay {
         let mut kinds = policy::default_kinds();
         kinds.extend(config.extra_kinds.iter().copied());
         let write = MarketWritePolicy {
-            kinds,
+            kinds: kinds.clone(),
             pool_keys: policy::parse_keys(&config.pool_keys, "pool_keys").map_err(Error::Config)?,
             exchange_keys: policy::parse_keys(&config.exchange_keys, "exchange_keys").map_err(Error::Config)?,
+            max_future_secs: config.limits.max_future_secs,
             expiry: expiry.clone(),
+            db: db.clone(),
         };
         let l = &config.limits;
         let query = MarketQueryPolicy { max_filter_values: l.max_filter_values, max_limit: l.max_limit };
         let inner = LocalRelay::builder()
             .database(db.clone())
-            .write_policy(write)
+            .write_policy(write.clone())
             .query_policy(query)
             // each client may use several sessions (see proxy::EVENT_SESSIONS); the bridge enforces
-            // the per-connection event and message rates itself
+            // the event, query and message rates itself (per address, refilled continuously)
             .max_connections(l.max_connections.saturating_mul(proxy::EVENT_SESSIONS))
             .rate_limit(RateLimit { max_reqs: l.max_subscriptions, notes_per_minute: u32::MAX / 2 })
-            .queries_per_minute(l.reqs_per_minute)
+            .queries_per_minute(u32::MAX / 2)
             .messages_per_minute(u32::MAX / 2)
             .max_websocket_message_size(l.max_message_bytes)
             .max_event_size(l.max_event_bytes)
@@ -124,8 +127,12 @@ impl Relay {
             relay: inner.clone(),
             config: config.clone(),
             public_url: public_url.clone(),
+            auth_urls: config.auth_urls(addr),
+            kinds,
+            write,
             metrics: metrics.clone(),
             per_ip: Default::default(),
+            budgets: limit::Budgets::new(l.events_per_minute, l.reqs_per_minute),
         });
         let cancel = CancellationToken::new();
         expiry.spawn_sweeper(db.clone(), Duration::from_secs(config.expiry_sweep_secs.max(1)), cancel.clone());
