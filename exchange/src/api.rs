@@ -94,15 +94,21 @@ fn no_market(market: &str) -> Response {
 
 type Params = Query<HashMap<String, String>>;
 
+/// A query parameter that is not a number within its documented range: answered 400.
+struct BadQuery(String);
+
+impl IntoResponse for BadQuery {
+    fn into_response(self) -> Response {
+        fail(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
 /// A query number within its documented range, or the 400 answer naming it.
-fn number(q: &HashMap<String, String>, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, Response> {
+fn number(q: &HashMap<String, String>, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, BadQuery> {
     let Some(text) = q.get(name) else { return Ok(default) };
     match text.parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(fail(
-            StatusCode::BAD_REQUEST,
-            format!("{name} must be a whole number from {} to {}; got {text:?}", range.start(), range.end()),
-        )),
+        _ => Err(BadQuery(format!("{name} must be a whole number from {} to {}; got {text:?}", range.start(), range.end()))),
     }
 }
 
@@ -153,7 +159,7 @@ async fn markets(AxState(s): AxState<Shared>) -> Json<Vec<MarketSummary>> {
 async fn book(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Params) -> Response {
     let depth = match number(&q, "depth", 100, 1..=1000) {
         Ok(n) => n as usize,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let st = s.state.lock().await;
     match st.books.get(&market) {
@@ -173,7 +179,7 @@ fn known(st: &crate::engine::State, market: &str) -> bool {
 async fn trades(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Params) -> Response {
     let limit = match number(&q, "limit", 100, 1..=1000) {
         Ok(n) => n as usize,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let st = s.state.lock().await;
     if !known(&st, &market) {
@@ -187,7 +193,7 @@ async fn trades(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q
 async fn candles(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Params) -> Response {
     let interval = match number(&q, "interval", 60, 1..=31_536_000) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let st = s.state.lock().await;
     if !known(&st, &market) {
@@ -212,7 +218,7 @@ async fn candles(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(
 async fn journal(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Params) -> Response {
     let (after, limit) = match (number(&q, "after", 0, 0..=i64::MAX as u64), number(&q, "limit", 1000, 1..=10_000)) {
         (Ok(a), Ok(l)) => (a, l as i64),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     if !known(&*s.state.lock().await, &market) {
         return no_market(&market);

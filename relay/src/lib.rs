@@ -1,12 +1,15 @@
 //! # ehash-relay
 //!
 //! The market's nostr relay. nostr-sdk's local relay (feature `local-relay`) stores events in
-//! LMDB and runs the NIP-01/09/40/70/77 machinery; our axum server owns the port and puts the
+//! LMDB and runs the NIP-01/09/40/77 machinery; our axum server owns the port and puts the
 //! market's rules around it:
 //!
-//! - [`policy`]: kind allow-list, pool and exchange keys, ehash schema validation, filter caps;
-//! - [`proxy`]: NIP-42 against the public URL, owner-only NIP-60 and recipient-only gift wraps,
-//!   oversize and malformed messages, slow consumers, metrics;
+//! - [`policy`]: kind allow-list, pool and exchange keys, ehash schema validation, clock skew,
+//!   stale replaceable events, filter caps;
+//! - `proxy`: NIP-42 against the public URLs, NIP-70 protected events, owner-only NIP-60 and
+//!   recipient-only gift wraps (REQ, COUNT and NEG-OPEN alike), oversize and malformed messages,
+//!   slow consumers, metrics;
+//! - `limit`: event and query budgets per client address (continuously refilled token buckets);
 //! - [`expiry`]: NIP-40 expired events deleted from disk on a schedule;
 //! - the server: NIP-11 on the relay URL, `/health`, Prometheus `/metrics`, connection caps in
 //!   total and per IP.

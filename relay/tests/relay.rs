@@ -672,3 +672,53 @@ async fn auth_accepts_every_name_of_the_relay() {
     assert!(ok[2] == false && ok[3].as_str().unwrap().contains("public_urls"), "{ok}");
     relay.shutdown();
 }
+
+/// Where nostr-tools is (web/ui's node_modules) and a node with WebSocket, or why not.
+fn nostr_tools() -> Result<std::path::PathBuf, String> {
+    let ui = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/ui");
+    if !ui.join("node_modules/nostr-tools").exists() {
+        return Err(format!("web/ui has no node_modules (cd {} && npm ci)", ui.display()));
+    }
+    match std::process::Command::new("node").args(["--experimental-websocket", "-e", "if (typeof WebSocket !== 'function') process.exit(1)"]).status() {
+        Ok(s) if s.success() => Ok(ui),
+        _ => Err("no node on PATH with WebSocket (node 20.10 or later)".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nostr_tools_counts_no_wallet_of_others_and_publishes_protected_events_after_auth() {
+    let ui = match nostr_tools() {
+        Ok(ui) => ui,
+        Err(why) if std::env::var("EHASH_REQUIRE_EXTERNAL").as_deref() != Ok("1") => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        Err(why) => panic!("{why}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&config(dir.path(), &Keys::generate())).await.unwrap();
+    let alice = Keys::generate();
+    let mut ws = raw(relay.local_addr(), "127.0.0.1").await;
+    for ev in [
+        EventBuilder::new(Kind::Metadata, "{}").finalize(&alice).unwrap(),
+        EventBuilder::new(Kind::Custom(17375), "encrypted").finalize(&alice).unwrap(),
+    ] {
+        assert!(publish(&mut ws, &ev).await.0);
+    }
+    // as a module read from the command line, so that imports resolve in web/ui
+    let out = tokio::process::Command::new("node")
+        .args(["--experimental-websocket", "--no-warnings", "--input-type=module", "-e", include_str!("js/nostr_tools.mjs")])
+        .env("RELAY_URL", relay.url())
+        .env("ALICE_SECRET", alice.secret_key().to_secret_hex())
+        .current_dir(&ui)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(got["strangerCountByAuthor"], 1, "a stranger counts the profile only: {got}");
+    assert_eq!(got["publishProtected"], "", "NIP-70 after AUTH: {got}");
+    assert_eq!(got["ownerCountByAuthor"], 3, "profile, wallet and the protected event: {got}");
+    relay.shutdown();
+}
