@@ -1,6 +1,8 @@
 //! The relay over real WebSockets: NIP-11, health and metrics on the relay URL; the market
-//! policy; NIP-42 through a host name other than the bind address; bad input of every kind; and
-//! persistence across restarts.
+//! policy; NIP-42 through a host name other than the bind address, and every configured name;
+//! NIP-70; protected events hidden from REQ, COUNT and NIP-77 sync alike (also as nostr-tools
+//! sees it); an OK with the fitting prefix for every refused event; event and query budgets per
+//! client address; bad input of every kind; and persistence across restarts.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
