@@ -346,9 +346,13 @@ pub struct RelayArgs {
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// The URL clients use, e.g. wss://relay.example.com behind a TLS reverse proxy; NIP-42 AUTH
-    /// events must name it.
+    /// events must name it (or one of --also-url).
     #[arg(long)]
     pub public_url: Option<String>,
+    /// Another URL clients reach the relay at (repeatable): NIP-42 AUTH events naming it are
+    /// accepted too (`public_urls` in the configuration).
+    #[arg(long = "also-url")]
+    pub public_urls: Vec<String>,
     /// LMDB map size in bytes (the most the database can grow to).
     #[arg(long)]
     pub map_size: Option<usize>,
@@ -376,10 +380,10 @@ pub struct RelayArgs {
     /// Largest event, bytes.
     #[arg(long)]
     pub max_event_bytes: Option<usize>,
-    /// EVENTs per minute per connection.
+    /// EVENTs per minute per client address (all its connections together).
     #[arg(long)]
     pub events_per_minute: Option<u32>,
-    /// REQs per minute per connection.
+    /// REQs, COUNTs and NEG-OPENs per minute per client address (all its connections together).
     #[arg(long)]
     pub reqs_per_minute: Option<u32>,
     /// Messages of any kind per minute per connection; exceeding it closes the connection.
@@ -400,6 +404,9 @@ pub struct RelayArgs {
     /// Most ids, authors, kinds or tag values in one filter.
     #[arg(long)]
     pub max_filter_values: Option<usize>,
+    /// Seconds an event's created_at may be ahead of the relay's clock; later ones are refused.
+    #[arg(long)]
+    pub max_future_secs: Option<u64>,
     /// Seconds a client may leave messages unread before it is disconnected.
     #[arg(long)]
     pub slow_consumer_secs: Option<u64>,

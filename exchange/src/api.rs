@@ -13,48 +13,103 @@
 //! | `GET /api/epochs` | the epoch announcements (signed kind-38180 events) |
 //! | `GET /api/refusals` | offers not booked, and why (newest last) |
 //! | `GET /api/ws` | WebSocket: `{"type":"book"\|"trade"\|"epoch","market":…,"data":…}` |
+//! | `GET /api/openapi.json` | the OpenAPI 3.1 description of these routes ([`OPENAPI`]) |
+//!
+//! Query numbers and their limits (anything else is refused with 400, never silently changed):
+//! `depth` 1–1000 (default 100), trades `limit` 1–1000 (default 100), `interval` 1–31 536 000
+//! seconds (default 60), journal `after` 0–9 223 372 036 854 775 807 (default 0) and `limit`
+//! 1–10 000 (default 1000). A market the exchange does not list is 404 on all four of its routes.
+//! Every error, whatever the route (unknown paths and methods too), is JSON
+//! [`ApiError`](ehash_protocol::api::ApiError) `{"error": "…"}` with its status: 400 for a bad
+//! query, 404 for an unknown market, trade or path, 405 for another method, 500 when the
+//! exchange's database fails.
 //!
 //! Every route allows cross-origin calls from any origin (`Access-Control-Allow-Origin: *`,
 //! preflights answered; see `ehash-cors`): the web UI is served from another origin.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use axum::Router;
-use ehash_protocol::api::{self, Candle, MarketSummary, TradeView};
+use axum::http::header;
+use ehash_protocol::api::{self, ApiError, Candle, MarketSummary, TradeView};
 use ehash_protocol::epoch::{EpochState, redeem_sats};
 use ehash_protocol::events::TradeState;
-use serde::Deserialize;
 
 use crate::engine::{Inner, now};
 
 type Shared = Arc<Inner>;
 
+/// The OpenAPI description of the routes, served at `GET /api/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route, by path (the OpenAPI description lists exactly these).
+fn routes() -> Vec<(&'static str, MethodRouter<Shared>)> {
+    vec![
+        ("/health", get(|| async { "ok" })),
+        ("/api/info", get(info)),
+        ("/api/markets", get(markets)),
+        ("/api/markets/{market}/book", get(book)),
+        ("/api/markets/{market}/trades", get(trades)),
+        ("/api/markets/{market}/candles", get(candles)),
+        ("/api/markets/{market}/journal", get(journal)),
+        ("/api/trades/{id}", get(trade)),
+        ("/api/epochs", get(epochs)),
+        ("/api/refusals", get(refusals)),
+        ("/api/ws", get(ws)),
+        ("/api/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) })),
+    ]
+}
+
 /// The API's routes.
 pub(crate) fn router(inner: Shared) -> Router {
-    Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/api/info", get(info))
-        .route("/api/markets", get(markets))
-        .route("/api/markets/{market}/book", get(book))
-        .route("/api/markets/{market}/trades", get(trades))
-        .route("/api/markets/{market}/candles", get(candles))
-        .route("/api/markets/{market}/journal", get(journal))
-        .route("/api/trades/{id}", get(trade))
-        .route("/api/epochs", get(epochs))
-        .route("/api/refusals", get(refusals))
-        .route("/api/ws", get(ws))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, route)| {
+            r.route(path, route.fallback(|| async { fail(StatusCode::METHOD_NOT_ALLOWED, "this route answers GET only".into()) }))
+        })
+        .fallback(|| async { fail(StatusCode::NOT_FOUND, "no such route; GET /api/openapi.json lists them".into()) })
         .layer(axum::middleware::from_fn(ehash_cors::middleware))
         .with_state(inner)
 }
 
+/// An error answer: `{"error": …}` with its status.
+fn fail(status: StatusCode, error: String) -> Response {
+    (status, Json(ApiError { error })).into_response()
+}
+
 fn not_found(what: String) -> Response {
-    (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": what}))).into_response()
+    fail(StatusCode::NOT_FOUND, what)
+}
+
+fn no_market(market: &str) -> Response {
+    not_found(format!("no market {market}; GET /api/markets lists them"))
+}
+
+type Params = Query<HashMap<String, String>>;
+
+/// A query parameter that is not a number within its documented range: answered 400.
+struct BadQuery(String);
+
+impl IntoResponse for BadQuery {
+    fn into_response(self) -> Response {
+        fail(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
+/// A query number within its documented range, or the 400 answer naming it.
+fn number(q: &HashMap<String, String>, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, BadQuery> {
+    let Some(text) = q.get(name) else { return Ok(default) };
+    match text.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(BadQuery(format!("{name} must be a whole number from {} to {}; got {text:?}", range.start(), range.end()))),
+    }
 }
 
 async fn info(AxState(s): AxState<Shared>) -> Json<ehash_protocol::market::ExchangeInfo> {
@@ -101,43 +156,49 @@ async fn markets(AxState(s): AxState<Shared>) -> Json<Vec<MarketSummary>> {
     Json(out)
 }
 
-#[derive(Deserialize)]
-struct DepthQ {
-    depth: Option<usize>,
-}
-
-async fn book(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Query<DepthQ>) -> Response {
+async fn book(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Params) -> Response {
+    let depth = match number(&q, "depth", 100, 1..=1000) {
+        Ok(n) => n as usize,
+        Err(r) => return r.into_response(),
+    };
     let st = s.state.lock().await;
-    let depth = q.depth.unwrap_or(100).min(1000);
     match st.books.get(&market) {
         Some(b) => Json(b.view(depth)).into_response(),
         None if st.epochs.contains_key(&market) => {
             Json(api::Book { market, lot: s.config.lot, bids: vec![], asks: vec![], seq: 0 }).into_response()
         }
-        None => not_found(format!("no market {market}; GET /api/markets lists them")),
+        None => no_market(&market),
     }
 }
 
-#[derive(Deserialize)]
-struct LimitQ {
-    limit: Option<usize>,
+/// Whether the exchange lists `market`.
+fn known(st: &crate::engine::State, market: &str) -> bool {
+    st.epochs.contains_key(market) || st.books.contains_key(market)
 }
 
-async fn trades(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Query<LimitQ>) -> Json<Vec<TradeView>> {
+async fn trades(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Params) -> Response {
+    let limit = match number(&q, "limit", 100, 1..=1000) {
+        Ok(n) => n as usize,
+        Err(r) => return r.into_response(),
+    };
     let st = s.state.lock().await;
+    if !known(&st, &market) {
+        return no_market(&market);
+    }
     let mut v: Vec<_> = st.trades.values().filter(|l| l.trade.market == market).collect();
     v.sort_by_key(|l| std::cmp::Reverse((l.s.matched_at, l.trade.seq, l.trade.id.clone())));
-    Json(v.into_iter().take(q.limit.unwrap_or(100).min(1000)).map(|l| l.view()).collect())
+    Json(v.into_iter().take(limit).map(|l| l.view()).collect::<Vec<TradeView>>()).into_response()
 }
 
-#[derive(Deserialize)]
-struct CandleQ {
-    interval: Option<u64>,
-}
-
-async fn candles(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Query<CandleQ>) -> Json<Vec<Candle>> {
-    let interval = q.interval.unwrap_or(60).max(1);
+async fn candles(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Params) -> Response {
+    let interval = match number(&q, "interval", 60, 1..=31_536_000) {
+        Ok(n) => n,
+        Err(r) => return r.into_response(),
+    };
     let st = s.state.lock().await;
+    if !known(&st, &market) {
+        return no_market(&market);
+    }
     let mut v: Vec<_> = st.trades.values().filter(|l| l.trade.market == market && counts(l.trade.state)).collect();
     v.sort_by_key(|l| (l.s.matched_at, l.trade.seq));
     let mut out: BTreeMap<u64, Candle> = BTreeMap::new();
@@ -151,19 +212,23 @@ async fn candles(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(
         c.volume += l.trade.amount;
         c.sats += l.trade.sats;
     }
-    Json(out.into_values().collect())
+    Json(out.into_values().collect::<Vec<Candle>>()).into_response()
 }
 
-#[derive(Deserialize)]
-struct JournalQ {
-    after: Option<u64>,
-    limit: Option<i64>,
-}
-
-async fn journal(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Query<JournalQ>) -> Response {
-    match s.store.journal(&market, q.after.unwrap_or(0), q.limit.unwrap_or(1000).clamp(1, 10_000)).await {
+async fn journal(AxState(s): AxState<Shared>, Path(market): Path<String>, Query(q): Params) -> Response {
+    let (after, limit) = match (number(&q, "after", 0, 0..=i64::MAX as u64), number(&q, "limit", 1000, 1..=10_000)) {
+        (Ok(a), Ok(l)) => (a, l as i64),
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
+    };
+    if !known(&*s.state.lock().await, &market) {
+        return no_market(&market);
+    }
+    match s.store.journal(&market, after, limit).await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, %market, "reading the journal");
+            fail(StatusCode::INTERNAL_SERVER_ERROR, format!("the exchange could not read its journal ({e}); try again later"))
+        }
     }
 }
 
@@ -205,6 +270,22 @@ async fn push(s: Shared, mut socket: WebSocket) {
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
                 _ => {}
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_description_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let described: std::collections::BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+        let routed: std::collections::BTreeSet<String> = routes().into_iter().map(|(p, _)| p.to_owned()).collect();
+        assert_eq!(described, routed, "routes and /api/openapi.json disagree");
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            assert!(item.get("get").is_some(), "{path}: every route answers GET");
         }
     }
 }

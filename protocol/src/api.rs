@@ -163,3 +163,11 @@ pub struct JournalEntry {
     /// For `fail`: the offer whose quantity returns, and how much.
     pub restore: Option<(String, u64)>,
 }
+
+/// The body of every error the exchange's API answers (4xx and 5xx): one sentence naming what
+/// is wrong and what to do, e.g. `{"error": "limit must be a whole number from 1 to 1000; got \"0\""}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What is wrong, and the fix.
+    pub error: String,
+}

@@ -5,6 +5,7 @@
 //! | `data_dir` | `.ehash/relay` | LMDB store and the expiry index |
 //! | `listen` | `127.0.0.1:7777` | bind address (WebSocket, NIP-11, `/health`, `/metrics` on one port) |
 //! | `public_url` | `ws://<listen>` | the URL clients use (behind a TLS proxy: `wss://relay.example.com`); NIP-42 AUTH checks it |
+//! | `public_urls` | `[]` | more URLs clients reach the relay at (other host names, ports); an AUTH naming any of them, or `public_url`, is accepted |
 //! | `map_size` | 1 GiB | LMDB map size: the most the database can grow to |
 //! | `pool_keys` | `[]` | nostr keys (hex or npub) allowed to publish mint and epoch announcements |
 //! | `exchange_keys` | `[]` | nostr keys allowed to publish trade events |
@@ -28,6 +29,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The URL clients reach the relay at; defaults to `ws://<listen>`.
     pub public_url: Option<String>,
+    /// Other URLs clients reach the relay at; NIP-42 AUTH events naming any of them are accepted
+    /// too. A loopback public URL (`127.0.0.1`, `localhost`, `[::1]`) also accepts the other
+    /// loopback names on the same port without listing them.
+    pub public_urls: Vec<String>,
     /// LMDB map size in bytes.
     pub map_size: usize,
     /// Keys allowed to publish kind 38172 and 38180 (hex or npub).
@@ -50,6 +55,7 @@ impl Default for Config {
             data_dir: PathBuf::from(".ehash/relay"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
             public_url: None,
+            public_urls: vec![],
             map_size: 1 << 30,
             pool_keys: vec![],
             exchange_keys: vec![],
@@ -61,7 +67,9 @@ impl Default for Config {
     }
 }
 
-/// Sizes, rates and caps. Rates are per connection unless named per IP.
+/// Sizes, rates and caps. The event and query budgets belong to the client's address (every
+/// connection from one IP address spends the same budget, and reconnecting does not refill it);
+/// the message rate is per connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -73,9 +81,10 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Largest event, bytes.
     pub max_event_bytes: usize,
-    /// EVENTs per minute per connection.
+    /// EVENTs per minute per client address (a token bucket: up to a minute's worth at once,
+    /// refilled continuously).
     pub events_per_minute: u32,
-    /// REQs (and COUNTs) per minute per connection.
+    /// REQs, COUNTs and NEG-OPENs per minute per client address (a token bucket, as events).
     pub reqs_per_minute: u32,
     /// Messages of any kind per minute per connection (exceeding it closes the connection).
     pub messages_per_minute: u32,
@@ -89,6 +98,8 @@ pub struct Limits {
     pub max_subid_length: usize,
     /// Most ids, authors, kinds or tag values in one filter.
     pub max_filter_values: usize,
+    /// Seconds an event's `created_at` may be ahead of the relay's clock.
+    pub max_future_secs: u64,
     /// Seconds a client may leave outgoing messages unread before it is disconnected.
     pub slow_consumer_secs: u64,
 }
@@ -108,6 +119,7 @@ impl Default for Limits {
             max_limit: 1000,
             max_subid_length: 128,
             max_filter_values: 1000,
+            max_future_secs: 900,
             slow_consumer_secs: 10,
         }
     }
@@ -139,6 +151,32 @@ impl Default for Info {
 }
 
 impl Config {
+    /// Every URL an AUTH event may name: the public URL, `public_urls`, and for a loopback public
+    /// URL the other loopback names on its port.
+    pub fn auth_urls(&self, bound: SocketAddr) -> Vec<String> {
+        let public = self.public_url(bound);
+        let mut urls = vec![public.clone()];
+        urls.extend(self.public_urls.iter().map(|u| u.trim().trim_end_matches('/').to_owned()));
+        if let Some((scheme, rest)) = public.split_once("://") {
+            const LOOPBACK: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((h, p)) if !p.contains(']') => (h, Some(p)),
+                _ => (authority, None),
+            };
+            if LOOPBACK.iter().any(|l| l.eq_ignore_ascii_case(host)) {
+                for other in LOOPBACK {
+                    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                    let path = if path.is_empty() { String::new() } else { format!("/{path}") };
+                    urls.push(format!("{scheme}://{other}{port}{path}"));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        urls.retain(|u| seen.insert(u.to_ascii_lowercase()));
+        urls
+    }
+
     /// The public URL, without a trailing slash.
     pub fn public_url(&self, bound: SocketAddr) -> String {
         self.public_url
@@ -146,5 +184,25 @@ impl Config {
             .unwrap_or_else(|| format!("ws://{bound}"))
             .trim_end_matches('/')
             .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_accepts_every_public_name_and_the_loopback_aliases() {
+        let bound: SocketAddr = "127.0.0.1:7777".parse().unwrap();
+        let urls = Config::default().auth_urls(bound);
+        for u in ["ws://127.0.0.1:7777", "ws://localhost:7777", "ws://[::1]:7777"] {
+            assert!(urls.iter().any(|x| x == u), "{u} in {urls:?}");
+        }
+        let c = Config {
+            public_url: Some("wss://relay.example.com/".into()),
+            public_urls: vec!["wss://market.example.org".into()],
+            ..Default::default()
+        };
+        assert_eq!(c.auth_urls(bound), ["wss://relay.example.com", "wss://market.example.org"]);
     }
 }

@@ -1,12 +1,15 @@
 //! # ehash-relay
 //!
 //! The market's nostr relay. nostr-sdk's local relay (feature `local-relay`) stores events in
-//! LMDB and runs the NIP-01/09/40/70/77 machinery; our axum server owns the port and puts the
+//! LMDB and runs the NIP-01/09/40/77 machinery; our axum server owns the port and puts the
 //! market's rules around it:
 //!
-//! - [`policy`]: kind allow-list, pool and exchange keys, ehash schema validation, filter caps;
-//! - [`proxy`]: NIP-42 against the public URL, owner-only NIP-60 and recipient-only gift wraps,
-//!   oversize and malformed messages, slow consumers, metrics;
+//! - [`policy`]: kind allow-list, pool and exchange keys, ehash schema validation, clock skew,
+//!   stale replaceable events, filter caps;
+//! - `proxy`: NIP-42 against the public URLs, NIP-70 protected events, owner-only NIP-60 and
+//!   recipient-only gift wraps (REQ, COUNT and NEG-OPEN alike), oversize and malformed messages,
+//!   slow consumers, metrics;
+//! - `limit`: event and query budgets per client address (continuously refilled token buckets);
 //! - [`expiry`]: NIP-40 expired events deleted from disk on a schedule;
 //! - the server: NIP-11 on the relay URL, `/health`, Prometheus `/metrics`, connection caps in
 //!   total and per IP.
@@ -16,6 +19,7 @@
 
 pub mod config;
 pub mod expiry;
+mod limit;
 pub mod metrics;
 pub mod policy;
 mod proxy;
@@ -88,22 +92,24 @@ impl Relay {
         let mut kinds = policy::default_kinds();
         kinds.extend(config.extra_kinds.iter().copied());
         let write = MarketWritePolicy {
-            kinds,
+            kinds: kinds.clone(),
             pool_keys: policy::parse_keys(&config.pool_keys, "pool_keys").map_err(Error::Config)?,
             exchange_keys: policy::parse_keys(&config.exchange_keys, "exchange_keys").map_err(Error::Config)?,
+            max_future_secs: config.limits.max_future_secs,
             expiry: expiry.clone(),
+            db: db.clone(),
         };
         let l = &config.limits;
         let query = MarketQueryPolicy { max_filter_values: l.max_filter_values, max_limit: l.max_limit };
         let inner = LocalRelay::builder()
             .database(db.clone())
-            .write_policy(write)
+            .write_policy(write.clone())
             .query_policy(query)
             // each client may use several sessions (see proxy::EVENT_SESSIONS); the bridge enforces
-            // the per-connection event and message rates itself
+            // the event, query and message rates itself (per address, refilled continuously)
             .max_connections(l.max_connections.saturating_mul(proxy::EVENT_SESSIONS))
             .rate_limit(RateLimit { max_reqs: l.max_subscriptions, notes_per_minute: u32::MAX / 2 })
-            .queries_per_minute(l.reqs_per_minute)
+            .queries_per_minute(u32::MAX / 2)
             .messages_per_minute(u32::MAX / 2)
             .max_websocket_message_size(l.max_message_bytes)
             .max_event_size(l.max_event_bytes)
@@ -124,8 +130,12 @@ impl Relay {
             relay: inner.clone(),
             config: config.clone(),
             public_url: public_url.clone(),
+            auth_urls: config.auth_urls(addr),
+            kinds,
+            write,
             metrics: metrics.clone(),
             per_ip: Default::default(),
+            budgets: limit::Budgets::new(l.events_per_minute, l.reqs_per_minute),
         });
         let cancel = CancellationToken::new();
         expiry.spawn_sweeper(db.clone(), Duration::from_secs(config.expiry_sweep_secs.max(1)), cancel.clone());

@@ -2,8 +2,9 @@
 //!
 //! Writes: an allow-list of kinds; pool announcements only from configured pool keys and trade
 //! events only from configured exchange keys; every ehash event validated against its schema
-//! in `ehash-protocol` (refused with `invalid: <field>: <reason>`); expirations recorded so
-//! expired events can be purged from disk. Queries: filters with absurd numbers of values are
+//! in `ehash-protocol` (refused with `invalid: <field>: <reason>`); events dated further ahead
+//! than the allowed clock skew refused; a replaceable event older than the stored one answered
+//! `duplicate:`; expirations recorded so expired events can be purged from disk. Queries: filters with absurd numbers of values are
 //! refused, oversized limits lowered.
 
 use std::collections::HashSet;
@@ -56,7 +57,7 @@ pub fn parse_keys(keys: &[String], what: &str) -> Result<HashSet<PublicKey>, Str
 }
 
 /// The write policy.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MarketWritePolicy {
     /// Accepted kinds.
     pub kinds: HashSet<u16>,
@@ -64,8 +65,12 @@ pub struct MarketWritePolicy {
     pub pool_keys: HashSet<PublicKey>,
     /// Keys that may publish trade events.
     pub exchange_keys: HashSet<PublicKey>,
+    /// Seconds an event may be dated ahead of the relay's clock.
+    pub max_future_secs: u64,
     /// Where expirations are recorded.
     pub expiry: Arc<ExpiryIndex>,
+    /// The event store (to compare a replaceable event with the stored one).
+    pub db: Arc<dyn NostrDatabase>,
 }
 
 impl MarketWritePolicy {
@@ -87,10 +92,34 @@ impl MarketWritePolicy {
                     format!("kind {kind} is accepted only from this relay's configured {setting}"),
                 ));
             }
+        let ahead = event.created_at.as_secs().saturating_sub(Timestamp::now().as_secs());
+        if ahead > self.max_future_secs {
+            return Err((
+                MachineReadablePrefix::Invalid,
+                format!("created_at is {ahead} s in the future; this relay accepts at most {} s of clock skew", self.max_future_secs),
+            ));
+        }
         if let Err(e) = ehash_protocol::events::validate(event) {
             return Err((MachineReadablePrefix::Invalid, e.to_string()));
         }
         Ok(())
+    }
+
+    /// A replaceable or addressable event that the stored one supersedes (NIP-01: the newer
+    /// `created_at`, then the lower id, wins).
+    async fn superseded(&self, event: &Event) -> Result<Option<Timestamp>, String> {
+        let mut filter = Filter::new().kind(event.kind).author(event.pubkey).limit(1);
+        if event.kind.is_addressable() {
+            filter = filter.identifier(event.tags.identifier().unwrap_or_default());
+        } else if !event.kind.is_replaceable() {
+            return Ok(None);
+        }
+        let stored = self.db.query(filter).await.map_err(|e| e.to_string())?;
+        Ok(stored
+            .iter()
+            .max_by_key(|s| (s.created_at, std::cmp::Reverse(s.id)))
+            .filter(|s| s.id != event.id && (s.created_at, std::cmp::Reverse(s.id)) > (event.created_at, std::cmp::Reverse(event.id)))
+            .map(|s| s.created_at))
     }
 }
 
@@ -99,6 +128,19 @@ impl WritePolicy for MarketWritePolicy {
         Box::pin(async move {
             if let Err((prefix, message)) = self.check(event) {
                 return WritePolicyResult::reject(prefix, message);
+            }
+            match self.superseded(event).await {
+                Ok(None) => {}
+                Ok(Some(at)) => {
+                    return WritePolicyResult::reject(
+                        MachineReadablePrefix::Duplicate,
+                        format!("a newer version of this replaceable event is stored (created_at {})", at.as_secs()),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the stored version of a replaceable event");
+                    return WritePolicyResult::reject(MachineReadablePrefix::Error, "could not read the stored version of this event; try again");
+                }
             }
             if let Some(exp) = event.tags.expiration()
                 && let Err(e) = self.expiry.record(&event.id, exp.as_secs()).await {

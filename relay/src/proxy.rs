@@ -2,9 +2,12 @@
 //! relay on the other (over an in-memory stream), and the market's rules in between.
 //!
 //! The bridge answers NIP-42 `AUTH` itself, checking the `relay` tag against the configured
-//! public URL (the relay may sit behind a TLS reverse proxy on another host name); serves
-//! NIP-60 wallet events only to their authenticated author and gift wraps only to their
-//! authenticated recipient; refuses oversize and malformed messages with a NOTICE; cuts clients
+//! public URLs (the relay may sit behind a TLS reverse proxy on another host name); stores
+//! NIP-70 protected events itself, from their authenticated author only (the local relay's
+//! sessions never see the client's AUTH); serves NIP-60 wallet events only to their
+//! authenticated author and gift wraps only to their authenticated recipient, in REQ, COUNT and
+//! NEG-OPEN alike; spends each client address's event and query budgets; answers an oversize
+//! event with `OK false "invalid: …"` when its id can be read (a NOTICE otherwise); cuts clients
 //! that stop reading; and measures accepted/rejected events and REQ→EOSE latency.
 
 use std::collections::{HashMap, HashSet};
@@ -21,6 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as InnerFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use crate::limit::{Bucket, Spend};
 use crate::policy::{OWNER_ONLY_KINDS, RECIPIENT_ONLY_KINDS};
 use crate::server::Shared;
 
@@ -72,31 +76,6 @@ async fn open_inner(shared: &Arc<Shared>, addr: SocketAddr, tasks: &mut Vec<toki
     WebSocketStream::from_raw_socket(pipe_ours, Role::Client, Some(config)).await.split()
 }
 
-/// A token bucket refilled continuously to `per_minute`.
-struct Bucket {
-    tokens: f64,
-    per_minute: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(per_minute: u32) -> Self {
-        Self { tokens: f64::from(per_minute), per_minute: f64::from(per_minute), last: Instant::now() }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_minute / 60.0).min(self.per_minute);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Serve one upgraded client connection until either side closes.
 ///
 /// REQs, CLOSEs and everything stateful go to one local-relay session; EVENTs are spread over up
@@ -116,8 +95,7 @@ pub(crate) async fn serve(client: WebSocket, addr: SocketAddr, shared: Arc<Share
     let limits = &shared.config.limits;
     let slow = Duration::from_secs(limits.slow_consumer_secs.max(1));
     let max_message = limits.max_message_bytes;
-    let mut event_budget = Bucket::new(limits.events_per_minute);
-    let mut message_budget = Bucket::new(limits.messages_per_minute);
+    let mut message_budget = Bucket::new(limits.messages_per_minute, Instant::now());
 
     let mut to_client: Vec<String> = vec![auth_challenge(&s.challenge)];
     'conn: loop {
@@ -134,7 +112,7 @@ pub(crate) async fn serve(client: WebSocket, addr: SocketAddr, shared: Arc<Share
         }
         tokio::select! {
             frame = client_rx.next() => {
-                if matches!(frame, Some(Ok(_))) && !message_budget.take() {
+                if matches!(frame, Some(Ok(_))) && !message_budget.take_at(Instant::now()) {
                     let text = notice(&format!("rate-limited: more than {} messages a minute; disconnecting", limits.messages_per_minute));
                     let _ = client_tx.send(ClientFrame::Text(Utf8Bytes::from(text))).await;
                     break;
@@ -142,16 +120,25 @@ pub(crate) async fn serve(client: WebSocket, addr: SocketAddr, shared: Arc<Share
                 match frame {
                     Some(Ok(ClientFrame::Text(text))) => {
                         if text.len() > max_message {
-                            to_client.push(notice(&format!("invalid: message of {} bytes exceeds the limit of {max_message}", text.len())));
+                            let why = format!("invalid: message of {} bytes exceeds the limit of {max_message}", text.len());
+                            match event_id_of(text.as_str()) {
+                                Some(id) => {
+                                    shared.metrics.event_rejected("invalid");
+                                    to_client.push(ok(&id, false, &why));
+                                }
+                                None => to_client.push(notice(&why)),
+                            }
                             continue;
                         }
-                        match on_client_text(&mut s, &shared, text.as_str()) {
-                            Verdict::Forward { event: Some(id) } => {
-                                if !event_budget.take() {
-                                    shared.metrics.event_rejected("rate-limited");
-                                    to_client.push(ok(&id, false, &format!("rate-limited: more than {} events a minute", limits.events_per_minute)));
-                                    continue;
-                                }
+                        let verdict = on_client_text(&mut s, &shared, addr, text.as_str());
+                        if let Verdict::Event(id) | Verdict::Protected(id, _) = &verdict
+                            && !shared.budgets.take(addr.ip(), Spend::Event) {
+                                shared.metrics.event_rejected("rate-limited");
+                                to_client.push(ok(id, false, &format!("rate-limited: more than {} events a minute from your address", limits.events_per_minute)));
+                                continue;
+                            }
+                        match verdict {
+                            Verdict::Event(_) => {
                                 if sinks.len() < EVENT_SESSIONS && next_event >= sinks.len() {
                                     let (tx, rx) = open_inner(&shared, addr, &mut tasks).await;
                                     sinks.push(tx);
@@ -163,8 +150,10 @@ pub(crate) async fn serve(client: WebSocket, addr: SocketAddr, shared: Arc<Share
                                     break;
                                 }
                             }
-                            Verdict::Forward { event: None } => {
-                                if sinks[0].send(InnerFrame::Text(text.as_str().into())).await.is_err() {
+                            Verdict::Protected(_, event) => to_client.extend(publish_protected(&s, &shared, addr, *event).await),
+                            Verdict::Forward(rewritten) => {
+                                let line = rewritten.unwrap_or_else(|| text.as_str().to_owned());
+                                if sinks[0].send(InnerFrame::Text(line.into())).await.is_err() {
                                     break;
                                 }
                             }
@@ -202,39 +191,139 @@ pub(crate) async fn serve(client: WebSocket, addr: SocketAddr, shared: Arc<Share
 }
 
 enum Verdict {
-    /// Pass it to the local relay (`event`: the id, for an EVENT).
-    Forward { event: Option<String> },
+    /// An EVENT for the local relay (its id).
+    Event(String),
+    /// A NIP-70 protected EVENT, stored by the bridge itself (its id, the event).
+    Protected(String, Box<Event>),
+    /// Pass it to the local relay: as received, or rewritten (filters narrowed to what the
+    /// client may read).
+    Forward(Option<String>),
     Reply(Vec<String>),
 }
 
-fn on_client_text(s: &mut Session, shared: &Shared, text: &str) -> Verdict {
+/// The id of an EVENT message too large to handle, if it can be read.
+fn event_id_of(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    let (verb, ev): (String, IdOnly) = serde_json::from_str(text).ok()?;
+    (verb == "EVENT" && EventId::from_hex(&ev.id).is_ok()).then_some(ev.id)
+}
+
+fn on_client_text(s: &mut Session, shared: &Shared, addr: SocketAddr, text: &str) -> Verdict {
     let msg = match ClientMessage::from_json(text) {
         Ok(m) => m,
         Err(e) => return Verdict::Reply(vec![notice(&format!("invalid: not a NIP-01 client message ({e})"))]),
+    };
+    let limits = &shared.config.limits;
+    let over_budget = |what: &str| {
+        (!shared.budgets.take(addr.ip(), Spend::Query))
+            .then(|| format!("rate-limited: more than {} {what} a minute from your address", limits.reqs_per_minute))
     };
     match msg {
         ClientMessage::Auth(event) => Verdict::Reply(vec![authenticate(s, shared, &event)]),
         ClientMessage::Req { subscription_id, filters } => {
             let sub = subscription_id.to_string();
-            if let Err(reason) = check_protected(s, filters.iter().map(|f| f.as_ref())) {
-                return Verdict::Reply(vec![closed(&sub, &reason), auth_challenge(&s.challenge)]);
+            if filters.len() > limits.max_filters {
+                let why = format!("invalid: REQ has {} filters; this relay accepts at most {}", filters.len(), limits.max_filters);
+                return Verdict::Reply(vec![closed(&sub, &why)]);
+            }
+            if let Some(why) = over_budget("REQs") {
+                return Verdict::Reply(vec![closed(&sub, &why)]);
+            }
+            let mut filters: Vec<Filter> = filters.into_iter().map(|f| f.into_owned()).collect();
+            for f in &mut filters {
+                if let Err(reason) = readable(s, &shared.kinds, f) {
+                    return Verdict::Reply(vec![closed(&sub, &reason), auth_challenge(&s.challenge)]);
+                }
             }
             shared.metrics.req();
-            s.reqs.insert(sub, Instant::now());
-            Verdict::Forward { event: None }
+            s.reqs.insert(sub.clone(), Instant::now());
+            Verdict::Forward(Some(ClientMessage::req(SubscriptionId::new(sub), filters).as_json()))
         }
         ClientMessage::Count { subscription_id, filter } => {
-            if let Err(reason) = check_protected(s, std::iter::once(filter.as_ref())) {
-                return Verdict::Reply(vec![closed(subscription_id.as_str(), &reason)]);
+            let sub = subscription_id.to_string();
+            if let Some(why) = over_budget("REQs") {
+                return Verdict::Reply(vec![closed(&sub, &why)]);
             }
-            Verdict::Forward { event: None }
+            let mut filter = filter.into_owned();
+            if let Err(reason) = readable(s, &shared.kinds, &mut filter) {
+                return Verdict::Reply(vec![closed(&sub, &reason), auth_challenge(&s.challenge)]);
+            }
+            Verdict::Forward(Some(ClientMessage::count(SubscriptionId::new(sub), filter).as_json()))
         }
-        ClientMessage::Event(e) => Verdict::Forward { event: Some(e.id.to_hex()) },
-        _ => Verdict::Forward { event: None },
+        ClientMessage::NegOpen { subscription_id, filter, initial_message } => {
+            let sub = subscription_id.to_string();
+            let neg_err = |why: &str| serde_json::json!(["NEG-ERR", sub, why]).to_string();
+            if let Some(why) = over_budget("REQs") {
+                return Verdict::Reply(vec![neg_err(&why)]);
+            }
+            let mut filter = filter.into_owned();
+            if let Err(reason) = readable(s, &shared.kinds, &mut filter) {
+                return Verdict::Reply(vec![neg_err(&reason), auth_challenge(&s.challenge)]);
+            }
+            Verdict::Forward(Some(serde_json::json!(["NEG-OPEN", sub, filter, initial_message]).to_string()))
+        }
+        ClientMessage::Event(e) => {
+            let id = e.id.to_hex();
+            let size = text.len().saturating_sub(r#"["EVENT",]"#.len());
+            if size > limits.max_event_bytes {
+                shared.metrics.event_rejected("invalid");
+                let why = format!("invalid: event of {size} bytes exceeds the limit of {}", limits.max_event_bytes);
+                return Verdict::Reply(vec![ok(&id, false, &why)]);
+            }
+            if e.is_protected() { Verdict::Protected(id, Box::new(e.into_owned())) } else { Verdict::Event(id) }
+        }
+        _ => Verdict::Forward(None),
     }
 }
 
-/// NIP-42 against the public URL.
+/// Store a NIP-70 protected event: only from its authenticated author, through the same write
+/// policy and store as every other event.
+async fn publish_protected(s: &Session, shared: &Shared, addr: SocketAddr, event: Event) -> Vec<String> {
+    let id = event.id.to_hex();
+    let refuse = |prefix: &str, text: &str| {
+        shared.metrics.event_rejected(prefix);
+        ok(&id, false, &format!("{prefix}: {text}"))
+    };
+    if s.authed.is_empty() {
+        let why = refuse("auth-required", "this event is protected (NIP-70); send AUTH as its author first");
+        return vec![auth_challenge(&s.challenge), why];
+    }
+    if !s.authed.contains(&event.pubkey) {
+        return vec![refuse("restricted", "a protected event (NIP-70) is accepted only from its author; AUTH with the author's key")];
+    }
+    if event.verify().is_err() {
+        return vec![refuse("invalid", "bad id or signature")];
+    }
+    if event.is_expired() {
+        return vec![refuse("invalid", "the event has expired (NIP-40)")];
+    }
+    if let WritePolicyResult::Reject { prefix, message, status } = shared.write.admit_event(&event, &addr).await {
+        if !status {
+            shared.metrics.event_rejected(&prefix.to_string());
+        }
+        return vec![ok(&id, status, &format!("{prefix}: {message}"))];
+    }
+    let line = match shared.relay.add_event(event).await {
+        Ok(SaveEventStatus::Success) => {
+            shared.metrics.event_accepted();
+            ok(&id, true, "")
+        }
+        Ok(SaveEventStatus::Rejected(RejectedReason::Duplicate)) => ok(&id, true, "duplicate: already have this event"),
+        Ok(SaveEventStatus::Rejected(RejectedReason::Replaced)) => refuse("duplicate", "a newer version of this replaceable event is stored"),
+        Ok(SaveEventStatus::Rejected(RejectedReason::Deleted)) => refuse("blocked", "this event was deleted (NIP-09)"),
+        Ok(SaveEventStatus::Rejected(reason)) => refuse("blocked", &format!("not stored ({reason:?})")),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot store a protected event");
+            refuse("error", "could not store the event; try again")
+        }
+    };
+    vec![line]
+}
+
+/// NIP-42 against the public URLs.
 fn authenticate(s: &mut Session, shared: &Shared, event: &Event) -> String {
     let id = event.id.to_hex();
     if event.kind != Kind::Authentication {
@@ -256,8 +345,9 @@ fn authenticate(s: &mut Session, shared: &Shared, event: &Event) -> String {
         .find(|t| t.kind() == "relay")
         .and_then(|t| t.content())
         .unwrap_or("");
-    if !same_relay_url(relay_tag, &shared.public_url) {
-        return ok(&id, false, &format!("invalid: relay tag {relay_tag:?} is not this relay ({})", shared.public_url));
+    if !shared.auth_urls.iter().any(|u| same_relay_url(relay_tag, u)) {
+        let names = shared.auth_urls.join(", ");
+        return ok(&id, false, &format!("invalid: relay tag {relay_tag:?} is not this relay ({names}); the operator lists more names in public_urls"));
     }
     s.authed.insert(event.pubkey);
     ok(&id, true, "")
@@ -269,29 +359,47 @@ pub(crate) fn same_relay_url(a: &str, b: &str) -> bool {
     !a.is_empty() && norm(a) == norm(b)
 }
 
-/// Protected kinds may only be asked for by their authenticated owner or recipient.
-fn check_protected<'f>(s: &Session, filters: impl Iterator<Item = &'f Filter>) -> Result<(), String> {
-    for f in filters {
-        let Some(kinds) = &f.kinds else { continue };
-        for kind in kinds.iter().map(|k| k.as_u16()).filter(|k| is_protected(*k)) {
-            if s.authed.is_empty() {
-                return Err(format!("auth-required: kind {kind} is served only to its authenticated owner; send AUTH"));
+/// May this session name protected `kind` in filter `f`?
+fn may_ask(s: &Session, f: &Filter, kind: u16) -> Result<(), String> {
+    if !is_protected(kind) {
+        return Ok(());
+    }
+    if s.authed.is_empty() {
+        return Err(format!("auth-required: kind {kind} is served only to its authenticated owner; send AUTH"));
+    }
+    if OWNER_ONLY_KINDS.contains(&kind) {
+        let ok = f.authors.as_ref().is_some_and(|a| !a.is_empty() && a.iter().all(|p| s.authed.contains(p)));
+        if !ok {
+            return Err(format!("restricted: kind {kind} is served only to its author; filter by your own authors"));
+        }
+    } else {
+        let p = SingleLetterTag::LOWERCASE_P;
+        let ok = f
+            .generic_tags
+            .get(&p)
+            .is_some_and(|v| !v.is_empty() && v.iter().all(|x| PublicKey::from_hex(x).is_ok_and(|pk| s.authed.contains(&pk))));
+        if !ok {
+            return Err(format!("restricted: kind {kind} is served only to its recipient; filter #p by your own key"));
+        }
+    }
+    Ok(())
+}
+
+/// The read rules, the same for REQ, COUNT and NEG-OPEN: a filter naming a protected kind must
+/// be one the session may ask for (else the reason); a filter naming no kinds is narrowed to the
+/// stored kinds this session may read, so counts and negentropy ids never include others'
+/// protected events.
+fn readable(s: &Session, stored: &HashSet<u16>, f: &mut Filter) -> Result<(), String> {
+    match &f.kinds {
+        Some(kinds) if !kinds.is_empty() => {
+            for k in kinds {
+                may_ask(s, f, k.as_u16())?;
             }
-            if OWNER_ONLY_KINDS.contains(&kind) {
-                let ok = f.authors.as_ref().is_some_and(|a| !a.is_empty() && a.iter().all(|p| s.authed.contains(p)));
-                if !ok {
-                    return Err(format!("restricted: kind {kind} is served only to its author; filter by your own authors"));
-                }
-            } else {
-                let p = SingleLetterTag::LOWERCASE_P;
-                let ok = f
-                    .generic_tags
-                    .get(&p)
-                    .is_some_and(|v| !v.is_empty() && v.iter().all(|x| PublicKey::from_hex(x).is_ok_and(|pk| s.authed.contains(&pk))));
-                if !ok {
-                    return Err(format!("restricted: kind {kind} is served only to its recipient; filter #p by your own key"));
-                }
-            }
+        }
+        _ => {
+            let mut kinds: Vec<u16> = stored.iter().copied().filter(|k| may_ask(s, f, *k).is_ok()).collect();
+            kinds.sort_unstable();
+            f.kinds = Some(kinds.into_iter().map(Kind::from).collect());
         }
     }
     Ok(())

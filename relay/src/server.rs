@@ -1,7 +1,7 @@
 //! The relay's one port: WebSocket upgrades (handed to [`crate::proxy`]), the NIP-11 document
 //! for `Accept: application/nostr+json`, `/health` and `/metrics`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -16,15 +16,26 @@ use nostr_sdk::prelude::LocalRelay;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::limit::Budgets;
 use crate::metrics::Metrics;
+use crate::policy::MarketWritePolicy;
 
 /// State shared by all connections.
 pub(crate) struct Shared {
     pub relay: LocalRelay,
     pub config: Config,
+    /// The URL the relay advertises.
     pub public_url: String,
+    /// Every URL a NIP-42 AUTH event may name.
+    pub auth_urls: Vec<String>,
+    /// The kinds this relay stores.
+    pub kinds: HashSet<u16>,
+    /// The write policy (the bridge runs it itself for NIP-70 protected events).
+    pub write: MarketWritePolicy,
     pub metrics: Arc<Metrics>,
     pub per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Event and query budgets per client address.
+    pub budgets: Budgets,
 }
 
 /// Counts a connection against the total and per-IP caps for as long as it lives.
@@ -58,6 +69,7 @@ fn take_slot(shared: &Arc<Shared>, ip: IpAddr) -> Result<ConnectionSlot, (Status
     }
     *n += 1;
     shared.metrics.connection_opened();
+    shared.budgets.prune_at(std::time::Instant::now());
     Ok(ConnectionSlot { shared: shared.clone(), ip })
 }
 
@@ -117,7 +129,6 @@ fn nip11(shared: &Shared) -> serde_json::Value {
         "pubkey": c.info.pubkey,
         "contact": c.info.contact,
         "supported_nips": [1, 9, 11, 17, 40, 42, 59, 60, 61, 70, 77, 87],
-        "software": "https://example.invalid/ehash",
         "version": env!("CARGO_PKG_VERSION"),
         "limitation": {
             "max_message_length": c.limits.max_message_bytes,
@@ -125,7 +136,7 @@ fn nip11(shared: &Shared) -> serde_json::Value {
             "max_filters": c.limits.max_filters,
             "max_limit": c.limits.max_limit,
             "max_subid_length": c.limits.max_subid_length,
-            "max_content_length": c.limits.max_event_bytes,
+            "created_at_upper_limit": c.limits.max_future_secs,
             "auth_required": false,
             "payment_required": false,
             "restricted_writes": true,

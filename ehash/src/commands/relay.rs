@@ -16,6 +16,9 @@ pub fn apply_flags(mut c: ehash_relay::Config, a: RelayArgs) -> ehash_relay::Con
     set(&mut c.listen, a.listen);
     set(&mut c.public_url, a.public_url.map(Some));
     set(&mut c.map_size, a.map_size);
+    if !a.public_urls.is_empty() {
+        c.public_urls = a.public_urls;
+    }
     if !a.pool_keys.is_empty() {
         c.pool_keys = a.pool_keys;
     }
@@ -39,6 +42,7 @@ pub fn apply_flags(mut c: ehash_relay::Config, a: RelayArgs) -> ehash_relay::Con
     set(&mut l.max_limit, a.max_limit);
     set(&mut l.max_subid_length, a.max_subid_length);
     set(&mut l.max_filter_values, a.max_filter_values);
+    set(&mut l.max_future_secs, a.max_future_secs);
     set(&mut l.slow_consumer_secs, a.slow_consumer_secs);
     set(&mut c.info.name, a.name);
     set(&mut c.info.description, a.description);
