@@ -36,7 +36,7 @@ enum Command {
     /// or operate a running one.
     MintBridge(MintBridgeCmd),
     /// Run the nostr relay.
-    Relay(RelayArgs),
+    Relay(Box<RelayArgs>),
     /// Run the mining proxy (miners connect here; it earns ehash into your wallet), or show a
     /// running proxy's status.
     Proxy(ProxyCmd),
@@ -438,7 +438,7 @@ async fn main() -> Result<()> {
             commands::mint_bridge::close_epoch(file, args).await
         }
         Command::MintBridge(MintBridgeCmd { action: None, run }) => commands::mint_bridge::run(file, run).await,
-        Command::Relay(args) => commands::relay::run(file, args).await,
+        Command::Relay(args) => commands::relay::run(file, *args).await,
         Command::Proxy(ProxyCmd { action: Some(ProxyAction::Status(args)), .. }) => commands::proxy::status(file, args).await,
         Command::Proxy(ProxyCmd { action: None, run }) => commands::proxy::run(file, run).await,
         Command::Wallet(w) => {

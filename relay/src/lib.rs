@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use config::Config;
+pub use config::{Config, Limits};
 use nostr_lmdb::NostrLmdb;
 use nostr_sdk::prelude::*;
 use tokio::net::TcpListener;

@@ -82,6 +82,8 @@ impl Market {
             map_size: 256 << 20,
             pool_keys: vec![pool_keys.public_key().to_hex()],
             exchange_keys: vec![exchange_keys.public_key().to_hex()],
+            // every party of a test market shares loopback, and budgets are per address
+            limits: ehash_relay::Limits { events_per_minute: 6000, reqs_per_minute: 6000, ..Default::default() },
             ..Default::default()
         })
         .await

@@ -78,6 +78,15 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     relay_config.data_dir = root.join("relay");
     relay_config.pool_keys.push(pool_keys.public_key().to_hex());
     relay_config.exchange_keys.push(exchange_keys.public_key().to_hex());
+    // budgets are per client address, and every service of the local market (and its browser)
+    // shares loopback: ten times the defaults, unless the file sets them
+    let defaults = ehash_relay::Limits::default();
+    if relay_config.limits.events_per_minute == defaults.events_per_minute {
+        relay_config.limits.events_per_minute = defaults.events_per_minute * 10;
+    }
+    if relay_config.limits.reqs_per_minute == defaults.reqs_per_minute {
+        relay_config.limits.reqs_per_minute = defaults.reqs_per_minute * 10;
+    }
     let relay = ehash_relay::Relay::start(&relay_config).await.context("starting the relay")?;
 
     if !mb.relays.iter().any(|r| r == relay.url()) {
