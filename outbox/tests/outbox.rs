@@ -76,27 +76,32 @@ async fn events_queued_while_the_relay_is_down_are_delivered_when_it_comes_up() 
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::open(sqlite(dir.path()).await).await.unwrap();
     let keys = Keys::generate();
-    // reserve a port, then free it so the relay is down
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("ws://127.0.0.1:{port}");
-    let note = EventBuilder::new(Kind::TextNote, "queued while down").finalize(&keys).unwrap();
-    outbox.queue(&note).await.unwrap();
-    let cancel = CancellationToken::new();
-    let task = outbox.spawn_delivery(vec![url.clone()], cancel.clone());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
+    // the relay behind a closed gate is down (a port reserved and freed could be taken meanwhile)
     let relay = ehash_relay::Relay::start(&ehash_relay::Config {
         data_dir: dir.path().join("relay"),
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
+        listen: "127.0.0.1:0".parse().unwrap(),
         map_size: 64 << 20,
         extra_kinds: vec![1],
         ..Default::default()
     })
     .await
     .unwrap();
+    let relay_addr: std::net::SocketAddr = relay.url().trim_start_matches("ws://").trim_end_matches('/').parse().unwrap();
+    let gate = ehash_testkit::gate::Gate::start(relay_addr).await;
+    gate.close();
+    let url = format!("ws://{}", gate.addr());
+    let note = EventBuilder::new(Kind::TextNote, "queued while down").finalize(&keys).unwrap();
+    outbox.queue(&note).await.unwrap();
+    let cancel = CancellationToken::new();
+    let task = outbox.spawn_delivery(vec![url.clone()], cancel.clone());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
     let client = Client::default();
     client.add_relay(relay.url()).await.unwrap();
     client.connect().await;
+    let got = client.fetch_events(Filter::new().id(note.id)).timeout(Duration::from_secs(2)).await.unwrap();
+    assert!(got.is_empty(), "nothing passes a closed gate");
+    gate.open();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = client.fetch_events(Filter::new().id(note.id)).timeout(Duration::from_secs(2)).await.unwrap();
