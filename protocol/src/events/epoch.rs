@@ -25,8 +25,9 @@ use super::{KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT, alt, check_kind, ch
 use crate::epoch::{CloseReason, EpochState, EpochUnit};
 use crate::error::SchemaError;
 
-/// An epoch's keyset and state.
-#[derive(Debug, Clone, PartialEq)]
+/// An epoch's keyset and state (its JSON form names the fields as the vectors in
+/// protocol/vectors/events.json do).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EpochAnnouncement {
     /// The epoch's keyset (NUT-01 form), whose unit is the epoch unit.
     pub keyset: KeySet,

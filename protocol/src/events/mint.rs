@@ -12,8 +12,9 @@ use serde_json::Value;
 use super::{KIND_MINT_ANNOUNCEMENT, alt, check_kind, check_url, required, tag_values};
 use crate::error::SchemaError;
 
-/// A NIP-87 mint announcement.
-#[derive(Debug, Clone, PartialEq)]
+/// A NIP-87 mint announcement (its JSON form names the fields as the vectors in
+/// protocol/vectors/events.json do).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MintAnnouncement {
     /// The mint's public key (hex, compressed), as in its `/v1/info`.
     pub mint_pubkey: String,

@@ -31,7 +31,8 @@ pub const MAX_OFFER_ID: usize = 64;
 pub const MAX_NOTE: usize = 280;
 
 /// An offer's status as its maker states it (NIP-69 `s`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OfferStatus {
     /// Open.
     Pending,
@@ -49,8 +50,8 @@ impl OfferStatus {
     }
 }
 
-/// An offer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An offer (its JSON form names the fields as the vectors in protocol/vectors/events.json do).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Offer {
     /// The offer id (`d`).
     pub id: String,

@@ -95,7 +95,8 @@ impl FromStr for TradeState {
 }
 
 /// What happened to one side's lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LockStatus {
     /// Not made (or not seen).
     None,
@@ -133,7 +134,8 @@ impl FromStr for LockStatus {
 }
 
 /// Who a failure is blamed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Blame {
     /// The seller missed a step or sent a bad lock.
     Seller,
@@ -167,7 +169,7 @@ impl FromStr for Blame {
 }
 
 /// One side's offer in a trade.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OfferRef {
     /// The offer version's event id.
     pub event_id: EventId,
@@ -184,8 +186,8 @@ impl OfferRef {
     }
 }
 
-/// A trade.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A trade (its JSON form names the fields as the vectors in protocol/vectors/events.json do).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Trade {
     /// Trade id ([`crate::market::trade_id`]).
     pub id: String,

@@ -351,6 +351,7 @@ export function checkEpoch(ev: Event, pool: string | undefined): EpochCheck {
     }
     checks.push({ name: 'keys', ok: derived === d, detail: derived === d ? 'the id derives from the keys (NUT-02)' : `the keys derive ${derived}` });
   }
+  checks.push(stateCheck(ev));
   const n = (k: string) => (tag(ev, k) !== undefined ? Number(tag(ev, k)) : undefined);
   return {
     event: ev,
@@ -371,4 +372,21 @@ export function checkEpoch(ev: Event, pool: string | undefined): EpochCheck {
     checks,
     ok: checks.every((c) => c.ok),
   };
+}
+
+const EPOCH_STATES = ['active', 'closed', 'redeemable', 'expired', 'orphaned'];
+
+/** The tags an epoch's state requires (protocol §5, kind 38180): an active epoch has no end; an ended one names its end, issued total, share count and reason; a redeemable or expired one its payout and expiry. */
+function stateCheck(ev: Event): EpochCheck['checks'][number] {
+  const state = tag(ev, 's') ?? '';
+  const has = (k: string) => tag(ev, k) !== undefined;
+  let why = '';
+  if (!EPOCH_STATES.includes(state)) why = `state ${JSON.stringify(state)} is not ${EPOCH_STATES.join(', ')}`;
+  else if (state === 'active') why = has('end') ? 'an active epoch has no end' : '';
+  else {
+    const needs = ['end', 'issued', 'shares', 'reason', ...(state === 'redeemable' || state === 'expired' ? ['payout', 'expires'] : [])];
+    const missing = needs.filter((k) => !has(k));
+    if (missing.length) why = `a ${state} epoch names its ${missing.join(', ')}`;
+  }
+  return { name: 'state', ok: !why, detail: why || `the tags of a ${state} epoch` };
 }
