@@ -8,7 +8,8 @@
 //! | `GET /v1/ehash/epochs/{n}/log?after=&limit=` | one page of the epoch's share log (protocol §12) |
 //! | `POST /v1/mint/quote/ehash` | NUT-04 quote; refused unless NUT-20 locked and in the active epoch's unit; a malformed field is a 400 naming it |
 //! | `GET /v1/mint/quote/ehash/{id}`, `POST /v1/mint/quote/ehash/check`, `POST /v1/mint/ehash`, `POST /v1/mint/ehash/batch` | the quotes named are paid up to what the ledger credits them, then cdk answers |
-//! | (every ehash quote answered, here and on `/v1/ws`) | `expiry: null` and a `state`, see [`quote_on_the_wire`] |
+//! | `POST /v1/mint/quote/ehash-redeem`, `GET /v1/mint/quote/ehash-redeem/{id}` | NUT-04 sat quote of a redemption, paid by its melt |
+//! | (every ehash or redemption mint quote answered, here and on `/v1/ws`) | `expiry: null` and a `state`, see [`quote_on_the_wire`] |
 //! | `POST /v1/melt/quote/ehash-redeem` | NUT-05 redemption quote; refused with the reason unless the epoch is redeemable |
 //! | `POST /v1/melt/ehash-redeem` | NUT-05 redemption melt, always answered with its final state |
 //! | `POST /v1/mint/quote/bolt11` | refused: sats are issued only for redeemed ehash |
@@ -76,6 +77,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/mint/quote/ehash/{quote}", get(get_quote_synced))
         .route("/v1/mint/ehash", post(post_synced))
         .route("/v1/mint/ehash/batch", post(post_synced))
+        .route("/v1/mint/quote/ehash-redeem", post(post_redeem_sat_quote))
+        .route("/v1/mint/quote/ehash-redeem/{quote}", get(get_redeem_sat_quote))
         .route("/v1/melt/quote/ehash-redeem", post(post_redeem_quote))
         .route("/v1/melt/ehash-redeem", post(post_redeem_melt))
         .route("/v1/ws", get(get_ws))
@@ -263,7 +266,11 @@ async fn sync_quotes(state: &HttpState, quotes: impl IntoIterator<Item = String>
 /// `GET /v1/mint/quote/ehash/{quote}`: the quote, paid up first.
 async fn get_quote_synced(State(state): State<HttpState>, Path(quote): Path<String>, req: Request) -> Response {
     sync_quotes(&state, [quote]).await;
-    // the same request without this router's path parameters (cdk's router reads its own)
+    quote_answer(forward(State(state), without_path_params(req)).await).await
+}
+
+/// The same request without this router's path parameters (cdk's router reads its own).
+fn without_path_params(req: Request) -> Request {
     let (parts, body) = req.into_parts();
     let mut fresh = Request::new(body);
     *fresh.method_mut() = parts.method;
@@ -273,7 +280,7 @@ async fn get_quote_synced(State(state): State<HttpState>, Path(quote): Path<Stri
     if let Some(peer) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
         fresh.extensions_mut().insert(*peer);
     }
-    quote_answer(forward(State(state), fresh).await).await
+    fresh
 }
 
 /// Mint and quote-check requests naming quotes (`quote` or `quotes` in the body): paid up
@@ -387,7 +394,8 @@ async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
     quote_answer(forward(State(state), Request::from_parts(parts, Body::from(bytes))).await).await
 }
 
-/// An ehash quote as the protocol puts it on the wire (NUT-04; protocol §3): cdk stores a quote
+/// An ehash quote, or the sat quote of a redemption, as the protocol puts it on the wire (NUT-04;
+/// protocol §3): cdk stores a quote
 /// without an expiry as expiry 0, which a wallet reads as a time long past, so it becomes
 /// `null` (the quote never expires); and the quote's `state` is added, derived from its
 /// counters as cdk's own wallet derives it: `UNPAID` before any credit, `PAID` while credit
@@ -395,7 +403,9 @@ async fn post_quote(State(state): State<HttpState>, req: Request) -> Response {
 /// Anything that is not an ehash quote is left as it is. Returns whether `quote` was one.
 pub fn quote_on_the_wire(quote: &mut Value) -> bool {
     let Some(q) = quote.as_object_mut() else { return false };
-    if q.get("method").and_then(Value::as_str) != Some(crate::mint::processor::EHASH_METHOD) {
+    let method = q.get("method").and_then(Value::as_str);
+    // a mint quote (a melt quote has no `amount_issued`) of ours: ehash, or the sat side of a redemption
+    if !matches!(method, Some(crate::mint::processor::EHASH_METHOD | ehash_protocol::epoch::REDEEM_METHOD)) || !q.contains_key("amount_issued") {
         return false;
     }
     if q.get("expiry").and_then(Value::as_u64) == Some(0) {
@@ -437,6 +447,16 @@ async fn quote_answer(resp: Response) -> Response {
     let out = answer.to_string();
     parts.headers.insert(header::CONTENT_LENGTH, out.len().into());
     Response::from_parts(parts, Body::from(out))
+}
+
+/// The sat side of a redemption (NUT-04 `ehash-redeem`), answered in the protocol's form.
+async fn post_redeem_sat_quote(State(state): State<HttpState>, req: Request) -> Response {
+    quote_answer(forward(State(state), req).await).await
+}
+
+/// A redemption's sat quote by id, in the protocol's form.
+async fn get_redeem_sat_quote(State(state): State<HttpState>, req: Request) -> Response {
+    quote_answer(forward(State(state), without_path_params(req)).await).await
 }
 
 /// Redemption melt quotes: say plainly why an epoch does not redeem (cdk reports every

@@ -122,3 +122,19 @@ async fn a_quote_never_expires_and_its_state_follows_its_credit_over_http_and_we
     assert_eq!((&quote["amount_paid"], &quote["amount_issued"], &quote["state"]), (&json!(2 * CREDIT), &json!(CREDIT), &json!("PAID")), "{quote}");
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redemption_quote_never_expires_and_has_a_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |_| {}).await;
+    let mint = bridge.mint_url();
+    let pk = SecretKey::generate().public_key().to_hex();
+    // the sat side of a redemption (NUT-04 `ehash-redeem`): paid by a melt of redeemable ehash
+    let (status, quote) = post(&format!("{mint}/v1/mint/quote/ehash-redeem"), &json!({"unit": "sat", "pubkey": pk})).await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!((&quote["expiry"], &quote["state"]), (&Value::Null, &json!("UNPAID")), "{quote}");
+    let q = quote["quote"].as_str().unwrap();
+    let again = get(&format!("{mint}/v1/mint/quote/ehash-redeem/{q}")).await;
+    assert_eq!((&again["expiry"], &again["state"]), (&Value::Null, &json!("UNPAID")), "{again}");
+    bridge.shutdown().await;
+}
