@@ -39,7 +39,7 @@ use axum::routing::{MethodRouter, get};
 use axum::Router;
 use axum::http::header;
 use ehash_protocol::api::{self, ApiError, Candle, MarketSummary, TradeView};
-use ehash_protocol::epoch::{EpochState, redeem_sats};
+use ehash_protocol::epoch::{EpochState, redeem_sats, value_of};
 use ehash_protocol::events::TradeState;
 
 use crate::engine::{Inner, now};
@@ -130,6 +130,8 @@ async fn markets(AxState(s): AxState<Shared>) -> Json<Vec<MarketSummary>> {
             let (bid, ask) = st.books.get(m).map(|b| b.best()).unwrap_or((None, None));
             let mut trades: Vec<_> = st.trades.values().filter(|l| &l.trade.market == m && counts(l.trade.state)).collect();
             trades.sort_by_key(|l| (l.s.matched_at, l.trade.seq));
+            let a = &e.announcement;
+            let value = value_of(s.config.lot, a.state, a.payout, a.issued, a.hashprice);
             MarketSummary {
                 market: m.clone(),
                 unit: e.announcement.keyset.unit.to_string(),
@@ -144,6 +146,8 @@ async fn markets(AxState(s): AxState<Shared>) -> Json<Vec<MarketSummary>> {
                     _ => None,
                 },
                 expires: e.announcement.expires,
+                value: value.map(|v| v.0),
+                value_basis: value.map(|v| v.1),
                 bid,
                 ask,
                 last: trades.last().map(|l| l.trade.price.sats_per_lot),

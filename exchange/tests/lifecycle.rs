@@ -10,7 +10,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, TxMerkleNode};
 use ehash_exchange::Exchange;
 use ehash_protocol::api::{Book, JournalEntry, JournalKind, MarketSummary};
-use ehash_protocol::epoch::{CloseReason, EpochState, epoch_payout, redeem_sats};
+use ehash_protocol::epoch::{CloseReason, EpochState, ValueBasis, epoch_payout, redeem_sats};
 use ehash_protocol::market::Side;
 use ehash_testkit::market::{CREDIT, Market};
 use ehash_wallet::MinerWallet;
@@ -57,7 +57,11 @@ async fn a_market_shows_its_payout_once_redeemable_and_closes_when_its_epoch_exp
     let ex = Exchange::start(m.exchange_config(LOT, 15, 15, 10)).await.unwrap();
     let w = MinerWallet::open(&dir.path().join("w.sqlite"), m.pool.mint_url(), [5; 64]).await.unwrap();
     let unit = m.earn(&w, 3).await;
-    let market = wait_summary(&ex, &unit, "the market appears", |_| true).await.market;
+    let open = wait_summary(&ex, &unit, "the market appears", |_| true).await;
+    // while open, a lot is worth what the pool's hashprice says it should earn
+    assert_eq!(open.value_basis, Some(ValueBasis::Estimate), "{open:?}");
+    assert!(open.value.is_some(), "{open:?}");
+    let market = open.market;
     let client = Client::default();
     client.add_relay(m.relay.url()).await.unwrap();
     client.connect().await;
@@ -81,6 +85,8 @@ async fn a_market_shows_its_payout_once_redeemable_and_closes_when_its_epoch_exp
     m.pool.epochs().close_active(CloseReason::Block, Some((500, &header, 1_000_000))).await.unwrap();
     let closed = wait_summary(&ex, &unit, "closed", |s| s.state == EpochState::Closed).await;
     assert_eq!((closed.payout, closed.fair_price), (Some(epoch_payout(1_000_000, 20_000)), None), "no fair price before maturity");
+    let per_lot = redeem_sats(LOT, epoch_payout(1_000_000, 20_000), 3 * CREDIT);
+    assert_eq!((closed.value, closed.value_basis), (Some(per_lot), Some(ValueBasis::Payout)), "worth its payout once the block matures");
     // ... and matures: the market shows what a lot redeems for
     let maturity = m.pool.epochs().payout_config().maturity_blocks;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -89,6 +95,7 @@ async fn a_market_shows_its_payout_once_redeemable_and_closes_when_its_epoch_exp
     let payout = epoch_payout(1_000_000, 20_000);
     assert_eq!(r.payout, Some(payout));
     assert_eq!(r.fair_price, Some(redeem_sats(LOT, payout, 3 * CREDIT)));
+    assert_eq!((r.value, r.value_basis), (r.fair_price, Some(ValueBasis::Redeemable)));
     assert_eq!(r.expires, Some(now + m.pool.epochs().payout_config().redeem_window_secs));
     assert_eq!(r.ask, Some(10), "a redeemable epoch still trades");
 

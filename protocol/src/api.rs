@@ -29,6 +29,13 @@ pub struct MarketSummary {
     pub fair_price: Option<u64>,
     /// When a redeemable epoch expires (unix seconds).
     pub expires: Option<u64>,
+    /// What one lot is worth in sats ([`crate::epoch::value_of`]): its redemption value once the
+    /// epoch has a payout, an estimate from the pool's hashprice while it is open.
+    #[serde(default)]
+    pub value: Option<u64>,
+    /// What `value` rests on: `redeemable`, `payout` (when the block matures) or `estimate`.
+    #[serde(default)]
+    pub value_basis: Option<crate::epoch::ValueBasis>,
     /// Best bid (sats per lot).
     pub bid: Option<u64>,
     /// Best ask (sats per lot).

@@ -219,6 +219,32 @@ pub fn hashprice(nbits: u32, coinbase_value: u64, fee_ppm: u32, unit_log2: u32) 
     epoch_payout(coinbase_value, fee_ppm) as f64 * 2f64.powi(unit_log2 as i32) * p_block
 }
 
+/// What a holder can expect for ehash of an epoch, and on what that rests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueBasis {
+    /// The epoch is redeemable: its ehash pays `payout / issued` sats each, now.
+    Redeemable,
+    /// The epoch closed on a block: it will pay `payout / issued` once the block matures (unless
+    /// the block leaves the chain first).
+    Payout,
+    /// The epoch is open: an estimate from the pool's hashprice (expected sats per ehash of work
+    /// on its current template); what it really pays depends on the block that closes it.
+    Estimate,
+}
+
+/// What `amount` ehash of an epoch is worth in sats, and on what basis: the redemption value once
+/// the epoch has a payout ([`redeem_sats`]), else for an open epoch `floor(amount × hashprice)`;
+/// `None` when it pays nothing (closed by the operator, orphaned, expired) or nothing is known.
+pub fn value_of(amount: u64, state: EpochState, payout: Option<u64>, issued: Option<u64>, hashprice: Option<f64>) -> Option<(u64, ValueBasis)> {
+    match (state, payout, issued) {
+        (EpochState::Redeemable, Some(p), Some(i)) => Some((redeem_sats(amount, p, i), ValueBasis::Redeemable)),
+        (EpochState::Closed, Some(p), Some(i)) => Some((redeem_sats(amount, p, i), ValueBasis::Payout)),
+        (EpochState::Active, _, _) => hashprice.filter(|h| h.is_finite() && *h >= 0.0).map(|h| ((amount as f64 * h).floor().min(u64::MAX as f64) as u64, ValueBasis::Estimate)),
+        _ => None,
+    }
+}
+
 /// Sats paid for redeeming `amount` ehash of an epoch that issued `issued` and pays `payout`:
 /// `floor(amount × payout / issued)`, in 128 bits. Flooring every redemption means the total paid
 /// can never exceed the payout; what the floors leave, and whatever is not redeemed before the
@@ -233,6 +259,19 @@ pub fn redeem_sats(amount: u64, payout: u64, issued: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lot_is_worth_its_redemption_its_payout_or_the_hashprice_estimate() {
+        let (p, i) = (Some(306_250_000), Some(1_000_000));
+        assert_eq!(value_of(128, EpochState::Redeemable, p, i, None), Some((39_200, ValueBasis::Redeemable)));
+        assert_eq!(value_of(128, EpochState::Closed, p, i, None), Some((39_200, ValueBasis::Payout)));
+        assert_eq!(value_of(128, EpochState::Active, None, None, Some(2.5)), Some((320, ValueBasis::Estimate)));
+        // closed by the operator (no payout), orphaned, expired: worth nothing known
+        assert_eq!(value_of(128, EpochState::Closed, None, i, None), None);
+        assert_eq!(value_of(128, EpochState::Orphaned, p, i, None), None);
+        assert_eq!(value_of(128, EpochState::Expired, p, i, None), None);
+        assert_eq!(value_of(128, EpochState::Active, None, None, Some(f64::NAN)), None);
+    }
 
     #[test]
     fn payouts_are_exact_integers_that_never_pay_more_than_the_block() {
