@@ -8,8 +8,10 @@
 //! so: a deposit, a pasted token of an unknown mint (which the page does not contact before the
 //! user looks it up) and a take at a sat mint the user stopped trusting each show the trust
 //! prompt first, and nothing is published or locked before the user agrees; and an open ask's
-//! ehash is reserved: a token of it is refused until the offer is cancelled. The exchange's own
-//! record of both trades is checked here, independently of the page.
+//! ehash is reserved: a token of it is refused until the offer is cancelled. It shows what a lot
+//! and the wallet's ehash are worth, and warns before selling far below that. Once the epoch it
+//! bought matures it redeems the ehash for sats and pays a Lightning invoice with them. The
+//! exchange's own record of both trades is checked here, independently of the page.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -185,6 +187,9 @@ fn a_browser_buys_ehash_from_a_rust_agent_and_gets_a_refund_when_its_buyer_vanis
         scenario(&ui, &chromium, "refund", web, &profile, &shots, &profile);
         let sold = wait_trade(exchange, "refunded", |t| t.price == 1 && t.state == TradeState::Refunded);
         assert_eq!(sold.blame.as_deref(), Some("buyer"), "{sold:#?}");
+
+        // the epoch bought matures: the browser redeems its ehash and pays an invoice with the sats
+        scenario(&ui, &chromium, "redeem", web, &profile, &shots, &profile);
     });
     let _ = up.kill();
     let _ = up.wait();

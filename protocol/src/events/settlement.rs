@@ -19,8 +19,10 @@ use crate::error::SchemaError;
 
 /// The message format version.
 pub const VERSION: u8 = 1;
-/// Largest token a lock message may carry, in characters.
-pub const MAX_TOKEN: usize = 24 * 1024;
+/// Largest token a lock message may carry, in characters: its NIP-44 payload (padded to a power
+/// of two in 32-byte steps beyond 256, then base64) still fits an event's content limit
+/// ([`super::MAX_CONTENT_BYTES`]).
+pub const MAX_TOKEN: usize = 20_000;
 /// Longest abort reason.
 pub const MAX_ABORT_REASON: usize = 300;
 
@@ -113,8 +115,7 @@ impl Message {
         if event.tags.expiration().is_none() {
             return Err(SchemaError::new("expiration", "missing tag (settlement messages must expire, NIP-40)"));
         }
-        // base64 of version byte, 32-byte nonce, padded plaintext (≤ token + envelope) and MAC
-        const MAX_CONTENT: usize = (MAX_TOKEN + 1024).div_ceil(3) * 4 + 256;
+        const MAX_CONTENT: usize = super::MAX_CONTENT_BYTES;
         // version byte 2 puts `A` then one of `g`..`v` first
         let v2 = event.content.starts_with('A') && event.content.chars().nth(1).is_some_and(|c| ('g'..='v').contains(&c));
         if event.content.len() > MAX_CONTENT || !v2 {
@@ -142,6 +143,18 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_lock_fits_an_event_and_a_longer_one_is_refused_before_sending() {
+        let (alice, bob) = (Keys::generate(), Keys::generate());
+        let token = |n: usize| format!("cashuB{}", "A".repeat(n - 6));
+        let ev = Message::new("ab".repeat(16), Body::Lock { token: token(MAX_TOKEN) }).to_event(&alice, &bob.public_key(), 2_000_000_000).unwrap();
+        assert!(ev.content.len() <= super::super::MAX_CONTENT_BYTES, "{} bytes", ev.content.len());
+        Message::check_envelope(&ev).unwrap();
+        assert_eq!(Message::from_event(&ev, &bob).unwrap().body, Body::Lock { token: token(MAX_TOKEN) });
+        let long = Message::new("ab".repeat(16), Body::Lock { token: token(MAX_TOKEN + 1) }).to_event(&alice, &bob.public_key(), 2_000_000_000);
+        assert_eq!(long.unwrap_err().field, "token");
+    }
 
     #[test]
     fn only_the_recipient_reads_it() {

@@ -25,6 +25,10 @@ export interface MarketSummary {
   fair_price?: number | null;
   /** When a redeemable epoch expires. */
   expires?: number | null;
+  /** What one lot is worth in sats (protocol::epoch::value_of), on `value_basis`. */
+  value?: number | null;
+  /** `redeemable` (pays now), `payout` (pays when its block matures) or `estimate` (the open epoch, from the pool's hashprice). */
+  value_basis?: 'redeemable' | 'payout' | 'estimate' | null;
   bid: number | null;
   ask: number | null;
   last: number | null;

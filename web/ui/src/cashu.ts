@@ -1,9 +1,9 @@
 // Cashu in the browser (cashu-ts): proofs kept in IndexedDB, keysets, and durable operations.
-// An operation (a swap or a mint) is written with its inputs reserved and its outputs' secrets
+// An operation (a swap, a mint or a melt) is written with its inputs reserved and its outputs' secrets
 // and blinding factors before it is sent; sending it again is safe, and when the mint already
 // did it the outputs' signatures are fetched back with NUT-09 restore. HTLC locks (NUT-14) for
 // the market's swaps are built and checked here too (protocol §10).
-import { Amount, HttpResponseError, Mint, MintOperationError, OutputData, getDecodedToken, getEncodedToken, getTokenMetadata, hasValidDleq, hashToCurve, type Proof } from '@cashu/cashu-ts';
+import { Amount, HttpResponseError, Mint, MintOperationError, OutputData, getDecodedToken, getEncodedToken, getTokenMetadata, hasValidDleq, hashToCurve, signMintQuote, type Proof } from '@cashu/cashu-ts';
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import * as store from './db';
 import { bytesToHex, hexToBytes, randomId, sha256Bytes, sha256Hex } from './util';
@@ -31,16 +31,24 @@ export interface StoredOutput {
   r: string;
 }
 
-/** A swap or mint written before it is sent. */
+/** A blind signature as a mint answers it. */
+type Signature = Parameters<OutputData['toProof']>[0];
+
+/** A swap, mint or melt written before it is sent. */
 export interface Op {
   id: string;
-  kind: 'swap' | 'mint';
+  kind: 'swap' | 'mint' | 'melt';
+  /** The payment method of a mint or melt (`bolt11` when absent; `ehash-redeem` for redemptions). */
+  method?: string;
+  /** NUT-20: the secret key (hex) the mint quote is locked to; the mint request is signed with it. */
+  quoteKey?: string;
   mint: string;
   unit: string;
   keysetId: string;
-  /** Inputs with their witnesses (swap). */
+  /** Inputs with their witnesses (swap, melt). */
   inputs: StoredProof[];
   quote?: string;
+  /** The outputs (a melt's are NUT-08 blanks for the change of its fee reserve). */
   outputs: StoredOutput[];
   /** How many of the outputs (from the start) are handed to the caller instead of the wallet. */
   give: number;
@@ -299,6 +307,7 @@ const ALREADY_SIGNED = 11003;
  * is retried), or is still doing it (retried).
  */
 export async function execute(op: Op): Promise<StoredProof[]> {
+  if (op.kind === 'melt') return executeMelt(op);
   const mint = mintOf(op.mint);
   const outputs = op.outputs.map(loadOutput);
   const messages = outputs.map((o) => o.blindedMessage);
@@ -326,7 +335,9 @@ export async function execute(op: Op): Promise<StoredProof[]> {
     const r =
       op.kind === 'swap'
         ? await mint.swap({ inputs: op.inputs.map(toCashu), outputs: messages })
-        : await mint.mintBolt11({ quote: op.quote ?? '', outputs: messages });
+        : op.method && op.method !== 'bolt11'
+          ? ((await mint.mint(op.method, { quote: op.quote ?? '', outputs: messages, ...(op.quoteKey ? { signature: signMintQuote(op.quoteKey, op.quote ?? '', messages) } : {}) })) as unknown as { signatures: Signature[] })
+          : await mint.mintBolt11({ quote: op.quote ?? '', outputs: messages });
     signatures = r.signatures;
   } catch (e) {
     const why = `${op.mint}: ${(e as Error).message}`;
@@ -354,6 +365,60 @@ export async function execute(op: Op): Promise<StoredProof[]> {
   if (signatures.length !== outputs.length) throw new Unreachable(`the mint returned ${signatures.length} signatures for ${outputs.length} outputs`);
   const keys = await keysOf(op.mint, op.keysetId);
   return outputs.map((o, i) => fromCashu(o.toProof(signatures[i], { id: op.keysetId, keys: keys as never }), op.mint, op.unit));
+}
+
+/**
+ * Send (or send again) a melt; returns the change proofs of its NUT-08 blank outputs. The quote's
+ * state after an error tells what happened: PAID (the change is fetched with NUT-09 restore),
+ * PENDING (asked again later), UNPAID with the inputs unspent (a 4xx answer is a refusal).
+ */
+async function executeMelt(op: Op): Promise<StoredProof[]> {
+  const mint = mintOf(op.mint);
+  const method = op.method ?? 'bolt11';
+  const outputs = op.outputs.map(loadOutput);
+  const messages = outputs.map((o) => o.blindedMessage);
+  let change: Signature[] | undefined;
+  try {
+    const r = (await mint.melt(method, { quote: op.quote ?? '', inputs: op.inputs.map(toCashu), outputs: messages })) as { state?: string; change?: Signature[] };
+    if (r.state === 'PAID') change = r.change ?? [];
+    else if (r.state === 'UNPAID') throw new Refused(`${op.mint}: the payment failed`);
+    else throw new Unreachable(`${op.mint}: the payment is ${r.state ?? 'in an unknown state'}; the wallet will ask again`);
+  } catch (e) {
+    if (e instanceof Refused || e instanceof Unreachable) throw e;
+    const why = `${op.mint}: ${(e as Error).message}`;
+    let q;
+    try {
+      q = (await mint.checkMeltQuote(method, op.quote ?? '')) as { state?: string };
+    } catch (c) {
+      throw new Unreachable(`${why}; and the mint could not be asked about the payment: ${(c as Error).message}`);
+    }
+    if (q.state === 'PENDING') throw new Unreachable(`${why}; the payment is pending at the mint`);
+    if (q.state !== 'PAID') {
+      const states = (await checkStates(op.mint, op.inputs).catch(() => [])).map((x) => x.state);
+      const answered = e instanceof HttpResponseError && e.status >= 400 && e.status < 500 && ![408, 425, 429].includes(e.status);
+      if (states.length && states.every((x) => x === 'UNSPENT')) throw answered ? new Refused(why) : new Unreachable(why);
+      throw new Unreachable(`${why}; its inputs are ${[...new Set(states)].join(', ') || 'unknown'}`);
+    }
+    // paid: the change comes back by restore (only blanks the mint signed have a signature)
+    try {
+      const r = await mint.restore({ outputs: messages });
+      const byB = new Map(r.outputs.map((o, i) => [o.B_, r.signatures[i]]));
+      change = messages.map((m) => byB.get(m.B_)).filter((s) => s !== undefined);
+    } catch {
+      change = [];
+    }
+  }
+  const keys = await keysOf(op.mint, op.keysetId);
+  return change.slice(0, outputs.length).map((sig, i) => {
+    outputs[i].blindedMessage.amount = Amount.from(sig.amount);
+    return fromCashu(outputs[i].toProof(sig, { id: op.keysetId, keys: keys as never }), op.mint, op.unit);
+  });
+}
+
+/** NUT-08 blank outputs for the change of a melt whose fee reserve is `reserve`. */
+export function blankOutputs(reserve: number, ks: { id: string; keys: Record<string, string> }): StoredOutput[] {
+  const n = reserve > 0 ? Math.max(1, Math.ceil(Math.log2(reserve))) : 0;
+  return Array.from({ length: n }, () => OutputData.createRandomData(1, { id: ks.id, keys: ks.keys as never })[0]).map(saveOutput);
 }
 
 /** NUT-07 states of `proofs`, checked to answer exactly for them. */

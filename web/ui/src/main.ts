@@ -8,6 +8,7 @@ import { candleChart, depthChart } from './charts';
 import * as store from './db';
 import * as nostr from './nostr';
 import * as trust from './trust';
+import * as value from './value';
 import { errText, fmt, fmtRelative, fmtTime, h, now, short } from './util';
 import * as wallet from './wallet';
 
@@ -257,6 +258,7 @@ async function marketsView(root: HTMLElement) {
         h('td', { class: 'num' }, fmt(m.last)),
         h('td', { class: 'num' }, fmt(m.volume_24h)),
         h('td', { class: 'num' }, fmt(m.issued)),
+        h('td', { 'data-testid': `value-${m.epoch}`, title: value.lotValue(m)?.text ?? '' }, valueCell(m)),
         h('td', { 'data-testid': `payout-${m.epoch}` }, payoutText(m)),
       ),
     );
@@ -264,12 +266,20 @@ async function marketsView(root: HTMLElement) {
       h('h1', {}, 'Markets'),
       h('p', { class: 'muted' }, `Each pool epoch's ehash is its own market, priced in sats per lot of ${app.info.lot} ehash. Settlement is a cross-mint HTLC swap: the exchange never holds your money.`),
       app.markets.length
-        ? h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ...['market', 'state', 'bid', 'ask', 'last', '24 h volume', 'issued', 'payout'].map((c) => h('th', {}, c)))), h('tbody', {}, ...rows)))
+        ? h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ...['market', 'state', 'bid', 'ask', 'last', '24 h volume', 'issued', 'value per lot', 'payout'].map((c) => h('th', {}, c)))), h('tbody', {}, ...rows)))
         : h('p', {}, 'No epoch has been announced yet.'),
     );
   };
   draw();
   if (root === viewRoot) rerender = () => void loadMarkets().then(draw);
+}
+
+/** One lot's value in the markets table: the sats, and what they rest on. */
+function valueCell(m: MarketSummary): HTMLElement | string {
+  const v = value.lotValue(m);
+  if (!v) return '–';
+  const basis = { redeemable: 'redeemable now', payout: 'when the block matures', estimate: 'estimate (hashprice)' }[v.basis];
+  return h('span', {}, `${v.basis === 'estimate' ? '≈ ' : ''}${fmt(v.sats)} sat `, h('small', { class: 'muted' }, basis));
 }
 
 /** What a market's epoch pays: the fair price per lot once redeemable. */
@@ -316,15 +326,25 @@ async function marketView(root: HTMLElement, id: string) {
     const satMint = h('select', { 'aria-label': 'sat mint', 'data-testid': 'order-satmint' }, ...mints.map(mintOption)) as HTMLSelectElement;
     if (prefill) side.value = prefill.side;
     const cost = h('p', { class: 'muted', 'aria-live': 'polite' });
+    const warning = h('p', { class: 'warn', 'data-testid': 'order-warning', hidden: true });
+    // an order far from the value is sent only after the user saw the warning and pressed again
+    let warned = '';
     const update = () => {
       const a = Number(amount.value);
       const p = Number(price.value);
-      cost.textContent = Number.isSafeInteger(a) && Number.isSafeInteger(p) && a % app.info.lot === 0 ? `${fmt(a)} ehash = ${fmt((a / app.info.lot) * p)} sats` : `amount: whole lots of ${app.info.lot}`;
+      const ok = Number.isSafeInteger(a) && Number.isSafeInteger(p) && a > 0 && p > 0 && a % app.info.lot === 0;
+      const worth = ok ? value.worth(a, app.markets.find((x) => x.market === id) ?? m) : null;
+      cost.textContent = ok ? `${fmt(a)} ehash = ${fmt((a / app.info.lot) * p)} sats${worth !== null ? ` (worth ${m.value_basis === 'estimate' ? '≈ ' : ''}${fmt(worth)} sats)` : ''}` : `amount: whole lots of ${app.info.lot}; price: whole sats above 0`;
+      warned = '';
+      warning.hidden = true;
+      submit.textContent = submitText;
     };
     amount.oninput = update;
     price.oninput = update;
+    side.onchange = update;
+    const submitText = prefill ? (prefill.side === 'buy' ? 'Buy' : 'Sell') : 'Place offer';
+    const submit = h('button', { class: 'primary', type: 'submit', 'data-testid': 'order-submit' }, submitText) as HTMLButtonElement;
     update();
-    const submit = h('button', { class: 'primary', type: 'submit', 'data-testid': 'order-submit' }, prefill ? (prefill.side === 'buy' ? 'Buy' : 'Sell') : 'Place offer') as HTMLButtonElement;
     const form = h(
       'form',
       {
@@ -332,6 +352,14 @@ async function marketView(root: HTMLElement, id: string) {
           e.preventDefault();
           void act(submit, async () => {
             if (!satMint.value) throw new Error('no sat mint to settle at: trust one first (Wallet → Trusted mints)');
+            const far = value.priceWarning(side.value as 'buy' | 'sell', intOf(price, 'price'), app.markets.find((x) => x.market === id) ?? m);
+            if (far && warned !== far) {
+              warned = far;
+              warning.textContent = `${far} Press “${side.value === 'sell' ? 'Sell' : 'Buy'} anyway” to go ahead.`;
+              warning.hidden = false;
+              submit.textContent = `${side.value === 'sell' ? 'Sell' : 'Buy'} anyway`;
+              return;
+            }
             const o = await trusting(() => app.agent.place(m, marketKeyset(m), { side: side.value as 'buy' | 'sell', amount: intOf(amount, 'amount'), price: intOf(price, 'price'), satMints: [satMint.value] }));
             notice(`offer ${o.side} ${fmt(o.amount)} ehash at ${o.price} sat/lot published; matching trades settle automatically while this page is open`);
             await drawOrder();
@@ -344,6 +372,7 @@ async function marketView(root: HTMLElement, id: string) {
       field('price (sats per lot)', price),
       field('sat mint', satMint, 'where the sats side settles'),
       cost,
+      warning,
       h('div', { class: 'row' }, submit, prefill ? h('button', { type: 'button', onclick: () => void drawOrder() }, 'Cancel') : null),
     );
     sections.order.replaceChildren(form);
@@ -369,6 +398,8 @@ async function marketView(root: HTMLElement, id: string) {
         h('dd', {}, fmt(mm.last)),
         h('dt', {}, '24 h volume'),
         h('dd', {}, `${fmt(mm.volume_24h)} ehash`),
+        h('dt', {}, 'value'),
+        h('dd', { 'data-testid': 'market-value' }, value.lotValue(mm)?.text ?? 'not known', mm.value_basis === 'estimate' ? h('small', { class: 'muted block' }, `hashprice: the pool's expected sats per ehash of work = payout × 2^unit_size × (T + 1) / 2^256, T the network target (protocol §2); the epoch really pays what the block that closes it pays, shared by all its ehash`) : null),
         h('dt', {}, 'payout'),
         h('dd', {}, payoutText(mm)),
         h('dt', {}, 'announcement'),
@@ -536,8 +567,32 @@ async function walletView(root: HTMLElement) {
   const hist = h('section', {});
   const drawBal = async () => {
     const bs = await wallet.balances();
+    await loadMarkets().catch(() => undefined);
+    const marketOf = (b: wallet.Balance) => app.markets.find((m) => m.unit === b.unit && cashu.normalizeUrl(m.mint_url) === b.mint);
+    const redeemBtn = (b: wallet.Balance, m: MarketSummary) =>
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'small',
+          'data-testid': 'redeem',
+          title: `redeem ${fmt(b.free)} ${b.unit} for ${fmt(value.redeemSats(b.free, m.payout ?? 0, m.issued ?? 1))} sats at the pool's mint`,
+          onclick: (e: Event) =>
+            void act(e.currentTarget as HTMLButtonElement, async () => {
+              const sats = await wallet.redeem(m, b.free);
+              notice(`redeemed ${fmt(b.free)} ${b.unit} for ${fmt(sats)} sats`);
+            }),
+        },
+        'Redeem',
+      );
+    const warnings = bs.flatMap((b) => {
+      const m = b.unit !== 'sat' ? marketOf(b) : undefined;
+      const w = m && b.amount > 0 ? value.expiryWarning(m) : null;
+      return w ? [h('p', { class: 'warn', 'data-testid': 'expiry-warning' }, `${w} You hold ${fmt(b.amount)} of its ehash.`)] : [];
+    });
     bal.replaceChildren(
       h('h2', {}, 'Balances'),
+      ...warnings,
       bs.length
         ? h(
             'div',
@@ -545,21 +600,25 @@ async function walletView(root: HTMLElement) {
             h(
               'table',
               { 'data-testid': 'balances' },
-              h('thead', {}, h('tr', {}, ...['unit', 'held', 'reserved by your offers', 'free', 'in trades', 'mint'].map((c) => h('th', {}, c)))),
+              h('thead', {}, h('tr', {}, ...['unit', 'held', 'worth (sats)', 'reserved by your offers', 'free', 'in trades', 'mint', ''].map((c) => h('th', {}, c)))),
               h(
                 'tbody',
                 {},
                 ...bs.map((b) => {
                   const k = b.unit === 'sat' ? 'sat' : 'ehash';
+                  const m = k === 'ehash' ? marketOf(b) : undefined;
+                  const worth = k === 'sat' ? b.amount : value.worth(b.amount, m);
                   return h(
                     'tr',
                     { 'data-unit': b.unit },
                     h('td', {}, b.unit),
                     h('td', { class: 'num', 'data-testid': `balance-${k}` }, fmt(b.amount)),
+                    h('td', { class: 'num', 'data-testid': `worth-${k}`, title: m ? (value.lotValue(m)?.text ?? '') : '' }, worth === null ? '–' : `${m?.value_basis === 'estimate' ? '≈ ' : ''}${fmt(worth)}`),
                     h('td', { class: 'num', 'data-testid': `offers-${k}` }, fmt(b.offers)),
                     h('td', { class: 'num', 'data-testid': `free-${k}` }, fmt(b.free)),
                     h('td', { class: 'num' }, fmt(b.reserved)),
                     h('td', { class: 'muted' }, b.mint),
+                    h('td', {}, m && m.state === 'redeemable' && b.free > 0 ? redeemBtn(b, m) : null),
                   );
                 }),
               ),
@@ -651,6 +710,45 @@ async function walletView(root: HTMLElement) {
     sendBtn,
     sendOut,
   );
+  // withdraw sats by Lightning: the fee is shown before anything is paid
+  const wdMint = h('select', { 'aria-label': 'mint to pay from', 'data-testid': 'withdraw-mint' }) as HTMLSelectElement;
+  const fillWithdraw = async () => {
+    const was = wdMint.value;
+    wdMint.replaceChildren(...(await wallet.balances()).filter((b) => b.unit === 'sat').map((b) => h('option', { value: b.mint }, `${b.mint} (${fmt(b.free)} sats free)`)));
+    if (was && [...wdMint.options].some((o) => o.value === was)) wdMint.value = was;
+  };
+  const wdInvoice = h('textarea', { rows: 3, placeholder: 'lnbc…', 'aria-label': 'Lightning invoice', 'data-testid': 'withdraw-invoice' }) as HTMLTextAreaElement;
+  const wdOut = h('div', { 'aria-live': 'polite' });
+  const wdBtn = h('button', { type: 'submit', 'data-testid': 'withdraw-quote' }, 'Show the fee') as HTMLButtonElement;
+  wdInvoice.oninput = () => wdOut.replaceChildren();
+  const wdForm = h(
+    'form',
+    {
+      class: 'card',
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        void act(wdBtn, async () => {
+          if (!wdMint.value) throw new Error('the wallet holds no sats to pay from');
+          if (!wdInvoice.value.trim()) throw new Error('paste a Lightning invoice first');
+          const q = await wallet.withdrawQuote(wdMint.value, wdInvoice.value);
+          const pay = h('button', { type: 'button', class: 'primary', 'data-testid': 'withdraw-pay' }, `Pay ${fmt(q.amount + q.feeReserve)} sats`) as HTMLButtonElement;
+          pay.onclick = () =>
+            void act(pay, async () => {
+              const spent = await wallet.withdraw(q);
+              wdInvoice.value = '';
+              wdOut.replaceChildren(h('p', { class: 'ok', 'data-testid': 'withdraw-done' }, `paid: ${fmt(q.amount)} sats and ${fmt(spent - q.amount)} sats of fee`));
+              notice(`paid the invoice: ${fmt(spent)} sats in all`);
+            });
+          wdOut.replaceChildren(h('p', { 'data-testid': 'withdraw-fee' }, `The invoice is for ${fmt(q.amount)} sats; the mint reserves up to ${fmt(q.feeReserve)} sats of Lightning fee, and returns what it does not use.`), pay);
+        });
+      },
+    },
+    h('h2', {}, 'Pay a Lightning invoice'),
+    field('from', wdMint),
+    wdInvoice,
+    wdBtn,
+    wdOut,
+  );
   // backup
   const restoreBtn = h('button', { type: 'button', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => notice(`restored ${fmt(await wallet.restoreFromRelays())} from the relays' NIP-60 backup`)) }, 'Restore from relays (NIP-60)') as HTMLButtonElement;
   const backupBtn = h('button', { type: 'button', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => (await wallet.backup(), notice(wallet.backupState()))) }, 'Back up now') as HTMLButtonElement;
@@ -713,11 +811,12 @@ async function walletView(root: HTMLElement) {
       ),
     );
   };
-  root.replaceChildren(h('h1', {}, 'Wallet'), bal, h('div', { class: 'grid' }, depForm, recForm, sendForm), trusted, h('section', { class: 'card' }, h('h2', {}, 'Backup'), h('div', { class: 'row' }, backupBtn, restoreBtn, showWords), wordsBox), hist);
+  root.replaceChildren(h('h1', {}, 'Wallet'), bal, h('div', { class: 'grid' }, depForm, recForm, sendForm, wdForm), trusted, h('section', { class: 'card' }, h('h2', {}, 'Backup'), h('div', { class: 'row' }, backupBtn, restoreBtn, showWords), wordsBox), hist);
   await drawBal();
   await fillSend();
+  await fillWithdraw();
   await drawTrusted();
-  if (root === viewRoot) rerender = () => void drawBal().then(fillSend);
+  if (root === viewRoot) rerender = () => void drawBal().then(fillSend).then(fillWithdraw);
   keep(root, wallet.onChange(() => redrawSoon()));
 }
 

@@ -73,8 +73,8 @@ export function fmtTime(t: number | undefined): string {
 }
 
 /** "in 42 s" / "3 min ago". */
-export function fmtRelative(t: number): string {
-  const d = t - now();
+export function fmtRelative(t: number, from = now()): string {
+  const d = t - from;
   const a = Math.abs(d);
   const s = a < 120 ? `${a} s` : a < 7200 ? `${Math.round(a / 60)} min` : `${Math.round(a / 3600)} h`;
   return d >= 0 ? `in ${s}` : `${s} ago`;

@@ -10,7 +10,9 @@ import * as store from './db';
 import * as nostr from './nostr';
 import * as reserve from './reserve';
 import * as trust from './trust';
-import { now, randomId, sha256Hex, sleep } from './util';
+import * as value from './value';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { bytesToHex, now, randomId, sha256Hex, sleep } from './util';
 
 /** What changed, for the views to redraw. */
 const listeners = new Set<() => void>();
@@ -92,7 +94,7 @@ export async function balance(mint: string, unit: string): Promise<number> {
 export interface HistoryItem {
   id: string;
   at: number;
-  kind: 'deposit' | 'receive' | 'send' | 'trade';
+  kind: 'deposit' | 'receive' | 'send' | 'trade' | 'redeem' | 'withdraw';
   mint: string;
   unit: string;
   amount: number;
@@ -102,6 +104,9 @@ export interface HistoryItem {
   token?: string;
   op?: string;
   note?: string;
+  /** A redemption: the sats its ehash pays, and the secret key (hex) its sat quote is locked to (NUT-20). */
+  sats?: number;
+  quoteKey?: string;
 }
 
 export async function history(): Promise<HistoryItem[]> {
@@ -110,7 +115,7 @@ export async function history(): Promise<HistoryItem[]> {
 
 // ---------------------------------------------------------------- operations owned by the wallet
 
-/** Run a wallet-owned operation to its end; the history item `hid` follows it. */
+/** Run a wallet-owned operation to its end; the history item `hid` follows it (`done` after it, or `melted` after a redemption's melt, whose sats are minted next). */
 async function runOp(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
   try {
     const proofs = await cashu.execute(op);
@@ -118,7 +123,9 @@ async function runOp(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
     const h = await store.get<HistoryItem>('history', hid);
     await store.write((b) => {
       given = cashu.finishOp(b, op, proofs);
-      if (h) b.put('history', { ...h, state: 'done', op: undefined, token: h.kind === 'send' ? cashu.encodeToken(op.mint, op.unit, given) : h.token });
+      const state = h?.kind === 'redeem' && op.kind === 'melt' ? 'melted' : 'done';
+      const paid = h?.kind === 'withdraw' && op.kind === 'melt' ? op.inputs.reduce((s, p) => s + p.amount, 0) - proofs.reduce((s, p) => s + p.amount, 0) : undefined;
+      if (h) b.put('history', { ...h, state, op: undefined, token: h.kind === 'send' ? cashu.encodeToken(op.mint, op.unit, given) : h.token, ...(paid !== undefined ? { amount: paid } : {}) });
     });
     changed();
     return given;
@@ -148,6 +155,8 @@ export async function resume(): Promise<void> {
   // every deposit not yet minted: the quote's state at the mint says what to do
   for (const h of await history()) {
     if (h.kind === 'deposit' && (h.state === 'unpaid' || h.state === 'minting') && !h.op && h.quote && now() - h.at < 7 * 86_400) void waitDeposit(h);
+    // a redemption melted but whose sats were not minted yet
+    if (h.kind === 'redeem' && h.state === 'melted' && !h.op) void mintRedeemed(h).catch((e) => console.warn('redemption', e));
   }
 }
 
@@ -204,6 +213,115 @@ async function waitDeposit(h: HistoryItem): Promise<void> {
   } finally {
     waiting.delete(h.id);
   }
+}
+
+// ---------------------------------------------------------------- ehash out: redeem (NUT-05 `ehash-redeem`)
+
+/** What a redemption needs to know of its epoch (from the exchange's market summary). */
+export interface Redeemable {
+  mint_url: string;
+  unit: string;
+  epoch: number;
+  payout?: number | null;
+  issued?: number | null;
+}
+
+/**
+ * Redeem `amount` ehash of a redeemable epoch for sats at the pool's mint, as `ehash wallet
+ * redeem` does: a sat quote (NUT-04 `ehash-redeem`, locked to a fresh key, NUT-20) paid by a melt
+ * of the ehash (NUT-05 `ehash-redeem`), then the sats minted. Each step is written before it is
+ * sent; a reload finishes it. Returns the sats.
+ */
+export async function redeem(e: Redeemable, amount: number): Promise<number> {
+  if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error('the amount must be a whole number of ehash above 0');
+  if (!e.payout || !e.issued) throw new Error(`epoch ${e.epoch} pays nothing yet: only redeemable epochs redeem`);
+  const sats = value.redeemSats(amount, e.payout, e.issued);
+  if (sats === 0) throw new Error(`${amount} ehash of epoch ${e.epoch} is dust (it redeems for 0 sats); redeem at least ${Math.ceil(e.issued / e.payout)}`);
+  const mint = cashu.normalizeUrl(e.mint_url);
+  const pool = cashu.mintOf(mint);
+  const sk = secp256k1.utils.randomSecretKey();
+  let q, mq;
+  try {
+    q = await pool.createMintQuote('ehash-redeem', { unit: 'sat', amount: sats, pubkey: bytesToHex(secp256k1.getPublicKey(sk, true)) });
+    mq = await pool.createMeltQuote('ehash-redeem', { method: 'ehash-redeem', unit: e.unit, request: q.request, ehash_amount: amount });
+  } catch (err) {
+    throw new Error(`the pool's mint refused the redemption: ${(err as Error).message}`);
+  }
+  const need = Number(mq.amount) + Number((mq as { fee_reserve?: number }).fee_reserve ?? 0);
+  const { op, h } = await cashu.exclusive(async () => {
+    const { inputs, fee, total } = await cashu.select(mint, e.unit, need);
+    reserve.checkFree(await reserve.current(), mint, e.unit, await balance(mint, e.unit), need + fee, `a redemption of ${amount} ${e.unit}`);
+    const keysetId = inputs[0].id;
+    const change = cashu.blankOutputs(total - fee - Number(mq.amount), { id: keysetId, keys: await cashu.keysOf(mint, keysetId) });
+    const h: HistoryItem = { id: randomId(), at: now(), kind: 'redeem', mint, unit: e.unit, amount, state: 'redeeming', quote: q.quote, quoteKey: bytesToHex(sk), sats, note: `for ${sats} sats` };
+    const op = cashu.newOp({ kind: 'melt', method: 'ehash-redeem', mint, unit: e.unit, keysetId, inputs, quote: mq.quote, outputs: change, give: 0, purpose: 'redeem', owner: `wallet:${h.id}` });
+    h.op = op.id;
+    await cashu.saveOp(op, (b) => b.put('history', h));
+    return { op, h };
+  });
+  try {
+    await runOp(op, h.id);
+  } catch (err) {
+    if (err instanceof cashu.Refused) throw new Error(`the pool's mint refused the redemption: ${err.message}`);
+    throw new Error(`${(err as Error).message}; the wallet will finish the redemption`);
+  }
+  await mintRedeemed({ ...h, state: 'melted', op: undefined });
+  return sats;
+}
+
+/** Mint the sats of a melted redemption (its quote is paid). */
+async function mintRedeemed(h: HistoryItem): Promise<void> {
+  const ks = await cashu.activeKeyset(h.mint, 'sat');
+  const op = cashu.newOp({ kind: 'mint', method: 'ehash-redeem', quoteKey: h.quoteKey, mint: h.mint, unit: 'sat', keysetId: ks.id, inputs: [], quote: h.quote, outputs: cashu.randomOutputs(h.sats ?? 0, ks), give: 0, purpose: 'redeemed', owner: `wallet:${h.id}` });
+  await cashu.saveOp(op, (b) => b.put('history', { ...h, state: 'minting', op: op.id }));
+  await runOp(op, h.id);
+}
+
+// ---------------------------------------------------------------- sats out by Lightning (NUT-05 bolt11)
+
+/** A withdrawal's terms, before the user agrees: the invoice's amount and the mint's fee reserve. */
+export interface WithdrawQuote {
+  mint: string;
+  quote: string;
+  amount: number;
+  feeReserve: number;
+}
+
+/** Ask the sat mint what paying `invoice` costs (nothing is paid). */
+export async function withdrawQuote(mint: string, invoice: string): Promise<WithdrawQuote> {
+  const request = invoice.trim().replace(/^lightning:/i, '');
+  if (!/^ln(bc|tb|tbs|bcrt|sb)[0-9a-z]+$/i.test(request)) throw new Error('that is not a Lightning invoice (it starts with lnbc…, lntb… or lnbcrt…)');
+  await trust.need(mint, 'which would pay the invoice');
+  let q;
+  try {
+    q = await cashu.mintOf(mint).createMeltQuoteBolt11({ request, unit: 'sat' } as never);
+  } catch (e) {
+    throw new Error(`the mint ${mint} will not pay this invoice: ${(e as Error).message}`);
+  }
+  return { mint: cashu.normalizeUrl(mint), quote: q.quote, amount: Number(q.amount), feeReserve: Number(q.fee_reserve) };
+}
+
+/** Pay a quoted invoice from the sat balance; what the fee reserve leaves comes back (NUT-08). Returns the sats spent. */
+export async function withdraw(w: WithdrawQuote): Promise<number> {
+  const need = w.amount + w.feeReserve;
+  const { op, h } = await cashu.exclusive(async () => {
+    const { inputs, fee, total } = await cashu.select(w.mint, 'sat', need);
+    reserve.checkFree(await reserve.current(), w.mint, 'sat', await balance(w.mint, 'sat'), need + fee, `paying an invoice of ${w.amount} sats`);
+    const ks = await cashu.activeKeyset(w.mint, 'sat');
+    const change = cashu.blankOutputs(total - fee - w.amount, ks);
+    const h: HistoryItem = { id: randomId(), at: now(), kind: 'withdraw', mint: w.mint, unit: 'sat', amount: need + fee, state: 'paying', quote: w.quote };
+    const op = cashu.newOp({ kind: 'melt', method: 'bolt11', mint: w.mint, unit: 'sat', keysetId: ks.id, inputs, quote: w.quote, outputs: change, give: 0, purpose: 'withdraw', owner: `wallet:${h.id}` });
+    h.op = op.id;
+    await cashu.saveOp(op, (b) => b.put('history', h));
+    return { op, h };
+  });
+  try {
+    await runOp(op, h.id);
+  } catch (err) {
+    if (err instanceof cashu.Refused) throw new Error(`the mint did not pay the invoice: ${err.message}`);
+    throw new Error(`${(err as Error).message}; the wallet will ask the mint again`);
+  }
+  return (await store.get<HistoryItem>('history', h.id))?.amount ?? need;
 }
 
 // ---------------------------------------------------------------- tokens

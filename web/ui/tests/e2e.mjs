@@ -9,8 +9,11 @@
 //               way, the trust prompt before a deposit, a token of an unknown mint and a take
 //               at an untrusted sat mint (the mint asked nothing, nothing locked before the user
 //               agrees), and an open ask's ehash reserved against sending;
-//               `refund`: sell into a resting bid whose buyer never locks; the browser's ehash
-//               lock comes back after its locktime.
+//               `refund`: sell into a resting bid whose buyer never locks (far below what a
+//               lot is worth: the page warns first); the browser's ehash lock comes back after
+//               its locktime;
+//               `redeem`: once an epoch the wallet holds matures, redeem its ehash for sats at
+//               the pool's mint, then pay a Lightning invoice with them, the fee shown first.
 //   LOT         the exchange's lot
 // Prints `ok <scenario>` and exits 0 on success; any failure exits 1 with the reason.
 import { chromium } from 'playwright-core';
@@ -152,6 +155,8 @@ try {
     step('markets load');
     await page.waitForSelector('a[data-testid^=market-]', { timeout: 30_000 });
     await snap('markets');
+    step('the open epoch shows what a lot is worth, estimated from the pool’s hashprice');
+    await page.locator('td[data-testid^=value-]', { hasText: /≈ [\d\u202f]+ sat/ }).first().waitFor({ timeout: 10_000 });
 
     step('a second tab of the same browser says the wallet runs in the first');
     const tab2 = await ctx.newPage();
@@ -271,6 +276,9 @@ try {
     step(`balances: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
     if (after.ehash < LOT) throw new Error(`expected at least ${LOT} ehash after buying, the wallet shows ${after.ehash}`);
     if (!(after.sat < before.sat)) throw new Error(`the sats did not go down (${before.sat} -> ${after.sat})`);
+    step('the wallet shows what its ehash is worth in sats');
+    const worth = await page.locator('[data-testid=worth-ehash]').first().textContent();
+    if (!/\d/.test(worth ?? '')) throw new Error(`the ehash balance shows no worth in sats: ${worth}`);
 
     step('send a token of 50 sats, then receive it back');
     await page.goto(`${WEB}/#/wallet`);
@@ -398,6 +406,14 @@ try {
     await page.locator('[data-testid=take-buy]').first().click();
     await page.waitForSelector('text=Take offer');
     await page.fill('[data-testid=order-amount]', String(LOT));
+    const offersBefore = (await stored('offers')).length;
+    await page.click('[data-testid=order-submit]');
+    step('1 sat per lot is far below what a lot is worth: the page warns, and sells only when asked again');
+    await page.locator('[data-testid=order-warning]', { hasText: /below its value/ }).waitFor({ timeout: 5000 });
+    await snap('sell-warning');
+    if ((await page.locator('[data-testid=order-submit]').textContent()) !== 'Sell anyway') throw new Error('the submit button does not say “Sell anyway”');
+    await page.waitForTimeout(1000);
+    if ((await stored('offers')).length !== offersBefore) throw new Error('the warned order was published before the user pressed again');
     await page.click('[data-testid=order-submit]');
     await page.getByText('published').first().waitFor({ timeout: 15_000 });
     step('the ehash is locked, then comes back after the locktime');
@@ -413,6 +429,68 @@ try {
     // the lock and the refund each cost at most the pool mint's input fees
     if (after.ehash < before.ehash - 2 || after.ehash > before.ehash) throw new Error(`after the refund the wallet holds ${after.ehash} ehash, it held ${before.ehash}`);
     await snap('wallet-refunded');
+  } else if (SCENARIO === 'redeem') {
+    step('wait for an epoch the wallet holds to become redeemable');
+    const t0 = Date.now();
+    for (;;) {
+      await page.goto(`${WEB}/#/epochs`);
+      await page.goto(`${WEB}/#/wallet`);
+      await page.waitForSelector('[data-testid=balances], [data-testid=balances-empty]');
+      if (await page.locator('[data-testid=redeem]').count()) break;
+      if (Date.now() - t0 > 240_000) throw new Error('no epoch the wallet holds became redeemable within 240 s');
+      await page.waitForTimeout(3000);
+    }
+    await page.locator('[data-testid=expiry-warning]').first().waitFor({ timeout: 5000 });
+    const row = page.locator('tr', { has: page.locator('[data-testid=redeem]') }).first();
+    const unit = await row.getAttribute('data-unit');
+    const pool = (await row.locator('td').nth(6).textContent())?.trim();
+    const held = Number(((await row.locator('[data-testid=balance-ehash]').textContent()) ?? '').replace(/\D/g, ''));
+    const sat = async () => {
+      const t = await page.locator(`tr[data-unit=sat]:has(td:text-is("${pool}")) [data-testid=balance-sat]`).first().textContent({ timeout: 1000 }).catch(() => '0');
+      return Number((t ?? '0').replace(/\D/g, ''));
+    };
+    const satBefore = await sat();
+    await snap('redeemable');
+    step(`redeem ${held} ${unit} at ${pool}`);
+    await row.locator('[data-testid=redeem]').click();
+    const said = await page.getByText(/redeemed [\d\u202f]+ hash_\S+ for [\d\u202f]+ sats/).first().textContent({ timeout: 30_000 });
+    const sats = Number(said.split(' for ')[1].replace(/\D/g, ''));
+    await page.goto(`${WEB}/#/epochs`);
+    await page.goto(`${WEB}/#/wallet`);
+    await page.waitForSelector('[data-testid=balances]');
+    const satAfter = await sat();
+    await snap('redeemed');
+    if (sats <= 0 || satAfter !== satBefore + sats) throw new Error(`redeeming for ${sats} sats: the pool mint's sats went ${satBefore} -> ${satAfter}`);
+    if (await page.locator(`tr[data-unit="${unit}"] [data-testid=balance-ehash]`).count()) {
+      const left = Number(((await page.locator(`tr[data-unit="${unit}"] [data-testid=balance-ehash]`).textContent()) ?? '').replace(/\D/g, ''));
+      if (left !== 0) throw new Error(`${left} ${unit} left after redeeming all ${held}`);
+    }
+
+    step('pay a Lightning invoice with the redeemed sats: garbage is refused in words, the fee is shown before paying');
+    await page.fill('[data-testid=withdraw-invoice]', 'not an invoice');
+    await page.selectOption('[data-testid=withdraw-mint]', pool);
+    await page.click('[data-testid=withdraw-quote]');
+    await page.getByRole('alert').filter({ hasText: 'not a Lightning invoice' }).first().waitFor({ timeout: 5000 });
+    // an invoice of the local sat mint (its fake Lightning makes a real bolt11)
+    await page.fill('[data-testid=deposit-amount]', '10');
+    await page.click('[data-testid=deposit-submit]');
+    const invoice = await page.locator('[data-testid=invoice]').inputValue({ timeout: 15_000 });
+    await page.fill('[data-testid=withdraw-invoice]', invoice);
+    await page.selectOption('[data-testid=withdraw-mint]', pool);
+    await page.click('[data-testid=withdraw-quote]');
+    const fee = await page.locator('[data-testid=withdraw-fee]').textContent({ timeout: 15_000 });
+    if (!/invoice is for 10 sats/.test(fee ?? '')) throw new Error(`the fee line says: ${fee}`);
+    await snap('withdraw-fee');
+    const beforePay = await sat();
+    await page.click('[data-testid=withdraw-pay]');
+    const done = await page.locator('[data-testid=withdraw-done]').textContent({ timeout: 30_000 });
+    step(done);
+    await page.goto(`${WEB}/#/epochs`);
+    await page.goto(`${WEB}/#/wallet`);
+    await page.waitForSelector('[data-testid=balances]');
+    const afterPay = await sat();
+    const feePaid = Number((done ?? '').split(' and ')[1]?.replace(/\D/g, '') ?? 'NaN');
+    if (afterPay !== beforePay - 10 - feePaid) throw new Error(`paying 10 sats (fee ${feePaid}): the pool mint's sats went ${beforePay} -> ${afterPay}`);
   } else {
     throw new Error(`unknown SCENARIO ${SCENARIO}`);
   }

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const out = await build({
-  stdin: { contents: "export * as cashu from './src/cashu.ts'; export * as rules from './src/rules.ts'; export * as nostr from './src/nostr.ts';", resolveDir: process.cwd(), loader: 'ts' },
+  stdin: { contents: "export * as cashu from './src/cashu.ts'; export * as rules from './src/rules.ts'; export * as nostr from './src/nostr.ts'; export * as value from './src/value.ts';", resolveDir: process.cwd(), loader: 'ts' },
   bundle: true,
   format: 'esm',
   platform: 'node',
@@ -21,7 +21,7 @@ const out = await build({
 });
 const file = join(mkdtempSync(join(tmpdir(), 'ehash-unit-')), 'unit.mjs');
 writeFileSync(file, out.outputFiles[0].text);
-const { cashu: c, rules, nostr } = await import(pathToFileURL(file).href);
+const { cashu: c, rules, nostr, value } = await import(pathToFileURL(file).href);
 const { finalizeEvent, verifyEvent } = await import('nostr-tools/pure');
 const { hexToBytes, bytesToHex, concatBytes, utf8ToBytes } = await import('@noble/hashes/utils.js');
 const { sha256 } = await import('@noble/hashes/sha2.js');
@@ -128,6 +128,12 @@ for (const v of events.cases) {
 assert.ok(eventCases >= 20, `${eventCases} event vectors run`);
 for (const v of vectors('identifiers').lock_keys) if (nostr.lockKey(v.nostr_pubkey) !== v.lock_key) wrong.push(`identifiers.lock_keys ${v.nostr_pubkey}`);
 
+// redemptions (the cases a JavaScript number holds exactly)
+for (const v of vectors('work').redemptions) {
+  if (![v.amount, v.payout, v.issued, v.sats].every(Number.isSafeInteger)) continue;
+  if (value.redeemSats(v.amount, v.payout, v.issued) !== v.sats) wrong.push(`work.redemptions ${JSON.stringify(v)}`);
+}
+
 // the audit commitment (protocol §12), implemented here from the spec's words
 {
   const a = vectors('audit');
@@ -181,6 +187,27 @@ for (const v of vectors('identifiers').lock_keys) if (nostr.lockKey(v.nostr_pubk
 }
 
 assert.deepEqual(wrong, [], `${wrong.length} vectors disagree:\n${wrong.join('\n')}`);
+
+// what a lot is worth, and the warnings before a far-off order or a close expiry
+{
+  const est = { value: 300, value_basis: 'estimate', lot: 64 };
+  const paid = { value: 1000, value_basis: 'redeemable', lot: 64 };
+  assert.equal(value.worth(128, paid), 2000);
+  assert.equal(value.worth(100, est), 468, 'floored');
+  assert.equal(value.worth(64, { value: null, value_basis: null, lot: 64 }), null);
+  assert.match(value.lotValue(est).text, /≈ 300 sat per lot, estimated from the pool's hashprice/);
+  assert.match(value.priceWarning('sell', 850, paid), /15 % below its value/);
+  assert.equal(value.priceWarning('sell', 950, paid), null, 'within 10 % of a known value');
+  assert.equal(value.priceWarning('sell', 5000, paid), null, 'selling high is the seller’s business');
+  assert.match(value.priceWarning('buy', 1200, paid), /20 % above its value/);
+  assert.equal(value.priceWarning('buy', 400, est), null, 'an estimate is loose: 33 % above is not warned');
+  assert.match(value.priceWarning('sell', 100, est), /67 % below/);
+  assert.equal(value.priceWarning('sell', 1, { value: null, value_basis: null, lot: 64 }), null, 'nothing known, nothing warned');
+  const at = 1_800_000_000;
+  assert.match(value.expiryWarning({ state: 'redeemable', expires: at + 3600, epoch: 6 }, at), /Epoch 6 stops redeeming in 60 min/);
+  assert.equal(value.expiryWarning({ state: 'redeemable', expires: at + 30 * 86_400, epoch: 6 }, at), null);
+  assert.equal(value.expiryWarning({ state: 'closed', expires: null, epoch: 6 }, at), null);
+}
 
 // a refund witness has an empty preimage, or 32 zero bytes for mints that want one
 const sk = new Uint8Array(32).fill(7);
