@@ -229,8 +229,9 @@ export function tokenMint(token: string): { mint: string; unit: string } {
   let meta;
   try {
     meta = getTokenMetadata(token.trim());
-  } catch (e) {
-    throw new Refused(`that is not a Cashu token (${(e as Error).message}); paste the whole cashuA…/cashuB… text`);
+  } catch {
+    // the decoder's own words ("Unsupported major type: 6") mean nothing to a user
+    throw new Refused('that is not a Cashu token: paste the whole text, which starts with cashuA or cashuB');
   }
   return { mint: normalizeUrl(meta.mint), unit: meta.unit ?? 'sat' };
 }

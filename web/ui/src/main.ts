@@ -37,9 +37,15 @@ let viewRoot: HTMLElement = document.createElement('div');
 
 // ---------------------------------------------------------------- notices
 
-function notice(text: string, kind: 'ok' | 'error' = 'ok') {
+function notice(text: string, kind: 'ok' | 'error' = 'ok', link?: { href: string; text: string }) {
   const box = document.getElementById('notices')!;
-  const n = h('div', { class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text, h('button', { class: 'close', 'aria-label': 'dismiss', onclick: () => n.remove() }, '×'));
+  const n = h(
+    'div',
+    { class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+    text,
+    link ? h('a', { href: link.href, class: 'notice-link', onclick: () => n.remove() }, ` ${link.text}`) : null,
+    h('button', { class: 'close', 'aria-label': 'dismiss', onclick: () => n.remove() }, '×'),
+  );
   box.append(n);
   setTimeout(() => n.remove(), kind === 'ok' ? 6000 : 15000);
 }
@@ -58,6 +64,18 @@ async function act(btn: HTMLButtonElement | null, f: () => Promise<void>): Promi
   } finally {
     if (btn) btn.disabled = false;
   }
+}
+
+/** A read-only text (an invoice, a token) with a button that copies it. */
+function copyable(text: string, testid: string, rows = 3): HTMLElement {
+  const area = h('textarea', { readonly: true, rows, 'data-testid': testid }, text) as HTMLTextAreaElement;
+  const btn = h('button', { type: 'button', class: 'small', 'data-testid': `${testid}-copy` }, 'Copy') as HTMLButtonElement;
+  btn.onclick = () =>
+    void navigator.clipboard.writeText(text).then(
+      () => (btn.textContent = 'Copied ✓'),
+      () => (area.select(), (btn.textContent = 'Selected: press Ctrl+C')),
+    );
+  return h('div', { class: 'copyable' }, area, btn);
 }
 
 function field(label: string, input: HTMLElement, hint?: string): HTMLElement {
@@ -361,7 +379,7 @@ async function marketView(root: HTMLElement, id: string) {
               return;
             }
             const o = await trusting(() => app.agent.place(m, marketKeyset(m), { side: side.value as 'buy' | 'sell', amount: intOf(amount, 'amount'), price: intOf(price, 'price'), satMints: [satMint.value] }));
-            notice(`offer ${o.side} ${fmt(o.amount)} ehash at ${o.price} sat/lot published; matching trades settle automatically while this page is open`);
+            notice(`your offer to ${o.side} ${fmt(o.amount)} ehash at ${o.price} sat/lot is published; its trades settle in this page while it is open`, 'ok', { href: '#/trades', text: 'your trades →' });
             await drawOrder();
           });
         },
@@ -433,7 +451,7 @@ async function marketView(root: HTMLElement, id: string) {
       h('div', { class: 'scroll' }, h('table', { 'data-testid': 'asks' }, h('caption', {}, 'asks (sell ehash)'), head.cloneNode(true), h('tbody', {}, ...[...book.asks].reverse().map(row)))),
       h('div', { class: 'scroll' }, h('table', { 'data-testid': 'bids' }, h('caption', {}, 'bids (buy ehash)'), head, h('tbody', {}, ...book.bids.map(row)))),
     );
-    sections.trades.replaceChildren(tradeTable(trades));
+    sections.trades.replaceChildren(tradeTable(trades, new Set((await app.agent.trades()).map((t) => t.id))));
     await drawMine();
   };
   const drawMine = async () => {
@@ -446,7 +464,7 @@ async function marketView(root: HTMLElement, id: string) {
   keep(root, app.agent.onChange(() => redrawSoon()));
 }
 
-function tradeTable(trades: TradeView[]): HTMLElement {
+function tradeTable(trades: TradeView[], mine = new Set<string>()): HTMLElement {
   if (!trades.length) return h('p', { class: 'muted' }, 'no trades yet');
   return h(
     'div',
@@ -459,7 +477,7 @@ function tradeTable(trades: TradeView[]): HTMLElement {
         'tbody',
         {},
         ...trades.map((t) =>
-          h('tr', { class: t.maker_side === 'sell' ? 'buy' : 'sell' }, h('td', {}, new Date(t.matched_at * 1000).toLocaleTimeString()), h('td', { class: 'num' }, fmt(t.price)), h('td', { class: 'num' }, fmt(t.amount)), h('td', { class: 'num' }, fmt(t.sats)), h('td', {}, h('span', { class: `state ${t.state}`, title: t.reason ?? '' }, t.state.replace('_', ' ')))),
+          h('tr', { class: t.maker_side === 'sell' ? 'buy' : 'sell' }, h('td', {}, new Date(t.matched_at * 1000).toLocaleTimeString()), h('td', { class: 'num' }, fmt(t.price)), h('td', { class: 'num' }, fmt(t.amount)), h('td', { class: 'num' }, fmt(t.sats)), h('td', {}, h('span', { class: `state ${t.state}`, title: t.reason ?? '' }, t.state.replace('_', ' ')), mine.has(t.id) ? h('a', { href: '#/trades', class: 'yours', 'data-testid': 'my-trade' }, ' yours') : null)),
         ),
       ),
     ),
@@ -628,10 +646,26 @@ async function walletView(root: HTMLElement) {
       h('p', { class: 'muted' }, `NIP-60 backup: ${wallet.backupState()}`),
     );
     const items = await wallet.history();
+    const shown = depositShown ? items.find((i) => i.id === depositShown) : undefined;
+    if (shown && shown.state === 'done') {
+      invoice.replaceChildren(h('p', { class: 'ok', 'data-testid': 'invoice-paid' }, `paid: ${fmt(shown.amount)} sats arrived in the wallet`));
+      depositShown = '';
+    }
+    // the wallet's own operations and the user's trades, newest first
+    const trades = (await app.agent.trades()).map((t) => ({
+      at: t.createdAt,
+      line: `${fmtTime(t.createdAt)} trade: ${t.role === 'buy' ? 'buy' : 'sell'} ${fmt(t.amount)} ${t.unit} for ${fmt(t.sats)} sats — ${t.step.replace('_', ' ')}`,
+      token: undefined as string | undefined,
+      testid: 'history-trade',
+    }));
+    const lines = [
+      ...items.map((i) => ({ at: i.at, line: `${fmtTime(i.at)} ${i.kind} ${fmt(i.amount)} ${i.unit} — ${i.state}${i.note ? `: ${i.note}` : ''}`, token: i.token, testid: `history-${i.kind}` })),
+      ...trades,
+    ].sort((a, b) => b.at - a.at);
     hist.replaceChildren(
       h('h2', {}, 'History'),
-      items.length
-        ? h('ul', { class: 'history' }, ...items.slice(0, 30).map((i) => h('li', {}, `${fmtTime(i.at)} ${i.kind} ${fmt(i.amount)} ${i.unit} — ${i.state}${i.note ? `: ${i.note}` : ''}`, i.token ? h('details', {}, h('summary', {}, 'token'), h('textarea', { readonly: true, rows: 3 }, i.token)) : null)))
+      lines.length
+        ? h('ul', { class: 'history' }, ...lines.slice(0, 40).map((i) => h('li', { 'data-testid': i.testid }, i.line, i.token ? h('details', {}, h('summary', {}, 'token'), copyable(i.token, 'history-token')) : null)))
         : h('p', { class: 'muted' }, 'nothing yet'),
     );
   };
@@ -639,6 +673,8 @@ async function walletView(root: HTMLElement) {
   const depMint = h('select', { 'aria-label': 'sat mint', 'data-testid': 'deposit-mint' }, ...(await satMintChoices()).map(mintOption)) as HTMLSelectElement;
   const depAmount = h('input', { inputmode: 'numeric', value: '1000', 'data-testid': 'deposit-amount' }) as HTMLInputElement;
   const invoice = h('div', { 'aria-live': 'polite' });
+  // the invoice on show gives way to a line saying it was paid once its sats are in
+  let depositShown = '';
   const depBtn = h('button', { class: 'primary', type: 'submit', 'data-testid': 'deposit-submit' }, 'Get invoice') as HTMLButtonElement;
   const depForm = h(
     'form',
@@ -649,7 +685,8 @@ async function walletView(root: HTMLElement) {
         void act(depBtn, async () => {
           if (!depMint.value) throw new Error('no sat mint to deposit at: trust one first (Trusted mints, below)');
           const item = await trusting(() => wallet.deposit(depMint.value, intOf(depAmount, 'amount')));
-          invoice.replaceChildren(h('p', {}, 'Pay this Lightning invoice; the sats arrive in the wallet once it is paid:'), h('textarea', { readonly: true, rows: 3, 'data-testid': 'invoice' }, item.request ?? ''));
+          depositShown = item.id;
+          invoice.replaceChildren(h('p', {}, 'Pay this Lightning invoice; the sats arrive in the wallet once it is paid:'), copyable(item.request ?? '', 'invoice'));
         });
       },
     },
@@ -700,7 +737,7 @@ async function walletView(root: HTMLElement) {
           if (!sendWhich.value) throw new Error('the wallet holds nothing to send');
           const [mint, unit] = sendWhich.value.split(' ');
           const t = await wallet.send(mint, unit, intOf(sendAmount, 'amount'));
-          sendOut.replaceChildren(h('p', {}, 'Give this token to the receiver (it is money: anyone holding it can claim it):'), h('textarea', { readonly: true, rows: 4, 'data-testid': 'sent-token' }, t));
+          sendOut.replaceChildren(h('p', {}, 'Give this token to the receiver (it is money: anyone holding it can claim it):'), copyable(t, 'sent-token', 4));
         });
       },
     },
@@ -736,7 +773,7 @@ async function walletView(root: HTMLElement) {
             void act(pay, async () => {
               const spent = await wallet.withdraw(q);
               wdInvoice.value = '';
-              wdOut.replaceChildren(h('p', { class: 'ok', 'data-testid': 'withdraw-done' }, `paid: ${fmt(q.amount)} sats and ${fmt(spent - q.amount)} sats of fee`));
+              wdOut.replaceChildren(h('p', { class: 'ok', 'data-testid': 'withdraw-done' }, `paid: ${fmt(q.amount)} sats and ${fmt(spent - q.amount)} sat${spent - q.amount === 1 ? '' : 's'} of fee`));
               notice(`paid the invoice: ${fmt(spent)} sats in all`);
             });
           wdOut.replaceChildren(h('p', { 'data-testid': 'withdraw-fee' }, `The invoice is for ${fmt(q.amount)} sats; the mint reserves up to ${fmt(q.feeReserve)} sats of Lightning fee, and returns what it does not use.`), pay);
@@ -970,6 +1007,7 @@ async function start() {
   app.agent = new Agent(app.info, app.relays);
   app.agent.onNotice((text) => notice(text, 'error'));
   await app.agent.start();
+  watchMyTrades();
   await wallet.resume();
   document.getElementById('who')!.textContent = short(nostr.npub(app.identity.pubkey).slice(5));
   const status = document.getElementById('live')!;
@@ -992,6 +1030,33 @@ async function start() {
   });
   window.addEventListener('hashchange', route);
   route();
+}
+
+/** Tell the user when a trade of theirs is matched and when it ends, wherever they are in the page. */
+function watchMyTrades(): void {
+  const seen = new Map<string, string>();
+  let first = true;
+  const look = async () => {
+    for (const t of await app.agent.trades()) {
+      const was = seen.get(t.id);
+      seen.set(t.id, t.step);
+      if (first || was === t.step) continue;
+      const what = `${t.role === 'buy' ? 'buying' : 'selling'} ${fmt(t.amount)} ehash for ${fmt(t.sats)} sats`;
+      const link = { href: '#/trades', text: 'see it →' };
+      if (was === undefined) notice(`trade ${short(t.id)} matched: you are ${what}`, 'ok', link);
+      else if (t.step === 'settled') notice(`trade ${short(t.id)} settled: ${t.role === 'buy' ? `you bought ${fmt(t.amount)} ehash for ${fmt(t.sats)} sats` : `you sold ${fmt(t.amount)} ehash for ${fmt(t.sats)} sats`}`, 'ok', link);
+      else if (t.step === 'refunded') notice(`trade ${short(t.id)} (${what}) did not settle: your lock came back to you`, 'ok', link);
+      else if (t.step === 'failed') notice(`trade ${short(t.id)} (${what}) failed${t.note ? `: ${t.note}` : ''}`, 'error', link);
+    }
+    first = false;
+  };
+  void look();
+  let pending = false;
+  app.agent.onChange(() => {
+    if (pending) return;
+    pending = true;
+    setTimeout(() => void look().finally(() => (pending = false)), 300);
+  });
 }
 
 start().catch((e) => {

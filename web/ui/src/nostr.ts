@@ -92,8 +92,9 @@ export async function importNsec(nsec: string): Promise<void> {
   let d;
   try {
     d = nip19.decode(nsec.trim());
-  } catch (e) {
-    throw new Error(`not an nsec: ${(e as Error).message}`);
+  } catch {
+    // the bech32 decoder's words (its alphabet, a checksum) mean nothing to a user
+    throw new Error('that is not an nsec: a secret key is nsec1 followed by 58 letters and digits; check it was copied whole');
   }
   if (d.type !== 'nsec') throw new Error(`that is an ${d.type}, not an nsec (a secret key starts with nsec1)`);
   await store.kvSet('identity_sk', bytesToHex(d.data));

@@ -40,7 +40,7 @@ export function priceWarning(side: 'buy' | 'sell', price: number, m: Pick<Market
   const v = lotValue(m);
   if (!v || !Number.isFinite(price) || v.sats <= 0) return null;
   const tol = TOLERANCE[v.basis];
-  const pct = (x: number) => `${Math.round(Math.abs(1 - x / v.sats) * 100)} %`;
+  const pct = (x: number) => `${Math.floor((Math.abs(x - v.sats) * 100) / v.sats)} %`;
   if (side === 'sell' && price < v.sats * (1 - tol)) return `You would sell at ${fmt(price)} sat per lot, ${pct(price)} below its value (${v.text}).`;
   if (side === 'buy' && price > v.sats * (1 + tol)) return `You would pay ${fmt(price)} sat per lot, ${pct(price)} above its value (${v.text}).`;
   return null;

@@ -114,6 +114,16 @@ async function trustPrompted(url) {
   return shown;
 }
 
+/** Submit the order form; when the page warns that the price is far from the value, go ahead. */
+async function submitOrder() {
+  await page.click('[data-testid=order-submit]');
+  const warned = await page.locator('[data-testid=order-warning]:visible').waitFor({ timeout: 1500 }).then(() => true, () => false);
+  if (warned) {
+    step(`warned: ${await page.locator('[data-testid=order-warning]').textContent()}`);
+    await page.click('[data-testid=order-submit]');
+  }
+}
+
 /** What this browser's wallet database holds in `store` (offers, trades, ops…). */
 const stored = (store) => page.evaluate((s) => window.ehash.store.all(s), store);
 
@@ -181,10 +191,14 @@ try {
     await page.fill('[data-testid=deposit-amount]', 'ten');
     await page.click('[data-testid=deposit-submit]');
     await page.getByRole('alert').filter({ hasText: 'amount: enter a whole number' }).first().waitFor({ timeout: 5000 });
-    step('a bad token is refused with a clear error');
+    step('a bad token is refused in plain words');
     await page.fill('[data-testid=receive-token]', 'cashuBnotatoken');
     await page.click('[data-testid=receive-submit]');
-    await page.getByRole('alert').filter({ hasText: /token/i }).first().waitFor({ timeout: 5000 });
+    await page.getByRole('alert').filter({ hasText: 'that is not a Cashu token' }).first().waitFor({ timeout: 5000 });
+    await page.fill('[data-testid=receive-token]', 'cashuBo2F0gaJhaUgA_9SLj17PgGFwgaNhYQJhc3hAZTJlOWUx');
+    await page.click('[data-testid=receive-submit]');
+    const garbled = await page.getByRole('alert').last().textContent({ timeout: 5000 });
+    if (!/not a Cashu token/.test(garbled ?? '') || /major type|CBOR|undefined/i.test(garbled ?? '')) throw new Error(`a garbled token is refused with: ${garbled}`);
 
     step('a token of a mint never trusted: the prompt names it, and the mint is asked nothing until the user looks it up');
     const stranger = await deadUrl();
@@ -217,6 +231,7 @@ try {
     const satMint = await trustPrompted();
     await page.waitForSelector('[data-testid=invoice]');
     await page.waitForFunction(() => Number((document.querySelector('[data-testid=balance-sat]')?.textContent ?? '0').replace(/\D/g, '')) >= 1000, null, { timeout: 30_000 });
+    await page.locator('[data-testid=invoice-paid]').waitFor({ timeout: 10_000 });
     await snap('wallet-funded');
     const before = await balances();
     if (before.sat !== 1000) throw new Error(`expected 1000 sats after the deposit, the wallet shows ${before.sat}`);
@@ -279,6 +294,8 @@ try {
     step('the wallet shows what its ehash is worth in sats');
     const worth = await page.locator('[data-testid=worth-ehash]').first().textContent();
     if (!/\d/.test(worth ?? '')) throw new Error(`the ehash balance shows no worth in sats: ${worth}`);
+    step('the trade is in the wallet history');
+    await page.locator('[data-testid=history-trade]', { hasText: 'settled' }).first().waitFor({ timeout: 10_000 });
 
     step('send a token of 50 sats, then receive it back');
     await page.goto(`${WEB}/#/wallet`);
@@ -302,12 +319,13 @@ try {
     const back = await balances();
     if (back.sat <= sent.sat || back.sat > after.sat) throw new Error(`receiving the token back: ${sent.sat} -> ${back.sat} (had ${after.sat})`);
 
-    step('place, edit and cancel an ask; the book follows');
+    step('place, edit and cancel an ask; the book follows (the market marks the trade the user made)');
     await marketWith('ask', bought);
+    await page.locator('[data-testid=my-trade]').first().waitFor({ timeout: 10_000 });
     await page.selectOption('[data-testid=order-side]', 'sell');
     await page.fill('[data-testid=order-amount]', String(LOT));
     await page.fill('[data-testid=order-price]', '9999');
-    await page.click('[data-testid=order-submit]');
+    await submitOrder();
     await page.getByText('published').first().waitFor({ timeout: 15_000 });
     await page.locator('[data-testid=asks] td', { hasText: /^9\D?999$/ }).first().waitFor({ timeout: 15_000 });
     await page.locator('.offers input').first().fill('9998');
@@ -353,6 +371,10 @@ try {
     await page.fill('input[aria-label="nsec to import"]', 'npub1notasecret');
     await page.getByRole('button', { name: 'Import' }).click();
     await page.getByRole('alert').filter({ hasText: /nsec/ }).first().waitFor({ timeout: 5000 });
+    await page.fill('input[aria-label="nsec to import"]', 'nsec1notasecretbutlongenoughtolookliketheonewemeantxyzqwertyuiopasdf');
+    await page.getByRole('button', { name: 'Import' }).click();
+    const refusedNsec = await page.getByRole('alert').filter({ hasText: 'that is not an nsec' }).first().textContent({ timeout: 5000 });
+    if (/qpzry9x8|checksum|bech32/i.test(refusedNsec ?? '')) throw new Error(`a bad nsec is refused with the decoder's words: ${refusedNsec}`);
 
     step('the wallet is backed up to the relay (NIP-60)');
     await page.goto(`${WEB}/#/wallet`);
