@@ -156,7 +156,7 @@ mod tests {
             Err(_) => vec![],
         };
         if name.is_empty() || !resolved.iter().any(|ip| is_private(*ip)) {
-            eprintln!("skipped: this machine's name {name:?} does not resolve to a private address ({resolved:?})");
+            ehash_testkit::skipped(&format!("this machine's name {name:?} does not resolve to a private address ({resolved:?})"));
             return;
         }
         let url = format!("http://{name}:3338");
