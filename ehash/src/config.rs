@@ -42,11 +42,11 @@ pub struct UpConfig {
     pub status_secs: u64,
     /// Seconds between mints of credited ehash by the simulated miner.
     pub mint_secs: u64,
-    /// Devnet network difficulty exponent: a share meeting DIFF1/2^N is a block (-4: about a
-    /// block a minute for the simulated miner).
+    /// Devnet network difficulty exponent: a share meeting DIFF1/2^N is a block (-5: 2^27
+    /// hashes, about a block a minute for the simulated miner, 2048 ehash).
     pub network_difficulty_exp: i32,
     /// The local exchange's lot (ehash per lot); small, so the simulated miner earns a lot in
-    /// well under a minute. Keep it for the life of the data directory (the journal replays with
+    /// seconds. Keep it for the life of the data directory (the journal replays with
     /// it).
     pub lot: u64,
     /// Run the simulated seller (the miner's wallet) and buyer that trade on the exchange.
@@ -71,11 +71,11 @@ impl Default for UpConfig {
             data_dir: PathBuf::from(".ehash/up"),
             status_secs: 2,
             mint_secs: 5,
-            network_difficulty_exp: -4,
+            network_difficulty_exp: -5,
             lot: 128,
             simulate_trading: true,
             simulate_buyer: true,
-            trade_secs: 20,
+            trade_secs: 10,
             base_price: 100,
             buyer_sats: 100_000,
             chain: "devnet".into(),

@@ -27,12 +27,19 @@ mod sim;
 
 use sim::{SimSetup, SimStats, simulate};
 
-/// One ehash = 2^20 hashes in the local market.
 /// Blocks on top of a found block before its epoch is redeemable in the local market.
 const UP_MATURITY_BLOCKS: u32 = 3;
 /// Seconds a local epoch stays redeemable.
 const UP_REDEEM_WINDOW_SECS: u64 = 3600;
-const UP_UNIT_LOG2: u32 = 20;
+/// One ehash = 2^16 hashes in the local market. The simulated miner (one core) does 1 to 3 M
+/// hashes a second on a busy to idle two-core machine, so it earns a lot of 128 ehash (2^23
+/// hashes) in a few seconds, and a devnet block of 2^27 hashes (`[up].network_difficulty_exp`
+/// -5) holds 16 lots: the first trade comes within the first minute.
+const UP_UNIT_LOG2: u32 = 16;
+/// Shares of at least one ehash (difficulty 2^-16 = 2^16 hashes) ...
+const UP_MIN_DIFFICULTY_EXP: i32 = -16;
+/// ... starting at 16 (2^20 hashes, a fraction of a second); vardiff aims at a share every 2 s.
+const UP_INITIAL_DIFFICULTY_EXP: i32 = -12;
 /// On a node's chain (signet: about 4.8 M hashes per block), one ehash = 2^14 hashes: about 290
 /// ehash per block, so an epoch fills lots.
 const UP_CHAIN_UNIT_LOG2: u32 = 14;
@@ -40,8 +47,6 @@ const UP_CHAIN_UNIT_LOG2: u32 = 14;
 const UP_CHAIN_HASHRATE: u64 = 150_000;
 /// Shares of one ehash on a node's chain.
 const UP_CHAIN_MIN_DIFFICULTY_EXP: i32 = -18;
-/// Shares start at one ehash (2^-12 difficulty = 2^20 hashes); vardiff adjusts.
-const UP_MIN_DIFFICULTY_EXP: i32 = -12;
 /// The local exchange's settlement windows (lock, claim, margin), seconds: short, so a failed
 /// trade is refunded within two minutes.
 const UP_WINDOWS: (u64, u64, u64) = (30, 30, 30);
@@ -93,7 +98,7 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     }
     mb.unit_log2_hashes = UP_UNIT_LOG2;
     mb.stratum.min_difficulty_exp = UP_MIN_DIFFICULTY_EXP;
-    mb.stratum.initial_difficulty_exp = UP_MIN_DIFFICULTY_EXP;
+    mb.stratum.initial_difficulty_exp = UP_INITIAL_DIFFICULTY_EXP;
     mb.stratum.target_share_secs = 2;
     mb.stratum.retarget_secs = 20;
     mb.devnet.network_difficulty_exp = file.up.network_difficulty_exp;
@@ -119,7 +124,7 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     pc.mint_url = bridge.mint_url().to_owned();
     pc.mint_secs = file.up.mint_secs;
     pc.worker = "up".into();
-    pc.stratum.initial_difficulty_exp = UP_MIN_DIFFICULTY_EXP;
+    pc.stratum.initial_difficulty_exp = UP_INITIAL_DIFFICULTY_EXP;
     pc.stratum.min_difficulty_exp = UP_MIN_DIFFICULTY_EXP;
     pc.stratum.target_share_secs = 2;
     pc.stratum.retarget_secs = 20;

@@ -225,24 +225,33 @@ impl Sim {
 
     /// One round: the seller offers what it has not offered yet, the buyer bids for one lot.
     async fn round(&mut self) {
-        let markets = match get_json::<Vec<MarketSummary>>(&self.setup.exchange_url, "/api/markets").await {
-            Ok(m) => m,
-            Err(e) => return self.warn("the simulated traders cannot read the exchange's markets", &e),
-        };
-        let markets: Vec<MarketSummary> = markets
-            .into_iter()
-            .filter(|m| !m.state.has_ended() && m.mint_url.trim_end_matches('/') == self.setup.mint_url.trim_end_matches('/'))
-            .collect();
         match self.sell().await {
             Ok(()) => self.ok("the simulated seller could not offer"),
             Err(e) => self.warn("the simulated seller could not offer", &e),
         }
-        if self.buyer.is_some() {
-            match self.buy(&markets).await {
-                Ok(()) => self.ok("the simulated buyer could not bid"),
-                Err(e) => self.warn("the simulated buyer could not bid", &e),
-            }
+        if self.buyer.is_none() {
+            return;
         }
+        // read after the seller's offers, so the buyer can bid for them in the same round
+        let Some(markets) = self.markets().await else { return };
+        match self.buy(&markets).await {
+            Ok(()) => self.ok("the simulated buyer could not bid"),
+            Err(e) => self.warn("the simulated buyer could not bid", &e),
+        }
+    }
+
+    /// The exchange's markets of the local pool that still trade (`None`, warned, when the
+    /// exchange does not answer).
+    async fn markets(&mut self) -> Option<Vec<MarketSummary>> {
+        let markets = match get_json::<Vec<MarketSummary>>(&self.setup.exchange_url, "/api/markets").await {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn("the simulated traders cannot read the exchange's markets", &e);
+                return None;
+            }
+        };
+        self.ok("the simulated traders cannot read the exchange's markets");
+        Some(markets.into_iter().filter(|m| !m.state.has_ended() && same_url(&m.mint_url, &self.setup.mint_url)).collect())
     }
 
     /// Offer what the miner's wallet can sell, as the proxy's auto-sell does, at this round's
