@@ -1,7 +1,7 @@
 //! `ehash up` as a newcomer first runs it, on a busy two-core machine: with its own settings (lot,
 //! block rate, trade pace) the simulated miner earns a lot, the simulated seller offers it, the
 //! simulated buyer takes it and the swap settles within the first minute, while two threads keep
-//! the cores busy. Its standard error stays quiet meanwhile: no library's info lines and no
+//! the cores busy; the price is within 5 % of what the lot is worth. Its standard error stays quiet meanwhile: no library's info lines and no
 //! warning that needs no action.
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -27,12 +27,12 @@ fn get<T: serde::de::DeserializeOwned>(url: &str) -> Option<T> {
     r.json().ok()
 }
 
-/// The first settled trade on the exchange, if there is one.
-fn settled(exchange: SocketAddr) -> Option<TradeView> {
+/// The first settled trade on the exchange and its market, if there is one.
+fn settled(exchange: SocketAddr) -> Option<(TradeView, MarketSummary)> {
     let markets: Vec<MarketSummary> = get(&format!("http://{exchange}/api/markets"))?;
-    markets.iter().find_map(|m| {
+    markets.into_iter().find_map(|m| {
         let trades: Vec<TradeView> = get(&format!("http://{exchange}/api/markets/{}/trades", m.market))?;
-        trades.into_iter().find(|t| t.state == TradeState::Settled)
+        trades.into_iter().find(|t| t.state == TradeState::Settled).map(|t| (t, m))
     })
 }
 
@@ -101,9 +101,13 @@ fn on_a_busy_two_core_machine_up_settles_its_first_trade_within_a_minute() {
     let _ = up.wait();
     reader.join().unwrap();
     let stderr = stderr.lock().unwrap().join("\n");
-    let trade = trade.unwrap_or_else(|| panic!("no settled trade within 60 s of starting `ehash up` on a busy machine; its stderr:\n{stderr}"));
+    let (trade, market) = trade.unwrap_or_else(|| panic!("no settled trade within 60 s of starting `ehash up` on a busy machine; its stderr:\n{stderr}"));
     assert_eq!(trade.amount % 128, 0, "whole lots of 128: {trade:?}");
-    println!("first trade settled {took:?} after the start: {} ehash for {} sat", trade.amount, trade.sats);
+    println!("first trade settled {took:?} after the start: {} ehash for {} sat; a lot is worth {:?} sat", trade.amount, trade.sats, market.value);
+    // the simulated traders priced the lot around what it is worth (within 5 %), a few hundred sats
+    let value = market.value.expect("the market of a trade has a value");
+    assert!(trade.price * 100 >= value * 95 && trade.price * 100 <= value * 105, "price {} for a lot worth {value}", trade.price);
+    assert!((100..10_000).contains(&value), "a lot of the devnet is worth a readable number of sats: {value}");
 
     // quiet: our own lines and warnings that need action, nothing else
     for noise in ["INFO", "Could not open stream", "SLOW QUERY", "slow statement"] {

@@ -102,6 +102,7 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     mb.stratum.target_share_secs = 2;
     mb.stratum.retarget_secs = 20;
     mb.devnet.network_difficulty_exp = file.up.network_difficulty_exp;
+    mb.devnet.block_reward_sat = file.up.block_reward_sat;
     mb.devnet.job_refresh_secs = 30;
     // epochs mature after a few devnet blocks and stay redeemable for an hour, so the whole
     // lifecycle shows in one session
@@ -188,13 +189,13 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
     let stats = Arc::new(SimStats::default());
     let sim = if file.up.simulate_trading {
         println!(
-            "  traders  simulated seller: the miner's wallet offers its whole lots every {} s (ehash trade --dir {} status)",
+            "  traders  simulated seller: the miner's wallet offers its whole lots every {} s, around what a lot is worth (ehash trade --dir {} status)",
             file.up.trade_secs.max(1),
             wallet_dir.display()
         );
         if file.up.simulate_buyer {
             println!(
-                "           simulated buyer: {} deposits sats at the sat mint and bids for one lot of the best ask each round",
+                "           simulated buyer: {} deposits sats at the sat mint and bids for one lot each round, around what it is worth",
                 root.join("buyer").display()
             );
         } else {
@@ -208,6 +209,7 @@ pub async fn run(file: FileConfig, args: UpArgs) -> Result<()> {
             exchange_url: exchange_url.clone(),
             exchange: exchange.info().clone(),
             up: file.up.clone(),
+            max_deposit: sc.max_deposit,
         };
         Some(tokio::spawn(simulate(setup, stats.clone(), out, cancel.clone())))
     } else {
@@ -315,7 +317,7 @@ async fn status_line(bridge: &MintBridge, proxy: &Proxy, exchange: &str, sim: Op
         Ok(markets) => match markets.iter().find(|m| m.bid.is_some() || m.ask.is_some()) {
             Some(m) => {
                 let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-                format!("book epoch {}: bid {} ask {}", m.epoch, opt(m.bid), opt(m.ask))
+                format!("book epoch {}: value {} bid {} ask {}", m.epoch, opt(m.value), opt(m.bid), opt(m.ask))
             }
             None => "book empty".into(),
         },

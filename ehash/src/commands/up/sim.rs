@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ehash_protocol::api::{Book, MarketSummary};
-use ehash_protocol::market::{ExchangeInfo, Side};
+use ehash_protocol::epoch::ValueBasis;
+use ehash_protocol::market::{ExchangeInfo, Side, whole_lots};
 use ehash_wallet::agent::record::{Step, TradeRecord};
 use ehash_wallet::agent::{Agent, OfferRequest, TradeConfig};
 use ehash_wallet::{DepositOutcome, MinerWallet, seed};
@@ -35,6 +36,8 @@ pub(super) struct SimSetup {
     pub(super) exchange_url: String,
     pub(super) exchange: ExchangeInfo,
     pub(super) up: UpConfig,
+    /// The sat mint's largest deposit (`[sat_mint].max_deposit`).
+    pub(super) max_deposit: u64,
 }
 
 /// One simulated trader: a wallet and its trade agent.
@@ -80,11 +83,14 @@ struct Sim {
     warned: HashMap<&'static str, String>,
 }
 
-/// The simulated seller's ask: a deterministic walk within ±5 % of `base`.
-fn ask_price(base: u64, n: u64) -> u64 {
-    let step = (n.wrapping_mul(7) % 11) as i128 - 5; // 0 … 10 - 5: -5, +2, -2, +5, +1, …
-    let p = i128::from(base) + i128::from(base) * step / 100;
-    u64::try_from(p.max(1)).unwrap_or(1)
+/// A price around `value` (sats per lot): a deterministic walk within ±5 % of it, the `n`th step
+/// -5, +2, -2, +5, +1, -4, … %. The seller asks at its `n`th offer's step; the buyer's limit is
+/// a step ahead of its own offers, so a fresh market's first ask (5 % under the value) meets a
+/// limit 2 % over it.
+fn around(value: u64, n: u64) -> u64 {
+    let step = (n.wrapping_mul(7) % 11) as i128 - 5;
+    let p = i128::from(value) + i128::from(value) * step / 100;
+    u64::try_from(p.clamp(1, i128::from(u64::MAX))).unwrap_or(u64::MAX)
 }
 
 /// Run the simulated traders until `cancel`.
@@ -225,7 +231,8 @@ impl Sim {
 
     /// One round: the seller offers what it has not offered yet, the buyer bids for one lot.
     async fn round(&mut self) {
-        match self.sell().await {
+        let Some(markets) = self.markets().await else { return };
+        match self.sell(&markets).await {
             Ok(()) => self.ok("the simulated seller could not offer"),
             Err(e) => self.warn("the simulated seller could not offer", &e),
         }
@@ -254,39 +261,48 @@ impl Sim {
         Some(markets.into_iter().filter(|m| !m.state.has_ended() && same_url(&m.mint_url, &self.setup.mint_url)).collect())
     }
 
-    /// Offer what the miner's wallet can sell, as the proxy's auto-sell does, at this round's
-    /// price.
-    async fn sell(&mut self) -> Result<()> {
+    /// Offer every whole lot of each market's ehash the miner's wallet holds and has not offered
+    /// yet, at a price around what a lot is worth there (`value`, as the page shows it). A
+    /// market whose worth is unknown (an epoch closed without a block, or no hashprice yet) is
+    /// not offered.
+    async fn sell(&mut self, markets: &[MarketSummary]) -> Result<()> {
         let lot = self.setup.exchange.lot;
-        let n = self.seller.agent.offers().await?.len() as u64;
-        let policy = ehash_wallet::agent::sell::SellPolicy { sats_per_lot: ask_price(self.setup.up.base_price, n), ..Default::default() };
-        for o in self.seller.agent.sell_once(&policy).await? {
-            self.out.event(&format!("simulated seller asks {} {} at {} sat per lot of {lot}", o.amount, o.unit, policy.sats_per_lot));
+        let (wallet, agent) = (&self.seller.wallet, &self.seller.agent);
+        let mint = wallet.mint_url();
+        let mut n = agent.offers().await?.len() as u64;
+        for m in markets {
+            let Some(value) = m.value.filter(|v| *v > 0) else { continue };
+            let free = wallet.balance_at(&mint, &m.unit).await?.saturating_sub(wallet.reserved_at(&mint, &m.unit).await?.0);
+            let amount = whole_lots(free, lot);
+            if amount == 0 {
+                continue;
+            }
+            let price = around(value, n);
+            let offer = OfferRequest { side: Side::Sell, unit: m.unit.clone(), amount, min: None, sats_per_lot: price, sat_mints: vec![], ttl_secs: None };
+            match agent.place_offer(offer).await {
+                Ok(_) => {
+                    n += 1;
+                    self.out.event(&format!("simulated seller asks {amount} {} at {price} sat per lot of {lot} ({})", m.unit, worth(m, value)));
+                }
+                // e.g. the agent has not seen the epoch's announcement yet: next round
+                Err(e) => tracing::debug!(unit = %m.unit, error = %e, "the simulated seller does not offer this unit now"),
+            }
         }
         Ok(())
     }
 
-    /// Bid for one lot of the best ask of the first market where the buyer has no open bid and
-    /// one lot can fill: the simulated buyer takes one lot a round, so asks stay in the book for
-    /// people trading in the browser.
+    /// Bid for one lot in the first market (newest first) with an ask where the buyer has no
+    /// open bid: at the best ask when that is at most the buyer's limit (a price around the
+    /// lot's value), else at the limit, resting in the book until an ask meets it. One lot a
+    /// round, so asks stay in the book for people trading in the browser.
     async fn buy(&mut self, markets: &[MarketSummary]) -> Result<()> {
         let Some(buyer) = &self.buyer else { return Ok(()) };
         let lot = self.setup.exchange.lot;
         let sat_mint = self.setup.sat_mint.clone();
-        let mut sats = buyer.wallet.balance_at(&sat_mint, "sat").await.context("reading the buyer's sats")?;
-        let target = self.setup.up.buyer_sats;
-        if sats < target / 2 {
-            match buyer.wallet.deposit(&sat_mint, target - sats, Duration::from_secs(30)).await.context("depositing sats")? {
-                DepositOutcome::Minted(n) => self.out.event(&format!("simulated buyer deposited {n} sat at {sat_mint}")),
-                DepositOutcome::Unpaid { .. } => anyhow::bail!("the sat mint at {sat_mint} did not pay its own invoice"),
-            }
-            sats = buyer.wallet.balance_at(&sat_mint, "sat").await?;
-        }
-        // what open bids hold is not bid again
-        sats = sats.saturating_sub(buyer.wallet.reserved_at(&sat_mint, "sat").await?.0);
         let offers = buyer.agent.offers().await?;
         let mine: HashSet<&str> = offers.iter().map(|o| o.offer.pubkey.as_str()).collect();
         for m in markets.iter().filter(|m| m.ask.is_some()) {
+            let Some(value) = m.value.filter(|v| *v > 0) else { continue };
             // one bid per market at a time
             if offers.iter().any(|o| o.open && o.offer.side == Side::Buy && o.offer.market == m.market) {
                 continue;
@@ -296,7 +312,9 @@ impl Sim {
             else {
                 continue;
             };
-            let price = ask.price.max(1);
+            let limit = around(value, offers.len() as u64 + 1);
+            let price = ask.price.min(limit).max(1);
+            let sats = self.top_up(buyer, price).await?;
             let Some(amount) = one_lot_bid(lot, sats, price, ask.remaining, ask.min) else { continue };
             buyer
                 .agent
@@ -311,11 +329,48 @@ impl Sim {
                 })
                 .await
                 .with_context(|| format!("bidding for {amount} {}", m.unit))?;
-            self.out.event(&format!("simulated buyer bids {amount} {} at {price} sat per lot", m.unit));
+            let how = if price == ask.price { "takes the best ask" } else { "rests under the best ask" };
+            self.out.event(&format!("simulated buyer bids {amount} {} at {price} sat per lot, {how} ({})", m.unit, worth(m, value)));
             return Ok(());
         }
         Ok(())
     }
+
+    /// Deposit sats at the sat mint (its Lightning is fake: every invoice is paid) up to
+    /// `[up].buyer_sats`, or twice `need` when that is more, once the buyer's free sats are below
+    /// half of that or below `need`; in deposits of at most the sat mint's largest. Returns the
+    /// free sats (what open bids hold is not free).
+    async fn top_up(&self, buyer: &Trader, need: u64) -> Result<u64> {
+        let sat_mint = &self.setup.sat_mint;
+        let target = self.setup.up.buyer_sats.max(need.saturating_mul(2));
+        let free = |sats: u64, held: u64| sats.saturating_sub(held);
+        let held = buyer.wallet.reserved_at(sat_mint, "sat").await?.0;
+        let mut sats = buyer.wallet.balance_at(sat_mint, "sat").await.context("reading the buyer's sats")?;
+        if free(sats, held) >= need && free(sats, held) >= target / 2 {
+            return Ok(free(sats, held));
+        }
+        let mut left = target.saturating_sub(free(sats, held));
+        while left > 0 {
+            let amount = left.min(self.setup.max_deposit.max(1));
+            match buyer.wallet.deposit(sat_mint, amount, Duration::from_secs(30)).await.context("depositing sats")? {
+                DepositOutcome::Minted(n) => self.out.event(&format!("simulated buyer deposited {n} sat at {sat_mint}")),
+                DepositOutcome::Unpaid { .. } => anyhow::bail!("the sat mint at {sat_mint} did not pay its own invoice"),
+            }
+            left -= amount;
+        }
+        sats = buyer.wallet.balance_at(sat_mint, "sat").await?;
+        Ok(free(sats, held))
+    }
+}
+
+/// What a lot of market `m` is worth, `value` sats, in words: `worth 612 sat: estimate` and so on.
+fn worth(m: &MarketSummary, value: u64) -> String {
+    let basis = match m.value_basis {
+        Some(ValueBasis::Redeemable) => "redeemable now",
+        Some(ValueBasis::Payout) => "its payout, once the block matures",
+        Some(ValueBasis::Estimate) | None => "estimated from the hashprice",
+    };
+    format!("a lot is worth {value} sat, {basis}")
 }
 
 /// The simulated buyer's bid against an ask of `remaining` ehash with minimum fill `min` at
@@ -334,12 +389,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn asks_stay_within_five_percent_and_vary() {
-        let prices: Vec<u64> = (0..22).map(|n| ask_price(100, n)).collect();
-        assert!(prices.iter().all(|p| (95..=105).contains(p)), "{prices:?}");
+    fn prices_stay_within_five_percent_of_the_value_and_vary() {
+        let prices: Vec<u64> = (0..22).map(|n| around(612, n)).collect();
+        assert!(prices.iter().all(|p| (582..=643).contains(p)), "{prices:?}");
         assert!(prices.iter().collect::<HashSet<_>>().len() >= 5, "{prices:?}");
-        assert_eq!(prices, (0..22).map(|n| ask_price(100, n)).collect::<Vec<_>>());
-        assert_eq!(ask_price(1, 0), 1);
+        assert_eq!(prices, (0..22).map(|n| around(612, n)).collect::<Vec<_>>());
+        assert_eq!(around(1, 0), 1);
+        assert_eq!(around(u64::MAX, 3), u64::MAX, "no overflow: at most u64::MAX");
+        // a fresh market: the seller's first ask (its step 0) meets the buyer's first limit (step 1)
+        assert!(around(612, 0) < around(612, 1));
     }
 
     #[test]
