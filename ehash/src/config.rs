@@ -59,7 +59,8 @@ pub struct UpConfig {
     /// for buyers in the browser.
     pub simulate_buyer: bool,
     /// Seconds between the simulated traders' rounds: the seller offers every whole lot it has
-    /// not offered yet, the buyer bids for one lot of the best ask.
+    /// not offered yet, the buyer bids for one lot; both at prices within 5 % of what a lot is
+    /// worth (the market's value).
     pub trade_secs: u64,
     /// Sats the simulated buyer deposits at the sat mint (again whenever it holds less than half),
     /// or twice a lot's price when that is more.
