@@ -42,11 +42,15 @@ pub struct UpConfig {
     pub status_secs: u64,
     /// Seconds between mints of credited ehash by the simulated miner.
     pub mint_secs: u64,
-    /// Devnet network difficulty exponent: a share meeting DIFF1/2^N is a block (-4: about a
-    /// block a minute for the simulated miner).
+    /// Devnet network difficulty exponent: a share meeting DIFF1/2^N is a block (-5: 2^27
+    /// hashes, about a block a minute for the simulated miner, 2048 ehash).
     pub network_difficulty_exp: i32,
+    /// The devnet block's reward, sats (replaces `[mint_bridge.devnet].block_reward_sat`): small,
+    /// so the sat values of lots read easily (10 000: a lot of 128 is worth about 610 sats at
+    /// the default block rate). On a node's chain the node's reward counts.
+    pub block_reward_sat: u64,
     /// The local exchange's lot (ehash per lot); small, so the simulated miner earns a lot in
-    /// well under a minute. Keep it for the life of the data directory (the journal replays with
+    /// seconds. Keep it for the life of the data directory (the journal replays with
     /// it).
     pub lot: u64,
     /// Run the simulated seller (the miner's wallet) and buyer that trade on the exchange.
@@ -55,11 +59,11 @@ pub struct UpConfig {
     /// for buyers in the browser.
     pub simulate_buyer: bool,
     /// Seconds between the simulated traders' rounds: the seller offers every whole lot it has
-    /// not offered yet, the buyer bids for one lot of the best ask.
+    /// not offered yet, the buyer bids for one lot; both at prices within 5 % of what a lot is
+    /// worth (the market's value).
     pub trade_secs: u64,
-    /// Sats per lot around which the simulated seller asks (±5 %).
-    pub base_price: u64,
-    /// Sats the simulated buyer deposits at the sat mint (again whenever it holds less than half).
+    /// Sats the simulated buyer deposits at the sat mint (again whenever it holds less than half),
+    /// or twice a lot's price when that is more.
     pub buyer_sats: u64,
     /// The chain the pool mines: `devnet`, `regtest` or `signet` (`--chain`).
     pub chain: String,
@@ -71,12 +75,12 @@ impl Default for UpConfig {
             data_dir: PathBuf::from(".ehash/up"),
             status_secs: 2,
             mint_secs: 5,
-            network_difficulty_exp: -4,
+            network_difficulty_exp: -5,
+            block_reward_sat: 10_000,
             lot: 128,
             simulate_trading: true,
             simulate_buyer: true,
-            trade_secs: 20,
-            base_price: 100,
+            trade_secs: 10,
             buyer_sats: 100_000,
             chain: "devnet".into(),
         }

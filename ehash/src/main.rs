@@ -19,9 +19,11 @@ struct Cli {
     /// Configuration file (TOML); defaults to ./ehash.toml if it exists. See ehash.example.toml.
     #[arg(long, global = true, env = "EHASH_CONFIG")]
     config: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `ehash_mint_bridge=debug,warn`.
-    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
-    log: String,
+    /// Log filter (on standard error), e.g. `info` (every library's info lines too) or
+    /// `ehash_mint_bridge=debug,warn`. Default: warnings and ehash's own info lines; under `up`,
+    /// warnings and its own lines (it prints a status line and every trade).
+    #[arg(long, global = true, env = "RUST_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -424,13 +426,23 @@ pub struct RelayArgs {
     pub contact: Option<String>,
 }
 
+/// The log filter without `--log` or `RUST_LOG`: warnings, and the info lines of ehash's own
+/// crates (`ehash` is a prefix of `ehash_mint_bridge` and the others). Slow-query warnings of
+/// cdk's SQL stores and of sqlx (whose slow statement is printed whole: a migration's script on
+/// a busy machine) need no action and are left out.
+const DEFAULT_LOG: &str = "warn,ehash=info,cdk_sql_common=error,sqlx=error";
+/// The same for `ehash up`, which prints its own status and event lines: of the services it runs,
+/// only warnings.
+const UP_LOG: &str = "warn,ehash::commands=info,cdk_sql_common=error,sqlx=error";
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let default_log = if matches!(cli.command, Command::Up(_)) { UP_LOG } else { DEFAULT_LOG };
+    let log = cli.log.as_deref().unwrap_or(default_log);
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
+        .map_err(|e| anyhow::anyhow!("--log (or RUST_LOG) {log:?} is not a log filter ({e}); try `info`, `warn` or `ehash_mint_bridge=debug,warn`"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let file = config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Up(args) => commands::up::run(file, args).await,

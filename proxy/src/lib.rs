@@ -20,6 +20,7 @@ pub mod config;
 pub mod earn;
 pub mod upstream;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -65,7 +66,9 @@ pub struct Status {
     pub upstream_connected: bool,
     /// Miners connected now.
     pub miners: u64,
-    /// Estimated hashrate of the miners (hashes per second), from accepted shares.
+    /// Estimated hashrate of the miners (hashes per second), from the shares accepted in about
+    /// the last five minutes (since the look before, if that was longer ago); 0 when no miner is
+    /// connected.
     pub hashrate: f64,
     /// Shares the miners submitted that were valid.
     pub shares_accepted: u64,
@@ -81,18 +84,42 @@ pub struct Status {
     pub uptime_secs: u64,
 }
 
+/// How far back the hashrate looks.
+const HASHRATE_WINDOW: Duration = Duration::from_secs(300);
+
 struct Inner {
     server: Server,
     upstream: Upstream,
     earner: Arc<Earner>,
     forwarding: Arc<Forwarding>,
     started: Instant,
+    /// The expected hashes of the accepted shares at each look at the status (at most one a
+    /// second), oldest first, back to the newest one at least [`HASHRATE_WINDOW`] old.
+    hash_samples: std::sync::Mutex<VecDeque<(Instant, u64)>>,
 }
 
 impl Inner {
+    /// Hashes per second since the oldest sample, after recording `hashes` now.
+    fn hashrate(&self, hashes: u64) -> f64 {
+        let now = Instant::now();
+        let mut samples = match self.hash_samples.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if samples.back().is_none_or(|(t, _)| now.duration_since(*t) >= Duration::from_secs(1)) {
+            samples.push_back((now, hashes));
+        }
+        while samples.get(1).is_some_and(|(t, _)| now.duration_since(*t) >= HASHRATE_WINDOW) {
+            samples.pop_front();
+        }
+        let (since, before) = samples.front().copied().unwrap_or((self.started, 0));
+        hashes.saturating_sub(before) as f64 / now.duration_since(since).as_secs_f64().max(1.0)
+    }
+
     async fn status(&self) -> Status {
         let st: StatsSnapshot = self.server.stats();
         let uptime = self.started.elapsed().as_secs_f64().max(1.0);
+        let hashrate = self.hashrate(st.hashes);
         let (upstream_connected, upstream_difficulty) = {
             let s = self.upstream.state();
             let s = s.borrow();
@@ -102,7 +129,7 @@ impl Inner {
         Status {
             upstream_connected,
             miners: st.connections,
-            hashrate: st.hashes as f64 / uptime,
+            hashrate: if st.connections == 0 { 0.0 } else { hashrate },
             shares_accepted: st.accepted,
             shares_forwarded: self.forwarding.forwarded.load(Ordering::Relaxed),
             upstream_difficulty,
@@ -187,7 +214,9 @@ impl Proxy {
         }
         earner.clone().spawn(upstream.clone(), Duration::from_secs(config.mint_secs.max(1)), cancel.clone());
 
-        let inner = Arc::new(Inner { server, upstream, earner, forwarding, started: Instant::now() });
+        let started = Instant::now();
+        let hash_samples = std::sync::Mutex::new(VecDeque::from([(started, 0)]));
+        let inner = Arc::new(Inner { server, upstream, earner, forwarding, started, hash_samples });
         let listener = tokio::net::TcpListener::bind(config.status_listen)
             .await
             .map_err(|e| Error::Start(format!("status listen {}: {e}", config.status_listen)))?;

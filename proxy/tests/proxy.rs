@@ -148,6 +148,12 @@ async fn miners_earn_through_the_proxy_into_their_own_wallet() {
     let v: Value = serde_json::from_str(body.as_str().unwrap()).unwrap();
     assert_eq!(v["shares_forwarded"], 6);
     assert!(v["hashrate"].as_f64().unwrap() > 0.0);
+    // with no miner connected there is no hashrate
+    drop((a, b));
+    wait_until("the miners gone", Duration::from_secs(10), || async { proxy.status().await.miners == 0 }).await;
+    let body = bitreq::get(format!("http://{}/status", proxy.status_addr())).send_async().await.unwrap();
+    let v: Value = serde_json::from_str(body.as_str().unwrap()).unwrap();
+    assert_eq!((v["miners"].as_u64(), v["hashrate"].as_f64()), (Some(0), Some(0.0)), "{v}");
     proxy.shutdown();
     bridge.shutdown().await;
 }

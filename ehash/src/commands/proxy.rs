@@ -61,7 +61,11 @@ pub async fn status(file: FileConfig, a: ProxyStatusArgs) -> Result<()> {
     let e = &v["earnings"];
     println!("upstream   {}", if v["upstream_connected"] == true { "connected" } else { "DISCONNECTED" });
     println!("miners     {}", v["miners"]);
-    println!("hashrate   {:.3} MH/s", v["hashrate"].as_f64().unwrap_or(0.0) / 1e6);
+    if v["miners"].as_u64().unwrap_or(0) == 0 {
+        println!("hashrate   none (no miner connected)");
+    } else {
+        println!("hashrate   {:.3} MH/s (about the last 5 minutes)", v["hashrate"].as_f64().unwrap_or(0.0) / 1e6);
+    }
     println!("shares     {} accepted, {} credited by the pool", v["shares_accepted"], v["shares_forwarded"]);
     println!("pool diff  {}", v["upstream_difficulty"]);
     for r in v["shares_rejected"].as_array().into_iter().flatten() {

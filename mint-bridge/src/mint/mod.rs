@@ -8,6 +8,7 @@
 //! the active epoch's processor accepts new quotes. The HTTP API forwards each request to the
 //! current mint's cdk-axum router.
 
+pub mod lightning;
 pub mod processor;
 pub mod redeem;
 
@@ -23,6 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::error::Result;
 use crate::ledger::EpochRecord;
+use lightning::SharedLightning;
 use processor::{EHASH_METHOD, EhashProcessor};
 use redeem::{MintCell, REDEEM_METHOD, RedeemProcessor, SatRedeemProcessor};
 
@@ -79,8 +81,8 @@ pub struct MintHandle {
     /// Redemptions being credited (shared by every mint instance).
     in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// The Lightning backend paying withdrawals of sats, if configured (shared by every mint
-    /// instance; it takes no deposits).
-    lightning: Option<ehash_lightning::Processor>,
+    /// instance, each with its own event stream; it takes no deposits).
+    lightning: Option<Arc<SharedLightning>>,
     /// Counts rebuilds: WebSocket clients of a previous instance are told to reconnect.
     generation: tokio::sync::watch::Sender<u64>,
 }
@@ -102,6 +104,10 @@ impl MintHandle {
         lightning: Option<ehash_lightning::Processor>,
     ) -> Result<Self> {
         let in_flight = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let lightning = lightning.map(SharedLightning::new);
+        if let Some(ln) = &lightning {
+            ln.start().await.map_err(|e| crate::error::Error::Config(format!("starting the Lightning backend: {e} (check mint_bridge.lightning)")))?;
+        }
         let current = build(&store, &seed, &identity, epochs, &ledger, &in_flight, lightning.as_ref()).await?;
         Ok(Self {
             store,
@@ -166,10 +172,15 @@ impl MintHandle {
         Ok(())
     }
 
-    /// Stop the current mint's background tasks.
+    /// Stop the current mint's background tasks, and the Lightning backend.
     pub async fn stop(&self) {
         if let Err(e) = self.mint().stop().await {
             tracing::warn!(error = %e, "stopping the mint");
+        }
+        if let Some(ln) = &self.lightning
+            && let Err(e) = ln.stop().await
+        {
+            tracing::warn!(error = %e, "stopping the pool mint's Lightning backend");
         }
     }
 }
@@ -206,7 +217,7 @@ async fn build(
     epochs: &[EpochRecord],
     ledger: &Ledger,
     in_flight: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    lightning: Option<&ehash_lightning::Processor>,
+    lightning: Option<&Arc<SharedLightning>>,
 ) -> Result<Current> {
     let cell: MintCell = Arc::new(std::sync::OnceLock::new());
     let db: Arc<dyn MintDatabase<cdk_database::Error> + Send + Sync> = store.clone();
@@ -250,7 +261,7 @@ async fn build(
         .await?;
     // withdrawals of those sats over Lightning
     if let Some(ln) = lightning {
-        builder.add_payment_processor(CurrencyUnit::Sat, PaymentMethod::BOLT11, MintMeltLimits::new(1, MAX_MINT_AMOUNT), ln.clone()).await?;
+        builder.add_payment_processor(CurrencyUnit::Sat, PaymentMethod::BOLT11, MintMeltLimits::new(1, MAX_MINT_AMOUNT), ln.instance()).await?;
     }
     let mut info = builder.current_mint_info();
     // Served: NUT-04 `ehash` in the epoch units and `ehash-redeem` in sat; NUT-05
