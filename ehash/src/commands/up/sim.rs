@@ -93,6 +93,11 @@ fn around(value: u64, n: u64) -> u64 {
     u64::try_from(p.clamp(1, i128::from(u64::MAX))).unwrap_or(u64::MAX)
 }
 
+/// Whether `price` is more than 10 % away from `value` (a simulated ask there is priced again).
+fn far_from(price: u64, value: u64) -> bool {
+    u128::from(price.abs_diff(value)) * 10 > u128::from(value)
+}
+
 /// Run the simulated traders until `cancel`.
 pub(super) async fn simulate(setup: SimSetup, stats: Arc<SimStats>, out: Out, cancel: CancellationToken) {
     let seller = Trader::open(&setup.root.join("wallet"), &setup).await;
@@ -269,7 +274,21 @@ impl Sim {
         let lot = self.setup.exchange.lot;
         let (wallet, agent) = (&self.seller.wallet, &self.seller.agent);
         let mint = wallet.mint_url();
-        let mut n = agent.offers().await?.len() as u64;
+        let offers = agent.offers().await?;
+        let mut n = offers.len() as u64;
+        // an ask priced far from what a lot is worth now (its epoch's block matured, or the
+        // estimate moved) is withdrawn; what it held is offered again near the value below
+        for o in offers.iter().filter(|o| o.open && o.offer.side == Side::Sell) {
+            let Some(value) = markets.iter().find(|m| m.unit == o.offer.unit).and_then(|m| m.value).filter(|v| *v > 0) else { continue };
+            let price = o.offer.price.sats_per_lot;
+            if !far_from(price, value) {
+                continue;
+            }
+            match agent.cancel_offer(&o.offer.d).await {
+                Ok(_) => self.out.event(&format!("simulated seller withdraws its ask at {price} sat per lot of {}: a lot is worth {value} sat now", o.offer.unit)),
+                Err(e) => tracing::debug!(unit = %o.offer.unit, error = %e, "the simulated seller could not withdraw an ask"),
+            }
+        }
         for m in markets {
             let Some(value) = m.value.filter(|v| *v > 0) else { continue };
             let free = wallet.balance_at(&mint, &m.unit).await?.saturating_sub(wallet.reserved_at(&mint, &m.unit).await?.0);
@@ -398,6 +417,12 @@ mod tests {
         assert_eq!(around(u64::MAX, 3), u64::MAX, "no overflow: at most u64::MAX");
         // a fresh market: the seller's first ask (its step 0) meets the buyer's first limit (step 1)
         assert!(around(612, 0) < around(612, 1));
+    }
+
+    #[test]
+    fn an_ask_more_than_ten_percent_from_the_value_is_priced_again() {
+        assert!(!far_from(612, 612) && !far_from(643, 612) && !far_from(582, 612) && !far_from(673, 612));
+        assert!(far_from(674, 612) && far_from(550, 612) && far_from(618, 257) && far_from(1, u64::MAX));
     }
 
     #[test]
