@@ -370,50 +370,88 @@ export async function execute(op: Op): Promise<StoredProof[]> {
 
 /**
  * Send (or send again) a melt; returns the change proofs of its NUT-08 blank outputs. The quote's
- * state after an error tells what happened: PAID (the change is fetched with NUT-09 restore),
- * PENDING (asked again later), UNPAID with the inputs unspent (a 4xx answer is a refusal).
+ * state and the inputs' states after an error tell what happened: a PAID quote with our inputs
+ * spent (the change comes from the quote, else by NUT-09 restore), a PAID quote with our inputs
+ * unspent (other inputs paid it: refused, ours come back), PENDING (asked again later), UNPAID
+ * with the inputs unspent (a 4xx answer is a refusal), UNPAID with inputs spent elsewhere
+ * (refused; those leave the wallet).
  */
 async function executeMelt(op: Op): Promise<StoredProof[]> {
   const mint = mintOf(op.mint);
   const method = op.method ?? 'bolt11';
   const outputs = op.outputs.map(loadOutput);
   const messages = outputs.map((o) => o.blindedMessage);
-  let change: Signature[] | undefined;
+  const inputStates = async (why: string) => {
+    try {
+      return (await checkStates(op.mint, op.inputs)).map((x) => x.state);
+    } catch (c) {
+      throw new Unreachable(`${why}; and the mint could not be asked about the inputs: ${(c as Error).message}`);
+    }
+  };
+  // the mint's change, as [output index, signature]
+  let change: [number, Signature][];
+  let why: string;
+  let answered = false;
   try {
     const r = (await mint.melt(method, { quote: op.quote ?? '', inputs: op.inputs.map(toCashu), outputs: messages })) as { state?: string; change?: Signature[] };
-    if (r.state === 'PAID') change = r.change ?? [];
-    else if (r.state === 'UNPAID') throw new Refused(`${op.mint}: the payment failed`);
-    else throw new Unreachable(`${op.mint}: the payment is ${r.state ?? 'in an unknown state'}; the wallet will ask again`);
+    if (r.state === 'PAID') return changeProofs(op, outputs, (r.change ?? []).map((s, i) => [i, s]));
+    if (r.state !== 'UNPAID') throw new Unreachable(`${op.mint}: the payment is ${r.state ?? 'in an unknown state'}; the wallet will ask again`);
+    why = `${op.mint}: the payment failed`;
+    answered = true;
   } catch (e) {
-    if (e instanceof Refused || e instanceof Unreachable) throw e;
-    const why = `${op.mint}: ${(e as Error).message}`;
-    let q;
-    try {
-      q = (await mint.checkMeltQuote(method, op.quote ?? '')) as { state?: string };
-    } catch (c) {
-      throw new Unreachable(`${why}; and the mint could not be asked about the payment: ${(c as Error).message}`);
-    }
-    if (q.state === 'PENDING') throw new Unreachable(`${why}; the payment is pending at the mint`);
-    if (q.state !== 'PAID') {
-      const states = (await checkStates(op.mint, op.inputs).catch(() => [])).map((x) => x.state);
-      const answered = e instanceof HttpResponseError && e.status >= 400 && e.status < 500 && ![408, 425, 429].includes(e.status);
-      if (states.length && states.every((x) => x === 'UNSPENT')) throw answered ? new Refused(why) : new Unreachable(why);
-      throw new Unreachable(`${why}; its inputs are ${[...new Set(states)].join(', ') || 'unknown'}`);
-    }
-    // paid: the change comes back by restore (only blanks the mint signed have a signature)
-    try {
-      const r = await mint.restore({ outputs: messages });
-      const byB = new Map(r.outputs.map((o, i) => [o.B_, r.signatures[i]]));
-      change = messages.map((m) => byB.get(m.B_)).filter((s) => s !== undefined);
-    } catch {
-      change = [];
-    }
+    if (e instanceof Unreachable) throw e;
+    why = `${op.mint}: ${(e as Error).message}`;
+    answered = e instanceof HttpResponseError && e.status >= 400 && e.status < 500 && ![408, 425, 429].includes(e.status);
   }
-  const keys = await keysOf(op.mint, op.keysetId);
-  return change.slice(0, outputs.length).map((sig, i) => {
-    outputs[i].blindedMessage.amount = Amount.from(sig.amount);
-    return fromCashu(outputs[i].toProof(sig, { id: op.keysetId, keys: keys as never }), op.mint, op.unit);
-  });
+  let q;
+  try {
+    q = (await mint.checkMeltQuote(method, op.quote ?? '')) as { state?: string; change?: Signature[] };
+  } catch (c) {
+    throw new Unreachable(`${why}; and the mint could not be asked about the payment: ${(c as Error).message}`);
+  }
+  if (q.state === 'PENDING') throw new Unreachable(`${why}; the payment is pending at the mint`);
+  const states = await inputStates(why);
+  if (states.some((x) => x === 'PENDING')) throw new Unreachable(`${why}; an input is pending at the mint`);
+  const spent = op.inputs.filter((_, i) => states[i] === 'SPENT').map((p) => p.secret);
+  if (q.state !== 'PAID') {
+    if (!spent.length) throw answered ? new Refused(why) : new Unreachable(why);
+    throw new Refused(`${why}; ${spent.length} of its inputs were spent elsewhere`, true, spent);
+  }
+  // paid, but not with these inputs (a second attempt on a quote another payment settled)
+  if (!spent.length) throw new Refused(`${op.mint}: the quote was paid already, with other funds; these were not spent`);
+  if (spent.length < op.inputs.length) throw new Unreachable(`${why}; the quote is paid but only some inputs are spent`);
+  // paid with these inputs: the change is in the quote (NUT-05), else restored (NUT-09)
+  if (q.change?.length) {
+    change = q.change.map((s, i) => [i, s]);
+  } else if (!messages.length) {
+    change = [];
+  } else {
+    let r;
+    try {
+      r = await mint.restore({ outputs: messages });
+    } catch (c) {
+      throw new Unreachable(`${why}; the payment is made, and its change could not be fetched yet: ${(c as Error).message}`);
+    }
+    const byB = new Map(r.outputs.map((o, i) => [o.B_, r.signatures[i]]));
+    change = messages.flatMap((m, i): [number, Signature][] => {
+      const s = byB.get(m.B_);
+      return s ? [[i, s]] : [];
+    });
+  }
+  return changeProofs(op, outputs, change);
+}
+
+/** The proofs of a melt's change: each signature with the blank output it signed, under the keyset that signed it. */
+async function changeProofs(op: Op, outputs: OutputData[], change: [number, Signature][]): Promise<StoredProof[]> {
+  const proofs: StoredProof[] = [];
+  for (const [i, sig] of change) {
+    const o = outputs[i];
+    if (!o) throw new Unreachable(`${op.mint} returned change for ${change.length} outputs, ${outputs.length} were sent`);
+    const keys = await keysOf(op.mint, sig.id);
+    o.blindedMessage.amount = Amount.from(sig.amount);
+    proofs.push(fromCashu(o.toProof(sig, { id: sig.id, keys: keys as never }), op.mint, op.unit));
+  }
+  return proofs;
 }
 
 /** NUT-08 blank outputs for the change of a melt whose fee reserve is `reserve`. */

@@ -46,9 +46,9 @@ export function depthChart(book: Book): SVGElement {
   path(b, 'bid');
   path(a, 'ask');
   root.append(svg('line', { x1: PAD, y1: H - PAD, x2: W - PAD, y2: H - PAD, class: 'axis' }));
-  root.append(svg('text', { x: PAD, y: H - 12, class: 'label' }, `${fmt(lo)}`));
-  root.append(svg('text', { x: W - PAD, y: H - 12, 'text-anchor': 'end', class: 'label' }, `${fmt(hi)} sat/lot`));
-  root.append(svg('text', { x: PAD, y: PAD - 10, class: 'label' }, `${fmt(maxD)} ehash`));
+  root.append(svg('text', { x: PAD, y: H - 10, class: 'label' }, `${fmt(lo)}`));
+  root.append(svg('text', { x: W - PAD, y: H - 10, 'text-anchor': 'end', class: 'label' }, `${fmt(hi)} sat/lot`));
+  root.append(svg('text', { x: PAD, y: PAD - 12, class: 'label' }, `${fmt(maxD)} ehash`));
   return root;
 }
 
@@ -79,7 +79,18 @@ export function candleChart(candles: Candle[]): SVGElement {
     const vh = (c.volume / maxV) * 26;
     root.append(svg('rect', { x: cx - step * 0.35, y: H - PAD - vh + 4, width: step * 0.7, height: vh, class: 'vol' }));
   });
-  root.append(svg('text', { x: PAD, y: PAD - 10, class: 'label' }, `${fmt(hi)} sat/lot`));
-  root.append(svg('text', { x: PAD, y: H - 12, class: 'label' }, `${fmt(lo)}`));
+  root.append(svg('text', { x: 4, y: PAD - 12, class: 'label' }, `${fmt(hi)} sat/lot`));
+  root.append(svg('text', { x: 4, y: y(lo) + 18, class: 'label' }, `${fmt(lo)}`));
+  // the time axis: the first, middle and last candle
+  const at = (c: Candle) => {
+    const d = new Date(c.t * 1000);
+    const sameDay = new Date(cs[0].t * 1000).toDateString() === new Date(cs[cs.length - 1].t * 1000).toDateString();
+    return sameDay ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : d.toLocaleDateString([], { month: 'short', day: 'numeric' });
+  };
+  const marks = [...new Set([0, Math.floor((cs.length - 1) / 2), cs.length - 1])];
+  for (const i of marks) {
+    const anchor = i === 0 ? 'start' : i === cs.length - 1 ? 'end' : 'middle';
+    root.append(svg('text', { x: PAD + i * step + step / 2, y: H - 6, 'text-anchor': anchor, class: 'label time' }, at(cs[i])));
+  }
   return root;
 }

@@ -9,6 +9,7 @@ import * as store from './db';
 import * as nostr from './nostr';
 import * as trust from './trust';
 import * as value from './value';
+import qrcode from 'qrcode-generator';
 import { errText, fmt, fmtRelative, fmtTime, h, now, short } from './util';
 import * as wallet from './wallet';
 
@@ -50,6 +51,9 @@ function notice(text: string, kind: 'ok' | 'error' = 'ok', link?: { href: string
   setTimeout(() => n.remove(), kind === 'ok' ? 6000 : 15000);
 }
 
+// an error shown next to a form goes once the user changes what caused it
+document.addEventListener('input', (e) => (e.target as HTMLElement | null)?.closest('form, .card, li')?.querySelector(':scope > .form-error')?.remove());
+
 /** Run an action from a button: disables it, shows the error in plain words. */
 async function act(btn: HTMLButtonElement | null, f: () => Promise<void>): Promise<void> {
   if (btn) btn.disabled = true;
@@ -66,8 +70,23 @@ async function act(btn: HTMLButtonElement | null, f: () => Promise<void>): Promi
   }
 }
 
-/** A read-only text (an invoice, a token) with a button that copies it. */
-function copyable(text: string, testid: string, rows = 3): HTMLElement {
+/** A QR code of `text` (an invoice in upper case, which QR holds more compactly), or null when it is too long for one. */
+function qrOf(text: string): HTMLElement | null {
+  try {
+    const invoice = /^ln[a-z0-9]+$/i.test(text);
+    const qr = qrcode(0, 'L');
+    qr.addData(invoice ? text.toUpperCase() : text, invoice ? 'Alphanumeric' : 'Byte');
+    qr.make();
+    const box = h('div', { class: 'qr', role: 'img', 'aria-label': invoice ? 'QR code of the invoice' : 'QR code' });
+    box.innerHTML = qr.createSvgTag({ cellSize: 4, margin: 2, scalable: true });
+    return box;
+  } catch {
+    return null;
+  }
+}
+
+/** A read-only text (an invoice, a token) with a button that copies it, and its QR code when it fits one. */
+function copyable(text: string, testid: string, rows = 3, qr = false): HTMLElement {
   const area = h('textarea', { readonly: true, rows, 'data-testid': testid }, text) as HTMLTextAreaElement;
   const btn = h('button', { type: 'button', class: 'small', 'data-testid': `${testid}-copy` }, 'Copy') as HTMLButtonElement;
   btn.onclick = () =>
@@ -75,7 +94,7 @@ function copyable(text: string, testid: string, rows = 3): HTMLElement {
       () => (btn.textContent = 'Copied ✓'),
       () => (area.select(), (btn.textContent = 'Selected: press Ctrl+C')),
     );
-  return h('div', { class: 'copyable' }, area, btn);
+  return h('div', {}, h('div', { class: 'copyable' }, area, btn), qr ? qrOf(text) : null);
 }
 
 function field(label: string, input: HTMLElement, hint?: string): HTMLElement {
@@ -274,17 +293,17 @@ async function marketsView(root: HTMLElement) {
         h('td', { class: 'num' }, fmt(m.bid)),
         h('td', { class: 'num' }, fmt(m.ask)),
         h('td', { class: 'num' }, fmt(m.last)),
-        h('td', { class: 'num' }, fmt(m.volume_24h)),
-        h('td', { class: 'num' }, fmt(m.issued)),
+        h('td', { class: 'num wide' }, fmt(m.volume_24h)),
+        h('td', { class: 'num wide' }, fmt(m.issued)),
         h('td', { 'data-testid': `value-${m.epoch}`, title: value.lotValue(m)?.text ?? '' }, valueCell(m)),
-        h('td', { 'data-testid': `payout-${m.epoch}` }, payoutText(m)),
+        h('td', { class: 'wide', 'data-testid': `payout-${m.epoch}` }, payoutText(m)),
       ),
     );
     root.replaceChildren(
       h('h1', {}, 'Markets'),
       h('p', { class: 'muted' }, `Each pool epoch's ehash is its own market, priced in sats per lot of ${app.info.lot} ehash. Settlement is a cross-mint HTLC swap: the exchange never holds your money.`),
       app.markets.length
-        ? h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ...['market', 'state', 'bid', 'ask', 'last', '24 h volume', 'issued', 'value per lot', 'payout'].map((c) => h('th', {}, c)))), h('tbody', {}, ...rows)))
+        ? h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ...['market', 'state', 'bid', 'ask', 'last', '24 h volume', 'issued', 'value per lot', 'payout'].map((c) => h('th', { class: ['24 h volume', 'issued', 'payout'].includes(c) ? 'wide' : undefined }, c)))), h('tbody', {}, ...rows)))
         : h('p', {}, 'No epoch has been announced yet.'),
     );
   };
@@ -330,8 +349,12 @@ async function marketView(root: HTMLElement, id: string) {
     h('p', {}, h('a', { href: '#/' }, '← markets')),
     h('h1', {}, `Epoch ${m.epoch} `, h('small', { class: 'muted' }, m.unit)),
     sections.summary,
-    h('div', { class: 'grid' }, h('div', {}, h('h2', {}, 'Depth'), sections.depth, h('h2', {}, 'Price'), sections.candles), h('div', {}, sections.order, sections.mine)),
-    h('div', { class: 'grid' }, h('div', {}, h('h2', {}, 'Order book'), sections.book), h('div', {}, h('h2', {}, 'Recent trades'), sections.trades)),
+    h(
+      'div',
+      { class: 'market-grid' },
+      h('div', { class: 'grid' }, h('div', { class: 'charts' }, h('h2', {}, 'Depth'), sections.depth, h('h2', {}, 'Price'), sections.candles), h('div', { class: 'orders' }, sections.order, sections.mine)),
+      h('div', { class: 'grid' }, h('div', { class: 'book' }, h('h2', {}, 'Order book'), sections.book), h('div', { class: 'recent' }, h('h2', {}, 'Recent trades'), sections.trades)),
+    ),
   );
   const orderForm = async (prefill?: { side: 'buy' | 'sell'; price: number; amount: number; satMints: string[] }) => {
     const side = h('select', { 'aria-label': 'side', 'data-testid': 'order-side' }, h('option', { value: 'buy' }, 'buy ehash'), h('option', { value: 'sell' }, 'sell ehash')) as HTMLSelectElement;
@@ -456,7 +479,8 @@ async function marketView(root: HTMLElement, id: string) {
   };
   const drawMine = async () => {
     const offers = (await openOffers()).filter((o) => o.market === id);
-    sections.mine.replaceChildren(h('h2', {}, 'Your open offers'), offers.length ? await offerList(offers) : h('p', { class: 'muted' }, 'none'));
+    const list = offers.length ? await offerList(offers) : h('p', { class: 'muted' }, 'none');
+    keepingTyped(sections.mine, () => sections.mine.replaceChildren(h('h2', {}, 'Your open offers'), list));
   };
   await drawOrder();
   await draw();
@@ -491,11 +515,24 @@ async function openOffers(): Promise<OfferRecord[]> {
   return out;
 }
 
+/** Redraw `root` keeping a new price the user is typing into an offer's field (market activity redraws often). */
+function keepingTyped(root: HTMLElement, redraw: () => void): void {
+  const inputs = () => [...root.querySelectorAll<HTMLInputElement>('input[data-offer]')];
+  const typed = new Map(inputs().filter((i) => i.value !== i.defaultValue).map((i) => [i.dataset.offer, i.value]));
+  const focused = inputs().find((i) => i === document.activeElement)?.dataset.offer;
+  redraw();
+  for (const i of inputs()) {
+    const v = typed.get(i.dataset.offer);
+    if (v !== undefined) i.value = v;
+    if (i.dataset.offer === focused) i.focus();
+  }
+}
+
 async function offerList(offers: OfferRecord[]): Promise<HTMLElement> {
   const items = await Promise.all(
     offers.map(async (o) => {
       const left = await app.agent.remaining(o);
-      const price = h('input', { inputmode: 'numeric', value: String(o.price), 'aria-label': 'new price', class: 'narrow' }) as HTMLInputElement;
+      const price = h('input', { inputmode: 'numeric', value: String(o.price), 'aria-label': 'new price', class: 'narrow', 'data-offer': o.d }) as HTMLInputElement;
       const edit = h('button', { class: 'small', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => (await app.agent.revise(o.d, { price: intOf(price, 'price') }), notice('new version published (it queues again)'))) }, 'Update price') as HTMLButtonElement;
       const cancel = h('button', { class: 'small danger', 'data-testid': 'cancel-offer', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => (await app.agent.revise(o.d, { cancel: true }), notice('offer cancelled'))) }, 'Cancel') as HTMLButtonElement;
       return h('li', {}, h('strong', {}, `${o.side} ${fmt(left)} of ${fmt(o.amount)} ehash`), ` at ${o.price} sat/lot, expires ${fmtRelative(o.expiration)} `, h('span', { class: 'row' }, price, edit, cancel));
@@ -540,7 +577,8 @@ async function tradesView(root: HTMLElement) {
     const offers = await openOffers();
     const withdrawn = (await app.agent.offers()).filter((o) => o.withdrawn && o.expiration > now());
     const undelivered = await app.agent.undelivered();
-    root.replaceChildren(
+    const offerItems = offers.length ? await offerList(offers) : h('p', { class: 'muted' }, 'none');
+    keepingTyped(root, () => root.replaceChildren(
       h('h1', {}, 'Your trades'),
       h('p', { class: 'muted' }, 'Your trades settle in this page: keep it open until they finish. If it closes, each trade resumes where it stopped when you open it again, and a lock the other side never claimed comes back to you after its locktime.'),
       undelivered.length ? h('p', { class: 'warn' }, `${undelivered.length} event(s) not yet accepted by a relay; retrying (${undelivered[0].lastError ?? 'sending'})`) : '',
@@ -567,11 +605,11 @@ async function tradesView(root: HTMLElement) {
           )
         : h('p', { class: 'muted' }, 'No trades yet. Take an offer in a market.'),
       h('h2', {}, 'Open offers'),
-      offers.length ? await offerList(offers) : h('p', { class: 'muted' }, 'none'),
+      offerItems,
       withdrawn.length
         ? h('section', {}, h('h2', {}, 'Offers withdrawn by this page'), h('ul', { class: 'offers', 'data-testid': 'withdrawn' }, ...withdrawn.map((o) => h('li', {}, h('strong', {}, `${o.side} ${fmt(o.amount)} ehash at ${o.price} sat/lot`), `: ${o.withdrawn}`))))
         : '',
-    );
+    ));
   };
   await draw();
   if (root === viewRoot) rerender = () => void draw();
@@ -587,22 +625,38 @@ async function walletView(root: HTMLElement) {
     const bs = await wallet.balances();
     await loadMarkets().catch(() => undefined);
     const marketOf = (b: wallet.Balance) => app.markets.find((m) => m.unit === b.unit && cashu.normalizeUrl(m.mint_url) === b.mint);
-    const redeemBtn = (b: wallet.Balance, m: MarketSummary) =>
-      h(
+    // redeeming asks the pool's mint for its terms first, and melts only once the user agrees
+    const redeemBtn = (b: wallet.Balance, m: MarketSummary) => {
+      const box = h('span', {});
+      const ask = h(
         'button',
         {
           type: 'button',
           class: 'small',
           'data-testid': 'redeem',
-          title: `redeem ${fmt(b.free)} ${b.unit} for ${fmt(value.redeemSats(b.free, m.payout ?? 0, m.issued ?? 1))} sats at the pool's mint`,
+          title: `redeem ${fmt(b.free)} ${b.unit} at the pool's mint`,
           onclick: (e: Event) =>
             void act(e.currentTarget as HTMLButtonElement, async () => {
-              const sats = await wallet.redeem(m, b.free);
-              notice(`redeemed ${fmt(b.free)} ${b.unit} for ${fmt(sats)} sats`);
+              const t = await wallet.redeemTerms(m, b.free);
+              const yes = h('button', { type: 'button', class: 'small primary', 'data-testid': 'redeem-confirm' }, `Redeem for ${fmt(t.sats)} sats`) as HTMLButtonElement;
+              yes.onclick = () =>
+                void act(yes, async () => {
+                  box.replaceChildren(h('span', { class: 'muted' }, 'redeeming…'));
+                  try {
+                    await wallet.redeem(t);
+                    notice(`redeemed ${fmt(t.amount)} ${t.unit} for ${fmt(t.sats)} sats`);
+                  } finally {
+                    redrawSoon();
+                  }
+                });
+              box.replaceChildren(h('span', { 'data-testid': 'redeem-terms' }, `${fmt(t.amount)} ${t.unit} for ${fmt(t.sats)} sats? `), yes, h('button', { type: 'button', class: 'small', onclick: () => box.replaceChildren(ask) }, 'Cancel'));
             }),
         },
         'Redeem',
       );
+      box.replaceChildren(ask);
+      return box;
+    };
     const warnings = bs.flatMap((b) => {
       const m = b.unit !== 'sat' ? marketOf(b) : undefined;
       const w = m && b.amount > 0 ? value.expiryWarning(m) : null;
@@ -686,7 +740,7 @@ async function walletView(root: HTMLElement) {
           if (!depMint.value) throw new Error('no sat mint to deposit at: trust one first (Trusted mints, below)');
           const item = await trusting(() => wallet.deposit(depMint.value, intOf(depAmount, 'amount')));
           depositShown = item.id;
-          invoice.replaceChildren(h('p', {}, 'Pay this Lightning invoice; the sats arrive in the wallet once it is paid:'), copyable(item.request ?? '', 'invoice'));
+          invoice.replaceChildren(h('p', {}, 'Pay this Lightning invoice; the sats arrive in the wallet once it is paid:'), copyable(item.request ?? '', 'invoice', 3, true));
         });
       },
     },
@@ -737,7 +791,7 @@ async function walletView(root: HTMLElement) {
           if (!sendWhich.value) throw new Error('the wallet holds nothing to send');
           const [mint, unit] = sendWhich.value.split(' ');
           const t = await wallet.send(mint, unit, intOf(sendAmount, 'amount'));
-          sendOut.replaceChildren(h('p', {}, 'Give this token to the receiver (it is money: anyone holding it can claim it):'), copyable(t, 'sent-token', 4));
+          sendOut.replaceChildren(h('p', {}, 'Give this token to the receiver (it is money: anyone holding it can claim it):'), copyable(t, 'sent-token', 4, true));
         });
       },
     },
@@ -769,8 +823,11 @@ async function walletView(root: HTMLElement) {
           if (!wdInvoice.value.trim()) throw new Error('paste a Lightning invoice first');
           const q = await wallet.withdrawQuote(wdMint.value, wdInvoice.value);
           const pay = h('button', { type: 'button', class: 'primary', 'data-testid': 'withdraw-pay' }, `Pay ${fmt(q.amount + q.feeReserve)} sats`) as HTMLButtonElement;
+          // one attempt per quote: the button goes once pressed (a lost answer is finished by the wallet, never paid twice)
           pay.onclick = () =>
             void act(pay, async () => {
+              pay.remove();
+              wdOut.append(h('p', { class: 'muted', 'data-testid': 'withdraw-paying' }, 'paying…'));
               const spent = await wallet.withdraw(q);
               wdInvoice.value = '';
               wdOut.replaceChildren(h('p', { class: 'ok', 'data-testid': 'withdraw-done' }, `paid: ${fmt(q.amount)} sats and ${fmt(spent - q.amount)} sat${spent - q.amount === 1 ? '' : 's'} of fee`));
@@ -790,7 +847,55 @@ async function walletView(root: HTMLElement) {
   const restoreBtn = h('button', { type: 'button', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => notice(`restored ${fmt(await wallet.restoreFromRelays())} from the relays' NIP-60 backup`)) }, 'Restore from relays (NIP-60)') as HTMLButtonElement;
   const backupBtn = h('button', { type: 'button', onclick: (e: Event) => void act(e.currentTarget as HTMLButtonElement, async () => (await wallet.backup(), notice(wallet.backupState()))) }, 'Back up now') as HTMLButtonElement;
   const wordsBox = h('div', {});
-  const showWords = h('button', { type: 'button', onclick: async () => wordsBox.replaceChildren(h('p', { class: 'warn' }, 'Anyone with these words can find your offers and trades. Write them down; never share them.'), h('code', { class: 'words' }, await wallet.words())) }, 'Show recovery words');
+  const fromWords = await wallet.identityFromWords();
+  // the words are revealed only after the user says nobody is looking
+  const showWords = h(
+    'button',
+    {
+      type: 'button',
+      'data-testid': 'words-show',
+      onclick: () =>
+        wordsBox.replaceChildren(
+          h('p', { class: 'warn' }, `Anyone who sees your recovery words can take ${fromWords ? 'this wallet: its balance, offers and trades' : 'your offers and trades'}. Show them only where nobody is looking, and keep them offline.`),
+          h(
+            'button',
+            {
+              type: 'button',
+              class: 'danger',
+              'data-testid': 'words-confirm',
+              onclick: async () => wordsBox.replaceChildren(copyable(await wallet.words(), 'words', 2), h('button', { type: 'button', class: 'small', onclick: () => wordsBox.replaceChildren() }, 'Hide')),
+            },
+            'Nobody is looking: show them',
+          ),
+          h('button', { type: 'button', class: 'small', onclick: () => wordsBox.replaceChildren() }, 'Cancel'),
+        ),
+    },
+    'Show recovery words',
+  );
+  const story = fromWords
+    ? 'Your recovery words are the whole backup: in a new browser they restore the balance as last backed up (the NIP-60 backup on the relays, made with the key the words make, follows every change) and your next offers take keys past the ones already used. Offers, trades, payments and redemptions under way are finished only by the browser that started them: keep it until they are done.'
+    : 'Your backup is two secrets: the recovery words make your offer keys; your nsec (Identity page) or extension restores the balance from the NIP-60 backup on the relays. Keep both. Offers, trades, payments and redemptions under way are finished only by the browser that started them: keep it until they are done.';
+  // restore: a fresh browser becomes the wallet of the words (and nsec)
+  const restoreWords = h('textarea', { rows: 2, placeholder: 'twelve recovery words', 'aria-label': 'recovery words', 'data-testid': 'restore-words', autocomplete: 'off', spellcheck: 'false' }) as HTMLTextAreaElement;
+  const restoreNsec = h('input', { placeholder: 'nsec1… (only if your identity is not the words’ own)', 'aria-label': 'nsec for the restore', 'data-testid': 'restore-nsec', autocomplete: 'off' }) as HTMLInputElement;
+  const restoreWalletBtn = h('button', { type: 'submit', class: 'primary', 'data-testid': 'restore-submit' }, 'Restore this wallet') as HTMLButtonElement;
+  const restoreForm = h(
+    'form',
+    {
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        void act(restoreWalletBtn, async () => {
+          await wallet.restoreWallet(restoreWords.value, restoreNsec.value);
+          location.reload();
+        });
+      },
+    },
+    field('recovery words', restoreWords),
+    field('nsec (optional)', restoreNsec, 'leave empty when your identity was made from the words (the default)'),
+    restoreWalletBtn,
+  );
+  const empty = (await wallet.balances()).length === 0;
+  const restoreBox = h('details', { open: empty, 'data-testid': 'restore' }, h('summary', {}, empty ? 'A new browser? Restore your wallet from its recovery words' : 'Restore another wallet (in a fresh browser only)'), restoreForm);
   // trusted mints
   const trusted = h('section', { class: 'card', 'data-testid': 'trusted-mints' });
   const trustIn = h('input', { placeholder: 'https://mint.example', 'aria-label': 'mint URL to trust', 'data-testid': 'trust-url-input' }) as HTMLInputElement;
@@ -848,7 +953,7 @@ async function walletView(root: HTMLElement) {
       ),
     );
   };
-  root.replaceChildren(h('h1', {}, 'Wallet'), bal, h('div', { class: 'grid' }, depForm, recForm, sendForm, wdForm), trusted, h('section', { class: 'card' }, h('h2', {}, 'Backup'), h('div', { class: 'row' }, backupBtn, restoreBtn, showWords), wordsBox), hist);
+  root.replaceChildren(h('h1', {}, 'Wallet'), bal, h('div', { class: 'grid' }, depForm, recForm, sendForm, wdForm), trusted, h('section', { class: 'card' }, h('h2', {}, 'Backup'), h('p', { class: 'muted', 'data-testid': 'backup-story' }, story), h('div', { class: 'row' }, backupBtn, restoreBtn, showWords), wordsBox, restoreBox), hist);
   await drawBal();
   await fillSend();
   await fillWithdraw();
@@ -998,6 +1103,7 @@ async function start() {
   app.info = await app.api.info();
   app.relays = app.cfg.relays.length ? app.cfg.relays : app.info.relays;
   app.satMints = app.cfg.sat_mints.map(cashu.normalizeUrl);
+  await wallet.ensureIdentity();
   app.identity = await nostr.loadIdentity();
   nostr.pool.automaticallyAuth = () => app.identity.sign;
   wallet.configureBackup(app.identity, app.relays);
@@ -1009,6 +1115,10 @@ async function start() {
   await app.agent.start();
   watchMyTrades();
   await wallet.resume();
+  wallet
+    .restorePending()
+    .then((n) => n !== null && notice(`restored ${fmt(n)} from the relays' NIP-60 backup; new offers take keys past the ones the relays show`))
+    .catch((e) => notice(`restoring the balance from the relays failed: ${errText(e)}; press “Restore from relays” to try again`, 'error'));
   document.getElementById('who')!.textContent = short(nostr.npub(app.identity.pubkey).slice(5));
   const status = document.getElementById('live')!;
   app.api.watch((m) => {

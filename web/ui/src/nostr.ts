@@ -85,10 +85,11 @@ export async function loadIdentity(): Promise<Identity> {
 export async function useExtension(): Promise<void> {
   if (!window.nostr) throw new Error('no NIP-07 extension found in this browser (install one such as nos2x or Alby, then reload)');
   await store.kvSet('identity_mode', 'nip07');
+  await store.kvSet('identity_from_words', false);
 }
 
-/** Import an nsec as the identity (replacing the stored key). */
-export async function importNsec(nsec: string): Promise<void> {
+/** The secret key of an nsec, or an error in plain words. */
+export function parseNsec(nsec: string): Uint8Array {
   let d;
   try {
     d = nip19.decode(nsec.trim());
@@ -97,8 +98,15 @@ export async function importNsec(nsec: string): Promise<void> {
     throw new Error('that is not an nsec: a secret key is nsec1 followed by 58 letters and digits; check it was copied whole');
   }
   if (d.type !== 'nsec') throw new Error(`that is an ${d.type}, not an nsec (a secret key starts with nsec1)`);
-  await store.kvSet('identity_sk', bytesToHex(d.data));
+  return d.data;
+}
+
+/** Import an nsec as the identity (replacing the stored key; it is no longer the one the recovery words make). */
+export async function importNsec(nsec: string): Promise<void> {
+  const sk = parseNsec(nsec);
+  await store.kvSet('identity_sk', bytesToHex(sk));
   await store.kvSet('identity_mode', 'local');
+  await store.kvSet('identity_from_words', false);
 }
 
 export function npub(pubkey: string): string {

@@ -2,7 +2,8 @@
 // pasting a token, tokens out, every operation durable (see cashu.ts), the wallet seed that
 // derives offer keys, and the NIP-60 backup of the proofs to the relays.
 import { HDKey } from '@scure/bip32';
-import { generateMnemonic, mnemonicToSeedSync } from '@scure/bip39';
+import { generateMnemonic, mnemonicToSeedSync, validateMnemonic } from '@scure/bip39';
+import { privateKeyFromSeedWords } from 'nostr-tools/nip06';
 import { wordlist } from '@scure/bip39/wordlists/english.js';
 import { hasValidDleq } from '@cashu/cashu-ts';
 import * as cashu from './cashu';
@@ -35,6 +36,78 @@ export async function words(): Promise<string> {
     await store.kvSet('seed_words', w);
   }
   return w;
+}
+
+/**
+ * A browser without an identity gets the one its recovery words make (NIP-06, `m/44'/1237'/0'/0/0`),
+ * so the words alone restore everything: the balance (the NIP-60 backup is that key's) and the
+ * offers and trades (their keys come from the same seed).
+ */
+export async function ensureIdentity(): Promise<void> {
+  if ((await store.kvGet<string>('identity_sk')) || (await store.kvGet<string>('identity_mode'))) return;
+  const sk = bytesToHex(privateKeyFromSeedWords(await words()));
+  await store.write((b) => {
+    b.put('kv', { k: 'identity_sk', v: sk });
+    b.put('kv', { k: 'identity_from_words', v: true });
+  });
+}
+
+/** Whether the identity in use is the one the recovery words make (then the words are the whole backup). */
+export async function identityFromWords(): Promise<boolean> {
+  return (await store.kvGet<boolean>('identity_from_words')) === true;
+}
+
+/**
+ * Make this browser the wallet of `phrase` (and `nsec`, when its identity is not the words' own):
+ * refused if this browser holds anything. The page reloads next and, with the identity in place,
+ * restores the balance from the relays (see `restorePending`).
+ */
+export async function restoreWallet(phrase: string, nsec?: string): Promise<void> {
+  const w = phrase.trim().toLowerCase().split(/\s+/).join(' ');
+  if (!validateMnemonic(w, wordlist)) throw new Error('recovery words: these are not 12 or 24 words of the BIP-39 English list, or one is mistyped');
+  const [proofs, offers, trades] = await Promise.all([store.all('proofs'), store.all('offers'), store.all('trades')]);
+  if (proofs.length || offers.length || trades.length) throw new Error('this browser holds a wallet already, which restoring would replace: restore in a fresh browser profile or a private window');
+  const sk = nsec?.trim() ? nostr.parseNsec(nsec) : privateKeyFromSeedWords(w);
+  await store.write((b) => {
+    b.put('kv', { k: 'seed_words', v: w });
+    b.put('kv', { k: 'identity_sk', v: bytesToHex(sk) });
+    b.put('kv', { k: 'identity_mode', v: 'local' });
+    b.put('kv', { k: 'identity_from_words', v: !nsec?.trim() });
+    b.put('kv', { k: 'offer_index', v: 0 });
+    b.put('kv', { k: 'nip60', v: {} });
+    b.put('kv', { k: 'restore_pending', v: true });
+  });
+  seedCache = null;
+}
+
+/** After `restoreWallet` and the reload: fetch the balance from the relays once. Returns what came back, or null when nothing was pending. */
+export async function restorePending(): Promise<number | null> {
+  if (!(await store.kvGet<boolean>('restore_pending'))) return null;
+  const n = await restoreFromRelays();
+  await store.kvSet('offer_index', await offerKeysUsed(backupRelays));
+  await store.kvSet('restore_pending', false);
+  return n;
+}
+
+/** Offer keys looked at past the last one used before a restore finds none. */
+const OFFER_KEY_GAP = 20;
+
+/**
+ * How many offer keys the restored wallet used: the number after the last key with an event on
+ * the relays (an offer, a settlement message or a deletion) (scanned in runs of `OFFER_KEY_GAP`; a run without any ends it). A restored wallet's
+ * next offer takes the key after it, never one an earlier offer used.
+ */
+export async function offerKeysUsed(relays: string[]): Promise<number> {
+  let used = 0;
+  for (let from = 0; from < 10_000; from += OFFER_KEY_GAP) {
+    const keys = await Promise.all(Array.from({ length: OFFER_KEY_GAP }, (_, i) => offerKeyAt(from + i)));
+    const index = new Map(keys.map((k, i) => [k.pubkey, from + i]));
+    const events = await nostr.pool.querySync(relays, { kinds: [nostr.KIND_OFFER, nostr.KIND_SETTLEMENT, 5], authors: [...index.keys()] }, { maxWait: 8000 });
+    const found = events.map((e) => index.get(e.pubkey) ?? -1).filter((i) => i >= 0);
+    if (!found.length) break;
+    used = Math.max(used, ...found.map((i) => i + 1));
+  }
+  return used;
 }
 
 let seedCache: Uint8Array | null = null;
@@ -132,9 +205,11 @@ async function runOp(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
   } catch (e) {
     if (e instanceof cashu.Refused) {
       const h = await store.get<HistoryItem>('history', hid);
+      // the sats of a paid redemption stay owed: a refused mint of them is tried again later
+      const owed = h?.kind === 'redeem' && op.kind === 'mint';
       await store.write((b) => {
         cashu.releaseOp(b, op, e.spent);
-        if (h) b.put('history', { ...h, state: 'failed', note: e.message, op: undefined });
+        if (h) b.put('history', { ...h, state: owed ? 'melted' : 'failed', note: owed ? `minting the sats: ${e.message}; tried again on the next visit` : e.message, op: undefined });
       });
       changed();
     }
@@ -226,13 +301,28 @@ export interface Redeemable {
   issued?: number | null;
 }
 
+/** A redemption as the pool's mint quoted it, before the user agrees (nothing is spent yet). */
+export interface RedeemTerms {
+  mint: string;
+  unit: string;
+  epoch: number;
+  /** The ehash melted. */
+  amount: number;
+  /** The sats it pays, by the epoch's payout (`value.redeemSats`). */
+  sats: number;
+  /** The sat quote (NUT-04 `ehash-redeem`) the melt pays, and the key that locks it (NUT-20). */
+  quote: string;
+  quoteKey: string;
+  /** The melt quote (NUT-05 `ehash-redeem`). */
+  meltQuote: string;
+}
+
 /**
- * Redeem `amount` ehash of a redeemable epoch for sats at the pool's mint, as `ehash wallet
- * redeem` does: a sat quote (NUT-04 `ehash-redeem`, locked to a fresh key, NUT-20) paid by a melt
- * of the ehash (NUT-05 `ehash-redeem`), then the sats minted. Each step is written before it is
- * sent; a reload finishes it. Returns the sats.
+ * Ask the pool's mint to redeem `amount` ehash of a redeemable epoch, as `ehash wallet redeem`
+ * does: a sat quote (NUT-04 `ehash-redeem`, locked to a fresh key, NUT-20) and a melt quote of
+ * the ehash paying it (NUT-05 `ehash-redeem`), checked to be for exactly this amount, no fee.
  */
-export async function redeem(e: Redeemable, amount: number): Promise<number> {
+export async function redeemTerms(e: Redeemable, amount: number): Promise<RedeemTerms> {
   if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error('the amount must be a whole number of ehash above 0');
   if (!e.payout || !e.issued) throw new Error(`epoch ${e.epoch} pays nothing yet: only redeemable epochs redeem`);
   const sats = value.redeemSats(amount, e.payout, e.issued);
@@ -247,14 +337,25 @@ export async function redeem(e: Redeemable, amount: number): Promise<number> {
   } catch (err) {
     throw new Error(`the pool's mint refused the redemption: ${(err as Error).message}`);
   }
-  const need = Number(mq.amount) + Number((mq as { fee_reserve?: number }).fee_reserve ?? 0);
+  const fee = Number((mq as { fee_reserve?: number }).fee_reserve ?? 0);
+  if (Number(mq.amount) !== amount || fee !== 0) throw new Error(`the pool's mint quoted ${mq.amount} ${e.unit} and a fee of ${fee} for redeeming ${amount}, not what was asked; nothing was redeemed`);
+  return { mint, unit: e.unit, epoch: e.epoch, amount, sats, quote: q.quote, quoteKey: bytesToHex(sk), meltQuote: mq.quote };
+}
+
+/**
+ * Redeem on quoted terms: the ehash melted (paying the sat quote), then the sats minted. Each
+ * step is written before it is sent; a reload finishes it. Returns the sats.
+ */
+export async function redeem(t: RedeemTerms): Promise<number> {
+  const { mint, unit, amount } = t;
   const { op, h } = await cashu.exclusive(async () => {
-    const { inputs, fee, total } = await cashu.select(mint, e.unit, need);
-    reserve.checkFree(await reserve.current(), mint, e.unit, await balance(mint, e.unit), need + fee, `a redemption of ${amount} ${e.unit}`);
-    const keysetId = inputs[0].id;
-    const change = cashu.blankOutputs(total - fee - Number(mq.amount), { id: keysetId, keys: await cashu.keysOf(mint, keysetId) });
-    const h: HistoryItem = { id: randomId(), at: now(), kind: 'redeem', mint, unit: e.unit, amount, state: 'redeeming', quote: q.quote, quoteKey: bytesToHex(sk), sats, note: `for ${sats} sats` };
-    const op = cashu.newOp({ kind: 'melt', method: 'ehash-redeem', mint, unit: e.unit, keysetId, inputs, quote: mq.quote, outputs: change, give: 0, purpose: 'redeem', owner: `wallet:${h.id}` });
+    if ((await history()).some((x) => x.kind === 'redeem' && x.quote === t.quote)) throw new Error('this redemption is under way or done already (see the history)');
+    const { inputs, fee, total } = await cashu.select(mint, unit, amount);
+    reserve.checkFree(await reserve.current(), mint, unit, await balance(mint, unit), amount + fee, `a redemption of ${amount} ${unit}`);
+    const ks = await cashu.activeKeyset(mint, unit);
+    const change = cashu.blankOutputs(total - fee - amount, ks);
+    const h: HistoryItem = { id: randomId(), at: now(), kind: 'redeem', mint, unit, amount, state: 'redeeming', quote: t.quote, quoteKey: t.quoteKey, sats: t.sats, note: `for ${t.sats} sats` };
+    const op = cashu.newOp({ kind: 'melt', method: 'ehash-redeem', mint, unit, keysetId: ks.id, inputs, quote: t.meltQuote, outputs: change, give: 0, purpose: 'redeem', owner: `wallet:${h.id}` });
     h.op = op.id;
     await cashu.saveOp(op, (b) => b.put('history', h));
     return { op, h };
@@ -265,16 +366,39 @@ export async function redeem(e: Redeemable, amount: number): Promise<number> {
     if (err instanceof cashu.Refused) throw new Error(`the pool's mint refused the redemption: ${err.message}`);
     throw new Error(`${(err as Error).message}; the wallet will finish the redemption`);
   }
-  await mintRedeemed({ ...h, state: 'melted', op: undefined });
-  return sats;
+  return mintRedeemed({ ...h, state: 'melted', op: undefined });
 }
 
-/** Mint the sats of a melted redemption (its quote is paid). */
-async function mintRedeemed(h: HistoryItem): Promise<void> {
-  const ks = await cashu.activeKeyset(h.mint, 'sat');
-  const op = cashu.newOp({ kind: 'mint', method: 'ehash-redeem', quoteKey: h.quoteKey, mint: h.mint, unit: 'sat', keysetId: ks.id, inputs: [], quote: h.quote, outputs: cashu.randomOutputs(h.sats ?? 0, ks), give: 0, purpose: 'redeemed', owner: `wallet:${h.id}` });
-  await cashu.saveOp(op, (b) => b.put('history', { ...h, state: 'minting', op: op.id }));
-  await runOp(op, h.id);
+const mintingRedeemed = new Set<string>();
+/**
+ * Mint the sats of a melted redemption: what its sat quote says is paid and not issued yet (the
+ * pool's mint decides the amount, not this page). Returns the sats minted.
+ */
+async function mintRedeemed(h: HistoryItem): Promise<number> {
+  if (mintingRedeemed.has(h.id)) throw new Error('the redemption\'s sats are being minted already');
+  mintingRedeemed.add(h.id);
+  try {
+    let q;
+    try {
+      q = (await cashu.mintOf(h.mint).checkMintQuote('ehash-redeem', h.quote ?? '')) as { amount_paid?: number; amount_issued?: number };
+    } catch (e) {
+      throw new Error(`the pool's mint could not be asked about the redemption's sats (${(e as Error).message}); the wallet will ask again`);
+    }
+    const due = Number(q.amount_paid ?? 0) - Number(q.amount_issued ?? 0);
+    if (due <= 0) {
+      if (Number(q.amount_paid ?? 0) === 0) throw new Error('the pool\'s mint has not credited the redemption\'s sats yet; the wallet will ask again');
+      await store.write((b) => b.put('history', { ...h, state: 'done', note: `${h.note ?? ''}; the mint says its sats were minted already` }));
+      changed();
+      return 0;
+    }
+    const ks = await cashu.activeKeyset(h.mint, 'sat');
+    const op = cashu.newOp({ kind: 'mint', method: 'ehash-redeem', quoteKey: h.quoteKey, mint: h.mint, unit: 'sat', keysetId: ks.id, inputs: [], quote: h.quote, outputs: cashu.randomOutputs(due, ks), give: 0, purpose: 'redeemed', owner: `wallet:${h.id}` });
+    await cashu.saveOp(op, (b) => b.put('history', { ...h, state: 'minting', sats: due, op: op.id }));
+    await runOp(op, h.id);
+    return due;
+  } finally {
+    mintingRedeemed.delete(h.id);
+  }
 }
 
 // ---------------------------------------------------------------- sats out by Lightning (NUT-05 bolt11)
@@ -305,6 +429,8 @@ export async function withdrawQuote(mint: string, invoice: string): Promise<With
 export async function withdraw(w: WithdrawQuote): Promise<number> {
   const need = w.amount + w.feeReserve;
   const { op, h } = await cashu.exclusive(async () => {
+    // one payment per quote: a second one could only lose its inputs' fees, or worse
+    if ((await history()).some((x) => x.kind === 'withdraw' && x.quote === w.quote)) throw new Error('this invoice is being paid or was paid already (see the history); ask for the fee again to pay another');
     const { inputs, fee, total } = await cashu.select(w.mint, 'sat', need);
     reserve.checkFree(await reserve.current(), w.mint, 'sat', await balance(w.mint, 'sat'), need + fee, `paying an invoice of ${w.amount} sats`);
     const ks = await cashu.activeKeyset(w.mint, 'sat');
@@ -432,6 +558,10 @@ export async function backup(): Promise<void> {
   const groups = new Map<string, cashu.StoredProof[]>();
   for (const p of all) groups.set(`${p.mint} ${p.unit}`, [...(groups.get(`${p.mint} ${p.unit}`) ?? []), p]);
   for (const k of Object.keys(state)) if (k !== 'wallet' && !groups.has(k)) groups.set(k, []);
+  if (all.length === 0 && Object.keys(state).length === 0) {
+    setStatus('nothing to back up yet: the wallet is empty');
+    return;
+  }
   const mints = [...new Set(all.map((p) => p.mint))];
   const walletContent = JSON.stringify([['privkey', sha256Hex(`${await words()} ehash/nip60/p2pk`)], ...mints.map((m) => ['mint', m])]);
   const wd = sha256Hex(walletContent);
@@ -494,8 +624,8 @@ export async function restoreFromRelays(): Promise<number> {
     if (deleted.has(c._id)) continue;
     const fresh = c.proofs.filter((p) => !known.has(p.secret));
     if (!fresh.length) continue;
-    const states = await cashu.mintOf(c.mint).check({ Ys: fresh.map((p) => cashu.yOf(p.secret)) });
-    const keep = fresh.filter((_, i) => states.states[i]?.state === 'UNSPENT');
+    const states = await cashu.checkStates(c.mint, fresh);
+    const keep = fresh.filter((_, i) => states[i].state === 'UNSPENT');
     await store.write((b) => {
       for (const p of keep) b.put('proofs', { ...p, mint: cashu.normalizeUrl(c.mint), unit: c.unit, state: 'unspent' });
     });

@@ -184,6 +184,16 @@ try {
     }
     await page.goto(`${WEB}/#/`);
     await snap('markets-phone');
+    step('phone width: a market shows the order form, then the book, then the charts');
+    await page.locator('a[data-testid^=market-]').first().click();
+    await page.waitForSelector('[data-testid=asks]');
+    await page.waitForTimeout(500);
+    const wider = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (wider > 1) throw new Error(`a market page is ${wider} px wider than a 390 px phone screen`);
+    const top = async (sel) => (await page.locator(sel).first().boundingBox())?.y ?? NaN;
+    const [form, book, chart] = [await top('[data-testid=order-submit]'), await top('[data-testid=asks]'), await top('svg.chart')];
+    if (!(form < book && book < chart)) throw new Error(`on a phone the order form is at ${form} px, the book at ${book} px, the charts at ${chart} px`);
+    await snap('market-phone');
     await page.setViewportSize({ width: 1280, height: 900 });
 
     step('a bad deposit amount is refused with a clear error');
@@ -191,6 +201,9 @@ try {
     await page.fill('[data-testid=deposit-amount]', 'ten');
     await page.click('[data-testid=deposit-submit]');
     await page.getByRole('alert').filter({ hasText: 'amount: enter a whole number' }).first().waitFor({ timeout: 5000 });
+    await page.locator('form .form-error', { hasText: 'amount: enter a whole number' }).waitFor({ timeout: 5000 });
+    await page.fill('[data-testid=deposit-amount]', '1000');
+    await page.locator('form .form-error').first().waitFor({ state: 'detached', timeout: 5000 });
     step('a bad token is refused in plain words');
     await page.fill('[data-testid=receive-token]', 'cashuBnotatoken');
     await page.click('[data-testid=receive-submit]');
@@ -226,15 +239,17 @@ try {
     if ((await stored('history')).length) throw new Error('a token of an untrusted mint left a trace in the wallet');
 
     step('receive sats by Lightning (the local sat mint fakes payment), after trusting the sat mint');
-    await page.fill('[data-testid=deposit-amount]', '1000');
+    // enough for a lot of a lucky epoch: a short epoch's few ehash share the whole block reward
+    const DEPOSIT = 100000;
+    await page.fill('[data-testid=deposit-amount]', String(DEPOSIT));
     await page.click('[data-testid=deposit-submit]');
     const satMint = await trustPrompted();
     await page.waitForSelector('[data-testid=invoice]');
-    await page.waitForFunction(() => Number((document.querySelector('[data-testid=balance-sat]')?.textContent ?? '0').replace(/\D/g, '')) >= 1000, null, { timeout: 30_000 });
+    await page.waitForFunction((d) => Number((document.querySelector('[data-testid=balance-sat]')?.textContent ?? '0').replace(/\D/g, '')) >= d, DEPOSIT, { timeout: 30_000 });
     await page.locator('[data-testid=invoice-paid]').waitFor({ timeout: 10_000 });
     await snap('wallet-funded');
     const before = await balances();
-    if (before.sat !== 1000) throw new Error(`expected 1000 sats after the deposit, the wallet shows ${before.sat}`);
+    if (before.sat !== DEPOSIT) throw new Error(`expected ${DEPOSIT} sats after the deposit, the wallet shows ${before.sat}`);
 
     step('the epoch explorer verifies the announcements');
     await page.goto(`${WEB}/#/epochs`);
@@ -268,6 +283,13 @@ try {
     await page.getByRole('alert').filter({ hasText: /whole number of lots|needs about/ }).first().waitFor({ timeout: 5000 });
     await page.fill('[data-testid=order-amount]', String(LOT));
     await page.click('[data-testid=order-submit]');
+    // an ask far above what a lot is worth is warned about first (the simulated seller's price
+    // can lag the value when an epoch matures); the user presses again to go ahead
+    await page.locator('[data-testid=trust-dialog], [data-testid=order-submit]:text-is("Buy anyway")').first().waitFor({ timeout: 10_000 });
+    if ((await page.locator('[data-testid=order-submit]').textContent()) === 'Buy anyway') {
+      step('the ask is far above the value: the page warns, and the user buys anyway');
+      await page.click('[data-testid=order-submit]');
+    }
     step('the take waits for the trust prompt: nothing is published or locked before the user agrees');
     await page.locator('[data-testid=trust-dialog]').waitFor({ timeout: 10_000 });
     if ((await page.locator('[data-testid=trust-url]').textContent()) !== satMint) throw new Error('the trust prompt names another mint than the offer’s');
@@ -308,6 +330,9 @@ try {
     await page.click('[data-testid=send-submit]');
     const token = (await page.locator('[data-testid=sent-token]').inputValue({ timeout: 15_000 })).trim();
     if (!token.startsWith('cashuB')) throw new Error(`the sent token is ${token.slice(0, 20)}`);
+    await page.locator('.qr svg').first().waitFor({ timeout: 5000 });
+    await page.click('[data-testid=sent-token-copy]');
+    await page.getByRole('button', { name: /Copied|Selected/ }).first().waitFor({ timeout: 5000 });
     const sent = await balances();
     if (sent.sat > after.sat - 50) throw new Error(`sending 50 sats left ${sent.sat} (had ${after.sat})`);
     await page.fill('[data-testid=receive-token]', token);
@@ -381,17 +406,52 @@ try {
     await page.getByRole('button', { name: 'Back up now' }).click();
     await page.getByText(/NIP-60 backup: backed up to 1 relay/).waitFor({ timeout: 20_000 });
     writeFileSync(`${env('PROFILE')}.balances`, JSON.stringify(await balances()));
+    writeFileSync(`${env('PROFILE')}.offer_index`, String(await page.evaluate(() => window.ehash.store.kvGet('offer_index'))));
+
+    step('the recovery words are the whole backup, shown only after a confirmation');
+    await page.goto(`${WEB}/#/wallet`);
+    await page.locator('[data-testid=backup-story]', { hasText: 'whole backup' }).waitFor({ timeout: 5000 });
+    await page.click('[data-testid=words-show]');
+    await page.locator('[data-testid=words-confirm]').waitFor({ timeout: 5000 });
+    if (await page.locator('[data-testid=words]').count()) throw new Error('the words show before the user confirmed');
+    await page.click('[data-testid=words-confirm]');
+    const words = (await page.locator('[data-testid=words]').inputValue({ timeout: 5000 })).trim();
+    if (words.split(/\s+/).length !== 12) throw new Error(`the recovery words are: ${words}`);
+    writeFileSync(`${env('PROFILE')}.words`, words);
   } else if (SCENARIO === 'restore') {
-    step('a fresh browser with the same key restores the balance from the relay');
     const nsec = readFileSync(`${env('BACKUP_OF')}.nsec`, 'utf8');
+    const words = readFileSync(`${env('BACKUP_OF')}.words`, 'utf8');
     const want = JSON.parse(readFileSync(`${env('BACKUP_OF')}.balances`, 'utf8'));
     const sk = nip19.decode(nsec).data;
     const npub = nip19.npubEncode(getPublicKey(sk));
-    step('import the nsec');
+    step('a fresh browser says its empty wallet is not backed up yet, and offers to restore');
+    await page.goto(`${WEB}/#/wallet`);
+    await page.waitForSelector('[data-testid=balances-empty]');
+    await page.getByText('nothing to back up yet').first().waitFor({ timeout: 10_000 });
+    if (!(await page.locator('[data-testid=restore]').evaluate((d) => d.open))) throw new Error('the restore form is not open in an empty wallet');
+    step('mistyped words are refused in plain words');
+    await page.fill('[data-testid=restore-words]', words.split(' ').slice(0, 11).join(' ') + ' notaword');
+    await page.click('[data-testid=restore-submit]');
+    await page.getByRole('alert').filter({ hasText: 'recovery words: these are not 12 or 24 words' }).first().waitFor({ timeout: 5000 });
+    step('the recovery words alone restore the identity and the balance');
+    await page.fill('[data-testid=restore-words]', words);
+    await page.click('[data-testid=restore-submit]');
+    await page.getByText(/restored \d/).first().waitFor({ timeout: 30_000 });
+    const got = await balances();
+    await snap('restored');
+    if (got.sat !== want.sat || got.ehash !== want.ehash) throw new Error(`restored ${JSON.stringify(got)}, the backed-up wallet held ${JSON.stringify(want)}`);
+    step('the next offer key is past every one the old browser used');
+    const used = Number(readFileSync(`${env('BACKUP_OF')}.offer_index`, 'utf8'));
+    const next = await page.evaluate(() => window.ehash.store.kvGet('offer_index'));
+    if (!(used > 0) || next !== used) throw new Error(`the old browser used ${used} offer keys; the restored one would take key ${next} next`);
     await page.goto(`${WEB}/#/identity`);
-    await page.fill('input[aria-label="nsec to import"]', nsec);
-    await page.getByRole('button', { name: 'Import' }).click();
     await page.locator('[data-testid=npub]', { hasText: npub }).waitFor({ timeout: 15_000 });
+    step('restoring over a wallet that holds something is refused');
+    await page.goto(`${WEB}/#/wallet`);
+    await page.locator('[data-testid=restore] summary').click();
+    await page.fill('[data-testid=restore-words]', words);
+    await page.click('[data-testid=restore-submit]');
+    await page.getByRole('alert').filter({ hasText: 'holds a wallet already' }).first().waitFor({ timeout: 5000 });
     step('switch to a NIP-07 extension holding the same key');
     await page.exposeFunction('__e2eSign', (t) => finalizeEvent(t, sk));
     await page.exposeFunction('__e2eNip44', (op, pk, text) => {
@@ -410,13 +470,13 @@ try {
     await page.getByRole('button', { name: 'Use browser extension (NIP-07)' }).click();
     await page.getByText('browser extension (NIP-07)').waitFor({ timeout: 15_000 });
     await page.locator('[data-testid=npub]', { hasText: npub }).waitFor({ timeout: 15_000 });
+    await page.goto(`${WEB}/#/epochs`);
     await page.goto(`${WEB}/#/wallet`);
-    await page.waitForSelector('[data-testid=balances-empty]');
+    await page.waitForSelector('[data-testid=balances]');
     await page.getByRole('button', { name: 'Restore from relays (NIP-60)' }).click();
     await page.getByText(/restored \d/).first().waitFor({ timeout: 20_000 });
-    const got = await balances();
-    await snap('restored');
-    if (got.sat !== want.sat || got.ehash !== want.ehash) throw new Error(`restored ${JSON.stringify(got)}, the backed-up wallet held ${JSON.stringify(want)}`);
+    const again = await balances();
+    if (again.sat !== want.sat || again.ehash !== want.ehash) throw new Error(`through the extension the wallet shows ${JSON.stringify(again)}, not ${JSON.stringify(want)}`);
   } else if (SCENARIO === 'refund') {
     const before = await balances();
     step(`holding ${JSON.stringify(before)}`);
@@ -475,6 +535,10 @@ try {
     await snap('redeemable');
     step(`redeem ${held} ${unit} at ${pool}`);
     await row.locator('[data-testid=redeem]').click();
+    const terms = await page.locator('[data-testid=redeem-terms]').textContent({ timeout: 15_000 });
+    step(`the pool's mint offers: ${terms}`);
+    if (Number(((await page.locator(`tr[data-unit="${unit}"] [data-testid=balance-ehash]`).textContent()) ?? '').replace(/\D/g, '')) !== held) throw new Error('the ehash left the wallet before the user agreed to the terms');
+    await page.click('[data-testid=redeem-confirm]');
     const said = await page.getByText(/redeemed [\d\u202f]+ hash_\S+ for [\d\u202f]+ sats/).first().textContent({ timeout: 30_000 });
     const sats = Number(said.split(' for ')[1].replace(/\D/g, ''));
     await page.goto(`${WEB}/#/epochs`);
@@ -505,6 +569,7 @@ try {
     await snap('withdraw-fee');
     const beforePay = await sat();
     await page.click('[data-testid=withdraw-pay]');
+    if (await page.locator('[data-testid=withdraw-pay]').count()) throw new Error('the Pay button is still there after paying: a second press would pay the quote again');
     const done = await page.locator('[data-testid=withdraw-done]').textContent({ timeout: 30_000 });
     step(done);
     await page.goto(`${WEB}/#/epochs`);
