@@ -1174,4 +1174,4 @@ start().catch((e) => {
 });
 
 // for tests and debugging in the console
-(window as unknown as { ehash: unknown }).ehash = { app, store, wallet, trust };
+(window as unknown as { ehash: unknown }).ehash = { app, store, wallet, trust, cashu };

@@ -578,6 +578,24 @@ try {
     const afterPay = await sat();
     const feePaid = Number((done ?? '').split(' and ')[1]?.replace(/\D/g, '') ?? 'NaN');
     if (afterPay !== beforePay - 10 - feePaid) throw new Error(`paying 10 sats (fee ${feePaid}): the pool mint's sats went ${beforePay} -> ${afterPay}`);
+
+    step('a second payment of the paid quote (as after a lost answer) is refused and spends nothing');
+    const second = await page.evaluate(async () => {
+      const { wallet, store, cashu } = window.ehash;
+      const paid = (await wallet.history()).find((x) => x.kind === 'withdraw' && x.state === 'done');
+      const inputs = (await store.all('proofs')).filter((p) => p.mint === paid.mint && p.unit === 'sat' && p.state === 'unspent').slice(0, 1);
+      const ks = await cashu.activeKeyset(paid.mint, 'sat');
+      const op = cashu.newOp({ kind: 'melt', method: 'bolt11', mint: paid.mint, unit: 'sat', keysetId: ks.id, inputs, quote: paid.quote, outputs: [], give: 0, purpose: 'e2e', owner: 'e2e' });
+      let outcome;
+      try {
+        outcome = `returned ${JSON.stringify(await cashu.execute(op))}`;
+      } catch (e) {
+        outcome = `${e instanceof cashu.Refused ? 'refused' : 'error'}: ${e.message}`;
+      }
+      return { outcome, states: (await cashu.checkStates(paid.mint, inputs)).map((x) => x.state) };
+    });
+    step(`${second.outcome}; its input is ${second.states.join(', ')}`);
+    if (!second.outcome.startsWith('refused') || second.states.join() !== 'UNSPENT') throw new Error(`paying a paid quote again: ${JSON.stringify(second)}`);
   } else {
     throw new Error(`unknown SCENARIO ${SCENARIO}`);
   }
