@@ -13,12 +13,14 @@ pub mod job;
 mod lines;
 pub mod server;
 mod session;
+pub mod sv2;
 pub mod vardiff;
 
 pub use backend::{Backend, Refusal, Work};
 pub use config::Config;
 pub use job::{BlockOutcome, FoundBlock, JobSource, JobSourceError, Template, WITNESS_COMMITMENT_PREFIX};
 pub use server::{Difficulty, Server, Stats, StatsSnapshot};
+pub use sv2::{AuthorityKey, Sv2Server};
 
 /// Server errors.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,339 @@
+//! Stratum V2 over real TCP against a real mint-bridge: a client written here with the SRI crates
+//! (Noise initiator with the pool's authority key) opens a standard channel for a real quote,
+//! grinds shares against the channel's target, and every accepted share is credited once; bad
+//! inputs get the spec's error codes and credit nothing.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use binary_sv2::{Str0255, U256};
+use bitcoin::block::{Header, Version};
+use bitcoin::hashes::Hash;
+use bitcoin::{BlockHash, CompactTarget, Target, TxMerkleNode};
+use common::*;
+use common_messages_sv2::{Protocol, SetupConnection};
+use ehash_mint_bridge::MintBridge;
+use ehash_protocol::work::DifficultyExp;
+use ehash_stratum::sv2::noise::{self, Frame, FrameReader, FrameWriter, NoiseError};
+use ehash_stratum::sv2::{MAX_FRAME_PAYLOAD, VERSION_ROLLING_MASK};
+use mining_sv2::*;
+
+struct Client {
+    r: FrameReader,
+    w: FrameWriter,
+}
+
+#[derive(Debug, Clone)]
+struct Job {
+    id: u32,
+    version: u32,
+    merkle_root: [u8; 32],
+    prev_hash: [u8; 32],
+    ntime: u32,
+    nbits: u32,
+}
+
+impl Job {
+    fn hash(&self, nonce: u32, version: u32) -> BlockHash {
+        Header {
+            version: Version::from_consensus(version as i32),
+            prev_blockhash: BlockHash::from_byte_array(self.prev_hash),
+            merkle_root: TxMerkleNode::from_byte_array(self.merkle_root),
+            time: self.ntime,
+            bits: CompactTarget::from_consensus(self.nbits),
+            nonce,
+        }
+        .block_hash()
+    }
+
+    /// The first nonce from `start` whose hash meets (or, with `meet` false, misses) `target`.
+    fn solve(&self, target: &Target, start: u32, version: u32, meet: bool) -> u32 {
+        (start..).find(|n| target.is_met_by(self.hash(*n, version)) == meet).unwrap()
+    }
+}
+
+async fn sv2_bridge(dir: &std::path::Path) -> MintBridge {
+    start(dir, |c| c.sv2_listen = Some("127.0.0.1:0".parse().unwrap())).await
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, authority: &str) -> Result<Self, NoiseError> {
+        let key: key_utils::Secp256k1PublicKey = authority.parse().unwrap();
+        let initiator = noise_sv2::Initiator::from_raw_k(key.into_bytes()).unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (r, w) = noise::connect(tcp, initiator, Duration::from_secs(5), 1 << 20).await?;
+        Ok(Self { r, w })
+    }
+
+    async fn to(bridge: &MintBridge) -> Self {
+        let mut c = Self::connect(bridge.sv2_addr().unwrap(), &bridge.sv2_authority_key().unwrap()).await.unwrap();
+        c.setup().await;
+        c
+    }
+
+    async fn recv(&mut self) -> Result<Frame, NoiseError> {
+        tokio::time::timeout(Duration::from_secs(10), self.r.read()).await.expect("a frame within 10 s")
+    }
+
+    async fn setup(&mut self) {
+        let m = SetupConnection {
+            protocol: Protocol::MiningProtocol,
+            min_version: 2,
+            max_version: 2,
+            flags: 0,
+            endpoint_host: Str0255::try_from("127.0.0.1").unwrap(),
+            endpoint_port: 0,
+            vendor: Str0255::try_from("ehash-test").unwrap(),
+            hardware_version: Str0255::try_from("").unwrap(),
+            firmware: Str0255::try_from("").unwrap(),
+            device_id: Str0255::try_from("t").unwrap(),
+        };
+        self.w.write(m, common_messages_sv2::MESSAGE_TYPE_SETUP_CONNECTION, false).await.unwrap();
+        let f = self.recv().await.unwrap();
+        assert_eq!(f.msg_type, common_messages_sv2::MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS);
+    }
+
+    /// Open a standard channel: its id and target, or the error code.
+    async fn open(&mut self, user: &str) -> Result<(u32, [u8; 32]), String> {
+        let max = [0xffu8; 32];
+        let m = OpenStandardMiningChannel {
+            request_id: 7,
+            user_identity: Str0255::try_from(user).unwrap(),
+            nominal_hash_rate: 1e6,
+            max_target: U256::from(&max),
+        };
+        self.w.write(m, MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL, false).await.unwrap();
+        let mut f = self.recv().await.unwrap();
+        match f.msg_type {
+            MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS => {
+                let ok: OpenStandardMiningChannelSuccess = binary_sv2::from_bytes(&mut f.payload).unwrap();
+                assert_eq!(ok.request_id, 7);
+                Ok((ok.channel_id, ok.target.to_array()))
+            }
+            MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR => {
+                let e: OpenMiningChannelError = binary_sv2::from_bytes(&mut f.payload).unwrap();
+                Err(String::from_utf8(e.error_code.as_bytes().to_vec()).unwrap())
+            }
+            t => panic!("unexpected message {t:#x}"),
+        }
+    }
+
+    /// Read until a job is active on a known previous hash.
+    async fn job(&mut self) -> Job {
+        let mut jobs: Vec<Job> = vec![];
+        loop {
+            let mut f = self.recv().await.unwrap();
+            match f.msg_type {
+                MESSAGE_TYPE_NEW_MINING_JOB => {
+                    let j: NewMiningJob = binary_sv2::from_bytes(&mut f.payload).unwrap();
+                    let job = Job {
+                        id: j.job_id,
+                        version: j.version,
+                        merkle_root: j.merkle_root.to_array(),
+                        prev_hash: [0; 32],
+                        ntime: j.min_ntime.as_ref().copied().unwrap_or(0),
+                        nbits: 0,
+                    };
+                    if j.min_ntime.as_ref().is_some()
+                        && let Some(last) = jobs.last()
+                    {
+                        return Job { prev_hash: last.prev_hash, nbits: last.nbits, ..job };
+                    }
+                    jobs.push(job);
+                }
+                MESSAGE_TYPE_MINING_SET_NEW_PREV_HASH => {
+                    let p: SetNewPrevHash = binary_sv2::from_bytes(&mut f.payload).unwrap();
+                    let mut job = jobs.iter().find(|j| j.id == p.job_id).cloned().expect("SetNewPrevHash names a sent job");
+                    job.prev_hash = p.prev_hash.to_array();
+                    job.ntime = p.min_ntime;
+                    job.nbits = p.nbits;
+                    return job;
+                }
+                MESSAGE_TYPE_SET_TARGET => {}
+                t => panic!("unexpected message {t:#x} while waiting for a job"),
+            }
+        }
+    }
+
+    /// Submit a share: `Ok(credited)` or the error code.
+    async fn submit(&mut self, channel_id: u32, seq: u32, job: &Job, nonce: u32, version: u32) -> Result<u64, String> {
+        let m = SubmitSharesStandard { channel_id, sequence_number: seq, job_id: job.id, nonce, ntime: job.ntime, version };
+        self.w.write(m, MESSAGE_TYPE_SUBMIT_SHARES_STANDARD, true).await.unwrap();
+        self.answer(channel_id, seq).await
+    }
+
+    async fn answer(&mut self, channel_id: u32, seq: u32) -> Result<u64, String> {
+        let mut f = self.recv().await.unwrap();
+        match f.msg_type {
+            MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS => {
+                let ok: SubmitSharesSuccess = binary_sv2::from_bytes(&mut f.payload).unwrap();
+                assert_eq!((ok.channel_id, ok.last_sequence_number), (channel_id, seq));
+                Ok(ok.new_shares_sum)
+            }
+            MESSAGE_TYPE_SUBMIT_SHARES_ERROR => {
+                let e: SubmitSharesError = binary_sv2::from_bytes(&mut f.payload).unwrap();
+                assert_eq!((e.channel_id, e.sequence_number), (channel_id, seq));
+                Err(String::from_utf8(e.error_code.as_bytes().to_vec()).unwrap())
+            }
+            t => panic!("unexpected message {t:#x} while waiting for a share's answer"),
+        }
+    }
+}
+
+fn share_target() -> Target {
+    DifficultyExp::new(DIFF_EXP).unwrap().target()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sv2_standard_channel_shares_are_credited_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = sv2_bridge(dir.path()).await;
+    let key = bridge.sv2_authority_key().unwrap();
+    assert!(key.parse::<key_utils::Secp256k1PublicKey>().is_ok(), "the printed key is what clients take: {key}");
+    // the key is kept in the data dir, readable by its owner only
+    let path = dir.path().join(ehash_keyfile::SV2_AUTHORITY_KEY_FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let unit = current_unit(&bridge).await;
+    let quote = w.create_quote(&unit).await.unwrap();
+    let mut c = Client::to(&bridge).await;
+    let (channel, target) = c.open(&format!("{quote}.rig1")).await.unwrap();
+    assert_eq!(Target::from_le_bytes(target), share_target(), "the channel's target is the configured difficulty's");
+    let job = c.job().await;
+    let t = share_target();
+    let mut nonce = 0;
+    for seq in 1..=3 {
+        nonce = job.solve(&t, nonce, job.version, true);
+        assert_eq!(c.submit(channel, seq, &job, nonce, job.version).await, Ok(CREDIT));
+        nonce += 1;
+    }
+    // version rolling within BIP320's bits is valid work; outside them it is refused
+    let rolled = job.version | 0x0000_4000;
+    assert_eq!(rolled & !VERSION_ROLLING_MASK, job.version & !VERSION_ROLLING_MASK);
+    let n = job.solve(&t, 0, rolled, true);
+    assert_eq!(c.submit(channel, 4, &job, n, rolled).await, Ok(CREDIT));
+    let outside = job.version ^ 0x0000_0001;
+    let n2 = job.solve(&t, 0, outside, true);
+    assert_eq!(c.submit(channel, 5, &job, n2, outside).await, Err("version-rolling-not-allowed".into()));
+    // the same share again is a duplicate
+    assert_eq!(c.submit(channel, 6, &job, n, rolled).await, Err("duplicate-share".into()));
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (4 * CREDIT, 4), "each accepted share credited once");
+    assert_eq!(w.mint_credited(&unit, &quote).await.unwrap(), 4 * CREDIT);
+    let stats = bridge.sv2_stats().unwrap();
+    assert_eq!((stats.accepted, stats.credited), (4, 4 * CREDIT));
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sv2_bad_shares_get_their_error_and_credit_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = sv2_bridge(dir.path()).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let mut c = Client::to(&bridge).await;
+    // unknown quotes are not authorized
+    assert_eq!(c.open("0190f6a1-7c1e-7cc3-9d1a-2b5e7f000001.w").await, Err("unknown-user".into()));
+    assert_eq!(c.open("not-a-quote").await, Err("unknown-user".into()));
+    let (channel, _) = c.open(&format!("{quote}.w")).await.unwrap();
+    let job = c.job().await;
+    let t = share_target();
+    let good = job.solve(&t, 0, job.version, true);
+    let bad = job.solve(&t, 0, job.version, false);
+    assert_eq!(c.submit(channel + 100, 1, &job, good, job.version).await, Err("invalid-channel-id".into()));
+    let unknown = Job { id: job.id + 1000, ..job.clone() };
+    assert_eq!(c.submit(channel, 2, &unknown, good, job.version).await, Err("invalid-job-id".into()));
+    assert_eq!(c.submit(channel, 3, &job, bad, job.version).await, Err("difficulty-too-low".into()));
+    // extended channels are not served yet
+    let ext_user = format!("{quote}.x");
+    let m = OpenExtendedMiningChannel {
+        request_id: 9,
+        user_identity: Str0255::try_from(ext_user.as_str()).unwrap(),
+        nominal_hash_rate: 1e6,
+        max_target: U256::from(&[0xff; 32]),
+        min_extranonce_size: 4,
+    };
+    c.w.write(m, MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL, false).await.unwrap();
+    let mut f = c.recv().await.unwrap();
+    assert_eq!(f.msg_type, MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR);
+    let e: OpenMiningChannelError = binary_sv2::from_bytes(&mut f.payload).unwrap();
+    assert_eq!((e.request_id, e.error_code.as_bytes()), (9, &b"unsupported"[..]));
+    // a message type the pool does not serve is ignored; the connection keeps working
+    c.w.write_raw(0x7f, 0, &[1, 2, 3]).await.unwrap();
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (0, 0), "nothing credited");
+    assert_eq!(c.submit(channel, 4, &job, good, job.version).await, Ok(CREDIT));
+    assert_eq!(c.submit(channel, 5, &job, good, job.version).await, Err("duplicate-share".into()));
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (CREDIT, 1));
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sv2_a_client_with_the_wrong_authority_key_fails_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = sv2_bridge(dir.path()).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let other = ehash_stratum::AuthorityKey::from_secret([7; 32]).unwrap().public_key();
+    assert_ne!(other, bridge.sv2_authority_key().unwrap());
+    let r = Client::connect(bridge.sv2_addr().unwrap(), &other).await;
+    assert!(matches!(r, Err(NoiseError::Handshake(_))), "the pool's certificate does not verify against another key");
+    // nothing of that connection stays, nothing is credited
+    wait_until("the failed connection is gone", Duration::from_secs(5), || async { bridge.sv2_stats().unwrap().connections == 0 }).await;
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (0, 0));
+    assert_eq!(bridge.sv2_stats().unwrap().accepted, 0);
+    // the right key works
+    let mut c = Client::to(&bridge).await;
+    assert!(c.open(&format!("{quote}.w")).await.is_ok());
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sv2_a_frame_over_the_cap_closes_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = sv2_bridge(dir.path()).await;
+    let mut c = Client::to(&bridge).await;
+    // exactly the cap is fine (an unserved type: ignored)
+    c.w.write_raw(0x7f, 0, &vec![0; MAX_FRAME_PAYLOAD]).await.unwrap();
+    assert_eq!(c.open("not-a-quote").await, Err("unknown-user".into()), "the connection still answers");
+    c.w.write_raw(MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL, 0, &vec![0; MAX_FRAME_PAYLOAD + 1]).await.unwrap();
+    let r = c.recv().await;
+    assert!(matches!(r, Err(NoiseError::Closed(_))), "closed, not answered: {r:?}");
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sv2_a_new_epoch_closes_the_channel_and_stops_its_credit() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = sv2_bridge(dir.path()).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let mut c = Client::to(&bridge).await;
+    let (channel, _) = c.open(&format!("{quote}.w")).await.unwrap();
+    let job = c.job().await;
+    let t = share_target();
+    let n1 = job.solve(&t, 0, job.version, true);
+    assert_eq!(c.submit(channel, 1, &job, n1, job.version).await, Ok(CREDIT));
+    let token = ehash_keyfile::read_admin_token(dir.path()).unwrap();
+    let url = format!("{}/admin/epoch/close", bridge.mint_url());
+    let resp = bitreq::post(url.as_str()).with_header("Authorization", format!("Bearer {token}")).send_async().await.unwrap();
+    assert_eq!(resp.status_code, 200);
+    let mut f = c.recv().await.unwrap();
+    assert_eq!(f.msg_type, MESSAGE_TYPE_CLOSE_CHANNEL);
+    let close: CloseChannel = binary_sv2::from_bytes(&mut f.payload).unwrap();
+    let reason = String::from_utf8(close.reason_code.as_bytes().to_vec()).unwrap();
+    assert_eq!(close.channel_id, channel);
+    assert!(reason.starts_with("ehash-epoch-ended: ehash epoch 2 started"), "{reason}");
+    let n2 = job.solve(&t, n1 + 1, job.version, true);
+    assert_eq!(c.submit(channel, 2, &job, n2, job.version).await, Err("invalid-channel-id".into()));
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (CREDIT, 1));
+    // a quote of the new epoch opens a channel on the same connection
+    let q2 = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    assert!(c.open(&format!("{q2}.w")).await.is_ok());
+    bridge.shutdown().await;
+}
