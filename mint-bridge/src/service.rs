@@ -72,6 +72,7 @@ fn stratum_error(e: ehash_stratum::Error) -> Error {
     match e {
         ehash_stratum::Error::Listen { addr, source } => Error::Listen { what: "stratum", addr, source },
         ehash_stratum::Error::Work(w) => Error::Work(w),
+        ehash_stratum::Error::Sv2Authority(e) => Error::Config(format!("{e} ({})", ehash_keyfile::SV2_AUTHORITY_KEY_FILE)),
     }
 }
 
@@ -212,15 +213,27 @@ impl MintBridge {
         // Stratum V2, when configured: the same backend and job source as V1
         let sv2 = match config.sv2_listen {
             Some(listen) => {
-                let secret = ehash_keyfile::load_or_create_sv2_authority_key(&config.data_dir)?;
-                let authority = AuthorityKey::from_secret(secret).map_err(|e| {
-                    Error::Config(format!("{}: {e}", config.data_dir.join(ehash_keyfile::SV2_AUTHORITY_KEY_FILE).display()))
-                })?;
-                let server = Sv2Server::start(listen, authority.clone(), config.stratum.clone(), difficulty, backend, templates, cancel.clone())
-                    .await
-                    .map_err(stratum_error)?;
-                tracing::info!(sv2 = %server.local_addr(), sv2_authority_key = %authority.public_key(), "stratum v2 endpoint");
-                Some((server, authority))
+                let started = async {
+                    let secret = ehash_keyfile::load_or_create_sv2_authority_key(&config.data_dir)?;
+                    let authority = AuthorityKey::from_secret(secret).map_err(|e| {
+                        Error::Config(format!("{}: {e}", config.data_dir.join(ehash_keyfile::SV2_AUTHORITY_KEY_FILE).display()))
+                    })?;
+                    let server = Sv2Server::start(listen, authority.clone(), config.stratum.clone(), difficulty, backend, templates, cancel.clone())
+                        .await
+                        .map_err(stratum_error)?;
+                    Ok::<_, Error>((server, authority))
+                };
+                match started.await {
+                    Ok((server, authority)) => {
+                        tracing::info!(sv2 = %server.local_addr(), sv2_authority_key = %authority.public_key(), "stratum v2 endpoint");
+                        Some((server, authority))
+                    }
+                    Err(e) => {
+                        // what already runs (the V1 endpoint, the tasks) stops with it
+                        cancel.cancel();
+                        return Err(e);
+                    }
+                }
             }
             None => None,
         };

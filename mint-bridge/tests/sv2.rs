@@ -337,3 +337,50 @@ async fn sv2_a_new_epoch_closes_the_channel_and_stops_its_credit() {
     assert!(c.open(&format!("{q2}.w")).await.is_ok());
     bridge.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sv2_a_share_that_is_a_block_closes_the_epoch_like_a_v1_one() {
+    use ehash_protocol::epoch::CloseReason;
+    let dir = tempfile::tempdir().unwrap();
+    // every share meets the network target: each accepted share is a block
+    let bridge = start(dir.path(), |c| {
+        c.sv2_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.devnet.network_difficulty_exp = DIFF_EXP;
+    })
+    .await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let mut c = Client::to(&bridge).await;
+    let (channel, _) = c.open(&format!("{quote}.w")).await.unwrap();
+    let job = c.job().await;
+    let n = job.solve(&share_target(), 0, job.version, true);
+    let m = SubmitSharesStandard { channel_id: channel, sequence_number: 1, job_id: job.id, nonce: n, ntime: job.ntime, version: job.version };
+    c.w.write(m, MESSAGE_TYPE_SUBMIT_SHARES_STANDARD, true).await.unwrap();
+    // the block makes a new tip and a new epoch: the pool's news may come before the answer;
+    // the channel is told the epoch ended and is closed
+    let (mut accepted, mut closed) = (false, false);
+    while !(accepted && closed) {
+        let mut f = c.recv().await.unwrap();
+        match f.msg_type {
+            MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS => {
+                let ok: SubmitSharesSuccess = binary_sv2::from_bytes(&mut f.payload).unwrap();
+                assert_eq!((ok.last_sequence_number, ok.new_shares_sum), (1, CREDIT));
+                accepted = true;
+            }
+            MESSAGE_TYPE_CLOSE_CHANNEL => closed = true,
+            MESSAGE_TYPE_NEW_MINING_JOB | MESSAGE_TYPE_MINING_SET_NEW_PREV_HASH => {}
+            t => panic!("unexpected message {t:#x}"),
+        }
+    }
+    wait_until("epoch 2", Duration::from_secs(10), || async { bridge.epochs().all().await.len() == 2 }).await;
+    let e1 = bridge.epochs().all().await.remove(0);
+    assert_eq!((e1.close_reason, e1.issued, e1.shares), (Some(CloseReason::Block), Some(CREDIT), Some(1)));
+    assert_eq!(e1.block_hash.as_deref(), Some(job.hash(n, job.version).to_string().as_str()), "the block is the share's header");
+    // a channel for a quote of epoch 2 mines on the new tip
+    let q2 = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let (ch2, _) = c.open(&format!("{q2}.w")).await.unwrap();
+    let job2 = c.job().await;
+    assert_ne!(job2.prev_hash, job.prev_hash);
+    assert_ne!(ch2, channel);
+    bridge.shutdown().await;
+}

@@ -34,6 +34,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The Stratum V2 authority key is not usable.
+    #[error("stratum v2 authority key: {0}")]
+    Sv2Authority(String),
     /// A difficulty setting is out of range.
     #[error(transparent)]
     Work(#[from] ehash_protocol::WorkError),

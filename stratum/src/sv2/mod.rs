@@ -108,7 +108,7 @@ impl Sv2Server {
         cancel: CancellationToken,
     ) -> Result<Self, Error> {
         // check the key once: a bad key is a start-up error, not one per connection
-        authority.responder().map_err(|e| Error::Listen { addr: listen, source: std::io::Error::other(format!("sv2 authority key: {e}")) })?;
+        authority.responder().map_err(Error::Sv2Authority)?;
         let listener = TcpListener::bind(listen).await.map_err(|source| Error::Listen { addr: listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Listen { addr: listen, source })?;
         let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));

@@ -258,9 +258,9 @@ fn job_difficulty<W>(ch: &mut Channel<W>, template: &Template) -> DifficultyExp 
 }
 
 /// Send a channel a job for `template` (with `SetTarget` first if its difficulty changed, and
-/// `SetNewPrevHash` after it if the chain tip changed: then the job is a future one and older
-/// jobs are stale).
-async fn send_work<W>(writer: &mut FrameWriter, peer: SocketAddr, ch: &mut Channel<W>, template: &Arc<Template>) -> Flow {
+/// `SetNewPrevHash` after it if the chain tip changed or the template is clean, as V1's
+/// `clean_jobs`: then the job is a future one and older jobs are stale).
+async fn send_work<W>(writer: &mut FrameWriter, peer: SocketAddr, ch: &mut Channel<W>, template: &Arc<Template>, clean: bool) -> Flow {
     let difficulty = job_difficulty(ch, template);
     if let Some(before) = ch.sent_difficulty
         && before != difficulty
@@ -272,7 +272,7 @@ async fn send_work<W>(writer: &mut FrameWriter, peer: SocketAddr, ch: &mut Chann
         }
     }
     ch.sent_difficulty = Some(difficulty);
-    let new_tip = ch.prev_hash != Some(template.job.prev_hash);
+    let new_tip = clean || ch.prev_hash != Some(template.job.prev_hash);
     if new_tip {
         ch.jobs.clear();
     }
@@ -478,7 +478,7 @@ impl<B: Backend> Session<B> {
         let flow = send(&mut self.writer, peer, ok, MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS, CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL_SUCCESS).await;
         tracing::debug!(%peer, channel = id, user = %ch.username, "sv2 channel open");
         let flow = match flow {
-            Flow::Continue => send_work(&mut self.writer, peer, &mut ch, &template).await,
+            Flow::Continue => send_work(&mut self.writer, peer, &mut ch, &template, true).await,
             Flow::Close => Flow::Close,
         };
         self.channels.insert(id, ch);
@@ -586,7 +586,7 @@ impl<B: Backend> Session<B> {
                 let template = self.template.clone();
                 match self.channels.get_mut(&a.channel_id) {
                     Some(ch) => match ch.vardiff.on_share(Instant::now()) {
-                        Some(_) => send_work(&mut self.writer, peer, ch, &template).await,
+                        Some(_) => send_work(&mut self.writer, peer, ch, &template, false).await,
                         None => Flow::Continue,
                     },
                     None => Flow::Continue,
@@ -614,7 +614,7 @@ impl<B: Backend> Session<B> {
     async fn on_template(&mut self, t: Arc<Template>) -> Flow {
         self.template = t.clone();
         for ch in self.channels.values_mut() {
-            if let Flow::Close = send_work(&mut self.writer, self.peer, ch, &t).await {
+            if let Flow::Close = send_work(&mut self.writer, self.peer, ch, &t, t.clean).await {
                 return Flow::Close;
             }
         }
@@ -626,7 +626,7 @@ impl<B: Backend> Session<B> {
         let now = Instant::now();
         for ch in self.channels.values_mut() {
             if ch.vardiff.retarget(now).is_some()
-                && let Flow::Close = send_work(&mut self.writer, self.peer, ch, &t).await
+                && let Flow::Close = send_work(&mut self.writer, self.peer, ch, &t, false).await
             {
                 return Flow::Close;
             }
