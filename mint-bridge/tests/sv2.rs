@@ -183,6 +183,100 @@ impl Client {
     }
 }
 
+/// An extended job: the client builds the coinbase and the merkle root.
+#[derive(Debug, Clone)]
+struct ExtJob {
+    id: u32,
+    version: u32,
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+    path: Vec<[u8; 32]>,
+    prev_hash: [u8; 32],
+    ntime: u32,
+    nbits: u32,
+}
+
+impl ExtJob {
+    /// The header job for one extranonce: `prefix ‖ extranonce_prefix ‖ extranonce ‖ suffix`.
+    fn with_extranonce(&self, extranonce_prefix: &[u8], extranonce: &[u8]) -> Job {
+        use bitcoin::hashes::sha256d;
+        let coinbase = [&self.prefix[..], extranonce_prefix, extranonce, &self.suffix[..]].concat();
+        let mut root = sha256d::Hash::hash(&coinbase).to_byte_array();
+        for b in &self.path {
+            root = sha256d::Hash::hash(&[&root[..], &b[..]].concat()).to_byte_array();
+        }
+        Job { id: self.id, version: self.version, merkle_root: root, prev_hash: self.prev_hash, ntime: self.ntime, nbits: self.nbits }
+    }
+}
+
+impl Client {
+    /// Open an extended channel: id, target, extranonce size and prefix.
+    async fn open_extended(&mut self, user: &str, min_extranonce_size: u16) -> Result<(u32, [u8; 32], usize, Vec<u8>), String> {
+        let m = OpenExtendedMiningChannel {
+            request_id: 11,
+            user_identity: Str0255::try_from(user).unwrap(),
+            nominal_hash_rate: 1e6,
+            max_target: U256::from(&[0xff; 32]),
+            min_extranonce_size,
+        };
+        self.w.write(m, MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL, false).await.unwrap();
+        let mut f = self.recv().await.unwrap();
+        match f.msg_type {
+            MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS => {
+                let ok: OpenExtendedMiningChannelSuccess = binary_sv2::from_bytes(&mut f.payload).unwrap();
+                assert_eq!(ok.request_id, 11);
+                Ok((ok.channel_id, ok.target.to_array(), usize::from(ok.extranonce_size), ok.extranonce_prefix.as_bytes().to_vec()))
+            }
+            MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR => {
+                let e: OpenMiningChannelError = binary_sv2::from_bytes(&mut f.payload).unwrap();
+                Err(String::from_utf8(e.error_code.as_bytes().to_vec()).unwrap())
+            }
+            t => panic!("unexpected message {t:#x}"),
+        }
+    }
+
+    /// The first extended job and its `SetNewPrevHash`.
+    async fn extended_job(&mut self) -> ExtJob {
+        let mut f = self.recv().await.unwrap();
+        assert_eq!(f.msg_type, MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB);
+        let j: NewExtendedMiningJob = binary_sv2::from_bytes(&mut f.payload).unwrap();
+        assert!(j.min_ntime.as_ref().is_none(), "a future job first");
+        assert!(j.version_rolling_allowed);
+        let mut job = ExtJob {
+            id: j.job_id,
+            version: j.version,
+            prefix: j.coinbase_tx_prefix.as_bytes().to_vec(),
+            suffix: j.coinbase_tx_suffix.as_bytes().to_vec(),
+            path: j.merkle_path.into_inner().iter().map(|h| h.to_array()).collect(),
+            prev_hash: [0; 32],
+            ntime: 0,
+            nbits: 0,
+        };
+        let mut f = self.recv().await.unwrap();
+        assert_eq!(f.msg_type, MESSAGE_TYPE_MINING_SET_NEW_PREV_HASH);
+        let p: SetNewPrevHash = binary_sv2::from_bytes(&mut f.payload).unwrap();
+        assert_eq!(p.job_id, job.id);
+        job.prev_hash = p.prev_hash.to_array();
+        job.ntime = p.min_ntime;
+        job.nbits = p.nbits;
+        job
+    }
+
+    async fn submit_extended(&mut self, channel_id: u32, seq: u32, job: &Job, nonce: u32, extranonce: &[u8]) -> Result<u64, String> {
+        let m = SubmitSharesExtended {
+            channel_id,
+            sequence_number: seq,
+            job_id: job.id,
+            nonce,
+            ntime: job.ntime,
+            version: job.version,
+            extranonce: binary_sv2::B032::try_from(extranonce).unwrap(),
+        };
+        self.w.write(m, MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED, true).await.unwrap();
+        self.answer(channel_id, seq).await
+    }
+}
+
 fn share_target() -> Target {
     DifficultyExp::new(DIFF_EXP).unwrap().target()
 }
@@ -250,20 +344,18 @@ async fn sv2_bad_shares_get_their_error_and_credit_nothing() {
     let unknown = Job { id: job.id + 1000, ..job.clone() };
     assert_eq!(c.submit(channel, 2, &unknown, good, job.version).await, Err("invalid-job-id".into()));
     assert_eq!(c.submit(channel, 3, &job, bad, job.version).await, Err("difficulty-too-low".into()));
-    // extended channels are not served yet
-    let ext_user = format!("{quote}.x");
-    let m = OpenExtendedMiningChannel {
-        request_id: 9,
-        user_identity: Str0255::try_from(ext_user.as_str()).unwrap(),
-        nominal_hash_rate: 1e6,
-        max_target: U256::from(&[0xff; 32]),
-        min_extranonce_size: 4,
+    // an extended share for a standard channel
+    let m = SubmitSharesExtended {
+        channel_id: channel,
+        sequence_number: 9,
+        job_id: job.id,
+        nonce: good,
+        ntime: job.ntime,
+        version: job.version,
+        extranonce: binary_sv2::B032::try_from(&[0u8; 8][..]).unwrap(),
     };
-    c.w.write(m, MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL, false).await.unwrap();
-    let mut f = c.recv().await.unwrap();
-    assert_eq!(f.msg_type, MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR);
-    let e: OpenMiningChannelError = binary_sv2::from_bytes(&mut f.payload).unwrap();
-    assert_eq!((e.request_id, e.error_code.as_bytes()), (9, &b"unsupported"[..]));
+    c.w.write(m, MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED, true).await.unwrap();
+    assert_eq!(c.answer(channel, 9).await, Err("invalid-channel-id".into()));
     // a message type the pool does not serve is ignored; the connection keeps working
     c.w.write_raw(0x7f, 0, &[1, 2, 3]).await.unwrap();
     assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (0, 0), "nothing credited");
@@ -382,5 +474,40 @@ async fn sv2_a_share_that_is_a_block_closes_the_epoch_like_a_v1_one() {
     let job2 = c.job().await;
     assert_ne!(job2.prev_hash, job.prev_hash);
     assert_ne!(ch2, channel);
+    bridge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sv2_extended_channel_shares_with_the_clients_extranonce_are_credited_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = sv2_bridge(dir.path()).await;
+    let w = wallet(dir.path(), &bridge, 1).await;
+    let quote = w.create_quote(&current_unit(&bridge).await).await.unwrap();
+    let mut c = Client::to(&bridge).await;
+    assert_eq!(c.open_extended(&format!("{quote}.x"), 9).await, Err("min-extranonce-size-too-large".into()));
+    let (channel, target, size, prefix) = c.open_extended(&format!("{quote}.x"), 4).await.unwrap();
+    assert_eq!(Target::from_le_bytes(target), share_target());
+    assert_eq!((size, prefix.len()), (8, 4), "extranonce2 is the client's, extranonce1 the prefix");
+    let ext = c.extended_job().await;
+    let t = share_target();
+    for (seq, en) in [(1u32, [1u8; 8]), (2, [2u8; 8])] {
+        let job = ext.with_extranonce(&prefix, &en);
+        let n = job.solve(&t, 0, job.version, true);
+        assert_eq!(c.submit_extended(channel, seq, &job, n, &en).await, Ok(CREDIT));
+    }
+    // the same extranonce and nonce again: a duplicate
+    let job = ext.with_extranonce(&prefix, &[1u8; 8]);
+    let n = job.solve(&t, 0, job.version, true);
+    assert_eq!(c.submit_extended(channel, 3, &job, n, &[1u8; 8]).await, Err("duplicate-share".into()));
+    // a wrong extranonce size; a standard share on an extended channel; a share whose coinbase
+    // is not the one the extranonce makes
+    assert_eq!(c.submit_extended(channel, 4, &job, n, &[1u8; 7]).await, Err("bad-extranonce-size".into()));
+    assert_eq!(c.submit(channel, 5, &job, n, job.version).await, Err("invalid-channel-id".into()));
+    let bad = ext.with_extranonce(&prefix, &[3u8; 8]).solve(&t, 0, job.version, true);
+    let other = ext.with_extranonce(&prefix, &[3u8; 8]);
+    assert!(!t.is_met_by(ext.with_extranonce(&prefix, &[4u8; 8]).hash(bad, job.version)), "the nonce solves only its own extranonce");
+    assert_eq!(c.submit_extended(channel, 6, &other, bad, &[4u8; 8]).await, Err("difficulty-too-low".into()));
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (2 * CREDIT, 2));
+    assert_eq!(w.mint_credited(&current_unit(&bridge).await, &quote).await.unwrap(), 2 * CREDIT);
     bridge.shutdown().await;
 }

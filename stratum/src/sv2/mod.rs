@@ -2,7 +2,7 @@
 //! and the same [`Backend`] and job source as the V1 server (same share header, same target
 //! rule, same one credit per share).
 //!
-//! What is served (milestone 1):
+//! What is served:
 //! - `SetupConnection` for the Mining protocol, version 2; `REQUIRES_WORK_SELECTION` is refused
 //!   (`unsupported-feature-flags`).
 //! - `OpenStandardMiningChannel`: `user_identity` is authorized as an SV1 username
@@ -13,8 +13,11 @@
 //! - `SubmitSharesStandard`: validated as SV1 validates `mining.submit` (version rolling within
 //!   [`VERSION_ROLLING_MASK`]), credited through [`Backend::submit`]; `SubmitSharesSuccess` or
 //!   `SubmitSharesError` with the spec's codes.
-//! - `OpenExtendedMiningChannel` is answered `OpenMiningChannelError` `unsupported` (extended
-//!   channels are not served yet); other messages are ignored.
+//! - `OpenExtendedMiningChannel`: authorized the same way; the extranonce prefix is the
+//!   channel's extranonce1, the client rolls `extranonce2_size` bytes itself
+//!   (`NewExtendedMiningJob` carries the coinbase prefix, which ends with the difficulty tag, the
+//!   suffix and the merkle path); `SubmitSharesExtended` is validated and credited as above.
+//!   Group channels, custom jobs and `UpdateChannel` are not served (ignored).
 //! - A new epoch (the backend's notice for a channel's worker) closes that channel
 //!   (`CloseChannel`, reason `ehash-epoch-ended: …`).
 //! - A frame with more than [`MAX_FRAME_PAYLOAD`] payload bytes closes the connection.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use binary_sv2::{B032, GetSize, Serialize, Str0255, Sv2Option, U256};
+use binary_sv2::{B032, B064K, GetSize, Seq0255, Serialize, Str0255, Sv2Option, U256};
 use common_messages_sv2::{
     MESSAGE_TYPE_SETUP_CONNECTION, MESSAGE_TYPE_SETUP_CONNECTION_ERROR, MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS, Protocol, SetupConnection,
     SetupConnectionError, SetupConnectionSuccess,
@@ -44,8 +44,6 @@ const MAX_FUTURE_NTIME: u32 = 7200;
 const PROTOCOL_VERSION: u16 = 2;
 /// SetupConnection flag (Mining protocol): the client wants to select its own work.
 const REQUIRES_WORK_SELECTION: u32 = 1 << 1;
-/// The answer to an extended channel request, for now.
-const UNSUPPORTED: &str = "unsupported";
 
 struct ChannelJob {
     id: u32,
@@ -55,6 +53,9 @@ struct ChannelJob {
 
 struct Channel<W> {
     id: u32,
+    /// An extended channel: the client rolls the extranonce2 bytes itself (it gets the coinbase
+    /// and merkle path); a standard one mines headers with them fixed at zero.
+    extended: bool,
     username: String,
     worker: W,
     extranonce1: Vec<u8>,
@@ -88,6 +89,26 @@ impl Rejection {
         };
         Self { code, refusal: r }
     }
+}
+
+/// A channel request, standard or extended.
+struct Open<'a> {
+    request_id: u32,
+    user_identity: &'a [u8],
+    max_target: [u8; 32],
+    /// `Some(min_extranonce_size)` for an extended channel.
+    extended: Option<u16>,
+}
+
+/// A share, standard (`extranonce: None`) or extended.
+struct Share {
+    channel_id: u32,
+    sequence_number: u32,
+    job_id: u32,
+    nonce: u32,
+    ntime: u32,
+    version: u32,
+    extranonce: Option<Vec<u8>>,
 }
 
 struct Answer {
@@ -278,18 +299,40 @@ async fn send_work<W>(writer: &mut FrameWriter, peer: SocketAddr, ch: &mut Chann
     }
     let id = ch.next_job;
     ch.next_job = ch.next_job.wrapping_add(1).max(1);
-    let mut tagged = Vec::with_capacity(1 + ch.extranonce1.len());
-    tagged.push(difficulty.tag());
-    tagged.extend_from_slice(&ch.extranonce1);
-    let root = merkle_root(&coinbase(&template.job, &tagged, &ch.extranonce2), &template.job.merkle_branch);
-    let job = NewMiningJob {
-        channel_id: ch.id,
-        job_id: id,
-        min_ntime: Sv2Option::new((!new_tip).then_some(template.job.ntime)),
-        version: template.job.version,
-        merkle_root: U256::from(&root),
+    let min_ntime = Sv2Option::new((!new_tip).then_some(template.job.ntime));
+    let flow = if ch.extended {
+        // coinbase = prefix ‖ extranonce_prefix (extranonce1) ‖ extranonce (the client's) ‖ suffix
+        let mut prefix = template.job.coinb1.clone();
+        prefix.push(difficulty.tag());
+        let path: Vec<U256<'_>> = template.job.merkle_branch.iter().map(U256::from).collect();
+        match (B064K::try_from(&prefix[..]), B064K::try_from(&template.job.coinb2[..]), Seq0255::try_from(path)) {
+            (Ok(coinbase_tx_prefix), Ok(coinbase_tx_suffix), Ok(merkle_path)) => {
+                let job = NewExtendedMiningJob {
+                    channel_id: ch.id,
+                    job_id: id,
+                    min_ntime,
+                    version: template.job.version,
+                    version_rolling_allowed: true,
+                    merkle_path,
+                    coinbase_tx_prefix,
+                    coinbase_tx_suffix,
+                };
+                send(writer, peer, job, MESSAGE_TYPE_NEW_EXTENDED_MINING_JOB, CHANNEL_BIT_NEW_EXTENDED_MINING_JOB).await
+            }
+            _ => {
+                tracing::error!(%peer, "sv2: a template's coinbase or merkle path does not fit an extended job; closing");
+                Flow::Close
+            }
+        }
+    } else {
+        let mut tagged = Vec::with_capacity(1 + ch.extranonce1.len());
+        tagged.push(difficulty.tag());
+        tagged.extend_from_slice(&ch.extranonce1);
+        let root = merkle_root(&coinbase(&template.job, &tagged, &ch.extranonce2), &template.job.merkle_branch);
+        let job = NewMiningJob { channel_id: ch.id, job_id: id, min_ntime, version: template.job.version, merkle_root: U256::from(&root) };
+        send(writer, peer, job, MESSAGE_TYPE_NEW_MINING_JOB, CHANNEL_BIT_NEW_MINING_JOB).await
     };
-    if let Flow::Close = send(writer, peer, job, MESSAGE_TYPE_NEW_MINING_JOB, CHANNEL_BIT_NEW_MINING_JOB).await {
+    if let Flow::Close = flow {
         return Flow::Close;
     }
     ch.jobs.push_back(ChannelJob { id, template: template.clone(), difficulty });
@@ -332,24 +375,40 @@ impl<B: Backend> Session<B> {
         }
         match f.msg_type {
             MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL => match binary_sv2::from_bytes::<OpenStandardMiningChannel>(&mut f.payload) {
-                Ok(m) => self.on_open(m).await,
+                Ok(m) => self.on_open(Open { request_id: m.request_id, user_identity: m.user_identity.as_bytes(), max_target: m.max_target.to_array(), extended: None }).await,
                 Err(e) => self.malformed("OpenStandardMiningChannel", e),
             },
             MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL => match binary_sv2::from_bytes::<OpenExtendedMiningChannel>(&mut f.payload) {
                 Ok(m) => {
-                    let msg = OpenMiningChannelError { request_id: m.request_id, error_code: str0255(UNSUPPORTED) };
-                    send(&mut self.writer, peer, msg, MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR, CHANNEL_BIT_OPEN_MINING_CHANNEL_ERROR).await
+                    let open = Open {
+                        request_id: m.request_id,
+                        user_identity: m.user_identity.as_bytes(),
+                        max_target: m.max_target.to_array(),
+                        extended: Some(m.min_extranonce_size),
+                    };
+                    self.on_open(open).await
                 }
                 Err(e) => self.malformed("OpenExtendedMiningChannel", e),
             },
             MESSAGE_TYPE_SUBMIT_SHARES_STANDARD => match binary_sv2::from_bytes::<SubmitSharesStandard>(&mut f.payload) {
-                Ok(m) => self.on_submit(m).await,
+                Ok(m) => {
+                    let share = Share { channel_id: m.channel_id, sequence_number: m.sequence_number, job_id: m.job_id, nonce: m.nonce, ntime: m.ntime, version: m.version, extranonce: None };
+                    self.on_submit(share).await
+                }
                 Err(e) => self.malformed("SubmitSharesStandard", e),
             },
             MESSAGE_TYPE_SUBMIT_SHARES_EXTENDED => match binary_sv2::from_bytes::<SubmitSharesExtended>(&mut f.payload) {
                 Ok(m) => {
-                    let r = Rejection::new(ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID, ErrorCode::Other, "no extended channels are served");
-                    self.finish(m.channel_id, m.sequence_number, r).await
+                    let share = Share {
+                        channel_id: m.channel_id,
+                        sequence_number: m.sequence_number,
+                        job_id: m.job_id,
+                        nonce: m.nonce,
+                        ntime: m.ntime,
+                        version: m.version,
+                        extranonce: Some(m.extranonce.as_bytes().to_vec()),
+                    };
+                    self.on_submit(share).await
                 }
                 Err(e) => self.malformed("SubmitSharesExtended", e),
             },
@@ -401,9 +460,15 @@ impl<B: Backend> Session<B> {
         send(&mut self.writer, self.peer, msg, MESSAGE_TYPE_OPEN_MINING_CHANNEL_ERROR, CHANNEL_BIT_OPEN_MINING_CHANNEL_ERROR).await
     }
 
-    async fn on_open(&mut self, m: OpenStandardMiningChannel<'_>) -> Flow {
+    async fn on_open(&mut self, m: Open<'_>) -> Flow {
         let peer = self.peer;
-        let Ok(username) = String::from_utf8(m.user_identity.as_bytes().to_vec()) else {
+        let en2_size = self.shared.config.extranonce2_size;
+        if let Some(min) = m.extended
+            && usize::from(min) > en2_size
+        {
+            return self.open_error(m.request_id, ERROR_CODE_OPEN_MINING_CHANNEL_MIN_EXTRANONCE_SIZE_TOO_LARGE).await;
+        }
+        let Ok(username) = String::from_utf8(m.user_identity.to_vec()) else {
             return self.open_error(m.request_id, ERROR_CODE_OPEN_MINING_CHANNEL_INVALID_USER_IDENTITY).await;
         };
         let max = self.shared.config.max_workers.max(1);
@@ -432,7 +497,7 @@ impl<B: Backend> Session<B> {
             Instant::now(),
         );
         // never an easier target than the client can take
-        let max_target = bitcoin::Target::from_le_bytes(m.max_target.to_array());
+        let max_target = bitcoin::Target::from_le_bytes(m.max_target);
         let mut floor = d.min;
         while floor.target() > max_target {
             match DifficultyExp::new(floor.exp() + 1) {
@@ -448,6 +513,7 @@ impl<B: Backend> Session<B> {
         self.next_channel = self.next_channel.wrapping_add(1).max(1);
         let mut ch = Channel {
             id,
+            extended: m.extended.is_some(),
             username,
             worker,
             extranonce1,
@@ -462,20 +528,36 @@ impl<B: Backend> Session<B> {
         let difficulty = job_difficulty(&mut ch, &template);
         ch.sent_difficulty = Some(difficulty);
         let target = difficulty.target().to_le_bytes();
+        // standard: the whole extranonce (extranonce2 fixed at zeros); extended: extranonce1,
+        // the client fills extranonce2
         let mut prefix = ch.extranonce1.clone();
-        prefix.extend_from_slice(&ch.extranonce2);
-        let Ok(extranonce_prefix) = B032::try_from(&prefix[..]) else {
+        if !ch.extended {
+            prefix.extend_from_slice(&ch.extranonce2);
+        }
+        let (Ok(extranonce_prefix), Ok(extranonce_size)) = (B032::try_from(&prefix[..]), u16::try_from(en2_size)) else {
             self.shared.backend.release_extranonce1(&ch.extranonce1);
             return self.open_error(m.request_id, ERROR_CODE_OPEN_MINING_CHANNEL_UNSUPPORTED_MIN_EXTRANONCE_SIZE).await;
         };
-        let ok = OpenStandardMiningChannelSuccess {
-            request_id: m.request_id,
-            channel_id: id,
-            target: U256::from(&target),
-            extranonce_prefix,
-            group_channel_id: 0,
+        let flow = if ch.extended {
+            let ok = OpenExtendedMiningChannelSuccess {
+                request_id: m.request_id,
+                channel_id: id,
+                target: U256::from(&target),
+                extranonce_size,
+                extranonce_prefix,
+                group_channel_id: 0,
+            };
+            send(&mut self.writer, peer, ok, MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS, CHANNEL_BIT_OPEN_EXTENDED_MINING_CHANNEL_SUCCESS).await
+        } else {
+            let ok = OpenStandardMiningChannelSuccess {
+                request_id: m.request_id,
+                channel_id: id,
+                target: U256::from(&target),
+                extranonce_prefix,
+                group_channel_id: 0,
+            };
+            send(&mut self.writer, peer, ok, MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS, CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL_SUCCESS).await
         };
-        let flow = send(&mut self.writer, peer, ok, MESSAGE_TYPE_OPEN_STANDARD_MINING_CHANNEL_SUCCESS, CHANNEL_BIT_OPEN_STANDARD_MINING_CHANNEL_SUCCESS).await;
         tracing::debug!(%peer, channel = id, user = %ch.username, "sv2 channel open");
         let flow = match flow {
             Flow::Continue => send_work(&mut self.writer, peer, &mut ch, &template, true).await,
@@ -497,11 +579,25 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    async fn on_submit(&mut self, m: SubmitSharesStandard) -> Flow {
+    async fn on_submit(&mut self, m: Share) -> Flow {
         let (cid, seq) = (m.channel_id, m.sequence_number);
         let Some(ch) = self.channels.get(&cid) else {
             let r = Rejection::new(ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID, ErrorCode::Other, format!("no channel {cid} on this connection"));
             return self.finish(cid, seq, r).await;
+        };
+        // a standard share for a standard channel, an extended one (with its extranonce) for an
+        // extended channel
+        let extranonce2 = match (&m.extranonce, ch.extended) {
+            (None, false) => ch.extranonce2.clone(),
+            (Some(en2), true) if en2.len() == ch.extranonce2.len() => en2.clone(),
+            (Some(en2), true) => {
+                let msg = format!("the extranonce is {} bytes; this channel's is {}", en2.len(), ch.extranonce2.len());
+                return self.finish(cid, seq, Rejection::new(ERROR_CODE_SUBMIT_SHARES_BAD_EXTRANONCE_SIZE, ErrorCode::Other, msg)).await;
+            }
+            (_, extended) => {
+                let msg = format!("channel {cid} is {}", if extended { "extended: submit extended shares" } else { "standard: submit standard shares" });
+                return self.finish(cid, seq, Rejection::new(ERROR_CODE_SUBMIT_SHARES_INVALID_CHANNEL_ID, ErrorCode::Other, msg)).await;
+            }
         };
         let Some(job) = ch.jobs.iter().find(|j| j.id == m.job_id) else {
             let r = if m.job_id == 0 || m.job_id >= ch.next_job {
@@ -527,12 +623,12 @@ impl<B: Backend> Session<B> {
         tagged.extend_from_slice(&ch.extranonce1);
         let submission = Submission {
             extranonce1: &tagged,
-            extranonce2: &ch.extranonce2,
+            extranonce2: &extranonce2,
             ntime: m.ntime,
             nonce: m.nonce,
             version_bits: Some(m.version & VERSION_ROLLING_MASK),
         };
-        let share = match share_header(&template.job, &submission, ch.extranonce2.len(), Some(VERSION_ROLLING_MASK)) {
+        let share = match share_header(&template.job, &submission, extranonce2.len(), Some(VERSION_ROLLING_MASK)) {
             Ok(s) => s,
             Err(e) => return self.finish(cid, seq, Rejection::new(ERROR_CODE_SUBMIT_SHARES_INVALID_SHARE, ErrorCode::Other, e.to_string())).await,
         };
@@ -549,7 +645,7 @@ impl<B: Backend> Session<B> {
             difficulty,
             tag,
             extranonce1: ch.extranonce1.clone(),
-            extranonce2: ch.extranonce2.clone(),
+            extranonce2,
             ntime: m.ntime,
             nonce: m.nonce,
             version_bits: Some(m.version & VERSION_ROLLING_MASK),
