@@ -1,6 +1,6 @@
-//! The Stratum V2 mining endpoint: Noise NX with the pool's authority key, standard channels,
-//! and the same [`Backend`] and job source as the V1 server (same share header, same target
-//! rule, same one credit per share).
+//! The Stratum V2 mining endpoint: Noise NX with the pool's authority key, standard and
+//! extended channels, and the same [`Backend`] and job source as the V1 server (same share
+//! header, same target rule, same one credit per share).
 //!
 //! What is served:
 //! - `SetupConnection` for the Mining protocol, version 2; `REQUIRES_WORK_SELECTION` is refused

@@ -1,4 +1,4 @@
-//! One SV2 connection after its Noise handshake: setup, standard channels, jobs, shares.
+//! One SV2 connection after its Noise handshake: setup, standard and extended channels, jobs, shares.
 //!
 //! Frames are read in a task of their own (reading is not cancellation-safe) and handled here in
 //! order. Shares of a connection may be with the backend at once; their answers go out in the
