@@ -101,22 +101,27 @@ struct Job {
     nbits: u32,
 }
 
+fn target(exp: i32) -> Target {
+    DifficultyExp::new(exp).unwrap().target()
+}
+
 impl Job {
+    fn meets(&self, target: &Target, nonce: u32) -> bool {
+        let h = Header {
+            version: Version::from_consensus(self.version as i32),
+            prev_blockhash: BlockHash::from_byte_array(self.prev_hash),
+            merkle_root: TxMerkleNode::from_byte_array(self.merkle_root),
+            time: self.ntime,
+            bits: CompactTarget::from_consensus(self.nbits),
+            nonce,
+        };
+        target.is_met_by(h.block_hash())
+    }
+
+    /// The first nonce from `start` that meets the difficulty 2^DIFF_EXP.
     fn solve(&self, start: u32) -> u32 {
-        let target: Target = DifficultyExp::new(DIFF_EXP).unwrap().target();
-        (start..)
-            .find(|n| {
-                let h = Header {
-                    version: Version::from_consensus(self.version as i32),
-                    prev_blockhash: BlockHash::from_byte_array(self.prev_hash),
-                    merkle_root: TxMerkleNode::from_byte_array(self.merkle_root),
-                    time: self.ntime,
-                    bits: CompactTarget::from_consensus(self.nbits),
-                    nonce: *n,
-                };
-                target.is_met_by(h.block_hash())
-            })
-            .unwrap()
+        let t = target(DIFF_EXP);
+        (start..).find(|n| self.meets(&t, *n)).unwrap()
     }
 }
 
@@ -213,11 +218,17 @@ impl Client {
 }
 
 async fn server(backend: Arc<Recorder>, templates: watch::Receiver<Arc<Template>>) -> (Sv2Server, AuthorityKey, CancellationToken) {
+    server_within(backend, templates, DIFF_EXP).await
+}
+
+/// A server starting at 2^DIFF_EXP, vardiff up to 2^max_exp.
+async fn server_within(backend: Arc<Recorder>, templates: watch::Receiver<Arc<Template>>, max_exp: i32) -> (Sv2Server, AuthorityKey, CancellationToken) {
     let key = AuthorityKey::from_secret([3; 32]).unwrap();
     let d = DifficultyExp::new(DIFF_EXP).unwrap();
+    let max = DifficultyExp::new(max_exp).unwrap();
     let config = Config { retarget_secs: 3600, ..Config::default() };
     let cancel = CancellationToken::new();
-    let s = Sv2Server::start("127.0.0.1:0".parse().unwrap(), key.clone(), config, Difficulty { initial: d, min: d, max: d }, backend, templates, cancel.clone())
+    let s = Sv2Server::start("127.0.0.1:0".parse().unwrap(), key.clone(), config, Difficulty { initial: d, min: d, max }, backend, templates, cancel.clone())
         .await
         .unwrap();
     (s, key, cancel)
@@ -281,5 +292,62 @@ async fn two_channels_on_one_connection_mine_different_work() {
     assert_eq!(r, Err("difficulty-too-low".into()), "the server rebuilds b's header, which the nonce does not solve (at 2^-18 it could, rarely)");
     let credited = backend.credited.lock().unwrap().clone();
     assert_eq!(credited.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(), vec!["good.a", "good.b"]);
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_channel_gets_a_harder_target_and_a_job_committing_to_it() {
+    let backend = Recorder::new();
+    let (_tx, rx) = watch::channel(template(1, 0xaa, 1_700_000_000, true));
+    let (server, key, cancel) = server_within(backend.clone(), rx, DIFF_EXP + 2).await;
+    let mut c = Client::connect(&server, &key).await;
+    let ch = c.open("good.w").await.unwrap();
+    let (j1, _) = c.job().await;
+    // 16 shares far faster than one per 10 s: vardiff raises the difficulty at once
+    let mut n = 0;
+    for seq in 1..=16 {
+        n = j1.solve(n);
+        assert_eq!(c.submit(ch, seq, &j1, n).await, Ok(1));
+        n += 1;
+    }
+    let mut f = c.recv().await.unwrap();
+    assert_eq!(f.msg_type, MESSAGE_TYPE_SET_TARGET);
+    let st: SetTarget = binary_sv2::from_bytes(&mut f.payload).unwrap();
+    assert_eq!((st.channel_id, Target::from_le_bytes(st.maximum_target.to_array())), (ch, target(DIFF_EXP + 2)));
+    let (j2, tip) = c.job().await;
+    assert!(!tip, "same tip: the new job is active at once");
+    assert_ne!(j2.merkle_root, j1.merkle_root, "the coinbase commits to the new difficulty");
+    // the new job is held to the new target; the old job to its own
+    let (easy, hard) = (target(DIFF_EXP), target(DIFF_EXP + 2));
+    let weak = (0..).find(|n| j2.meets(&easy, *n) && !j2.meets(&hard, *n)).unwrap();
+    assert_eq!(c.submit(ch, 17, &j2, weak).await, Err("difficulty-too-low".into()));
+    let strong = (0..).find(|n| j2.meets(&hard, *n)).unwrap();
+    assert_eq!(c.submit(ch, 18, &j2, strong).await, Ok(1));
+    assert_eq!(c.submit(ch, 19, &j1, j1.solve(n)).await, Ok(1));
+    assert_eq!(backend.credited.lock().unwrap().len(), 18);
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_handshake_is_dropped_and_the_server_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Recorder::new();
+    let (_tx, rx) = watch::channel(template(1, 0xaa, 1_700_000_000, true));
+    let (server, key, cancel) = server(backend.clone(), rx).await;
+    // a plain-text Stratum V1 line instead of a Noise handshake
+    let mut raw = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    raw.write_all(b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}\n").await.unwrap();
+    raw.shutdown().await.unwrap();
+    let mut buf = vec![];
+    let read = tokio::time::timeout(Duration::from_secs(15), raw.read_to_end(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(_))), "the server closes it");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.stats().connections > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no session is left behind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = Client::connect(&server, &key).await;
+    assert!(c.open("good.w").await.is_ok());
+    assert!(backend.credited.lock().unwrap().is_empty());
     cancel.cancel();
 }
