@@ -4,7 +4,8 @@
 //! TCP sessions with every SV1 method real miners use, BIP310 version rolling, vardiff in
 //! powers of two, exact share validation (from `ehash-protocol`), and specific errors for every
 //! bad input. What a share is worth and where it goes is a [`Backend`]'s business; jobs come from
-//! a [`JobSource`].
+//! a [`JobSource`]. [`sv2`] is a Stratum V2 server (Noise, standard and extended channels) over
+//! the same [`Backend`] and job source.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod backend;
