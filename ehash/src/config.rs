@@ -153,6 +153,7 @@ mod tests {
             [
                 ("EHASH_MINT_BRIDGE__STRATUM__TARGET_SHARE_SECS".to_owned(), "5".to_owned()),
                 ("EHASH_MINT_BRIDGE__PUBLIC_URL".to_owned(), "https://mint.example".to_owned()),
+                ("EHASH_MINT_BRIDGE__SV2_LISTEN".to_owned(), "127.0.0.1:3336".to_owned()),
                 ("EHASH_REQUIRE_EXTERNAL".to_owned(), "1".to_owned()),
                 ("PATH".to_owned(), "/bin".to_owned()),
             ]
@@ -163,6 +164,7 @@ mod tests {
         assert_eq!(c.mint_bridge.unit_log2_hashes, 20);
         assert_eq!(c.mint_bridge.stratum.target_share_secs, 5);
         assert_eq!(c.mint_bridge.public_url.as_deref(), Some("https://mint.example"));
+        assert_eq!(c.mint_bridge.sv2_listen, Some("127.0.0.1:3336".parse().unwrap()));
         let mut t = toml::Table::new();
         apply_env(&mut t, [("EHASH_MINT_BRIDGE__UNIT_LOG2_HASHS".to_owned(), "3".to_owned())].into_iter()).unwrap();
         let e = toml::Value::Table(t).try_into::<FileConfig>().unwrap_err().to_string();
@@ -174,6 +176,7 @@ mod tests {
         let text = include_str!("../../ehash.example.toml");
         let c: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(c.mint_bridge.stratum_listen.port(), 3333);
+        assert_eq!(c.mint_bridge.sv2_listen, None, "Stratum V2 is off by default");
         assert_eq!((c.exchange.lot, c.exchange.listen.port()), (1024, 8090));
         assert_eq!(c.up.lot, UpConfig::default().lot);
         assert_eq!(c.web, ehash_web::Config::default());

@@ -50,6 +50,8 @@ pub const SEED_FILE: &str = "mint-seed.hex";
 pub const NOSTR_KEY_FILE: &str = "nostr.key";
 /// The admin token file name.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The Stratum V2 authority key file name.
+pub const SV2_AUTHORITY_KEY_FILE: &str = "sv2-authority.key";
 
 /// The mint seed: read it, or create it on first start.
 pub fn load_or_create_seed(dir: &Path) -> Result<[u8; 64]> {
@@ -68,6 +70,15 @@ pub fn load_or_create_nostr_keys(dir: &Path, configured: Option<&str>) -> Result
     let path = dir.join(NOSTR_KEY_FILE);
     let bytes = load_or_create_hex(&path, 32)?;
     nostr_sdk::prelude::Keys::parse(&hex::encode(bytes)).map_err(|e| Error::Damaged { path, reason: e.to_string() })
+}
+
+/// The pool's Stratum V2 authority secret key (32 bytes, kept as hex in a file only its owner
+/// reads): read it, or create it on first start.
+pub fn load_or_create_sv2_authority_key(dir: &Path) -> Result<[u8; 32]> {
+    let bytes = load_or_create_hex(&dir.join(SV2_AUTHORITY_KEY_FILE), 32)?;
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&bytes);
+    Ok(key)
 }
 
 /// The admin bearer token: read it, or create it on first start.

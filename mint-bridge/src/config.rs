@@ -6,6 +6,7 @@
 //! | `http_listen` | `127.0.0.1:3338` | Cashu HTTP API, `/v1/ehash/*`, `/admin/*`, `/health` |
 //! | `public_url` | `http://<http_listen>` | the mint URL announced on nostr and in NUT-06 |
 //! | `stratum_listen` | `127.0.0.1:3333` | Stratum V1 pool endpoint |
+//! | `sv2_listen` | unset (off) | Stratum V2 pool endpoint (Noise, standard and extended channels); its authority key is `sv2-authority.key` in `data_dir`, its public key printed at start |
 //! | `pool_id` | first 8 hex digits of the pool's nostr key | `<pool-id>` in unit names |
 //! | `unit_log2_hashes` | `32` | one ehash unit = 2^this expected hashes |
 //! | `network` | the job source's chain | NIP-87 `n` tag (`mainnet`, `testnet`, `signet`, `regtest`); with `bitcoind`, the node's chain, and a different value set here refuses to start |
@@ -36,6 +37,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Stratum V1 listen address (port 0 picks a free port).
     pub stratum_listen: SocketAddr,
+    /// Stratum V2 listen address (port 0 picks a free port); `None`: no V2 endpoint.
+    pub sv2_listen: Option<SocketAddr>,
     /// Pool id used in unit names (1–16 of `[0-9a-z]`).
     pub pool_id: Option<String>,
     /// log2 of the expected hashes per ehash unit.
@@ -76,6 +79,7 @@ impl Default for Config {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 3338)),
             public_url: None,
             stratum_listen: SocketAddr::from(([127, 0, 0, 1], 3333)),
+            sv2_listen: None,
             pool_id: None,
             unit_log2_hashes: 32,
             network: None,

@@ -25,7 +25,7 @@ use crate::mint::{MintHandle, MintIdentity, MintStore};
 use crate::pool::bitcoind::BitcoindJobSource;
 use crate::pool::devnet::DevnetJobSource;
 use crate::pool::{EXTRANONCE1_SIZE, PoolBackend, PoolSource};
-use ehash_stratum::{Difficulty, Server, StatsSnapshot};
+use ehash_stratum::{AuthorityKey, Difficulty, Server, StatsSnapshot, Sv2Server};
 
 /// How often the payout lifecycle is looked at besides every new chain tip.
 const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,6 +38,7 @@ pub struct MintBridge {
     http_addr: SocketAddr,
     mint_url: String,
     pool: Server,
+    sv2: Option<(Sv2Server, AuthorityKey)>,
     epochs: Arc<Epochs>,
     mint: Arc<MintHandle>,
     ledger: Ledger,
@@ -71,6 +72,7 @@ fn stratum_error(e: ehash_stratum::Error) -> Error {
     match e {
         ehash_stratum::Error::Listen { addr, source } => Error::Listen { what: "stratum", addr, source },
         ehash_stratum::Error::Work(w) => Error::Work(w),
+        ehash_stratum::Error::Sv2Authority(e) => Error::Config(format!("{e} ({})", ehash_keyfile::SV2_AUTHORITY_KEY_FILE)),
     }
 }
 
@@ -205,9 +207,36 @@ impl MintBridge {
         }));
         let backend = Arc::new(PoolBackend::new(epochs.clone(), source.clone()));
         let difficulty = Difficulty::from_config(&config.stratum, unit_size.min_difficulty()).map_err(stratum_error)?;
-        let pool = Server::start(config.stratum_listen, config.stratum.clone(), difficulty, backend, templates, cancel.clone())
+        let pool = Server::start(config.stratum_listen, config.stratum.clone(), difficulty, backend.clone(), templates.clone(), cancel.clone())
             .await
             .map_err(stratum_error)?;
+        // Stratum V2, when configured: the same backend and job source as V1
+        let sv2 = match config.sv2_listen {
+            Some(listen) => {
+                let started = async {
+                    let secret = ehash_keyfile::load_or_create_sv2_authority_key(&config.data_dir)?;
+                    let authority = AuthorityKey::from_secret(secret).map_err(|e| {
+                        Error::Config(format!("{}: {e}", config.data_dir.join(ehash_keyfile::SV2_AUTHORITY_KEY_FILE).display()))
+                    })?;
+                    let server = Sv2Server::start(listen, authority.clone(), config.stratum.clone(), difficulty, backend, templates, cancel.clone())
+                        .await
+                        .map_err(stratum_error)?;
+                    Ok::<_, Error>((server, authority))
+                };
+                match started.await {
+                    Ok((server, authority)) => {
+                        tracing::info!(sv2 = %server.local_addr(), sv2_authority_key = %authority.public_key(), "stratum v2 endpoint");
+                        Some((server, authority))
+                    }
+                    Err(e) => {
+                        // what already runs (the V1 endpoint, the tasks) stops with it
+                        cancel.cancel();
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
 
         let ws_slots = Arc::new(tokio::sync::Semaphore::new(config.max_ws_connections.max(1)));
         let state = HttpState { epochs: epochs.clone(), mint: mint.clone(), admin_token: Arc::new(admin_token), withdrawals, ws_slots };
@@ -261,7 +290,7 @@ impl MintBridge {
             }
         }));
         tracing::info!(%mint_url, stratum = %pool.local_addr(), pool_pubkey = %keys.public_key(), "mint-bridge running");
-        Ok(Self { http_addr, mint_url, pool, epochs, mint, ledger, cancel, tasks })
+        Ok(Self { http_addr, mint_url, pool, sv2, epochs, mint, ledger, cancel, tasks })
     }
 
     /// The HTTP address.
@@ -279,7 +308,23 @@ impl MintBridge {
         self.pool.local_addr()
     }
 
-    /// Pool counters.
+    /// The Stratum V2 address, if the endpoint is on.
+    pub fn sv2_addr(&self) -> Option<SocketAddr> {
+        self.sv2.as_ref().map(|(s, _)| s.local_addr())
+    }
+
+    /// The Stratum V2 authority public key as clients take it (base58-check), if the endpoint
+    /// is on.
+    pub fn sv2_authority_key(&self) -> Option<String> {
+        self.sv2.as_ref().map(|(_, k)| k.public_key())
+    }
+
+    /// Stratum V2 counters, if the endpoint is on.
+    pub fn sv2_stats(&self) -> Option<StatsSnapshot> {
+        self.sv2.as_ref().map(|(s, _)| s.stats())
+    }
+
+    /// Pool counters (Stratum V1).
     pub fn stats(&self) -> StatsSnapshot {
         self.pool.stats()
     }

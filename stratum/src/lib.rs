@@ -4,7 +4,8 @@
 //! TCP sessions with every SV1 method real miners use, BIP310 version rolling, vardiff in
 //! powers of two, exact share validation (from `ehash-protocol`), and specific errors for every
 //! bad input. What a share is worth and where it goes is a [`Backend`]'s business; jobs come from
-//! a [`JobSource`].
+//! a [`JobSource`]. [`sv2`] is a Stratum V2 server (Noise, standard and extended channels) over
+//! the same [`Backend`] and job source.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod backend;
@@ -13,12 +14,14 @@ pub mod job;
 mod lines;
 pub mod server;
 mod session;
+pub mod sv2;
 pub mod vardiff;
 
 pub use backend::{Backend, Refusal, Work};
 pub use config::Config;
 pub use job::{BlockOutcome, FoundBlock, JobSource, JobSourceError, Template, WITNESS_COMMITMENT_PREFIX};
 pub use server::{Difficulty, Server, Stats, StatsSnapshot};
+pub use sv2::{AuthorityKey, Sv2Server};
 
 /// Server errors.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The Stratum V2 authority key is not usable.
+    #[error("stratum v2 authority key: {0}")]
+    Sv2Authority(String),
     /// A difficulty setting is out of range.
     #[error(transparent)]
     Work(#[from] ehash_protocol::WorkError),

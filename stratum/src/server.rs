@@ -117,16 +117,16 @@ pub(crate) struct Shared<B: Backend> {
 
 /// Connections per IP address; a slot is given back when its [`IpSlot`] drops.
 #[derive(Debug, Default)]
-struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+pub(crate) struct PerIp(Mutex<HashMap<IpAddr, usize>>);
 
 /// One connection's place in [`PerIp`].
-struct IpSlot {
+pub(crate) struct IpSlot {
     counts: Arc<PerIp>,
     ip: IpAddr,
 }
 
 impl PerIp {
-    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+    pub(crate) fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(ip).or_insert(0);
         if *n >= max {

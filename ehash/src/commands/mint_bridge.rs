@@ -51,6 +51,9 @@ pub async fn run(file: FileConfig, args: MintBridgeArgs) -> Result<()> {
     let bridge = MintBridge::start(config).await.context("starting the mint-bridge")?;
     println!("mint     {}", bridge.mint_url());
     println!("stratum  stratum+tcp://{}", bridge.stratum_addr());
+    if let (Some(addr), Some(key)) = (bridge.sv2_addr(), bridge.sv2_authority_key()) {
+        println!("sv2      stratum2+tcp://{addr}   (authority key {key})");
+    }
     println!("epochs   {}/v1/ehash/epochs", bridge.mint_url());
     super::shutdown_signal().await;
     tracing::info!("shutting down");
