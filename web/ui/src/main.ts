@@ -618,6 +618,9 @@ async function tradesView(root: HTMLElement) {
 
 // ---------------------------------------------------------------- wallet
 
+/** Redemption terms the user is looking at (by mint and unit), kept across redraws. */
+const redeemShown = new Map<string, wallet.RedeemTerms>();
+
 async function walletView(root: HTMLElement) {
   const bal = h('section', {});
   const hist = h('section', {});
@@ -625,36 +628,49 @@ async function walletView(root: HTMLElement) {
     const bs = await wallet.balances();
     await loadMarkets().catch(() => undefined);
     const marketOf = (b: wallet.Balance) => app.markets.find((m) => m.unit === b.unit && cashu.normalizeUrl(m.mint_url) === b.mint);
-    // redeeming asks the pool's mint for its terms first, and melts only once the user agrees
+    // redeeming asks the pool's mint for its terms first, and melts only once the user agrees;
+    // the terms on show survive the redraws that backups and market activity bring
     const redeemBtn = (b: wallet.Balance, m: MarketSummary) => {
+      const key = `${b.mint} ${b.unit}`;
       const box = h('span', {});
-      const ask = h(
-        'button',
-        {
-          type: 'button',
-          class: 'small',
-          'data-testid': 'redeem',
-          title: `redeem ${fmt(b.free)} ${b.unit} at the pool's mint`,
-          onclick: (e: Event) =>
-            void act(e.currentTarget as HTMLButtonElement, async () => {
-              const t = await wallet.redeemTerms(m, b.free);
-              const yes = h('button', { type: 'button', class: 'small primary', 'data-testid': 'redeem-confirm' }, `Redeem for ${fmt(t.sats)} sats`) as HTMLButtonElement;
-              yes.onclick = () =>
-                void act(yes, async () => {
-                  box.replaceChildren(h('span', { class: 'muted' }, 'redeeming…'));
-                  try {
-                    await wallet.redeem(t);
-                    notice(`redeemed ${fmt(t.amount)} ${t.unit} for ${fmt(t.sats)} sats`);
-                  } finally {
-                    redrawSoon();
-                  }
-                });
-              box.replaceChildren(h('span', { 'data-testid': 'redeem-terms' }, `${fmt(t.amount)} ${t.unit} for ${fmt(t.sats)} sats? `), yes, h('button', { type: 'button', class: 'small', onclick: () => box.replaceChildren(ask) }, 'Cancel'));
-            }),
-        },
-        'Redeem',
-      );
-      box.replaceChildren(ask);
+      const showTerms = (t: wallet.RedeemTerms) => {
+        const yes = h('button', { type: 'button', class: 'small primary', 'data-testid': 'redeem-confirm' }, `Redeem for ${fmt(t.sats)} sats`) as HTMLButtonElement;
+        yes.onclick = () =>
+          void act(yes, async () => {
+            redeemShown.delete(key);
+            box.replaceChildren(h('span', { class: 'muted' }, 'redeeming…'));
+            try {
+              await wallet.redeem(t);
+              notice(`redeemed ${fmt(t.amount)} ${t.unit} for ${fmt(t.sats)} sats`);
+            } finally {
+              redrawSoon();
+            }
+          });
+        const no = h('button', { type: 'button', class: 'small', onclick: () => (redeemShown.delete(key), showAsk()) }, 'Cancel');
+        box.replaceChildren(h('span', { 'data-testid': 'redeem-terms' }, `${fmt(t.amount)} ${t.unit} for ${fmt(t.sats)} sats? `), yes, no);
+      };
+      const showAsk = () =>
+        box.replaceChildren(
+          h(
+            'button',
+            {
+              type: 'button',
+              class: 'small',
+              'data-testid': 'redeem',
+              title: `redeem ${fmt(b.free)} ${b.unit} at the pool's mint`,
+              onclick: (e: Event) =>
+                void act(e.currentTarget as HTMLButtonElement, async () => {
+                  const t = await wallet.redeemTerms(m, b.free);
+                  redeemShown.set(key, t);
+                  showTerms(t);
+                }),
+            },
+            'Redeem',
+          ),
+        );
+      const shown = redeemShown.get(key);
+      if (shown && shown.amount === b.free) showTerms(shown);
+      else showAsk();
       return box;
     };
     const warnings = bs.flatMap((b) => {
