@@ -18,133 +18,17 @@
 //! this process, on the same two cores.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod load;
+
 use std::time::{Duration, Instant};
 
+use bitcoin::hashes::Hash;
+use ehash_mint_bridge::MintBridge;
 use ehash_mint_bridge::config::DatabaseConfig;
 use ehash_mint_bridge::ledger::{Ledger, ShareRecord};
-use ehash_mint_bridge::{Config, MintBridge};
-use bitcoin::hashes::Hash;
-use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio_util::codec::{FramedRead, LinesCodec};
+use load::{Proto, config, load, secs};
 
 const GOAL_RATE: f64 = 20_000.0;
-/// Submits a connection keeps unanswered (the pool takes 1024 at once from one connection).
-const WINDOW: usize = 2048;
-
-fn secs() -> Duration {
-    Duration::from_secs(std::env::var("EHASH_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5))
-}
-
-fn config(dir: &Path, db: &DatabaseConfig) -> Config {
-    // one ehash per hash and difficulty 2^-32: nearly every header is a share, so the load
-    // generator hashes next to nothing and the pool's path is what is measured
-    let mut c = Config {
-        data_dir: dir.to_path_buf(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        stratum_listen: "127.0.0.1:0".parse().unwrap(),
-        pool_id: Some("bench".into()),
-        unit_log2_hashes: 0,
-        database: db.clone(),
-        ..Config::default()
-    };
-    c.stratum.initial_difficulty_exp = -32;
-    c.stratum.min_difficulty_exp = -32;
-    c.stratum.max_difficulty_exp = -32;
-    c.stratum.max_connections_per_ip = 100_000;
-    c.devnet.network_difficulty_exp = 60;
-    c.devnet.job_refresh_secs = 3600;
-    c
-}
-
-/// One connection that submits as fast as the pool takes them; counts `true` answers.
-async fn connection(addr: SocketAddr, user: String, lane: u64, accepted: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let (r, mut w) = tcp.into_split();
-    let mut lines = FramedRead::new(r, LinesCodec::new());
-    let hello = format!(
-        "{{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"bench\"]}}\n{{\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"{user}\",\"x\"]}}\n"
-    );
-    w.write_all(hello.as_bytes()).await.unwrap();
-    let (mut job_id, mut ntime, mut en2_size) = (String::new(), String::new(), 0usize);
-    while job_id.is_empty() {
-        let l = lines.next().await.unwrap().unwrap();
-        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
-        if v["id"] == 1 {
-            en2_size = v["result"][2].as_u64().unwrap() as usize;
-        }
-        if v["id"] == 2 {
-            assert_eq!(v["result"], true, "authorize: {v}");
-        }
-        if v["method"] == "mining.notify" {
-            job_id = v["params"][0].as_str().unwrap().to_owned();
-            ntime = v["params"][7].as_str().unwrap().to_owned();
-        }
-    }
-    // at most WINDOW submits unanswered, as a miner or proxy with a send window
-    let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
-    let (counter, answered) = (accepted.clone(), window.clone());
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(l)) = lines.next().await {
-            if l.contains("\"result\":true") {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-            if l.contains("\"result\"") {
-                answered.add_permits(1);
-            }
-        }
-    });
-    let mut n: u64 = lane << 40;
-    let mut batch = String::new();
-    while !stop.load(Ordering::Relaxed) {
-        match tokio::time::timeout(Duration::from_millis(100), window.acquire_many(64)).await {
-            Ok(Ok(p)) => p.forget(),
-            _ => continue,
-        }
-        batch.clear();
-        for _ in 0..64 {
-            n += 1;
-            let mut en2 = n.to_le_bytes().to_vec();
-            en2.resize(en2_size, 0);
-            batch.push_str(&format!(
-                "{{\"id\":4,\"method\":\"mining.submit\",\"params\":[\"{user}\",\"{job_id}\",\"{}\",\"{ntime}\",\"00000000\"]}}\n",
-                hex::encode(&en2)
-            ));
-        }
-        if w.write_all(batch.as_bytes()).await.is_err() {
-            break;
-        }
-    }
-    // every share sent is answered before the next figure starts
-    let _ = tokio::time::timeout(Duration::from_secs(60), window.acquire_many(WINDOW as u32)).await;
-    reader.abort();
-}
-
-/// Shares per second accepted over `conns` connections mining to `quote` for `d`, and how many.
-async fn load(bridge: &MintBridge, quote: &str, conns: u64, d: Duration) -> (f64, u64) {
-    let accepted = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..conns)
-        .map(|i| tokio::spawn(connection(bridge.stratum_addr(), format!("{quote}.b{i}"), i, accepted.clone(), stop.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(1000)).await; // connect and warm up
-    let before = accepted.load(Ordering::Relaxed);
-    let start = Instant::now();
-    tokio::time::sleep(d).await;
-    let done = accepted.load(Ordering::Relaxed) - before;
-    let rate = done as f64 / start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    (rate, accepted.load(Ordering::Relaxed))
-}
-
 /// The ledger's own write, called directly: groups of `group` new shares on one quote.
 async fn ceiling(ledger: &Ledger, group: usize, d: Duration) -> f64 {
     let mut n = 0u64;
@@ -186,7 +70,7 @@ async fn figures(name: &str, db: DatabaseConfig) {
     for conns in [1u64, 16, 256] {
         let q = quote(&bridge, &wallet).await;
         let before = bridge.epochs().recorder_stats();
-        let (rate, _) = load(&bridge, &q, conns, d).await;
+        let (rate, _) = load(&bridge, &q, conns, d, Proto::V1).await;
         let after = bridge.epochs().recorder_stats();
         let mean = (after.shares - before.shares) as f64 / (after.groups - before.groups).max(1) as f64;
         eprintln!("  {name}: {conns} connections: {rate:.0} shares/s, mean group {mean:.0}");
@@ -197,15 +81,15 @@ async fn figures(name: &str, db: DatabaseConfig) {
     let old = quote(&bridge, &wallet).await;
     let mut credited = 0;
     while credited < 100_000 {
-        let (_, n) = load(&bridge, &old, 256, Duration::from_secs(2)).await;
+        let (_, n) = load(&bridge, &old, 256, Duration::from_secs(2), Proto::V1).await;
         credited += n;
         eprintln!("  {name}: quote with history: {credited} shares credited");
     }
     let status = wallet.wallet(&bridge.epochs().current().await.unwrap().unit).await.unwrap().check_mint_quote_status(&old).await.unwrap();
     // against a fresh quote on the same ledger (as full), so only the quote's history differs
     let fresh = quote(&bridge, &wallet).await;
-    let (fresh_rate, _) = load(&bridge, &fresh, 256, d).await;
-    let (old_rate, _) = load(&bridge, &old, 256, d).await;
+    let (fresh_rate, _) = load(&bridge, &fresh, 256, d, Proto::V1).await;
+    let (old_rate, _) = load(&bridge, &old, 256, d, Proto::V1).await;
     bridge.shutdown().await;
 
     // the ceiling, on the same ledger (as full as the pool left it), the pool stopped
