@@ -226,12 +226,14 @@ async fn sv2_connection(addr: SocketAddr, authority: String, user: String, accep
             Ok(Ok(p)) => p.forget(),
             _ => continue,
         }
+        // 64 submits in one write, as the V1 load sends them
         for _ in 0..64 {
             nonce += 1;
             let m = SubmitSharesStandard { channel_id, sequence_number: nonce, job_id, nonce, ntime, version };
-            if w.write(m, MESSAGE_TYPE_SUBMIT_SHARES_STANDARD, true).await.is_err() {
-                return;
-            }
+            w.queue(m, MESSAGE_TYPE_SUBMIT_SHARES_STANDARD, true).unwrap();
+        }
+        if w.flush().await.is_err() {
+            return;
         }
     }
     // every share sent is answered before the next figure starts
