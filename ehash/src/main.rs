@@ -86,9 +86,12 @@ pub struct ProxyArgs {
     /// Stratum V1 listen address for your miners.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// The pool's Stratum V1 endpoint, host:port.
+    /// The pool's Stratum endpoint: host:port (V1), or sv2://host:port (V2, encrypted).
     #[arg(long)]
     pub pool: Option<String>,
+    /// The pool's Stratum V2 authority public key (printed by the pool at start), for an sv2:// pool.
+    #[arg(long)]
+    pub pool_authority_key: Option<String>,
     /// The pool's mint URL.
     #[arg(long)]
     pub mint_url: Option<String>,

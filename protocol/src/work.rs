@@ -72,6 +72,13 @@ impl DifficultyExp {
         Target::from_be_bytes(bytes)
     }
 
+    /// The easiest difficulty whose target is at or below `target` (a pool's channel target, as
+    /// Stratum V2 sends it): every hash that meets its target meets `target`. Exact for the targets
+    /// of powers of two; `None` for a target harder than the hardest difficulty.
+    pub fn within_target(target: Target) -> Option<Self> {
+        (MIN_DIFFICULTY_EXP..=MAX_DIFFICULTY_EXP).map(Self).find(|d| d.target() <= target)
+    }
+
     /// The compact (`nBits`) form of [`Self::target`]; exact for every power of two in range.
     pub fn compact(self) -> CompactTarget {
         self.target().to_compact_lossy()
@@ -227,6 +234,33 @@ mod tests {
             assert_eq!(Target::from_compact(d.compact()), d.target(), "exp {exp}");
             assert_eq!(d.target().difficulty_float(), d.as_f64(), "exp {exp}");
         }
+    }
+
+    #[test]
+    fn a_channel_target_gives_the_easiest_difficulty_within_it() {
+        // a power of two's target is its own difficulty
+        for exp in [MIN_DIFFICULTY_EXP, -18, 0, 7, MAX_DIFFICULTY_EXP] {
+            let d = DifficultyExp::new(exp).unwrap();
+            assert_eq!(DifficultyExp::within_target(d.target()), Some(d), "exp {exp}");
+        }
+        // between two powers of two: the harder one, whose shares all meet the target
+        let d = DifficultyExp::new(-18).unwrap();
+        let mut below = d.target().to_be_bytes();
+        // minus one, borrowing from the left
+        for b in below.iter_mut().rev() {
+            let (v, borrow) = b.overflowing_sub(1);
+            *b = v;
+            if !borrow {
+                break;
+            }
+        }
+        let just_below = Target::from_be_bytes(below);
+        assert!(just_below < d.target() && just_below > d.harder().target());
+        assert_eq!(DifficultyExp::within_target(just_below), Some(d.harder()));
+        // the easiest target there is (all ones) takes the easiest difficulty; one below the
+        // hardest difficulty's target is out of range
+        assert_eq!(DifficultyExp::within_target(Target::from_le_bytes([0xff; 32])), DifficultyExp::new(MIN_DIFFICULTY_EXP).ok());
+        assert_eq!(DifficultyExp::within_target(Target::ZERO), None);
     }
 
     #[test]

@@ -73,7 +73,8 @@ impl Backend for ProxyBackend {
         let mut extranonce2 = vec![work.tag];
         extranonce2.extend_from_slice(&work.extranonce1);
         extranonce2.extend_from_slice(&work.extranonce2);
-        self.upstream.submit(&job.job_id, &extranonce2, work.ntime, work.nonce, work.version_bits).await?;
+        let version = work.header.version.to_consensus() as u32;
+        self.upstream.submit(&job.job_id, &extranonce2, work.ntime, work.nonce, work.version_bits, version).await?;
         self.forwarding.forwarded.fetch_add(1, Ordering::Relaxed);
         // the pool owes the work of the difficulty this proxy assigned the miner (which the
         // share's coinbase declares), not whatever the pool's job said

@@ -33,8 +33,11 @@ pub struct Config {
     pub wallet_dir: PathBuf,
     /// Stratum V1 listen address for miners.
     pub listen: SocketAddr,
-    /// The pool's Stratum V1 endpoint (host:port).
+    /// The pool's Stratum endpoint: `host:port` (V1), or `sv2://host:port` (V2, encrypted; needs
+    /// `pool_authority_key`).
     pub pool: String,
+    /// The pool's Stratum V2 authority public key, as the pool prints it at start.
+    pub pool_authority_key: Option<String>,
     /// The pool's mint URL.
     pub mint_url: String,
     /// Status endpoint listen address.
@@ -66,6 +69,7 @@ impl Default for Config {
             wallet_dir: PathBuf::from(".ehash/wallet"),
             listen: SocketAddr::from(([127, 0, 0, 1], 3334)),
             pool: "127.0.0.1:3333".into(),
+            pool_authority_key: None,
             mint_url: "http://127.0.0.1:3338".into(),
             status_listen: SocketAddr::from(([127, 0, 0, 1], 3335)),
             worker: "proxy".into(),

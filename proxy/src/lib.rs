@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditLog;
 use crate::backend::{Forwarding, ProxyBackend};
 use crate::earn::{Backup, Earner, Earnings};
-use crate::upstream::{MINER_ID_BYTES, Upstream};
+use crate::upstream::{MINER_ID_BYTES, PoolEndpoint, Upstream};
 
 /// Proxy errors.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +158,7 @@ impl Proxy {
     /// Start: open the wallet, get a quote (waiting for the pool's mint if needed), connect
     /// upstream, then serve miners.
     pub async fn start(config: Config) -> Result<Self, Error> {
+        let pool = PoolEndpoint::parse(&config.pool, config.pool_authority_key.as_deref()).map_err(Error::Start)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::Start(format!("{}: {e}", config.data_dir.display())))?;
         let (mnemonic, _) = seed::load_or_create(&config.wallet_dir)?;
         let wallet = Arc::new(MinerWallet::open(&config.wallet_dir.join("wallet.sqlite"), &config.mint_url, seed::seed_of(&mnemonic)).await?);
@@ -185,7 +186,7 @@ impl Proxy {
                 }
             }
         };
-        let upstream = Upstream::start(config.pool.clone(), username, config.version_rolling, cancel.clone());
+        let upstream = Upstream::start(pool, username, config.version_rolling, cancel.clone());
         // the miners' extranonce2 size and version mask follow from the pool's
         let mut state = upstream.state();
         let up = loop {

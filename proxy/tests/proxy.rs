@@ -160,11 +160,22 @@ async fn miners_earn_through_the_proxy_into_their_own_wallet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_goes_away_and_comes_back_while_miners_stay_connected() {
+    pool_goes_away_and_comes_back(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sv2_pool_goes_away_and_comes_back_while_miners_stay_connected() {
+    pool_goes_away_and_comes_back(true).await;
+}
+
+/// The pool stops and starts again on the same ports and data (so the same SV2 authority key).
+async fn pool_goes_away_and_comes_back(sv2: bool) {
     init();
     let dir = tempfile::tempdir().unwrap();
-    let (http, stratum) = (free(), free());
+    let (http, stratum, sv2_listen) = (free(), free(), free());
+    let bridge_config = |dir: &Path, http, stratum| ehash_mint_bridge::Config { sv2_listen: sv2.then_some(sv2_listen), ..bridge_config(dir, http, stratum) };
     let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), http, stratum)).await.unwrap();
-    let proxy = Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url())).await.unwrap();
+    let proxy = if sv2 { sv2_proxy(dir.path(), &bridge).await } else { Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), bridge.mint_url())).await.unwrap() };
     let (mut a, job) = miner(&proxy, "rig1").await;
     assert_eq!(submit(&mut a, "rig1", &job, 1).await["result"], true);
     bridge.shutdown().await;
@@ -181,6 +192,9 @@ async fn the_pool_goes_away_and_comes_back_while_miners_stay_connected() {
     assert_eq!(submit(&mut a, "rig1", &fresh, 4).await["result"], true);
     let quote = proxy.status().await.earnings.quote_id;
     assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap().1, 2);
+    if sv2 {
+        assert_eq!(bridge.sv2_stats().unwrap().accepted, 1, "the share after the restart came over SV2");
+    }
     proxy.shutdown();
     bridge.shutdown().await;
 }
@@ -494,4 +508,86 @@ async fn every_miner_is_credited_at_its_own_difficulty_while_the_pool_moves_the_
     assert_eq!(credited, assigned, "the pool credited exactly the work of the difficulties the proxy assigned");
     proxy.shutdown();
     bridge.shutdown().await;
+}
+
+/// The proxy mining to the pool over Stratum V2 (encrypted, one extended channel).
+async fn sv2_proxy(dir: &Path, bridge: &MintBridge) -> Proxy {
+    let mut c = proxy_config(dir, bridge.sv2_addr().unwrap(), bridge.mint_url());
+    c.pool = format!("sv2://{}", bridge.sv2_addr().unwrap());
+    c.pool_authority_key = bridge.sv2_authority_key();
+    Proxy::start(c).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_earn_through_the_proxy_mining_upstream_over_stratum_v2() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pool = bridge_config(&dir.path().join("pool"), free(), free());
+    pool.sv2_listen = Some(free());
+    let bridge = MintBridge::start(pool).await.unwrap();
+    let proxy = sv2_proxy(dir.path(), &bridge).await;
+    let (mut a, job_a) = miner(&proxy, "rig1").await;
+    let (mut b, job_b) = miner(&proxy, "rig2").await;
+    assert_ne!(a.extranonce1, b.extranonce1, "each miner has its own extranonce space");
+    assert_eq!(a.extranonce2_size, 5, "the channel's 8 extranonce bytes minus the job tag and the 2-byte miner id");
+    for i in 0..3 {
+        assert_eq!(submit(&mut a, "rig1", &job_a, i).await["result"], true);
+        assert_eq!(submit(&mut b, "rig2", &job_b, i).await["result"], true);
+    }
+    // the pool's SV2 refusal reaches the miner as the V1 error it stands for
+    let (en2, nonce) = solve(&a, &job_a, 0);
+    let r = a.submit("rig1", &job_a.id, &en2, job_a.ntime, nonce, None).await.unwrap();
+    assert_eq!(response_error(&r).unwrap().0, 22, "a duplicate is refused by the pool over SV2: {r}");
+    // six shares over one encrypted channel, each credited once to the proxy's quote
+    let st = proxy.status().await;
+    assert!(st.upstream_connected);
+    assert_eq!((st.shares_forwarded, st.miners), (6, 2));
+    let quote = st.earnings.quote_id.clone();
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (6 * CREDIT, 6));
+    let sv2 = bridge.sv2_stats().unwrap();
+    assert_eq!((sv2.accepted, sv2.credited), (6, 6 * CREDIT), "every share came over SV2");
+    assert_eq!(bridge.stats().accepted, 0, "nothing came over V1");
+    proxy.mint_now().await.unwrap();
+    let st = proxy.status().await;
+    assert_eq!(st.earnings.wallet.get("hash_pool_1"), Some(&(6 * CREDIT)));
+    assert_eq!((st.earnings.shortfall, st.earnings.logged_shares), (0, 6), "audited clean");
+
+    // a new epoch: the pool closes the channel; the proxy makes a new quote and opens a channel
+    // with it on the same connection; the miners stay connected and get fresh work
+    bridge.epochs().close_active(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    wait_until("the proxy following the epoch", Duration::from_secs(20), || async {
+        let st = proxy.status().await;
+        st.earnings.unit == "hash_pool_2" && st.upstream_connected
+    })
+    .await;
+    let fresh = a.wait_new_job(&job_a.id, Duration::from_secs(20)).await.unwrap();
+    assert!(fresh.clean, "the old channel's work is replaced");
+    let r = submit(&mut a, "rig1", &job_a, 10).await;
+    assert_eq!(response_error(&r).map(|e| e.0), Some(21), "the old channel's work is stale: {r}");
+    assert_eq!(submit(&mut a, "rig1", &fresh, 11).await["result"], true);
+    let new_quote = proxy.status().await.earnings.quote_id;
+    assert_ne!(new_quote, quote);
+    assert_eq!(bridge.epochs().ledger().quote_totals(&new_quote).await.unwrap(), (CREDIT, 1));
+    assert_eq!(bridge.epochs().ledger().quote_totals(&quote).await.unwrap(), (6 * CREDIT, 6), "the old quote earns nothing more");
+    assert_eq!(bridge.sv2_stats().unwrap().connections, 1, "one connection all along");
+    proxy.shutdown();
+    bridge.shutdown().await;
+}
+
+#[test]
+fn an_sv2_pool_needs_its_authority_key() {
+    use ehash_proxy::upstream::PoolEndpoint;
+    let key = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
+    assert_eq!(PoolEndpoint::parse("127.0.0.1:3333", None), Ok(PoolEndpoint::V1("127.0.0.1:3333".into())));
+    assert_eq!(PoolEndpoint::parse("stratum+tcp://pool.example:3333", None), Ok(PoolEndpoint::V1("pool.example:3333".into())));
+    assert_eq!(
+        PoolEndpoint::parse("sv2://pool.example:3336", Some(key)),
+        Ok(PoolEndpoint::V2 { addr: "pool.example:3336".into(), authority_key: key.into() })
+    );
+    let e = PoolEndpoint::parse("sv2://pool.example:3336", None).unwrap_err();
+    assert!(e.contains("pool_authority_key") && e.contains("authority key"), "{e}");
+    let e = PoolEndpoint::parse("sv2://pool.example:3336", Some("not-a-key")).unwrap_err();
+    assert!(e.contains("pool_authority_key") && e.contains("not an SV2 authority public key"), "{e}");
+    let e = PoolEndpoint::parse("http://pool.example", None).unwrap_err();
+    assert!(e.contains("sv2://host:port"), "{e}");
 }

@@ -14,6 +14,9 @@ pub fn apply_flags(mut c: ehash_proxy::Config, a: ProxyArgs) -> ehash_proxy::Con
     }
     set(&mut c.listen, a.listen);
     set(&mut c.pool, a.pool);
+    if a.pool_authority_key.is_some() {
+        c.pool_authority_key = a.pool_authority_key;
+    }
     set(&mut c.mint_url, a.mint_url);
     set(&mut c.status_listen, a.status_listen);
     set(&mut c.data_dir, a.data_dir);

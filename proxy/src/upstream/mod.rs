@@ -1,6 +1,7 @@
-//! The one upstream connection to the pool, carrying every local miner's shares.
+//! The one upstream connection to the pool, carrying every local miner's shares, over Stratum V1
+//! (this module) or Stratum V2 ([`v2`], encrypted, one extended channel).
 //!
-//! It subscribes (resuming its previous extranonce1 after a reconnect), negotiates version
+//! Over V1 it subscribes (resuming its previous extranonce1 after a reconnect), negotiates version
 //! rolling and `ehash-share-difficulty`, authorizes with the current quote, turns the pool's
 //! jobs into templates for the local miners, and multiplexes their submissions. When the pool
 //! drops, it reconnects with backoff; local miners stay connected, and work from the dead
@@ -29,12 +30,59 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
+mod v2;
+
 /// Bytes of the upstream extranonce2 the proxy keeps to tell its miners apart.
 pub const MINER_ID_BYTES: usize = 2;
 /// Most submits written to the pool in one write.
 const MAX_WRITE_BATCH: usize = 256;
 /// How long an upstream request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where the pool is, and which protocol it speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolEndpoint {
+    /// Stratum V1 at `host:port`.
+    V1(String),
+    /// Stratum V2 at `host:port`, encrypted to the pool's authority key.
+    V2 {
+        /// `host:port`.
+        addr: String,
+        /// The pool's authority public key as SV2 clients take it (base58-check).
+        authority_key: String,
+    },
+}
+
+impl PoolEndpoint {
+    /// `host:port` or `stratum+tcp://host:port` for Stratum V1; `sv2://host:port` (or
+    /// `stratum2+tcp://host:port`) for Stratum V2, which needs the pool's authority key.
+    pub fn parse(pool: &str, authority_key: Option<&str>) -> Result<Self, String> {
+        let v2 = ["sv2://", "stratum2+tcp://"].iter().find_map(|p| pool.strip_prefix(p));
+        let addr = v2.or_else(|| pool.strip_prefix("stratum+tcp://")).unwrap_or(pool).trim_end_matches('/');
+        if addr.is_empty() || !addr.contains(':') || addr.contains("://") {
+            return Err(format!("pool {pool:?}: give host:port (Stratum V1) or sv2://host:port (Stratum V2)"));
+        }
+        match (v2, authority_key.map(str::trim).filter(|k| !k.is_empty())) {
+            (Some(_), Some(key)) => {
+                ehash_stratum::sv2::noise::initiator(key).map_err(|e| format!("pool_authority_key: {e}"))?;
+                Ok(Self::V2 { addr: addr.to_owned(), authority_key: key.to_owned() })
+            }
+            (Some(_), None) => Err(format!(
+                "pool {pool:?} speaks Stratum V2: set pool_authority_key to the key the pool prints at start (`sv2 … (authority key …)`)"
+            )),
+            (None, _) => Ok(Self::V1(addr.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for PoolEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::V1(a) => write!(f, "{a}"),
+            Self::V2 { addr, .. } => write!(f, "sv2://{addr}"),
+        }
+    }
+}
 
 /// A job as the pool sent it, with what forwarding needs.
 #[derive(Debug, Clone)]
@@ -66,9 +114,23 @@ pub struct UpstreamState {
     pub authorize_error: Option<(i64, String)>,
 }
 
+/// A share for the pool.
+struct Share {
+    /// The pool's job id.
+    job_id: String,
+    /// The pool's extranonce2 (V2: the channel's extranonce).
+    extranonce2: Vec<u8>,
+    ntime: u32,
+    nonce: u32,
+    /// The rolled version bits, as V1 submits them.
+    version_bits: Option<u32>,
+    /// The whole version, as V2 submits it.
+    version: u32,
+}
+
 enum Command {
-    /// A `mining.submit`: its params, already serialized as a JSON array.
-    Submit { params: String, reply: oneshot::Sender<Result<(), Refusal>> },
+    /// A share to submit, and where its answer goes.
+    Submit { share: Share, reply: oneshot::Sender<Result<(), Refusal>> },
 }
 
 /// Handle to the upstream connection.
@@ -89,8 +151,8 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Connect to `pool` (host:port) as `username`, keep reconnecting until `cancel`.
-    pub fn start(pool: String, username: String, version_rolling: bool, cancel: CancellationToken) -> Self {
+    /// Connect to `pool` as `username`, keep reconnecting until `cancel`.
+    pub fn start(pool: PoolEndpoint, username: String, version_rolling: bool, cancel: CancellationToken) -> Self {
         let (commands, rx) = mpsc::channel(1024);
         let (state_tx, state) = watch::channel(UpstreamState::default());
         let empty = Template {
@@ -118,6 +180,7 @@ impl Upstream {
             epoch_closed: closed_tx,
             next_template: 1,
             template_session: 0,
+            generation: 0,
         };
         tokio::spawn(task.run(cancel));
         Self { commands, state, templates, jobs, username: username_tx, epoch_closed }
@@ -155,24 +218,14 @@ impl Upstream {
         (st.connected && st.session == job.session).then_some(job)
     }
 
-    /// Submit a share to the pool and wait for its answer.
-    pub async fn submit(&self, job_id: &str, extranonce2: &[u8], ntime: u32, nonce: u32, version_bits: Option<u32>) -> Result<(), Refusal> {
-        // written out directly: this runs for every share
-        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-        let mut params = format!(
-            "[{},{},\"{}\",\"{ntime:08x}\",\"{nonce:08x}\"",
-            quoted(&self.username.borrow()),
-            quoted(job_id),
-            hex::encode(extranonce2)
-        );
-        if let Some(v) = version_bits {
-            params.push_str(&format!(",\"{v:08x}\""));
-        }
-        params.push(']');
+    /// Submit a share to the pool and wait for its answer: the pool's job, its extranonce2, the
+    /// header's ntime and nonce, the rolled version bits and the header's whole version.
+    pub async fn submit(&self, job_id: &str, extranonce2: &[u8], ntime: u32, nonce: u32, version_bits: Option<u32>, version: u32) -> Result<(), Refusal> {
+        let share = Share { job_id: job_id.to_owned(), extranonce2: extranonce2.to_vec(), ntime, nonce, version_bits, version };
         let (reply, rx) = oneshot::channel();
         let unavailable = || Refusal::new(ErrorCode::Unavailable, "the pool is unreachable; the proxy reconnects and resumes");
         self.commands
-            .send(Command::Submit { params, reply })
+            .send(Command::Submit { share, reply })
             .await
             .map_err(|_| unavailable())?;
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
@@ -183,7 +236,7 @@ impl Upstream {
 }
 
 struct Task {
-    pool: String,
+    pool: PoolEndpoint,
     version_rolling: bool,
     commands: mpsc::Receiver<Command>,
     state: watch::Sender<UpstreamState>,
@@ -193,6 +246,9 @@ struct Task {
     epoch_closed: watch::Sender<u64>,
     next_template: u64,
     template_session: u64,
+    /// The last generation handed out: each connection (and, over V2, each channel) gets a new
+    /// one, and work of an older generation is never submitted.
+    generation: u64,
 }
 
 type Pending = HashMap<u64, oneshot::Sender<Result<(), Refusal>>>;
@@ -201,10 +257,15 @@ impl Task {
     async fn run(mut self, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         let mut extranonce1: Option<Vec<u8>> = None;
-        let mut session = 0u64;
         while !cancel.is_cancelled() {
-            session += 1;
-            match self.session(session, &mut extranonce1, &cancel).await {
+            let ended = match self.pool.clone() {
+                PoolEndpoint::V1(addr) => {
+                    let session = self.fresh_generation();
+                    self.session(&addr, session, &mut extranonce1, &cancel).await
+                }
+                PoolEndpoint::V2 { addr, authority_key } => self.session_v2(&addr, &authority_key, &cancel).await,
+            };
+            match ended {
                 Ok(()) => break,
                 Err(e) => {
                     self.state.send_modify(|s| s.connected = false);
@@ -227,8 +288,18 @@ impl Task {
         }
     }
 
-    async fn session(&mut self, session: u64, extranonce1: &mut Option<Vec<u8>>, cancel: &CancellationToken) -> Result<(), String> {
-        let stream = TcpStream::connect(&self.pool).await.map_err(|e| format!("connect {}: {e}", self.pool))?;
+    /// A new generation number.
+    fn fresh_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    /// One connection to a V1 pool at `addr`, until it fails (`Err`) or `cancel`.
+    async fn session(&mut self, addr: &str, session: u64, extranonce1: &mut Option<Vec<u8>>, cancel: &CancellationToken) -> Result<(), String> {
+        let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("connect {addr}: timed out"))?
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
         let (r, mut w) = stream.into_split();
         let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(1 << 20));
@@ -307,9 +378,9 @@ impl Task {
                         let mut batch = String::new();
                         let mut replies = vec![];
                         let mut next = Some(first);
-                        while let Some(Command::Submit { params, reply }) = next.take() {
+                        while let Some(Command::Submit { share, reply }) = next.take() {
                             let id = take_id();
-                            batch.push_str(&format!("{{\"id\":{id},\"method\":\"mining.submit\",\"params\":{params}}}\n"));
+                            batch.push_str(&format!("{{\"id\":{id},\"method\":\"mining.submit\",\"params\":{}}}\n", submit_params(&username, &share)));
                             replies.push((id, reply));
                             if replies.len() < MAX_WRITE_BATCH {
                                 next = self.commands.try_recv().ok();
@@ -339,6 +410,36 @@ impl Task {
         }
     }
 
+    /// Hand a pool job (already turned into the local miners' template) to the miners.
+    fn publish(&mut self, job_id: String, job: JobTemplate, difficulty: f64, session: u64, clean: bool, share_difficulty: bool) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            if clean {
+                jobs.clear();
+            }
+            jobs.insert(job_id.clone(), UpstreamJob { job_id: job_id.clone(), difficulty, session });
+            if jobs.len() > 64 {
+                jobs.retain(|_, j| j.session == session);
+            }
+        }
+        let id = self.next_template;
+        self.next_template += 1;
+        // the first job of a new session replaces all work: the old session's is stale
+        let first_of_session = self.template_session != session;
+        self.template_session = session;
+        let floor = miner_floor(difficulty);
+        let difficulty_range = floor.map(|f| if share_difficulty { (f, DifficultyExp::MAX) } else { (f, f) });
+        self.templates.send_replace(Arc::new(Template {
+            id,
+            source_job_id: job_id,
+            height: 0,
+            job,
+            clean: clean || first_of_session,
+            difficulty_range,
+            transactions: Arc::from([]),
+            coinbase_value: 0,
+        }));
+    }
+
     fn on_message(&mut self, msg: ServerMessage, session: u64, en1: &[u8], share_difficulty: bool, difficulty: &mut f64, pending: &mut Pending) {
         match msg {
             ServerMessage::Response { id, result, error } => {
@@ -360,36 +461,11 @@ impl Task {
                 self.state.send_modify(|s| s.difficulty = d);
             }
             ServerMessage::Notify { job_id, job, clean } => {
-                if let Ok(mut jobs) = self.jobs.lock() {
-                    if clean {
-                        jobs.clear();
-                    }
-                    jobs.insert(job_id.clone(), UpstreamJob { job_id: job_id.clone(), difficulty: *difficulty, session });
-                    if jobs.len() > 64 {
-                        jobs.retain(|_, j| j.session == session);
-                    }
-                }
                 // downstream coinbase: the pool's coinb1 followed by the pool's extranonce1; each
                 // miner's extranonce1 (its id) and extranonce2 form the pool's extranonce2
                 let mut coinb1 = job.coinb1.clone();
                 coinb1.extend_from_slice(en1);
-                let id = self.next_template;
-                self.next_template += 1;
-                // the first job of a new session replaces all work: the old session's is stale
-                let first_of_session = self.template_session != session;
-                self.template_session = session;
-                let floor = miner_floor(*difficulty);
-                let difficulty_range = floor.map(|f| if share_difficulty { (f, DifficultyExp::MAX) } else { (f, f) });
-                self.templates.send_replace(Arc::new(Template {
-                    id,
-                    source_job_id: job_id,
-                    height: 0,
-                    job: JobTemplate { coinb1, ..job },
-                    clean: clean || first_of_session,
-                    difficulty_range,
-                    transactions: Arc::from([]),
-            coinbase_value: 0,
-                }));
+                self.publish(job_id, JobTemplate { coinb1, ..job }, *difficulty, session, clean, share_difficulty);
             }
             ServerMessage::SetVersionMask(m) => self.state.send_modify(|s| s.version_mask = Some(m)),
             ServerMessage::ShowMessage(text) => tracing::info!(%text, "message from the pool"),
@@ -397,6 +473,24 @@ impl Task {
         }
     }
 
+}
+
+/// A `mining.submit`'s params as a JSON array, written out directly: this runs for every share.
+fn submit_params(username: &str, share: &Share) -> String {
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let mut params = format!(
+        "[{},{},\"{}\",\"{:08x}\",\"{:08x}\"",
+        quoted(username),
+        quoted(&share.job_id),
+        hex::encode(&share.extranonce2),
+        share.ntime,
+        share.nonce
+    );
+    if let Some(v) = share.version_bits {
+        params.push_str(&format!(",\"{v:08x}\""));
+    }
+    params.push(']');
+    params
 }
 
 /// Authorize answers are handled like submits whose result updates the state.

@@ -34,10 +34,36 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
+use ehash_protocol::stratum::messages::ErrorCode;
 use crate::config::Config;
 use crate::job::Template;
 use crate::server::{Difficulty, PerIp, Shared, Stats, StatsSnapshot};
 use crate::Error;
+
+/// How `CloseChannel.reason_code` begins when a channel's quote's epoch ended (the rest is the V1
+/// notice: what to do next).
+pub const EPOCH_ENDED: &str = "ehash-epoch-ended";
+
+/// The SV1 error code an SV2 error code stands for (the reverse of what the pool answers):
+/// `epoch-closed` and `unavailable` are ehash's own codes, V1's 26 and 27.
+pub fn refusal_code(code: &str) -> ErrorCode {
+    use mining_sv2::*;
+    match code {
+        ERROR_CODE_SUBMIT_SHARES_DUPLICATE_SHARE => ErrorCode::DuplicateShare,
+        ERROR_CODE_SUBMIT_SHARES_DIFFICULTY_TOO_LOW => ErrorCode::LowDifficulty,
+        ERROR_CODE_SUBMIT_SHARES_STALE_SHARE | ERROR_CODE_SUBMIT_SHARES_INVALID_JOB_ID => ErrorCode::JobNotFound,
+        EPOCH_CLOSED => ErrorCode::EpochClosed,
+        UNAVAILABLE => ErrorCode::Unavailable,
+        ERROR_CODE_OPEN_MINING_CHANNEL_UNKNOWN_USER => ErrorCode::Unauthorized,
+        _ => ErrorCode::Other,
+    }
+}
+
+/// The error code of a share or channel refused because its quote's epoch closed (V1's 26).
+pub const EPOCH_CLOSED: &str = "epoch-closed";
+/// The error code of a share the pool could not record, or a channel it could not authorize
+/// (V1's 27): nothing was credited, trying again is safe.
+pub const UNAVAILABLE: &str = "unavailable";
 
 /// The largest frame payload a client may send, in bytes (16 KiB): every client message of the
 /// Mining protocol fits many times over; a larger frame closes the connection.

@@ -7,7 +7,7 @@ use codec_sv2::state::ExpectsHandshakeMessage;
 use codec_sv2::{Decoded, Decrypted, Handshake, HandshakeMessage, InitiatorSent, NoiseDecoder, NoiseEncoder, TransportDecryptState, TransportEncryptState};
 use framing_sv2::framing::{MessageFrame, SerializedFrame};
 use noise_sv2::{AEAD_MAC_LEN, ELLSWIFT_ENCODING_SIZE, INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE, Initiator, Responder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -44,9 +44,12 @@ pub struct Frame {
     pub payload: Vec<u8>,
 }
 
+/// Bytes read from the socket at once (a burst of small frames is one read).
+const READ_BUFFER: usize = 64 * 1024;
+
 /// The reading half of an encrypted connection.
 pub struct FrameReader {
-    reader: OwnedReadHalf,
+    reader: BufReader<OwnedReadHalf>,
     decoder: NoiseDecoder,
     state: Option<TransportDecryptState>,
     max_payload: usize,
@@ -63,6 +66,8 @@ pub struct FrameWriter {
     writer: OwnedWriteHalf,
     encoder: NoiseEncoder,
     state: TransportEncryptState,
+    /// Encrypted frames queued for the next [`Self::flush`].
+    out: Vec<u8>,
 }
 
 impl std::fmt::Debug for FrameWriter {
@@ -71,7 +76,7 @@ impl std::fmt::Debug for FrameWriter {
     }
 }
 
-async fn receive_handshake<R: ExpectsHandshakeMessage>(reader: &mut OwnedReadHalf, decoder: &mut NoiseDecoder) -> Result<HandshakeMessage, NoiseError> {
+async fn receive_handshake<R: ExpectsHandshakeMessage>(reader: &mut BufReader<OwnedReadHalf>, decoder: &mut NoiseDecoder) -> Result<HandshakeMessage, NoiseError> {
     loop {
         reader.read_exact(decoder.writable()).await.map_err(|e| NoiseError::Closed(e.to_string()))?;
         match decoder.next_handshake_frame::<R>() {
@@ -85,7 +90,9 @@ async fn receive_handshake<R: ExpectsHandshakeMessage>(reader: &mut OwnedReadHal
 /// Answer a client's handshake as the responder (the pool), within `timeout`; frames larger than
 /// `max_payload` bytes are refused afterwards.
 pub async fn accept(stream: TcpStream, responder: Box<Responder>, timeout: Duration, max_payload: usize) -> Result<(FrameReader, FrameWriter), NoiseError> {
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
+    // frames are read a header and a payload at a time: buffered, a burst of them costs one read
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let mut decoder = NoiseDecoder::new();
     let mut encoder = NoiseEncoder::new();
     let handshake = Handshake::responder(responder);
@@ -101,13 +108,23 @@ pub async fn accept(stream: TcpStream, responder: Box<Responder>, timeout: Durat
         .await
         .map_err(|_| NoiseError::Handshake(format!("not completed within {} s", timeout.as_secs())))??;
     let (enc, dec) = transport.split();
-    Ok((FrameReader { reader, decoder, state: Some(dec), max_payload }, FrameWriter { writer, encoder, state: enc }))
+    Ok((FrameReader { reader, decoder, state: Some(dec), max_payload }, FrameWriter { writer, encoder, state: enc, out: Vec::new() }))
+}
+
+/// An initiator (a miner or proxy) that accepts only certificates signed by the authority key
+/// `authority` (base58-check, as the pool prints it and SV2 clients take it).
+pub fn initiator(authority: &str) -> Result<Box<Initiator>, NoiseError> {
+    let key: key_utils::Secp256k1PublicKey =
+        authority.trim().parse().map_err(|_| NoiseError::Handshake(format!("{authority:?} is not an SV2 authority public key (base58-check, as the pool prints it)")))?;
+    Initiator::from_raw_k(key.into_bytes()).map_err(|e| NoiseError::Handshake(format!("authority key {authority}: {e:?}")))
 }
 
 /// Open a handshake as the initiator (a miner or proxy), within `timeout`. The initiator checks
 /// the pool's certificate against the authority key it was made with.
 pub async fn connect(stream: TcpStream, initiator: Box<Initiator>, timeout: Duration, max_payload: usize) -> Result<(FrameReader, FrameWriter), NoiseError> {
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
+    // frames are read a header and a payload at a time: buffered, a burst of them costs one read
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let mut decoder = NoiseDecoder::new();
     let mut encoder = NoiseEncoder::new();
     let handshake = Handshake::initiator(initiator);
@@ -123,7 +140,7 @@ pub async fn connect(stream: TcpStream, initiator: Box<Initiator>, timeout: Dura
         .await
         .map_err(|_| NoiseError::Handshake(format!("not completed within {} s", timeout.as_secs())))??;
     let (enc, dec) = transport.split();
-    Ok((FrameReader { reader, decoder, state: Some(dec), max_payload }, FrameWriter { writer, encoder, state: enc }))
+    Ok((FrameReader { reader, decoder, state: Some(dec), max_payload }, FrameWriter { writer, encoder, state: enc, out: Vec::new() }))
 }
 
 impl FrameReader {
@@ -157,11 +174,29 @@ impl FrameReader {
 }
 
 impl FrameWriter {
-    /// Encrypt and send one message.
+    /// Encrypt and send one message (after whatever is queued).
     pub async fn write<T: binary_sv2::Serialize + binary_sv2::GetSize>(&mut self, message: T, msg_type: u8, channel_msg: bool) -> Result<(), NoiseError> {
+        self.queue(message, msg_type, channel_msg)?;
+        self.flush().await
+    }
+
+    /// Encrypt one message and queue it for the next [`Self::flush`]: a burst of messages then
+    /// costs one write.
+    pub fn queue<T: binary_sv2::Serialize + binary_sv2::GetSize>(&mut self, message: T, msg_type: u8, channel_msg: bool) -> Result<(), NoiseError> {
         let frame = MessageFrame::from_message(message, msg_type, 0, channel_msg).map_err(|e| NoiseError::Frame(e.to_string()))?;
         let buf = self.encoder.encode_transport(frame, &mut self.state).map_err(|e| NoiseError::Frame(e.to_string()))?;
-        self.writer.write_all(buf.as_ref()).await.map_err(|e| NoiseError::Closed(e.to_string()))
+        self.out.extend_from_slice(buf.as_ref());
+        Ok(())
+    }
+
+    /// Send what is queued.
+    pub async fn flush(&mut self) -> Result<(), NoiseError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = self.writer.write_all(&self.out).await.map_err(|e| NoiseError::Closed(e.to_string()));
+        self.out.clear();
+        r
     }
 
     /// Encrypt and send a frame with any payload bytes (a message this crate has no type for, or
@@ -175,7 +210,8 @@ impl FrameWriter {
         bytes.extend_from_slice(payload);
         let frame = SerializedFrame::from_bytes(bytes).map_err(|e| NoiseError::Frame(e.to_string()))?;
         let buf = self.encoder.encode_transport(frame, &mut self.state).map_err(|e| NoiseError::Frame(e.to_string()))?;
-        self.writer.write_all(buf.as_ref()).await.map_err(|e| NoiseError::Closed(e.to_string()))
+        self.out.extend_from_slice(buf.as_ref());
+        self.flush().await
     }
 
     /// Close the sending side.

@@ -25,7 +25,7 @@ use mining_sv2::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::VERSION_ROLLING_MASK;
+use super::{EPOCH_CLOSED, EPOCH_ENDED, UNAVAILABLE, VERSION_ROLLING_MASK};
 use super::noise::{Frame, FrameReader, FrameWriter, NoiseError};
 use crate::backend::{Backend, Refusal, Work};
 use crate::job::Template;
@@ -83,8 +83,8 @@ impl Rejection {
             ErrorCode::DuplicateShare => ERROR_CODE_SUBMIT_SHARES_DUPLICATE_SHARE,
             ErrorCode::LowDifficulty => ERROR_CODE_SUBMIT_SHARES_DIFFICULTY_TOO_LOW,
             ErrorCode::JobNotFound => ERROR_CODE_SUBMIT_SHARES_STALE_SHARE,
-            ErrorCode::EpochClosed => "epoch-closed",
-            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::EpochClosed => EPOCH_CLOSED,
+            ErrorCode::Unavailable => UNAVAILABLE,
             _ => ERROR_CODE_SUBMIT_SHARES_INVALID_SHARE,
         };
         Self { code, refusal: r }
@@ -195,6 +195,7 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, mut reader: FrameRea
                 Err(_) => Flow::Close,
             },
             Some(answer) = s.in_flight.next(), if !s.in_flight.is_empty() => {
+                // every answer ready now goes out in one write
                 let mut flow = s.on_answer(answer).await;
                 while matches!(flow, Flow::Continue) {
                     match s.in_flight.next().now_or_never() {
@@ -202,7 +203,10 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, mut reader: FrameRea
                         _ => break,
                     }
                 }
-                flow
+                match flow {
+                    Flow::Continue => flush(&mut s.writer, s.peer).await,
+                    close => close,
+                }
             }
             frame = frames.recv(), if can_read => {
                 idle_deadline.as_mut().reset(tokio::time::Instant::now() + idle);
@@ -240,6 +244,32 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, mut reader: FrameRea
 /// Send one message; a peer that does not take it in time, or a closed one, ends the connection.
 async fn send<T: Serialize + GetSize>(writer: &mut FrameWriter, peer: SocketAddr, msg: T, msg_type: u8, channel_msg: bool) -> Flow {
     match tokio::time::timeout(WRITE_TIMEOUT, writer.write(msg, msg_type, channel_msg)).await {
+        Ok(Ok(())) => Flow::Continue,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "sv2 write");
+            Flow::Close
+        }
+        Err(_) => {
+            tracing::info!(%peer, "sv2 miner stopped reading; closing");
+            Flow::Close
+        }
+    }
+}
+
+/// Queue one message for the next [`flush`]; one that cannot be encoded ends the connection.
+fn queue<T: Serialize + GetSize>(writer: &mut FrameWriter, peer: SocketAddr, msg: T, msg_type: u8, channel_msg: bool) -> Flow {
+    match writer.queue(msg, msg_type, channel_msg) {
+        Ok(()) => Flow::Continue,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "sv2 write");
+            Flow::Close
+        }
+    }
+}
+
+/// Send what is queued, as [`send`] does.
+async fn flush(writer: &mut FrameWriter, peer: SocketAddr) -> Flow {
+    match tokio::time::timeout(WRITE_TIMEOUT, writer.flush()).await {
         Ok(Ok(())) => Flow::Continue,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "sv2 write");
@@ -480,8 +510,8 @@ impl<B: Backend> Session<B> {
             Err(r) => {
                 tracing::info!(%peer, user = %username, reason = %r.message, "sv2: channel refused");
                 let code = match r.code {
-                    ErrorCode::EpochClosed => "epoch-closed",
-                    ErrorCode::Unavailable => "unavailable",
+                    ErrorCode::EpochClosed => EPOCH_CLOSED,
+                    ErrorCode::Unavailable => UNAVAILABLE,
                     _ => ERROR_CODE_OPEN_MINING_CHANNEL_UNKNOWN_USER,
                 };
                 return self.open_error(m.request_id, code).await;
@@ -572,7 +602,10 @@ impl<B: Backend> Session<B> {
         let difficulty = self.channels.get(&channel_id).map(|c| c.vardiff.current()).unwrap_or(self.shared.difficulty.initial);
         let answer = Answer { channel_id, sequence_number, difficulty, is_block: false, result: Err(r) };
         if self.in_flight.is_empty() {
-            self.on_answer(answer).await
+            match self.on_answer(answer).await {
+                Flow::Continue => flush(&mut self.writer, self.peer).await,
+                close => close,
+            }
         } else {
             self.in_flight.push_back(Box::pin(std::future::ready(answer)));
             Flow::Continue
@@ -676,7 +709,7 @@ impl<B: Backend> Session<B> {
                     new_submits_accepted_count: 1,
                     new_shares_sum: amount,
                 };
-                if let Flow::Close = send(&mut self.writer, peer, ok, MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS, CHANNEL_BIT_SUBMIT_SHARES_SUCCESS).await {
+                if let Flow::Close = queue(&mut self.writer, peer, ok, MESSAGE_TYPE_SUBMIT_SHARES_SUCCESS, CHANNEL_BIT_SUBMIT_SHARES_SUCCESS) {
                     return Flow::Close;
                 }
                 let template = self.template.clone();
@@ -695,7 +728,7 @@ impl<B: Backend> Session<B> {
                 }
                 tracing::debug!(%peer, channel = a.channel_id, code = r.code, reason = %r.refusal.message, "sv2 share refused");
                 let msg = SubmitSharesError { channel_id: a.channel_id, sequence_number: a.sequence_number, error_code: str0255(r.code) };
-                if let Flow::Close = send(&mut self.writer, peer, msg, MESSAGE_TYPE_SUBMIT_SHARES_ERROR, CHANNEL_BIT_SUBMIT_SHARES_ERROR).await {
+                if let Flow::Close = queue(&mut self.writer, peer, msg, MESSAGE_TYPE_SUBMIT_SHARES_ERROR, CHANNEL_BIT_SUBMIT_SHARES_ERROR) {
                     return Flow::Close;
                 }
                 if self.invalid_streak >= MAX_INVALID_STREAK {
@@ -741,7 +774,7 @@ impl<B: Backend> Session<B> {
                 self.shared.backend.release_extranonce1(&ch.extranonce1);
             }
             tracing::info!(peer = %self.peer, channel = id, "sv2: closing the channel: {text}");
-            let reason = format!("ehash-epoch-ended: {text}");
+            let reason = format!("{EPOCH_ENDED}: {text}");
             let msg = CloseChannel { channel_id: id, reason_code: str0255(&reason) };
             if let Flow::Close = send(&mut self.writer, self.peer, msg, MESSAGE_TYPE_CLOSE_CHANNEL, CHANNEL_BIT_CLOSE_CHANNEL).await {
                 return Flow::Close;
