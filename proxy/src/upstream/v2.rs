@@ -15,7 +15,7 @@ use common_messages_sv2::{
     MESSAGE_TYPE_SETUP_CONNECTION, MESSAGE_TYPE_SETUP_CONNECTION_ERROR, MESSAGE_TYPE_SETUP_CONNECTION_SUCCESS, Protocol, SetupConnection,
     SetupConnectionError,
 };
-use ehash_stratum::sv2::noise::{self, Frame, FrameWriter, NoiseError};
+use ehash_stratum::sv2::noise::{self, Frame, FrameWriter};
 use ehash_stratum::sv2::{EPOCH_ENDED, MAX_FRAME_PAYLOAD, VERSION_ROLLING_MASK, refusal_code};
 use mining_sv2::*;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,14 @@ fn text(s: &str) -> Result<Str0255<'_>, String> {
     Str0255::try_from(s).map_err(|_| format!("{s:?} is longer than the 255 bytes a Stratum V2 string holds"))
 }
 
+/// Send what is queued, within the request timeout (a pool that stops reading ends the connection).
+async fn flush(w: &mut FrameWriter) -> Result<(), String> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, w.flush()).await {
+        Ok(r) => r.map_err(|e| format!("write: {e}")),
+        Err(_) => Err("write: the pool stopped reading".into()),
+    }
+}
+
 fn malformed(what: &str) -> String {
     format!("the pool sent a malformed {what}")
 }
@@ -91,7 +99,8 @@ impl Task {
             firmware: text(env!("CARGO_PKG_VERSION"))?,
             device_id: text("")?,
         };
-        w.write(setup, MESSAGE_TYPE_SETUP_CONNECTION, false).await.map_err(|e| e.to_string())?;
+        w.queue(setup, MESSAGE_TYPE_SETUP_CONNECTION, false).map_err(|e| e.to_string())?;
+        flush(&mut w).await?;
         let mut answer = tokio::time::timeout(REQUEST_TIMEOUT, reader.read())
             .await
             .map_err(|_| "the pool did not answer SetupConnection in time".to_owned())?
@@ -135,7 +144,7 @@ impl Task {
                     // a new identity is a new channel; the old one's work is stale from now on
                     if let Some(old) = link.channel.take() {
                         let close = CloseChannel { channel_id: old.id, reason_code: text("ehash-proxy: new quote")? };
-                        w.write(close, MESSAGE_TYPE_CLOSE_CHANNEL, true).await.map_err(|e| e.to_string())?;
+                        w.queue(close, MESSAGE_TYPE_CLOSE_CHANNEL, true).map_err(|e| e.to_string())?;
                     }
                     self.state.send_modify(|s| s.connected = false);
                     self.open_channel(&mut w, &mut link, &username).await?;
@@ -153,10 +162,8 @@ impl Task {
                                 next = self.commands.try_recv().ok();
                             }
                         }
-                        if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, w.flush()).await.unwrap_or_else(|_| Err(NoiseError::Closed("write timed out".into()))) {
-                            // the shares just queued get no answer: their senders see the pool unreachable
-                            return Err(format!("write: {e}"));
-                        }
+                        // on failure the shares just queued get no answer: their senders see the pool unreachable
+                        flush(&mut w).await?;
                     }
                 },
                 frame = frames.recv() => match frame {
@@ -180,7 +187,8 @@ impl Task {
             // the job tag and the miner id, and room for each miner's own extranonce2
             min_extranonce_size: (TAG_BYTES + MINER_ID_BYTES + 2) as u16,
         };
-        w.write(open, MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL, false).await.map_err(|e| e.to_string())
+        w.queue(open, MESSAGE_TYPE_OPEN_EXTENDED_MINING_CHANNEL, false).map_err(|e| e.to_string())?;
+        flush(w).await
     }
 
     /// Queue a share for the pool (the caller flushes).
