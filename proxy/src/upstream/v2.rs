@@ -113,22 +113,9 @@ impl Task {
             }
             t => return Err(format!("the pool answered SetupConnection with message type {t:#x}")),
         }
-        // frames from a task of their own: a frame read is not cancellation-safe
         let stop = cancel.child_token();
         let _stop_reading = stop.clone().drop_guard();
-        let (tx, mut frames) = mpsc::channel(256);
-        tokio::spawn(async move {
-            loop {
-                let r = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    r = reader.read() => r,
-                };
-                let end = r.is_err();
-                if tx.send(r).await.is_err() || end {
-                    break;
-                }
-            }
-        });
+        let mut frames = reader.spawn(256, stop);
         let mut link = Link { difficulty: 1.0, ..Link::default() };
         let mut username = self.username.borrow_and_update().clone();
         self.open_channel(&mut w, &mut link, &username).await?;

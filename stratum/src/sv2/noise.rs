@@ -10,6 +10,8 @@ use noise_sv2::{AEAD_MAC_LEN, ELLSWIFT_ENCODING_SIZE, INITIATOR_EXPECTED_HANDSHA
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// A transport failure, in words.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +146,25 @@ pub async fn connect(stream: TcpStream, initiator: Box<Initiator>, timeout: Dura
 }
 
 impl FrameReader {
+    /// Read frames in a task of their own (a read is not cancellation-safe, so it cannot sit in
+    /// a `select!`) until `stop`, an error (passed on, then the end) or the receiver is dropped.
+    pub fn spawn(mut self, capacity: usize, stop: CancellationToken) -> mpsc::Receiver<Result<Frame, NoiseError>> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        tokio::spawn(async move {
+            loop {
+                let r = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    r = self.read() => r,
+                };
+                let end = r.is_err();
+                if tx.send(r).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
     /// The next frame. A frame whose payload is declared larger than the cap is refused as soon
     /// as its header is read, before its payload is. Not cancellation-safe: read from one task.
     pub async fn read(&mut self) -> Result<Frame, NoiseError> {

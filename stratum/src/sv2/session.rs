@@ -22,7 +22,6 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use mining_sv2::*;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{EPOCH_CLOSED, EPOCH_ENDED, UNAVAILABLE, VERSION_ROLLING_MASK};
@@ -136,24 +135,11 @@ struct Session<B: Backend> {
     in_flight: FuturesOrdered<BoxFuture<'static, Answer>>,
 }
 
-pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, mut reader: FrameReader, writer: FrameWriter, peer: SocketAddr, cancel: CancellationToken) {
+pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, reader: FrameReader, writer: FrameWriter, peer: SocketAddr, cancel: CancellationToken) {
     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
     let max_in_flight = shared.config.max_in_flight.max(1);
-    let (tx, mut frames) = mpsc::channel::<Result<Frame, NoiseError>>(16);
     let read_cancel = cancel.child_token();
-    let read_stop = read_cancel.clone();
-    tokio::spawn(async move {
-        loop {
-            let r = tokio::select! {
-                _ = read_stop.cancelled() => break,
-                r = reader.read() => r,
-            };
-            let end = r.is_err();
-            if tx.send(r).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    let mut frames = reader.spawn(16, read_cancel.clone());
     let mut templates = shared.templates.clone();
     let template = templates.borrow_and_update().clone();
     let mut notices = shared.backend.notices();
@@ -241,18 +227,12 @@ pub(crate) async fn run<B: Backend>(shared: Arc<Shared<B>>, mut reader: FrameRea
     tracing::debug!(%peer, "sv2 miner disconnected");
 }
 
-/// Send one message; a peer that does not take it in time, or a closed one, ends the connection.
+/// Send one message (after whatever is queued); a peer that does not take it in time, or a
+/// closed one, ends the connection.
 async fn send<T: Serialize + GetSize>(writer: &mut FrameWriter, peer: SocketAddr, msg: T, msg_type: u8, channel_msg: bool) -> Flow {
-    match tokio::time::timeout(WRITE_TIMEOUT, writer.write(msg, msg_type, channel_msg)).await {
-        Ok(Ok(())) => Flow::Continue,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "sv2 write");
-            Flow::Close
-        }
-        Err(_) => {
-            tracing::info!(%peer, "sv2 miner stopped reading; closing");
-            Flow::Close
-        }
+    match queue(writer, peer, msg, msg_type, channel_msg) {
+        Flow::Continue => flush(writer, peer).await,
+        close => close,
     }
 }
 
