@@ -19,7 +19,7 @@ use cdk::nuts::PaymentMethod;
 use cdk_common::QuoteId;
 use ehash_protocol::epoch::{CloseReason, EpochState, EpochUnit, PoolId, epoch_payout};
 use ehash_protocol::work::{DifficultyExp, UnitSize};
-use tokio::sync::{RwLock, watch};
+use tokio::sync::{Mutex, RwLock, watch};
 
 use crate::announce::Announcer;
 use crate::config::PayoutConfig;
@@ -126,6 +126,10 @@ pub struct Epochs {
     announcer: Announcer,
     payout: PayoutConfig,
     book: RwLock<Book>,
+    /// Held while the ledger's epochs change and the book (and the mint serving it) follows:
+    /// an epoch change, a log commitment, a payout step and the periodic catch-up, one at a
+    /// time (the catch-up must never read the ledger half way through one of the others).
+    transition: Mutex<()>,
     changes: watch::Sender<u64>,
 }
 
@@ -171,7 +175,7 @@ impl Epochs {
     ) -> Self {
         let current = epochs.last().map(|e| u64::from(e.epoch)).unwrap_or(0);
         let (changes, _) = watch::channel(current);
-        Self { ledger, recorder, mint, pool_id, unit_size, announcer, payout, book: RwLock::new(Book { epochs, min_height }), changes }
+        Self { ledger, recorder, mint, pool_id, unit_size, announcer, payout, book: RwLock::new(Book { epochs, min_height }), transition: Mutex::new(()), changes }
     }
 
     /// The payout settings in force.
@@ -303,36 +307,33 @@ impl Epochs {
     pub async fn close(&self, epoch: u32, reason: CloseReason, block: Option<ClosingBlock>) -> Result<Option<EpochRecord>> {
         let next_unit = EpochUnit::new(self.pool_id.clone(), epoch + 1).unit();
         let min_height = block.as_ref().map(|b| b.height + 1);
+        let transition = self.transition.lock().await;
         match self.recorder.close(epoch, reason, block, next_unit, cdk::util::unix_time()).await? {
             Closed::Already => {
-                self.refresh().await?;
+                self.catch_up().await?;
                 Ok(None)
             }
             Closed::Amended(closed) => {
                 self.replace(&closed, min_height).await;
+                drop(transition);
                 tracing::info!(epoch = closed.epoch, block = ?closed.block_hash, "an epoch closed by the operator closes on a block found in it");
                 self.announce(&closed).await;
                 Ok(Some(closed))
             }
             Closed::Closed(pair) => {
                 let (closed, next) = *pair;
-                // the mint serves the new unit before the book (and any miner) knows of it
-                let mut epochs = self.all().await;
-                if let Some(e) = epochs.iter_mut().find(|e| e.epoch == closed.epoch) {
-                    *e = closed.clone();
-                }
-                epochs.push(next.clone());
+                // the mint serves the new unit before the book (and any miner) knows of it; the
+                // ledger, which has just taken the change, is the list both follow
+                let epochs = self.ledger.epochs().await?;
                 self.mint.rebuild(&epochs).await?;
                 {
                     let mut book = self.book.write().await;
-                    if let Some(e) = book.epochs.iter_mut().find(|e| e.epoch == closed.epoch) {
-                        *e = closed.clone();
-                    }
-                    book.epochs.push(next.clone());
+                    book.epochs = epochs;
                     if let Some(h) = min_height {
                         book.min_height = book.min_height.max(h);
                     }
                 }
+                drop(transition);
                 tracing::info!(
                     epoch = closed.epoch,
                     reason = reason.as_str(),
@@ -364,6 +365,12 @@ impl Epochs {
     /// Catch up with the ledger if the book fell behind it (a close whose mint rebuild failed):
     /// the mint is rebuilt for the ledger's epochs, then the book takes them and miners hear of it.
     pub async fn refresh(&self) -> Result<()> {
+        let _transition = self.transition.lock().await;
+        self.catch_up().await
+    }
+
+    /// [`Self::refresh`], with the transition lock held by the caller.
+    async fn catch_up(&self) -> Result<()> {
         let ledger = self.ledger.epochs().await?;
         if ledger == self.all().await {
             return Ok(());
@@ -395,9 +402,13 @@ impl Epochs {
     /// Commit a closed epoch's share log (once: its tree is built and kept, its root fixed) and
     /// announce the epoch with it. Returns the epoch.
     pub async fn commit_log(&self, epoch: u32) -> Result<EpochRecord> {
-        self.ledger.commit_log(epoch).await?;
-        let record = self.ledger.epoch(epoch).await?;
-        self.replace(&record, None).await;
+        let record = {
+            let _transition = self.transition.lock().await;
+            self.ledger.commit_log(epoch).await?;
+            let record = self.ledger.epoch(epoch).await?;
+            self.replace(&record, None).await;
+            record
+        };
         self.announce(&record).await;
         Ok(record)
     }
@@ -508,6 +519,7 @@ impl Epochs {
     /// `redeem_window_secs` after it became redeemable. Each change is written, then announced.
     /// Returns the epochs that changed.
     pub async fn advance_on(&self, depths: &HashMap<String, Depth>, now: u64) -> Result<Vec<EpochRecord>> {
+        let _transition = self.transition.lock().await;
         let mut book = self.book.write().await;
         let mut changed = vec![];
         let mut lowered = u32::MAX;

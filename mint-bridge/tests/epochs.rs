@@ -474,3 +474,36 @@ async fn the_devnet_chain_and_maturity_go_on_across_a_restart() {
     }
     assert_eq!(heights[1], heights[0] + 1, "the devnet goes on from its last block: {heights:?}");
 }
+
+/// An epoch change races the periodic catch-up (which brings the book up to the ledger): every
+/// close still succeeds, the book holds each epoch once, in the ledger's order, and the mint
+/// serves every epoch's unit (the catch-up rebuilt the mint from a ledger read between the
+/// ledger's close and the book's, and the close then pushed the new epoch a second time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_changes_racing_the_catch_up_leave_one_book_and_a_mint_serving_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(dir.path(), |_| {}).await;
+    let epochs = bridge.epochs().clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let racer = {
+        let (epochs, stop) = (epochs.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                epochs.refresh().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for _ in 0..12 {
+        epochs.close_active(CloseReason::Operator, None).await.unwrap();
+    }
+    stop.cancel();
+    racer.await.unwrap();
+    let book = epochs.all().await;
+    assert_eq!(book.iter().map(|e| e.epoch).collect::<Vec<_>>(), (1..=13).collect::<Vec<_>>());
+    let active = bridge.mint().mint().get_active_keysets();
+    for e in &book {
+        assert!(active.contains_key(&CurrencyUnit::custom(&e.unit)), "the mint serves {}", e.unit);
+    }
+    bridge.shutdown().await;
+}
