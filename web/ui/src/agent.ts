@@ -167,8 +167,9 @@ export class Agent {
     return key;
   }
 
-  /** Place a new offer. Validates everything a user can get wrong before anything is signed. */
-  async place(m: MarketSummary, keyset: OfferRecord['keyset'], req: { side: 'buy' | 'sell'; amount: number; price: number; min?: number; satMints: string[]; ttlSecs?: number }): Promise<OfferRecord> {
+  /** The checks an order's own fields must pass (market state, whole lots, price, size), before
+   * anything else is said about it or asked of the user. Throws the first that fails. */
+  checkOrder(m: MarketSummary, req: { amount: number; price: number; min?: number }): void {
     const lot = this.info.lot;
     if (m.state !== 'active' && m.state !== 'closed' && m.state !== 'redeemable') throw new Error(`the market of epoch ${m.epoch} is ${m.state}; it does not trade`);
     if (!Number.isSafeInteger(req.amount) || req.amount <= 0 || req.amount % lot !== 0) throw new Error(`the amount must be a whole number of lots of ${lot} ehash (e.g. ${lot}, ${2 * lot})`);
@@ -177,6 +178,14 @@ export class Agent {
     if (!Number.isSafeInteger(req.price) || req.price <= 0) throw new Error('the price must be a whole number of sats per lot, above 0');
     const sats = (BigInt(req.amount) / BigInt(lot)) * BigInt(req.price);
     if (sats > 2_100_000_000_000_000n) throw new Error('that offer is worth more than 21 million bitcoin');
+  }
+
+  /** Place a new offer. Validates everything a user can get wrong before anything is signed. */
+  async place(m: MarketSummary, keyset: OfferRecord['keyset'], req: { side: 'buy' | 'sell'; amount: number; price: number; min?: number; satMints: string[]; ttlSecs?: number }): Promise<OfferRecord> {
+    const lot = this.info.lot;
+    this.checkOrder(m, req);
+    const min = req.min ?? lot;
+    const sats = (BigInt(req.amount) / BigInt(lot)) * BigInt(req.price);
     if (req.satMints.length === 0) throw new Error('name at least one sat mint you accept');
     // never an offer settling at a mint the user has not trusted: nothing is published before
     for (const u of req.satMints) await trust.need(u, req.side === 'buy' ? 'where this bid would hold and pay its sats' : 'where this ask would be paid');

@@ -393,6 +393,9 @@ async function marketView(root: HTMLElement, id: string) {
           e.preventDefault();
           void act(submit, async () => {
             if (!satMint.value) throw new Error('no sat mint to settle at: trust one first (Wallet → Trusted mints)');
+            // a wrong amount or price is said first: a warning about the price of an order
+            // that cannot be placed would only be followed by the error
+            app.agent.checkOrder(m, { amount: intOf(amount, 'amount'), price: intOf(price, 'price') });
             const far = value.priceWarning(side.value as 'buy' | 'sell', intOf(price, 'price'), app.markets.find((x) => x.market === id) ?? m);
             if (far && warned !== far) {
               warned = far;
