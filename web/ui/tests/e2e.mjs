@@ -284,9 +284,14 @@ try {
     await page.keyboard.press('Enter');
     await page.waitForSelector('text=Take offer');
     let bought = decodeURIComponent(new URL(page.url()).hash.split('/')[2]);
+    step('a wrong amount is refused first, even at a price far from the value');
+    const prefilled = await page.locator('[data-testid=order-price]').inputValue();
     await page.fill('[data-testid=order-amount]', String(LOT * 1000 + 1));
+    await page.fill('[data-testid=order-price]', '99999999');
     await page.click('[data-testid=order-submit]');
-    await page.getByRole('alert').filter({ hasText: /whole number of lots|needs about/ }).first().waitFor({ timeout: 5000 });
+    await page.getByRole('alert').filter({ hasText: /whole number of lots/ }).first().waitFor({ timeout: 5000 });
+    if (await page.locator('[data-testid=order-warning]').isVisible()) throw new Error('the page warned about the price of an order whose amount it refuses');
+    await page.fill('[data-testid=order-price]', prefilled);
     await page.fill('[data-testid=order-amount]', String(LOT));
     await page.click('[data-testid=order-submit]');
     // an ask far above what a lot is worth is warned about first (the simulated seller's price
@@ -491,8 +496,10 @@ try {
     }, getPublicKey(sk));
     await page.reload();
     await page.goto(`${WEB}/#/identity`);
-    await page.getByRole('button', { name: 'Use browser extension (NIP-07)' }).click();
-    await page.getByText('browser extension (NIP-07)').waitFor({ timeout: 15_000 });
+    // the switch reloads the page: wait for that load, then for the signer line (an inexact
+    // match also finds the button itself, before the reload)
+    await Promise.all([page.waitForEvent('load', { timeout: 15_000 }), page.getByRole('button', { name: 'Use browser extension (NIP-07)' }).click()]);
+    await page.getByText('browser extension (NIP-07)', { exact: true }).waitFor({ timeout: 15_000 });
     await page.locator('[data-testid=npub]', { hasText: npub }).waitFor({ timeout: 15_000 });
     await page.goto(`${WEB}/#/epochs`);
     await page.goto(`${WEB}/#/wallet`);
