@@ -31,10 +31,6 @@ pub(crate) fn now() -> u64 {
 
 /// Offers kept waiting for their market's announcement.
 const MAX_PARKED: usize = 10_000;
-/// Epoch announcements kept while their mint cannot be asked who its pool is.
-const MAX_UNBOUND: usize = 1_000;
-/// When the first check of unbound epoch announcements runs after the start.
-const FIRST_UNBOUND_RETRY: Duration = Duration::from_secs(5);
 /// How long after catching up with the relays the messages read are taken as handled (each is
 /// handled in a task of its own).
 const CATCH_UP_SETTLE: Duration = Duration::from_secs(2);
@@ -154,8 +150,6 @@ pub(crate) struct State {
     pub trades: HashMap<String, Live>,
     pub refusals: VecDeque<Refused>,
     parked: Vec<Event>,
-    /// Epoch announcements whose mint could not yet say who its pool is (retried).
-    unbound: Vec<Event>,
     /// Trades whose failure is in the journal.
     failed_journaled: HashSet<String>,
 }
@@ -171,8 +165,6 @@ pub(crate) struct Inner {
     pub mints: crate::settle::Mints,
     /// Pools whose epochs are traded (empty: any).
     pub pools: Vec<PublicKey>,
-    /// The pool key each mint names (used when `pools` is empty).
-    authorities: crate::authority::Authorities,
     /// How far the relays are read.
     pub reading: std::sync::Mutex<Reading>,
 }
@@ -234,7 +226,6 @@ impl Exchange {
             updates,
             mints: crate::settle::Mints::new(config.private_mints),
             pools,
-            authorities: Default::default(),
             reading: std::sync::Mutex::new(Reading::new()),
         });
         inner.recover().await?;
@@ -254,7 +245,6 @@ impl Exchange {
         }));
         tasks.push(tokio::spawn(run(inner.clone(), cancel.clone())));
         tasks.push(tokio::spawn(watch_settlements(inner.clone(), cancel.clone())));
-        tasks.push(tokio::spawn(retry_unbound(inner.clone(), cancel.clone())));
         tracing::info!(%addr, pubkey = %inner.info.pubkey, "exchange started");
         Ok(Self { inner, addr, cancel, tasks })
     }
@@ -348,13 +338,6 @@ async fn run(inner: Arc<Inner>, cancel: CancellationToken) {
     }
 }
 
-/// Check again, every 10 s until `cancel`, the epoch announcements whose mint could not say who
-/// its pool is (a task of its own: mints that do not answer hold up nothing else).
-async fn retry_unbound(inner: Arc<Inner>, cancel: CancellationToken) {
-    let inner = &inner;
-    ehash_outbox::rounds::every(tokio::time::Instant::now() + FIRST_UNBOUND_RETRY, Duration::from_secs(10), cancel, || inner.retry_unbound()).await;
-}
-
 /// Watch the trades being settled until `cancel`: deadlines and mint checks, every
 /// `poll_secs`. Deadlines are enforced only while the relays are read (see [`Reading`]).
 async fn watch_settlements(inner: Arc<Inner>, cancel: CancellationToken) {
@@ -411,23 +394,11 @@ impl Inner {
             }
         };
         let market = a.keyset.id.to_string();
-        // with no pools configured, only the key the mint itself names may announce its markets
-        if self.pools.is_empty() {
-            match self.authorities.pool_of(&a.mint_url, self.config.private_mints).await {
-                Ok(pool) if pool == ev.pubkey => {}
-                Ok(pool) => {
-                    tracing::warn!(event = %ev.id, %market, signer = %ev.pubkey, %pool, "ignoring an epoch announcement not signed by the pool its mint names");
-                    return Ok(());
-                }
-                Err(why) => {
-                    tracing::warn!(event = %ev.id, %market, reason = %why, "cannot learn who may announce this market yet; will retry");
-                    let mut st = self.state.lock().await;
-                    if st.unbound.len() < MAX_UNBOUND && !st.unbound.iter().any(|p| p.id == ev.id) {
-                        st.unbound.push(ev.clone());
-                    }
-                    return Ok(());
-                }
-            }
+        // with no pools configured, a market belongs to the key its keyset names (the owner
+        // proof, checked by `parse`): nobody else can re-sign a pool's keyset and take its market
+        if self.pools.is_empty() && a.owner_proof.is_none() {
+            tracing::warn!(event = %ev.id, %market, signer = %ev.pubkey, "ignoring an epoch announcement without its keyset's owner proof");
+            return Ok(());
         }
         let parked = {
             let mut st = self.state.lock().await;
@@ -746,20 +717,6 @@ impl Inner {
         }
         tracing::info!(markets = st.books.len(), trades = st.trades.len(), "exchange state recovered");
         Ok(())
-    }
-
-    /// Check again the epoch announcements whose mint could not say who its pool is, a few at
-    /// a time.
-    async fn retry_unbound(&self) {
-        use futures::StreamExt;
-        let events = std::mem::take(&mut self.state.lock().await.unbound);
-        futures::stream::iter(events)
-            .for_each_concurrent(4, |ev| async move {
-                if let Err(e) = self.on_epoch(&ev).await {
-                    tracing::warn!(event = %ev.id, error = %e, "handling an epoch announcement");
-                }
-            })
-            .await;
     }
 
     /// Periodic work: offers that expired leave the books.

@@ -16,7 +16,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
-mod authority;
 pub mod book;
 pub mod config;
 mod engine;

@@ -631,6 +631,63 @@ async fn a_copied_epoch_announcement_does_not_take_the_pools_market() {
     m.shutdown().await;
 }
 
+/// A squatter copies the pool's keyset into an announcement of its own, naming a mint URL whose
+/// `/v1/ehash/epochs` names the squatter's key (a proxy of the real mint would serve the same
+/// keyset, so nothing on the network tells the two apart), and hands it to the exchange first.
+/// Only the keyset's owner proof does: the market stays the pool's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatter_naming_a_mint_of_its_own_does_not_take_the_pools_market() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Market::start(dir.path(), 0).await;
+    let client = Client::default();
+    client.add_relay(m.relay.url()).await.unwrap();
+    client.connect().await;
+    let filter = nostr_sdk::prelude::Filter::new().kind(nostr_sdk::prelude::Kind::Custom(ehash_protocol::events::KIND_EPOCH_ANNOUNCEMENT)).author(m.pool_keys.public_key());
+    let real = client.fetch_events(filter).timeout(Duration::from_secs(10)).await.unwrap().into_iter().next().expect("the pool's announcement");
+    let squatter = Keys::generate();
+    let mint = squatter_mint(squatter.public_key()).await;
+    let tags = |keep_owner: bool| -> Vec<nostr_sdk::prelude::Tag> {
+        real.tags
+            .iter()
+            .filter(|t| keep_owner || t.as_slice()[0] != "owner")
+            .map(|t| if t.as_slice()[0] == "u" { nostr_sdk::prelude::Tag::parse(["u", mint.as_str()]).unwrap() } else { t.clone() })
+            .collect()
+    };
+    let copy = |keep_owner: bool| EventBuilder::new(real.kind, real.content.clone()).tags(tags(keep_owner)).custom_created_at(Timestamp::from_secs(real.created_at.as_secs() + 1)).finalize(&squatter).unwrap();
+    let ex = Exchange::start(Config { relays: vec!["ws://127.0.0.1:9".into()], ..exchange_config(&m) }).await.unwrap();
+    ex_handle(&ex, &copy(true)).await; // the pool's proof, which names the pool's key
+    ex_handle(&ex, &copy(false)).await; // no proof at all
+    ex_handle(&ex, &real).await;
+    let ms: Vec<ehash_protocol::api::MarketSummary> = get(format!("{}/api/markets", ex.url())).await;
+    assert_eq!(ms.iter().map(|s| s.pool.as_str()).collect::<Vec<_>>(), [m.pool_keys.public_key().to_hex().as_str()], "the market belongs to the key its keyset names");
+    let pools_mint = ehash_protocol::events::EpochAnnouncement::parse(&real).unwrap().mint_url;
+    assert_eq!(ms[0].mint_url, pools_mint, "at the pool's own mint");
+    client.shutdown().await;
+    ex.shutdown().await;
+    m.shutdown().await;
+}
+
+/// A mint URL (loopback, as the test market's mints are) whose `GET /v1/ehash/epochs` names
+/// `pool` as its pool key, as a squatter's proxy of a real mint would.
+async fn squatter_mint(pool: PublicKey) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let body = serde_json::json!({"pool_pubkey": pool.to_hex(), "epochs": []}).to_string();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
 /// Give an event to the exchange directly, as a relay that kept it would.
 async fn ex_handle(ex: &Exchange, ev: &nostr_sdk::prelude::Event) {
     ex.handle(ev.clone()).await;

@@ -138,8 +138,8 @@ impl Announcer {
     }
 
     /// Queue the announcement of one epoch's state and keyset (if it changed).
-    pub async fn announce_epoch(&self, mint: &MintHandle, epoch: &EpochRecord) -> Result<()> {
-        let mint = mint.mint();
+    pub async fn announce_epoch(&self, handle: &MintHandle, epoch: &EpochRecord) -> Result<()> {
+        let mint = handle.mint();
         let unit = CurrencyUnit::custom(&epoch.unit);
         let id = *mint
             .get_active_keysets()
@@ -171,6 +171,7 @@ impl Announcer {
             mint_address: Some(self.mint_address(&mint_pubkey)),
             network: Some(self.network.clone()),
             hashprice: if epoch.state == EpochState::Active { self.hashprice() } else { None },
+            owner_proof: Some(handle.owner_proof(&id, &self.keys.public_key()).await?),
         };
         let address = format!("{KIND_EPOCH_ANNOUNCEMENT}:{}:{id}", self.keys.public_key().to_hex());
         self.publish(address, a.to_builder()).await

@@ -76,6 +76,8 @@ async fn a_nostr_client_sees_the_mint_its_epochs_and_a_block_closing_one() {
     // the content is the mint's real keyset: a wallet can check DLEQ proofs with it
     let served = bridge.mint().mint().keyset_pubkeys(&epoch1.keyset.id).unwrap().keysets.remove(0);
     assert_eq!(served.keys, epoch1.keyset.keys);
+    // the keyset names the pool as its owner (`parse` checked the proof against the author)
+    assert!(epoch1.owner_proof.is_some(), "the announcement carries the keyset's owner proof");
 
     // a block closes epoch 1
     let w = wallet(dir.path(), &bridge, 1).await;

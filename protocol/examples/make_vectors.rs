@@ -14,7 +14,7 @@ use cashu::nuts::nut02::KeySetVersion;
 use cashu::nuts::{CurrencyUnit, KeySet, Keys as CashuKeys, MintKeySet, Proof, Token};
 use ehash_protocol::audit::{self, LogShare};
 use ehash_protocol::epoch::{self, CloseReason, EpochState, EpochUnit, PoolId};
-use ehash_protocol::events::epoch::EpochAnnouncement;
+use ehash_protocol::events::epoch::{self as epoch_event, EpochAnnouncement};
 use ehash_protocol::events::mint::MintAnnouncement;
 use ehash_protocol::events::offer::{Offer, OfferStatus};
 use ehash_protocol::events::settlement::{Body, Message};
@@ -46,10 +46,16 @@ fn sign(b: EventBuilder, k: &Keys, at: u64) -> Event {
 }
 
 fn keyset(unit: &str, seed: u8) -> KeySet {
+    keyset_and_owner(unit, seed).0
+}
+
+/// A keyset and the private key of its smallest amount (which signs its owner proof).
+fn keyset_and_owner(unit: &str, seed: u8) -> (KeySet, cashu::SecretKey) {
     let secp = bitcoin::secp256k1::Secp256k1::new();
     let amounts: Vec<u64> = (0..63).map(|i| 1u64 << i).collect();
     let mk = MintKeySet::generate_from_seed(&secp, &[seed; 32], &amounts, CurrencyUnit::custom(unit), "m/0'/1'".parse().unwrap(), 0, None, KeySetVersion::Version01);
-    KeySet { id: mk.id, unit: mk.unit, active: None, keys: CashuKeys::from(mk.keys), input_fee_ppk: 0, final_expiry: None }
+    let owner = mk.keys.iter().min_by_key(|(a, _)| **a).map(|(_, k)| k.secret_key.clone()).unwrap();
+    (KeySet { id: mk.id, unit: mk.unit, active: None, keys: CashuKeys::from(mk.keys), input_fee_ppk: 0, final_expiry: None }, owner)
 }
 
 fn case(name: &str, ev: &Event, reads_as: Value) -> Value {
@@ -134,8 +140,11 @@ fn main() {
 
     let closed_unit = EpochUnit::new(pool_id.clone(), 6).unit();
     let open_unit = EpochUnit::new(pool_id.clone(), 7).unit();
+    let (closed_keyset, closed_owner) = keyset_and_owner(&closed_unit, 6);
+    let (open_keyset, open_owner) = keyset_and_owner(&open_unit, 7);
     let redeemable = EpochAnnouncement {
-        keyset: keyset(&closed_unit, 6),
+        owner_proof: Some(epoch_event::owner_proof(&closed_owner, &closed_keyset.id, &pool.public_key())),
+        keyset: closed_keyset,
         mint_url: POOL_MINT.into(),
         epoch: 6,
         state: EpochState::Redeemable,
@@ -156,7 +165,8 @@ fn main() {
     };
     let redeemable_ev = sign(redeemable.to_builder(), &pool, T);
     let active = EpochAnnouncement {
-        keyset: keyset(&open_unit, 7),
+        owner_proof: Some(epoch_event::owner_proof(&open_owner, &open_keyset.id, &pool.public_key())),
+        keyset: open_keyset,
         epoch: 7,
         state: EpochState::Active,
         start: T - 60_000,
@@ -304,6 +314,8 @@ fn main() {
             refused("a trade whose tags were edited after signing", &edited, "id", "the id is not the hash of the event"),
             refused("an epoch whose keys are not its keyset id's", &swapped_keys, "content", "the NUT-02 id of the keys in the content is not `d`"),
             refused("an epoch whose d is not its keyset id", &retag(&redeemable_ev, "d", &["00ad268c4d1f5826"], &pool), "d", "`d` must be the content's keyset id"),
+            refused("the pool's epoch copied and re-signed by another key", &ev_json(&sign(redeemable.to_builder(), &stranger, T + 1)), "owner", "the owner proof is the keyset's signature of the pool's key, not of the signer's"),
+            refused("an epoch whose owner proof is not a signature", &retag(&redeemable_ev, "owner", &["00"], &pool), "owner", "the owner proof is a 64-byte BIP-340 signature in hex"),
             refused("an active epoch with an end", &retag(&active_ev, "end", &[&T.to_string()], &pool), "end", "an active epoch has no end"),
             refused("a trade id that is not 32 hex digits", &retag(&trade_ev, "d", &["trade-1"], &exchange), "d", "a trade id is 32 hex characters"),
             refused("a trade whose sats are not its amount at its price", &retag(&trade_ev, "sats", &[&wrong_sats], &exchange), "sats", "sats = amount / lot × sats per lot"),

@@ -152,6 +152,28 @@ impl MintHandle {
         self.gate.clone().read_owned().await
     }
 
+    /// The owner proof of keyset `id` for the pool key `pool` (protocol §5, "The owner proof"):
+    /// the keyset's key for its smallest amount, derived again from the seed and the keyset's
+    /// stored derivation path, signs the pool's key.
+    pub async fn owner_proof(&self, id: &cdk::nuts::Id, pool: &nostr_sdk::prelude::PublicKey) -> Result<String> {
+        use cdk::nuts::MintKeySet;
+        let inconsistent = |why: String| crate::error::Error::Inconsistent(why);
+        let mut tx = MintKeysDatabase::begin_transaction(&*self.store).await?;
+        let infos = tx.get_keyset_infos().await;
+        if let Err(e) = tx.rollback().await {
+            tracing::debug!(error = %e, "ending a read of the keysets");
+        }
+        let info = infos?.into_iter().find(|k| k.id == *id).ok_or_else(|| inconsistent(format!("keyset {id} is not stored")))?;
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let xpriv = bitcoin::bip32::Xpriv::new_master(bitcoin::Network::Bitcoin, &self.seed).map_err(|e| inconsistent(format!("the mint seed: {e}")))?;
+        let keyset = MintKeySet::generate_from_xpriv(&secp, xpriv, &info.amounts, info.unit.clone(), info.derivation_path.clone(), info.input_fee_ppk, info.final_expiry, id.get_version());
+        if keyset.id != *id {
+            return Err(inconsistent(format!("keyset {id} does not derive from the seed (derived {})", keyset.id)));
+        }
+        let secret = keyset.keys.iter().min_by_key(|(amount, _)| **amount).map(|(_, k)| k.secret_key.clone()).ok_or_else(|| inconsistent(format!("keyset {id} has no keys")))?;
+        Ok(ehash_protocol::events::epoch::owner_proof(&secret, id, pool))
+    }
+
     /// Rebuild the mint for a new set of epochs and swap it in; the old mint is stopped.
     pub async fn rebuild(&self, epochs: &[EpochRecord]) -> Result<()> {
         let _guard = self.rebuild_lock.lock().await;

@@ -9,17 +9,23 @@
 //!          ["reason","block|operator"],["block","<block hash hex>"],
 //!          ["log","<share log root hex>"],["unit_size","<log2 hashes per unit>"],
 //!          ["height","<block height>"],["payout","<sats>"],["expires","<unix>"],
-//!          ["a","38172:<pool pubkey>:<mint pubkey>"],["alt","…"]]}
+//!          ["a","38172:<pool pubkey>:<mint pubkey>"],["owner","<BIP-340 signature>"],["alt","…"]]}
 //! ```
 //!
 //! `end`, `issued`, `shares` and `reason` are present once the epoch is no longer active;
 //! `block` when it closed on a found block. The content lets a wallet check DLEQ proofs and the
-//! keyset id (NUT-02) without asking the mint.
+//! keyset id (NUT-02) without asking the mint. `owner` is the keyset's own signature of the
+//! announcing key ([`owner_digest`]): only the mint that holds the keyset's private keys can
+//! make it, so a copy re-signed by another key is refused.
 
 use std::str::FromStr;
 
-use cashu::nuts::KeySet;
+use bitcoin::hashes::{Hash, HashEngine, sha256};
+use bitcoin::secp256k1::{Keypair, Message, schnorr};
+use cashu::SECP256K1;
+use cashu::nuts::{Id, KeySet};
 use nostr::event::{Event, EventBuilder, Kind, Tag};
+use nostr::key::PublicKey;
 
 use super::{KIND_EPOCH_ANNOUNCEMENT, KIND_MINT_ANNOUNCEMENT, alt, check_kind, check_url, optional_u64, parse_u64, required, tag_value};
 use crate::epoch::{CloseReason, EpochState, EpochUnit};
@@ -66,6 +72,48 @@ pub struct EpochAnnouncement {
     pub network: Option<String>,
     /// An active epoch's expected sats per ehash when announced ([`crate::epoch::hashprice`]).
     pub hashprice: Option<f64>,
+    /// The keyset's signature of the announcing key ([`owner_proof`]), hex; checked against
+    /// the event's author when read.
+    pub owner_proof: Option<String>,
+}
+
+/// BIP-340 tag of the owner proof's message (protocol §5, "The owner proof").
+pub const OWNER_PROOF_TAG: &str = "ehash/keyset-owner";
+
+/// The message an owner proof signs: the BIP-340 tagged hash (tag [`OWNER_PROOF_TAG`]) of the
+/// keyset id's bytes followed by the 32-byte x-only key of the pool that announces it.
+pub fn owner_digest(keyset: &Id, pool: &PublicKey) -> [u8; 32] {
+    let tag = sha256::Hash::hash(OWNER_PROOF_TAG.as_bytes());
+    let mut engine = sha256::Hash::engine();
+    engine.input(tag.as_byte_array());
+    engine.input(tag.as_byte_array());
+    engine.input(&keyset.to_bytes());
+    engine.input(&pool.to_bytes());
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
+/// The key that signs a keyset's owner proof: its key for the smallest amount.
+pub fn owner_key(keyset: &KeySet) -> Option<cashu::PublicKey> {
+    keyset.keys.iter().min_by_key(|(amount, _)| **amount).map(|(_, k)| *k)
+}
+
+/// The owner proof of `keyset` for `pool` (hex BIP-340 signature of [`owner_digest`]), made
+/// with `secret`, the private key of [`owner_key`]. Deterministic (no auxiliary randomness).
+pub fn owner_proof(secret: &cashu::SecretKey, keyset: &Id, pool: &PublicKey) -> String {
+    let keypair = Keypair::from_secret_key(&SECP256K1, secret);
+    let sig = SECP256K1.sign_schnorr_no_aux_rand(&Message::from_digest(owner_digest(keyset, pool)), &keypair);
+    hex::encode(sig.serialize())
+}
+
+/// Check that `proof` is `keyset`'s owner proof for `pool`; `Err` says why not.
+pub fn verify_owner_proof(keyset: &KeySet, pool: &PublicKey, proof: &str) -> Result<(), String> {
+    let bytes = hex::decode(proof).ok().filter(|b| b.len() == 64).ok_or("is not a 64-byte signature in hex")?;
+    let sig = schnorr::Signature::from_slice(&bytes).map_err(|_| "is not a BIP-340 signature")?;
+    let key = owner_key(keyset).ok_or("the keyset has no keys")?;
+    let xonly = key.x_only_public_key();
+    SECP256K1
+        .verify_schnorr(&sig, &Message::from_digest(owner_digest(&keyset.id, pool)), &xonly)
+        .map_err(|_| format!("is not the keyset's signature of the announcing key {pool} (a copy of another pool's announcement?)"))
 }
 
 impl EpochAnnouncement {
@@ -117,6 +165,9 @@ impl EpochAnnouncement {
         }
         if let Some(h) = self.hashprice {
             b = b.tag(Tag::custom("hashprice", [format!("{h:e}")]));
+        }
+        if let Some(p) = &self.owner_proof {
+            b = b.tag(Tag::custom("owner", [p.clone()]));
         }
         b.tag(alt(format!(
             "ehash epoch {} ({}) is {}: keyset {}",
@@ -215,7 +266,11 @@ impl EpochAnnouncement {
         let hashprice = tag_value(event, "hashprice")
             .map(|h| h.parse::<f64>().ok().filter(|h| h.is_finite() && *h >= 0.0).ok_or_else(|| SchemaError::new("hashprice", format!("{h:?} is not a non-negative number"))))
             .transpose()?;
-        Ok(Self { keyset, mint_url, epoch, state, start, end, issued, shares, reason, block_hash, log_root, unit_log2, height, payout, expires, mint_address, network, hashprice })
+        let owner_proof = tag_value(event, "owner").map(str::to_owned);
+        if let Some(p) = &owner_proof {
+            verify_owner_proof(&keyset, &event.pubkey, p).map_err(|why| SchemaError::new("owner", why))?;
+        }
+        Ok(Self { keyset, mint_url, epoch, state, start, end, issued, shares, reason, block_hash, log_root, unit_log2, height, payout, expires, mint_address, network, hashprice, owner_proof })
     }
 }
 
@@ -228,9 +283,14 @@ mod tests {
     use nostr::key::Keys as NostrKeys;
 
     pub(crate) fn keyset(unit: &str) -> KeySet {
+        let mk = mint_keyset(unit);
+        KeySet { id: mk.id, unit: mk.unit, active: None, keys: Keys::from(mk.keys), input_fee_ppk: 0, final_expiry: None }
+    }
+
+    fn mint_keyset(unit: &str) -> MintKeySet {
         let secp = bitcoin::secp256k1::Secp256k1::new();
         let amounts: Vec<u64> = (0..8).map(|i| 1 << i).collect();
-        let mk = MintKeySet::generate_from_seed(
+        MintKeySet::generate_from_seed(
             &secp,
             &[7u8; 32],
             &amounts,
@@ -239,8 +299,7 @@ mod tests {
             0,
             None,
             KeySetVersion::Version01,
-        );
-        KeySet { id: mk.id, unit: mk.unit, active: None, keys: Keys::from(mk.keys), input_fee_ppk: 0, final_expiry: None }
+        )
     }
 
     fn closed() -> EpochAnnouncement {
@@ -263,7 +322,36 @@ mod tests {
             mint_address: Some(format!("38172:{}:{}", "aa".repeat(32), "02".repeat(33))),
             network: Some("signet".into()),
             hashprice: Some(1.5e-6),
+            owner_proof: None,
         }
+    }
+
+    #[test]
+    fn only_the_keysets_owner_can_name_the_pool() {
+        let pool = NostrKeys::generate();
+        let mk = mint_keyset("hash_ab12_3");
+        let smallest = mk.keys.iter().min_by_key(|(a, _)| **a).map(|(_, k)| k.secret_key.clone()).unwrap();
+        let mut a = closed();
+        a.owner_proof = Some(owner_proof(&smallest, &a.keyset.id, &pool.public_key()));
+        let ev = a.to_builder().finalize(&pool).unwrap();
+        assert_eq!(EpochAnnouncement::parse(&ev).unwrap(), a, "the pool's own announcement reads");
+        // a copier re-signs the same tags: the proof names the pool's key, not the copier's
+        let copier = NostrKeys::generate();
+        let copy = a.to_builder().finalize(&copier).unwrap();
+        let e = EpochAnnouncement::parse(&copy).unwrap_err();
+        assert_eq!(e.field, "owner");
+        assert!(e.to_string().contains("a copy of another pool's announcement"), "{e}");
+        // nor can the copier make a proof of its own without the keyset's private key
+        let mut forged = a.clone();
+        forged.owner_proof = Some(owner_proof(&cashu::SecretKey::generate(), &a.keyset.id, &copier.public_key()));
+        assert_eq!(EpochAnnouncement::parse(&forged.to_builder().finalize(&copier).unwrap()).unwrap_err().field, "owner");
+        // nor reuse a proof made for another keyset of the same mint
+        let mut other = a.clone();
+        other.owner_proof = Some(owner_proof(&smallest, &keyset("hash_ab12_4").id, &pool.public_key()));
+        assert_eq!(EpochAnnouncement::parse(&other.to_builder().finalize(&pool).unwrap()).unwrap_err().field, "owner");
+        let mut garbage = a;
+        garbage.owner_proof = Some("zz".into());
+        assert_eq!(EpochAnnouncement::parse(&garbage.to_builder().finalize(&pool).unwrap()).unwrap_err().field, "owner");
     }
 
     #[test]

@@ -1006,7 +1006,7 @@ async function epochsView(root: HTMLElement) {
   const list = [...app.epochs.values()].sort((a, b) => b.epoch - a.epoch);
   root.replaceChildren(
     h('h1', {}, 'Epoch explorer'),
-    h('p', { class: 'muted' }, 'Every epoch is announced by the pool as a signed nostr event (kind 38180) carrying its keyset. This page checks each signature, that the pool the market names signed it, and that the keyset id derives from the keys (NUT-02), so ehash can be verified without trusting the exchange.'),
+    h('p', { class: 'muted' }, 'Every epoch is announced by the pool as a signed nostr event (kind 38180) carrying its keyset. This page checks each signature, that the pool the market names signed it, that the keyset id derives from the keys (NUT-02), and that the keyset itself names the signer as its pool (the owner proof, which no copier can make), so ehash can be verified without trusting the exchange.'),
     ...list.map((e) =>
       h(
         'article',

@@ -6,7 +6,8 @@ import { finalizeEvent, generateSecretKey, getPublicKey, verifyEvent, type Event
 import * as nip19 from 'nostr-tools/nip19';
 import * as nip44 from 'nostr-tools/nip44';
 import { deriveKeysetId } from '@cashu/cashu-ts';
-import { bytesToHex, hexToBytes } from './util';
+import { schnorr } from '@noble/curves/secp256k1.js';
+import { bytesToHex, hexToBytes, isHex, sha256Bytes } from './util';
 import * as store from './db';
 
 export type { Event };
@@ -336,7 +337,38 @@ export interface EpochCheck {
   ok: boolean;
 }
 
-/** Check an epoch announcement: signature, author = the pool's key, `d` = content.id, and the keyset id derived from the keys (NUT-02). */
+/** The message a keyset's owner proof signs (protocol §5, "The owner proof"): the BIP-340 tagged hash, tag `ehash/keyset-owner`, of the keyset id's bytes followed by the announcing pool's 32-byte key. */
+export function ownerDigest(keysetId: string, pool: string): Uint8Array {
+  const tag = sha256Bytes('ehash/keyset-owner');
+  const id = hexToBytes(keysetId);
+  const key = hexToBytes(pool);
+  const msg = new Uint8Array(64 + id.length + key.length);
+  msg.set(tag, 0);
+  msg.set(tag, 32);
+  msg.set(id, 64);
+  msg.set(key, 64 + id.length);
+  return sha256Bytes(msg);
+}
+
+/** Check the `owner` tag: the keyset's key for its smallest amount signed the event's author, so only the pool that holds the keyset can announce it. */
+function ownerCheck(ev: Event, keysetId: string, keys: Record<string, string> | undefined): EpochCheck['checks'][number] {
+  const name = 'keyset owner';
+  const proof = tag(ev, 'owner');
+  if (proof === undefined) return { name, ok: false, detail: 'no owner proof: nothing shows that the keyset\'s mint named this key' };
+  const amounts = Object.keys(keys ?? {}).filter((a) => /^[0-9]+$/.test(a));
+  const smallest = amounts.sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0))[0];
+  const key = smallest === undefined ? undefined : keys?.[smallest];
+  if (!isHex(proof, 128) || !key || !isHex(key, 66) || !isHex(keysetId)) return { name, ok: false, detail: 'the owner proof is not a 64-byte signature in hex' };
+  let ok = false;
+  try {
+    ok = schnorr.verify(hexToBytes(proof), ownerDigest(keysetId, ev.pubkey), hexToBytes(key).slice(1));
+  } catch {
+    ok = false;
+  }
+  return { name, ok, detail: ok ? 'the keyset itself names the signer as its pool' : 'the owner proof is not the keyset\'s signature of the signer (a copy of another pool\'s announcement?)' };
+}
+
+/** Check an epoch announcement: signature, author = the pool's key, `d` = content.id, the keyset id derived from the keys (NUT-02), and the keyset's owner proof. */
 export function checkEpoch(ev: Event, pool: string | undefined): EpochCheck {
   const checks: EpochCheck['checks'] = [];
   const sig = verifyEvent(ev);
@@ -360,6 +392,7 @@ export function checkEpoch(ev: Event, pool: string | undefined): EpochCheck {
     }
     checks.push({ name: 'keys', ok: derived === d, detail: derived === d ? 'the id derives from the keys (NUT-02)' : `the keys derive ${derived}` });
   }
+  checks.push(ownerCheck(ev, d, content.keys));
   checks.push(stateCheck(ev));
   const n = (k: string) => (tag(ev, k) !== undefined ? Number(tag(ev, k)) : undefined);
   return {
