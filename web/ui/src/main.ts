@@ -33,6 +33,8 @@ const app = {
 };
 
 const main = () => document.getElementById('main')!;
+/** How often the wallet tries again what a mint left unresolved (a payment, redemption or deposit). */
+const RETRY_MS = 15_000;
 /** The container of the view being shown; a view that finishes after the user moved on draws into a detached one. */
 let viewRoot: HTMLElement = document.createElement('div');
 
@@ -1134,6 +1136,7 @@ async function start() {
   await app.agent.start();
   watchMyTrades();
   await wallet.resume();
+  wallet.retryEvery(RETRY_MS);
   wallet
     .restorePending()
     .then((n) => n !== null && notice(`restored ${fmt(n)} from the relays' NIP-60 backup; new offers take keys past the ones the relays show`))

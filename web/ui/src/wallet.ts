@@ -188,8 +188,24 @@ export async function history(): Promise<HistoryItem[]> {
 
 // ---------------------------------------------------------------- operations owned by the wallet
 
-/** Run a wallet-owned operation to its end; the history item `hid` follows it (`done` after it, or `melted` after a redemption's melt, whose sats are minted next). */
-async function runOp(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
+/** The wallet's operations running in this page, by op id. */
+const running = new Map<string, Promise<cashu.StoredProof[]>>();
+
+/**
+ * Run a wallet-owned operation to its end; the history item `hid` follows it (`done` after it, or
+ * `melted` after a redemption's melt, whose sats are minted next). An operation already running
+ * (the user's own call, and the periodic retry finding it in the store) is joined, never sent
+ * twice at once.
+ */
+function runOp(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
+  const already = running.get(op.id);
+  if (already) return already;
+  const run = runOpOnce(op, hid).finally(() => running.delete(op.id));
+  running.set(op.id, run);
+  return run;
+}
+
+async function runOpOnce(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
   try {
     const proofs = await cashu.execute(op);
     let given: cashu.StoredProof[] = [];
@@ -209,7 +225,7 @@ async function runOp(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
       const owed = h?.kind === 'redeem' && op.kind === 'mint';
       await store.write((b) => {
         cashu.releaseOp(b, op, e.spent);
-        if (h) b.put('history', { ...h, state: owed ? 'melted' : 'failed', note: owed ? `minting the sats: ${e.message}; tried again on the next visit` : e.message, op: undefined });
+        if (h) b.put('history', { ...h, state: owed ? 'melted' : 'failed', note: owed ? `minting the sats: ${e.message}; tried again while this page is open, and on the next visit` : e.message, op: undefined });
       });
       changed();
     }
@@ -217,8 +233,21 @@ async function runOp(op: cashu.Op, hid: string): Promise<cashu.StoredProof[]> {
   }
 }
 
-/** Finish what a reload interrupted. */
-export async function resume(): Promise<void> {
+let resuming: Promise<void> | null = null;
+
+/** Finish what a reload interrupted, or a mint that could not be reached left unresolved (a second call while one runs joins it); deposits younger than `depositAge` seconds are watched again. */
+export function resume(depositAge = 7 * 86_400): Promise<void> {
+  resuming ??= resumeOnce(depositAge).finally(() => (resuming = null));
+  return resuming;
+}
+
+/** Every `ms`, try again what is unresolved ({@link resume}): a payment, redemption or deposit whose mint did not answer finishes once it does, without a reload. */
+export function retryEvery(ms: number): void {
+  // an invoice nobody paid within the hour is looked at again on the next visit only
+  setInterval(() => void resume(3600), ms);
+}
+
+async function resumeOnce(depositAge: number): Promise<void> {
   const ops = (await store.all<cashu.Op>('ops')).filter((o) => o.owner.startsWith('wallet:'));
   for (const op of ops) {
     try {
@@ -229,7 +258,7 @@ export async function resume(): Promise<void> {
   }
   // every deposit not yet minted: the quote's state at the mint says what to do
   for (const h of await history()) {
-    if (h.kind === 'deposit' && (h.state === 'unpaid' || h.state === 'minting') && !h.op && h.quote && now() - h.at < 7 * 86_400) void waitDeposit(h);
+    if (h.kind === 'deposit' && (h.state === 'unpaid' || h.state === 'minting') && !h.op && h.quote && now() - h.at < depositAge) void waitDeposit(h);
     // a redemption melted but whose sats were not minted yet
     if (h.kind === 'redeem' && h.state === 'melted' && !h.op) void mintRedeemed(h).catch((e) => console.warn('redemption', e));
   }
@@ -277,7 +306,7 @@ async function waitDeposit(h: HistoryItem): Promise<void> {
       paid = q.state === 'PAID';
       if (!paid) await sleep(1000);
     }
-    // still unpaid: it stays `unpaid` and is looked at again on the next visit
+    // still unpaid: it stays `unpaid` and is looked at again by the next retry round or visit
     if (!paid) return;
     const ks = await cashu.activeKeyset(h.mint, 'sat');
     const op = cashu.newOp({ kind: 'mint', mint: h.mint, unit: 'sat', keysetId: ks.id, inputs: [], quote: h.quote, outputs: cashu.randomOutputs(h.amount, ks), give: 0, purpose: 'deposit', owner: `wallet:${h.id}` });
