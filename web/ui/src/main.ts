@@ -625,6 +625,8 @@ async function tradesView(root: HTMLElement) {
 
 /** Redemption terms the user is looking at (by mint and unit), kept across redraws. */
 const redeemShown = new Map<string, wallet.RedeemTerms>();
+/** Redemptions whose terms the pool's mint is being asked for (by mint and unit), across redraws. */
+const redeemAsking = new Set<string>();
 
 async function walletView(root: HTMLElement) {
   const bal = h('section', {});
@@ -634,7 +636,8 @@ async function walletView(root: HTMLElement) {
     await loadMarkets().catch(() => undefined);
     const marketOf = (b: wallet.Balance) => app.markets.find((m) => m.unit === b.unit && cashu.normalizeUrl(m.mint_url) === b.mint);
     // redeeming asks the pool's mint for its terms first, and melts only once the user agrees;
-    // the terms on show survive the redraws that backups and market activity bring
+    // the question in flight and the terms on show survive the redraws that backups and market
+    // activity bring (terms that arrive after a redraw show in the row drawn since)
     const redeemBtn = (b: wallet.Balance, m: MarketSummary) => {
       const key = `${b.mint} ${b.unit}`;
       const box = h('span', {});
@@ -665,16 +668,28 @@ async function walletView(root: HTMLElement) {
               title: `redeem ${fmt(b.free)} ${b.unit} at the pool's mint`,
               onclick: (e: Event) =>
                 void act(e.currentTarget as HTMLButtonElement, async () => {
-                  const t = await wallet.redeemTerms(m, b.free);
-                  redeemShown.set(key, t);
-                  showTerms(t);
+                  redeemAsking.add(key);
+                  showAsking();
+                  try {
+                    const t = await wallet.redeemTerms(m, b.free);
+                    redeemShown.set(key, t);
+                    if (box.isConnected) showTerms(t);
+                  } catch (err) {
+                    if (box.isConnected) showAsk();
+                    throw err;
+                  } finally {
+                    redeemAsking.delete(key);
+                    if (!box.isConnected) redrawSoon();
+                  }
                 }),
             },
             'Redeem',
           ),
         );
+      const showAsking = () => box.replaceChildren(h('span', { class: 'muted', 'data-testid': 'redeem-asking' }, 'asking the pool’s mint for its terms…'));
       const shown = redeemShown.get(key);
       if (shown && shown.amount === b.free) showTerms(shown);
+      else if (redeemAsking.has(key)) showAsking();
       else showAsk();
       return box;
     };

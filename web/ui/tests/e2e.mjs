@@ -571,8 +571,37 @@ try {
     const satBefore = await sat();
     await snap('redeemable');
     step(`redeem ${held} ${unit} at ${pool}`);
+    // the pool's mint takes its time over the melt quote, and the page redraws meanwhile (a
+    // backup here; market activity in real use): the row says the question is in flight, offers
+    // no second Redeem, and shows the terms when they come (CI failure: the terms went to a row
+    // a redraw had replaced, and the page showed Redeem again as if nothing was asked)
+    let release;
+    const answered = new Promise((r) => (release = r));
+    let asked = false;
+    await page.route('**/v1/melt/quote/ehash-redeem', async (route) => {
+      asked = true;
+      await answered;
+      await route.continue();
+    });
     await row.locator('[data-testid=redeem]').click();
+    await page.locator('[data-testid=redeem-asking]').waitFor({ timeout: 15_000 });
+    for (let i = 0; !asked; i++) {
+      if (i > 150) throw new Error('the page never asked the pool for a melt quote');
+      await page.waitForTimeout(100);
+    }
+    // a finished backup redraws the balances (its line is part of them)
+    const backupNow = page.getByRole('button', { name: 'Back up now' });
+    await backupNow.click();
+    for (let i = 0; !(await backupNow.isEnabled()); i++) {
+      if (i > 300) throw new Error('the backup did not finish within 30 s');
+      await page.waitForTimeout(100);
+    }
+    await page.waitForTimeout(1000);
+    if (!(await page.locator('[data-testid=redeem-asking]').isVisible())) throw new Error('a redraw forgot the redemption being asked for');
+    if (await page.locator(`tr[data-unit="${unit}"] [data-testid=redeem]`).count()) throw new Error('a second Redeem was offered while the first was being asked');
+    release();
     const terms = await page.locator('[data-testid=redeem-terms]').textContent({ timeout: 15_000 });
+    await page.unroute('**/v1/melt/quote/ehash-redeem');
     step(`the pool's mint offers: ${terms}`);
     if (Number(((await page.locator(`tr[data-unit="${unit}"] [data-testid=balance-ehash]`).textContent()) ?? '').replace(/\D/g, '')) !== held) throw new Error('the ehash left the wallet before the user agreed to the terms');
     await page.click('[data-testid=redeem-confirm]');
