@@ -92,7 +92,7 @@ export class ExchangeApi {
   private async get<T>(path: string): Promise<T> {
     let r: Response;
     try {
-      r = await fetch(`${this.base}${path}`);
+      r = await fetch(`${this.base}${path}`, { signal: AbortSignal.timeout(30_000) });
     } catch (e) {
       throw new Error(`the exchange at ${this.base} cannot be reached (${(e as Error).message}); is it running?`);
     }

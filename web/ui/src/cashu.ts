@@ -3,7 +3,7 @@
 // and blinding factors before it is sent; sending it again is safe, and when the mint already
 // did it the outputs' signatures are fetched back with NUT-09 restore. HTLC locks (NUT-14) for
 // the market's swaps are built and checked here too (protocol §10).
-import { Amount, HttpResponseError, Mint, MintOperationError, OutputData, getDecodedToken, getEncodedToken, getTokenMetadata, hasValidDleq, hashToCurve, signMintQuote, type Proof } from '@cashu/cashu-ts';
+import { Amount, HttpResponseError, Mint, MintOperationError, OutputData, getDecodedToken, getEncodedToken, getTokenMetadata, hasValidDleq, hashToCurve, setGlobalRequestOptions, signMintQuote, type Proof } from '@cashu/cashu-ts';
 import { schnorr, secp256k1 } from '@noble/curves/secp256k1.js';
 import * as store from './db';
 import { bytesToHex, hexToBytes, randomId, sha256Bytes, sha256Hex } from './util';
@@ -92,6 +92,10 @@ const keysCache = new Map<string, Promise<Record<string, string>>>();
 export function normalizeUrl(u: string): string {
   return u.replace(/\/+$/, '');
 }
+
+/** How long one request to a mint may take: a mint that does not answer by then counts as unreachable (asked again later, never as a refusal). */
+export const MINT_TIMEOUT_MS = 30_000;
+setGlobalRequestOptions({ requestTimeout: MINT_TIMEOUT_MS });
 
 export function mintOf(url: string): Mint {
   return new Mint(normalizeUrl(url));

@@ -216,4 +216,20 @@ assert.equal(JSON.parse(c.refundWitness(lock, sk)[0].witness).preimage, '');
 assert.equal(JSON.parse(c.refundWitness(lock, sk, true)[0].witness).preimage, '00'.repeat(32));
 assert.equal(JSON.parse(c.refundWitness(lock, sk, true)[0].witness).signatures.length, 1);
 
+// a mint that accepts the connection and never answers: the page's call ends after
+// MINT_TIMEOUT_MS as "cannot be reached" (asked again later), never hanging the page
+{
+  const { createServer } = await import('node:net');
+  const held = [];
+  const tarpit = createServer((s) => held.push(s));
+  await new Promise((r) => tarpit.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${tarpit.address().port}`;
+  const t0 = Date.now();
+  await assert.rejects(c.keysets(url), (e) => e instanceof c.Unreachable && /cannot be reached/.test(e.message));
+  const took = Date.now() - t0;
+  assert.ok(took >= c.MINT_TIMEOUT_MS - 1000 && took < c.MINT_TIMEOUT_MS + 10_000, `a silent mint was given up after ${took} ms, not ${c.MINT_TIMEOUT_MS}`);
+  for (const s of held) s.destroy();
+  tarpit.close();
+}
+
 console.log('ok unit');
