@@ -217,6 +217,12 @@ impl Earner {
                 continue;
             }
             let log = ehash_wallet::audit::served_log(&mint, e.epoch, ehash_protocol::audit::LOG_PAGE_MAX).await.map_err(|err| err.to_string())?;
+            if log.root.is_none() {
+                // the pool commits a closed epoch's log right after telling miners of the next
+                // epoch: not committed yet is not a broken commitment; looked at next round
+                tracing::debug!(epoch = e.epoch, "the closed epoch's share log is not committed yet");
+                continue;
+            }
             let c = ehash_wallet::audit::inclusion(&log, &mine);
             let mut excluded = (c.missing.len() + c.wrong.len()) as u64;
             if !c.committed {

@@ -237,6 +237,42 @@ async fn an_epoch_change_moves_to_a_new_quote_without_losing_the_old_credit() {
     bridge.shutdown().await;
 }
 
+/// The pool tells miners of a new epoch before it has committed the closed one's share log (the
+/// commitment follows the close). A proxy that looks the log up in between finds no root yet:
+/// that is not a broken commitment, and the epoch is looked at again (CI's `ehash up` runs warned
+/// "the pool's share log is not the one it committed to" and counted a share excluded for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_log_not_committed_yet_is_looked_at_again_not_reported() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = MintBridge::start(bridge_config(&dir.path().join("pool"), free(), free())).await.unwrap();
+    let front = ehash_testkit::front::Front::start(bridge.mint_url()).await;
+    let proxy = Proxy::start(proxy_config(dir.path(), bridge.stratum_addr(), &front.url())).await.unwrap();
+    let (mut a, job) = miner(&proxy, "rig1").await;
+    for i in 0..3 {
+        assert_eq!(submit(&mut a, "rig1", &job, i).await["result"], true);
+    }
+    proxy.mint_now().await.unwrap();
+    bridge.epochs().close_active(ehash_protocol::epoch::CloseReason::Operator, None).await.unwrap();
+    // the log as the pool serves it between the close and the commitment: every share, no root
+    let path = "/v1/ehash/epochs/1/log";
+    let log = bitreq::get(format!("{}{path}?limit={}", bridge.mint_url(), ehash_protocol::audit::LOG_PAGE_MAX)).send_async().await.unwrap();
+    let mut log: Value = serde_json::from_str(log.as_str().unwrap()).unwrap();
+    assert!(log["root"].is_string(), "the pool committed the log when the close returned: {log}");
+    log["root"] = Value::Null;
+    front.fail(path, None, 1, ehash_testkit::front::Fault::Status { code: 200, body: log.to_string(), retry_after: None });
+    proxy.mint_now().await.unwrap();
+    assert_eq!(front.seen(path).len(), 1, "the proxy looked the log up once");
+    let st = proxy.status().await;
+    assert_eq!((st.earnings.included_shares, st.earnings.excluded_shares), (0, 0), "a log without its root yet is neither clean nor broken");
+    // the next round finds it committed
+    proxy.mint_now().await.unwrap();
+    let st = proxy.status().await;
+    assert_eq!((st.earnings.included_shares, st.earnings.excluded_shares), (3, 0));
+    proxy.shutdown();
+    bridge.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credits_accrue_while_the_mint_is_down_and_are_all_minted_later() {
     init();
