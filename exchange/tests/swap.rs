@@ -608,11 +608,7 @@ async fn a_copied_epoch_announcement_does_not_take_the_pools_market() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), 0).await;
     // the pool's announcement, as anyone can read it from the relay
-    let client = Client::default();
-    client.add_relay(m.relay.url()).await.unwrap();
-    client.connect().await;
-    let filter = nostr_sdk::prelude::Filter::new().kind(nostr_sdk::prelude::Kind::Custom(ehash_protocol::events::KIND_EPOCH_ANNOUNCEMENT)).author(m.pool_keys.public_key());
-    let real = client.fetch_events(filter).timeout(Duration::from_secs(10)).await.unwrap().into_iter().next().expect("the pool's announcement");
+    let real = pool_announcement(&m).await;
     // a copier re-signs it, dated later so it would win a tie
     let copier = Keys::generate();
     let copy = EventBuilder::new(real.kind, real.content.clone())
@@ -626,7 +622,6 @@ async fn a_copied_epoch_announcement_does_not_take_the_pools_market() {
     ex_handle(&ex, &real).await;
     let ms: Vec<ehash_protocol::api::MarketSummary> = get(format!("{}/api/markets", ex.url())).await;
     assert_eq!(ms.iter().map(|s| s.pool.as_str()).collect::<Vec<_>>(), [m.pool_keys.public_key().to_hex().as_str()], "the market belongs to the pool its mint names");
-    client.shutdown().await;
     ex.shutdown().await;
     m.shutdown().await;
 }
@@ -639,11 +634,7 @@ async fn a_copied_epoch_announcement_does_not_take_the_pools_market() {
 async fn a_squatter_naming_a_mint_of_its_own_does_not_take_the_pools_market() {
     let dir = tempfile::tempdir().unwrap();
     let m = Market::start(dir.path(), 0).await;
-    let client = Client::default();
-    client.add_relay(m.relay.url()).await.unwrap();
-    client.connect().await;
-    let filter = nostr_sdk::prelude::Filter::new().kind(nostr_sdk::prelude::Kind::Custom(ehash_protocol::events::KIND_EPOCH_ANNOUNCEMENT)).author(m.pool_keys.public_key());
-    let real = client.fetch_events(filter).timeout(Duration::from_secs(10)).await.unwrap().into_iter().next().expect("the pool's announcement");
+    let real = pool_announcement(&m).await;
     let squatter = Keys::generate();
     let mint = squatter_mint(squatter.public_key()).await;
     let tags = |keep_owner: bool| -> Vec<nostr_sdk::prelude::Tag> {
@@ -662,9 +653,19 @@ async fn a_squatter_naming_a_mint_of_its_own_does_not_take_the_pools_market() {
     assert_eq!(ms.iter().map(|s| s.pool.as_str()).collect::<Vec<_>>(), [m.pool_keys.public_key().to_hex().as_str()], "the market belongs to the key its keyset names");
     let pools_mint = ehash_protocol::events::EpochAnnouncement::parse(&real).unwrap().mint_url;
     assert_eq!(ms[0].mint_url, pools_mint, "at the pool's own mint");
-    client.shutdown().await;
     ex.shutdown().await;
     m.shutdown().await;
+}
+
+/// The pool's epoch announcement, as anyone can read it from the market's relay.
+async fn pool_announcement(m: &Market) -> nostr_sdk::prelude::Event {
+    let client = Client::default();
+    client.add_relay(m.relay.url()).await.unwrap();
+    client.connect().await;
+    let filter = nostr_sdk::prelude::Filter::new().kind(nostr_sdk::prelude::Kind::Custom(ehash_protocol::events::KIND_EPOCH_ANNOUNCEMENT)).author(m.pool_keys.public_key());
+    let real = client.fetch_events(filter).timeout(Duration::from_secs(10)).await.unwrap().into_iter().next().expect("the pool's announcement");
+    client.shutdown().await;
+    real
 }
 
 /// A mint URL (loopback, as the test market's mints are) whose `GET /v1/ehash/epochs` names
